@@ -1,0 +1,137 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/apiaryhq/apiary"
+)
+
+const maxNameLen = 100
+
+type createAccountRequest struct {
+	Name string `json:"name"`
+}
+
+type createAccountResponse struct {
+	ID      apiary.AccountID `json:"id"`
+	Name    string           `json:"name"`
+	Token   string           `json:"token"`
+	TokenID apiary.TokenID   `json:"token_id"`
+}
+
+// createAccount makes an account, its key and its first admin token (shown
+// once). The key and the token are made before the account record, so an
+// account never exists without them.
+func (s *Server) createAccount(c echo.Context) error {
+	var req createAccountRequest
+	if err := readJSON(c, &req); err != nil {
+		return err
+	}
+	if err := checkName("name", req.Name, maxNameLen); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	id := apiary.NewAccountID()
+	if err := s.deps.Keys.CreateAccountKey(ctx, id); err != nil {
+		return fmt.Errorf("api: create key of account %s: %w", id, err)
+	}
+	tok, secret, err := issueToken(ctx, s.deps.Records, id, "admin", apiary.RoleAdmin, false)
+	if err != nil {
+		return err
+	}
+	if err := s.deps.Records.CreateAccount(ctx, apiary.Account{ID: id, Name: req.Name, CreatedAt: time.Now().UTC()}); err != nil {
+		return fmt.Errorf("api: create account %s: %w", id, err)
+	}
+	return c.JSON(http.StatusCreated, createAccountResponse{ID: id, Name: req.Name, Token: secret, TokenID: tok.ID})
+}
+
+type createTokenRequest struct {
+	Role apiary.Role `json:"role"`
+	Name string      `json:"name"`
+}
+
+type tokenView struct {
+	ID        apiary.TokenID `json:"id"`
+	Name      string         `json:"name"`
+	Role      apiary.Role    `json:"role"`
+	Operator  bool           `json:"operator"`
+	CreatedAt time.Time      `json:"created_at"`
+}
+
+type createTokenResponse struct {
+	tokenView
+	Token string `json:"token"`
+}
+
+func viewToken(t apiary.Token) tokenView {
+	return tokenView{ID: t.ID, Name: t.Name, Role: t.Role, Operator: t.Operator, CreatedAt: t.CreatedAt}
+}
+
+// createToken issues a token in the caller's account; the secret is in this
+// answer only.
+func (s *Server) createToken(c echo.Context) error {
+	var req createTokenRequest
+	if err := readJSON(c, &req); err != nil {
+		return err
+	}
+	if !req.Role.Valid() {
+		return apiary.E(apiary.KindInvalid, "role must be one of admin, editor, viewer")
+	}
+	if err := checkName("name", req.Name, maxNameLen); err != nil {
+		return err
+	}
+	tok, secret, err := issueToken(c.Request().Context(), s.deps.Records, principal(c).Account, req.Name, req.Role, false)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, createTokenResponse{tokenView: viewToken(tok), Token: secret})
+}
+
+func (s *Server) listTokens(c echo.Context) error {
+	toks, err := s.deps.Records.Tokens(c.Request().Context(), principal(c).Account)
+	if err != nil {
+		return err
+	}
+	out := make([]tokenView, 0, len(toks))
+	for _, t := range toks {
+		out = append(out, viewToken(t))
+	}
+	return c.JSON(http.StatusOK, map[string][]tokenView{"tokens": out})
+}
+
+// deleteToken revokes a token of the caller's account, except the last
+// admin token (that would lock the account out).
+func (s *Server) deleteToken(c echo.Context) error {
+	id := apiary.TokenID(c.Param("id"))
+	p := principal(c)
+	ctx := c.Request().Context()
+	toks, err := s.deps.Records.Tokens(ctx, p.Account)
+	if err != nil {
+		return err
+	}
+	var target *apiary.Token
+	admins := 0
+	for i, t := range toks {
+		if t.Role == apiary.RoleAdmin {
+			admins++
+		}
+		if t.ID == id {
+			target = &toks[i]
+		}
+	}
+	if target == nil {
+		return apiary.E(apiary.KindNotFound, "no such token")
+	}
+	if target.Role == apiary.RoleAdmin && admins == 1 {
+		return apiary.E(apiary.KindConflict, "this is the account's last admin token; create another admin token before deleting it")
+	}
+	if err := s.deps.Records.DeleteToken(ctx, p.Account, id); err != nil && !errors.Is(err, apiary.ErrNotFound) {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

@@ -1,0 +1,130 @@
+package api
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/apiaryhq/apiary"
+)
+
+func TestAuthentication(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	unknown, err := NewToken()
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name, header, want, challenge string
+	}{
+		{"missing", "", "missing bearer token", `Bearer realm="apiary"`},
+		{"wrong scheme", "Basic dXNlcjpwYXNz", "Bearer scheme", `error="invalid_token"`},
+		{"empty bearer", "Bearer ", "malformed token", `error="invalid_token"`},
+		{"malformed", "Bearer apy_short", "malformed token", `error="invalid_token"`},
+		{"bad checksum", "Bearer " + unknown[:len(unknown)-1] + "x", "checksum", `error="invalid_token"`},
+		{"unknown", "Bearer " + unknown, "unknown or revoked token", `error="invalid_token"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := request{header: http.Header{}}
+			if tc.header != "" {
+				req.header.Set("Authorization", tc.header)
+			}
+			rec := e.do(http.MethodGet, "/v1/jobs", "", req)
+			requireProblem(t, rec, http.StatusUnauthorized, tc.want)
+			require.Contains(t, rec.Header().Get("WWW-Authenticate"), tc.challenge)
+		})
+	}
+
+	t.Run("lowercase scheme works", func(t *testing.T) {
+		req := request{header: http.Header{"Authorization": {"bearer " + e.viewer}}}
+		rec := e.do(http.MethodGet, "/v1/jobs", "", req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	})
+}
+
+func TestRoles(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	job := e.ingest(e.editor, map[string]any{"id": "d", "text": "some text"})
+
+	type call struct {
+		method, path string
+		req          request
+	}
+	ingest := call{http.MethodPost, "/v1/ingest", jsonBody(map[string]any{"documents": []map[string]any{{"id": "x", "text": "t"}}})}
+	cancel := call{http.MethodPost, "/v1/jobs/" + string(job) + "/cancel", request{}}
+	del := call{http.MethodDelete, "/v1/documents/nope", request{}}
+	newTok := call{http.MethodPost, "/v1/tokens", jsonBody(map[string]string{"role": "viewer", "name": "n"})}
+	listTok := call{http.MethodGet, "/v1/tokens", request{}}
+	delTok := call{http.MethodDelete, "/v1/tokens/tok_x", request{}}
+	newAcc := call{http.MethodPost, "/v1/accounts", jsonBody(map[string]string{"name": "n"})}
+
+	for _, tc := range []struct {
+		name  string
+		token string
+		call  call
+		want  string
+	}{
+		{"viewer ingests", e.viewer, ingest, "role editor"},
+		{"viewer cancels", e.viewer, cancel, "role editor"},
+		{"viewer deletes a document", e.viewer, del, "role editor"},
+		{"editor creates a token", e.editor, newTok, "role admin"},
+		{"editor lists tokens", e.editor, listTok, "role admin"},
+		{"viewer deletes a token", e.viewer, delTok, "role admin"},
+		{"admin creates an account", e.admin, newAcc, "operator"},
+		{"editor creates an account", e.editor, newAcc, "operator"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := e.do(tc.call.method, tc.call.path, tc.token, tc.call.req)
+			requireProblem(t, rec, http.StatusForbidden, tc.want)
+		})
+	}
+
+	// Nothing happened: the job is still queued.
+	rec := e.do(http.MethodGet, "/v1/jobs/"+string(job), e.viewer)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, apiary.JobQueued, decode[jobView](t, rec).Status)
+}
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config, _ *Deps) { c.RateLimit = 0.001; c.RateBurst = 2 })
+	for range 2 {
+		rec := e.do(http.MethodGet, "/v1/jobs", e.viewer)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	}
+	rec := e.do(http.MethodGet, "/v1/jobs", e.viewer)
+	requireProblem(t, rec, http.StatusTooManyRequests, "too many requests")
+	require.NotEmpty(t, rec.Header().Get("Retry-After"))
+	require.NotEqual(t, "0", rec.Header().Get("Retry-After"))
+
+	// Another token has its own bucket.
+	rec = e.do(http.MethodGet, "/v1/jobs", e.editor)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+}
+
+func TestLimiterMapBounded(t *testing.T) {
+	t.Parallel()
+	l := newLimiterMap(10, 1, 3) // refills in 100 ms
+	now := time.Unix(1000, 0)
+	for i, id := range []apiary.TokenID{"a", "b", "c"} {
+		_, ok := l.reserve(id, now.Add(time.Duration(i)*time.Millisecond))
+		require.True(t, ok)
+	}
+	_, ok := l.reserve("a", now.Add(3*time.Millisecond))
+	require.False(t, ok, "a's bucket is empty")
+
+	// Full and nobody idle: the least recently used (b) goes.
+	_, ok = l.reserve("d", now.Add(4*time.Millisecond))
+	require.True(t, ok)
+	require.Equal(t, 3, l.len())
+	_, ok = l.reserve("a", now.Add(5*time.Millisecond))
+	require.False(t, ok, "a kept its (empty) bucket")
+
+	// Everybody idle past a refill: all are evicted to make room.
+	_, ok = l.reserve("e", now.Add(time.Second))
+	require.True(t, ok)
+	require.Equal(t, 1, l.len())
+}

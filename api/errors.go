@@ -1,0 +1,201 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/apiaryhq/apiary"
+)
+
+// problem is an RFC 9457 problem details body.
+type problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	RequestID string `json:"request_id"`
+
+	retryAfter time.Duration
+	cause      error // logged, never sent
+}
+
+const problemContentType = "application/problem+json"
+
+// defaultUnavailableRetry is the Retry-After of a 503 without a better hint.
+const defaultUnavailableRetry = 5 * time.Second
+
+// statusError is an error with an HTTP status that no apiary kind names
+// (415 Unsupported Media Type).
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+func unsupportedMediaType(format string, args ...any) error {
+	return &statusError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf(format, args...)}
+}
+
+// problemFor is the one place where an error becomes an HTTP status and a
+// caller-safe message.
+func problemFor(err error, c echo.Context) problem {
+	var (
+		se  *statusError
+		he  *echo.HTTPError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &se):
+		return newProblem(se.status, se.msg)
+	case errors.As(err, &mbe):
+		return newProblem(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("the request body is larger than the limit of %d bytes; send fewer or smaller documents per request", mbe.Limit))
+	case errors.Is(err, context.DeadlineExceeded):
+		p := newProblem(http.StatusServiceUnavailable, "the request took too long; retry later")
+		p.cause = err
+		return p
+	case errors.As(err, &he):
+		return echoProblem(he, c, err)
+	}
+	kind := apiary.KindOf(err)
+	detail := publicMessage(err)
+	var p problem
+	switch kind {
+	case apiary.KindInvalid:
+		p = newProblem(http.StatusBadRequest, detail)
+	case apiary.KindNotFound:
+		p = newProblem(http.StatusNotFound, detail)
+	case apiary.KindConflict:
+		p = newProblem(http.StatusConflict, detail)
+	case apiary.KindUnauthenticated:
+		p = newProblem(http.StatusUnauthorized, detail)
+	case apiary.KindForbidden:
+		p = newProblem(http.StatusForbidden, detail)
+	case apiary.KindTooLarge:
+		p = newProblem(http.StatusRequestEntityTooLarge, detail)
+	case apiary.KindRateLimited:
+		p = newProblem(http.StatusTooManyRequests, detail)
+		p.retryAfter = time.Second
+	case apiary.KindUnavailable:
+		p = newProblem(http.StatusServiceUnavailable, detail)
+		p.retryAfter = defaultUnavailableRetry
+		p.cause = err
+	default: // KindOther, KindPermanent: our fault, not the caller's
+		p = newProblem(http.StatusInternalServerError, "internal error; quote the request id when reporting it")
+		p.cause = err
+	}
+	if d, ok := apiary.RetryDelay(err); ok {
+		p.retryAfter = d
+	}
+	return p
+}
+
+// publicMessage returns the first caller-safe message in err's chain: the
+// Msg of an *apiary.Error (never its cause, which may name internals).
+func publicMessage(err error) string {
+	for err != nil {
+		var e *apiary.Error
+		if !errors.As(err, &e) {
+			break
+		}
+		if e.Msg != "" {
+			return e.Msg
+		}
+		err = e.Err
+	}
+	return ""
+}
+
+// echoProblem turns echo's own errors into actionable messages.
+func echoProblem(he *echo.HTTPError, c echo.Context, err error) problem {
+	req := c.Request()
+	switch he.Code {
+	case http.StatusNotFound:
+		return newProblem(http.StatusNotFound,
+			fmt.Sprintf("no route %s %s; the routes are listed in /v1/openapi.yaml", req.Method, req.URL.Path))
+	case http.StatusMethodNotAllowed:
+		allow := c.Response().Header().Get(echo.HeaderAllow)
+		return newProblem(http.StatusMethodNotAllowed,
+			fmt.Sprintf("%s is not allowed on %s; allowed: %s", req.Method, req.URL.Path, allow))
+	case http.StatusRequestEntityTooLarge:
+		return newProblem(http.StatusRequestEntityTooLarge, "the request body is too large; send fewer or smaller documents per request")
+	case http.StatusUnsupportedMediaType:
+		return newProblem(http.StatusUnsupportedMediaType, "unsupported Content-Type; send application/json")
+	}
+	if he.Code >= 400 && he.Code < 500 {
+		msg, _ := he.Message.(string)
+		if msg == "" {
+			msg = http.StatusText(he.Code)
+		}
+		return newProblem(he.Code, msg)
+	}
+	p := newProblem(http.StatusInternalServerError, "internal error; quote the request id when reporting it")
+	p.cause = err
+	return p
+}
+
+func newProblem(status int, detail string) problem {
+	title := http.StatusText(status)
+	if detail == "" {
+		detail = title
+	}
+	return problem{
+		Type:   "urn:apiary:problem:" + strings.ReplaceAll(strings.ToLower(title), " ", "-"),
+		Title:  title,
+		Status: status,
+		Detail: detail,
+	}
+}
+
+// errorHandler is the echo.HTTPErrorHandler: every error answer goes through it.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "error after response started",
+			slog.String("request_id", requestID(c)), slog.String("error", err.Error()))
+		return
+	}
+	p := problemFor(err, c)
+	p.RequestID = requestID(c)
+	if p.cause != nil {
+		// Causes come from our own code and adapters, which never put a
+		// token, key or document text in an error.
+		s.log.LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
+			slog.String("request_id", p.RequestID),
+			slog.String("method", c.Request().Method),
+			slog.String("route", c.Path()),
+			slog.Int("status", p.Status),
+			slog.String("error", p.cause.Error()))
+	}
+	h := c.Response().Header()
+	if p.Status == http.StatusUnauthorized {
+		if p.Detail == errMissingToken.Msg {
+			h.Set("WWW-Authenticate", `Bearer realm="apiary"`)
+		} else {
+			h.Set("WWW-Authenticate", `Bearer realm="apiary", error="invalid_token"`)
+		}
+	}
+	if p.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(p.retryAfter.Seconds()))))
+	}
+	body, merr := json.Marshal(p)
+	if merr != nil {
+		body = []byte(`{"title":"Internal Server Error","status":500}`)
+	}
+	h.Set(echo.HeaderContentType, problemContentType)
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(p.Status)
+		return
+	}
+	_ = c.Blob(p.Status, problemContentType, body)
+}

@@ -1,0 +1,373 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage/records"
+)
+
+// MaxIdempotencyKeyLen is the longest accepted Idempotency-Key header.
+const MaxIdempotencyKeyLen = 255
+
+type ingestRequest struct {
+	Documents []ingestDocument `json:"documents"`
+}
+
+type ingestDocument struct {
+	ID       string                     `json:"id"`
+	Title    string                     `json:"title"`
+	Text     string                     `json:"text"`
+	Metadata map[string]json.RawMessage `json:"metadata"`
+}
+
+type ingestResponse struct {
+	JobID  apiary.JobID     `json:"job_id"`
+	Status apiary.JobStatus `json:"status"`
+}
+
+// ingestLimits are the per-request limits checked by the decoders.
+type ingestLimits struct {
+	maxDocuments int
+	maxIDLen     int
+}
+
+func (s *Server) limits() ingestLimits {
+	return ingestLimits{maxDocuments: s.cfg.MaxDocuments, maxIDLen: s.cfg.MaxDocumentIDLen}
+}
+
+// ingest accepts documents (JSON or multipart files), stages them sealed,
+// records a queued job and enqueues it.
+func (s *Server) ingest(c echo.Context) error {
+	key, err := idempotencyKey(c)
+	if err != nil {
+		return err
+	}
+	mt, params, err := mediaType(c)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if len(body) == 0 {
+		return apiary.E(apiary.KindInvalid, "the request body is empty; send {\"documents\": [...]} as JSON or files as multipart/form-data parts named \"file\"")
+	}
+	var docs []apiary.Document
+	switch {
+	case isJSON(mt):
+		docs, err = decodeIngestJSON(body, s.limits())
+	case mt == echo.MIMEMultipartForm:
+		docs, err = decodeIngestMultipart(body, params["boundary"], s.limits())
+	case mt == "":
+		err = unsupportedMediaType("the Content-Type header is missing; send application/json or multipart/form-data")
+	default:
+		err = unsupportedMediaType("Content-Type %q is not supported here; send application/json or multipart/form-data", mt)
+	}
+	if err != nil {
+		return err
+	}
+
+	p := principal(c)
+	ctx := c.Request().Context()
+	now := time.Now().UTC()
+	job := apiary.Job{
+		ID:             apiary.NewJobID(),
+		Account:        p.Account,
+		Status:         apiary.JobQueued,
+		Counts:         apiary.Counts{DocumentsTotal: len(docs)},
+		Errors:         []apiary.DocumentError{},
+		Version:        uint64(time.Now().UnixNano()),
+		Source:         "upload",
+		IdempotencyKey: key,
+		CreatedAt:      now,
+		UpdatedAt:      now,
+	}
+	if key != "" {
+		job.RequestHash = requestHash(c.Request().Header.Get(echo.HeaderContentType), body)
+	}
+	if err := s.deps.Stager.Stage(ctx, p.Account, job.ID, docs); err != nil {
+		return fmt.Errorf("api: stage job %s: %w", job.ID, err)
+	}
+	if err := s.deps.Records.CreateJob(ctx, job); err != nil {
+		s.dropStage(ctx, job)
+		return fmt.Errorf("api: create job %s: %w", job.ID, err)
+	}
+	if key != "" {
+		earlier, err := s.deps.Records.ClaimIdempotencyKey(ctx, p.Account, key, job.RequestHash, job.ID)
+		if err != nil {
+			s.abandon(ctx, job, "request refused: Idempotency-Key reused with a different body")
+			return err
+		}
+		if earlier != job.ID {
+			s.abandon(ctx, job, fmt.Sprintf("duplicate request: Idempotency-Key already used by job %s", earlier))
+			prev, err := s.deps.Records.Job(ctx, p.Account, earlier)
+			if err != nil {
+				return fmt.Errorf("api: earlier job %s of idempotency key: %w", earlier, err)
+			}
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+			return acceptedJob(c, prev)
+		}
+	}
+	if err := s.deps.Queue.Enqueue(ctx, apiary.JobMessage{Account: p.Account, Job: job.ID}); err != nil {
+		s.failUnqueued(ctx, job)
+		return &apiary.Error{
+			Kind:       apiary.KindUnavailable,
+			Msg:        "the job could not be queued; retry later",
+			Err:        err,
+			RetryAfter: defaultUnavailableRetry,
+		}
+	}
+	s.publish(ctx, apiary.EventJobQueued, job)
+	return acceptedJob(c, job)
+}
+
+func acceptedJob(c echo.Context, j apiary.Job) error {
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/jobs/"+string(j.ID))
+	return c.JSON(http.StatusAccepted, ingestResponse{JobID: j.ID, Status: j.Status})
+}
+
+// requestHash identifies a request for idempotency: SHA-256 of its content
+// type and body.
+func requestHash(contentType string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(contentType))
+	h.Write([]byte{0})
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// idempotencyKey returns the Idempotency-Key header: up to 255 printable
+// ASCII characters, or "".
+func idempotencyKey(c echo.Context) (string, error) {
+	vals := c.Request().Header.Values("Idempotency-Key")
+	if len(vals) == 0 {
+		return "", nil
+	}
+	if len(vals) > 1 {
+		return "", apiary.E(apiary.KindInvalid, "send at most one Idempotency-Key header")
+	}
+	key := vals[0]
+	if key == "" || len(key) > MaxIdempotencyKeyLen {
+		return "", apiary.E(apiary.KindInvalid, "Idempotency-Key must be 1 to %d characters", MaxIdempotencyKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return "", apiary.E(apiary.KindInvalid, "Idempotency-Key may hold only printable ASCII characters without spaces (a UUID is a good choice)")
+		}
+	}
+	return key, nil
+}
+
+// cleanupCtx is for writes that must happen even when the request is gone.
+func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
+func (s *Server) dropStage(ctx context.Context, job apiary.Job) {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	if err := s.deps.Stager.Drop(ctx, job.Account, job.ID); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "could not drop staged documents",
+			slog.String("account", string(job.Account)), slog.String("job_id", string(job.ID)), slog.String("error", err.Error()))
+	}
+}
+
+// abandon undoes a job that will never run: its staged documents go and
+// its record ends canceled with reason.
+func (s *Server) abandon(ctx context.Context, job apiary.Job, reason string) {
+	s.dropStage(ctx, job)
+	s.finish(ctx, job, apiary.JobCanceled, reason)
+}
+
+// failUnqueued marks a job that could not be enqueued as failed.
+func (s *Server) failUnqueued(ctx context.Context, job apiary.Job) {
+	s.dropStage(ctx, job)
+	if j, ok := s.finish(ctx, job, apiary.JobFailed, "could not be queued"); ok {
+		s.publish(ctx, apiary.EventJobFailed, j)
+	}
+}
+
+// finish moves a job that is not final yet to status with reason.
+func (s *Server) finish(ctx context.Context, job apiary.Job, status apiary.JobStatus, reason string) (apiary.Job, bool) {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	j, err := s.deps.Records.UpdateJob(ctx, job.Account, job.ID, func(j *apiary.Job) error {
+		if j.Status.Final() {
+			return records.ErrNoChange
+		}
+		now := time.Now().UTC()
+		j.Status, j.Error, j.UpdatedAt, j.FinishedAt = status, reason, now, &now
+		return nil
+	})
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "could not finish job",
+			slog.String("account", string(job.Account)), slog.String("job_id", string(job.ID)),
+			slog.String("status", string(status)), slog.String("error", err.Error()))
+		return j, false
+	}
+	return j, j.Status == status
+}
+
+// publish announces a job event; a failure is logged, not returned: the job
+// record is the truth and the event stream is a notification.
+func (s *Server) publish(ctx context.Context, typ apiary.EventType, j apiary.Job) {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	ev := apiary.Event{
+		ID:      apiary.RandomID("evt_"),
+		Type:    typ,
+		Account: j.Account,
+		Job:     j.ID,
+		Status:  j.Status,
+		Counts:  j.Counts,
+		Errors:  j.Errors,
+		Time:    time.Now().UTC(),
+	}
+	if err := s.deps.Events.Publish(ctx, ev); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "could not publish job event",
+			slog.String("account", string(j.Account)), slog.String("job_id", string(j.ID)),
+			slog.String("type", string(typ)), slog.String("error", err.Error()))
+	}
+}
+
+// decodeIngestJSON parses {"documents":[...]} and validates it.
+func decodeIngestJSON(body []byte, lim ingestLimits) ([]apiary.Document, error) {
+	var req ingestRequest
+	if err := decodeJSON(body, &req); err != nil {
+		return nil, err
+	}
+	if req.Documents == nil {
+		return nil, apiary.E(apiary.KindInvalid, "the body must be {\"documents\": [...]}; the documents field is missing")
+	}
+	docs := make([]apiary.Document, 0, len(req.Documents))
+	for i, d := range req.Documents {
+		meta, err := scalarMap(fmt.Sprintf("documents[%d].metadata", i), d.Metadata)
+		if err != nil {
+			return nil, err
+		}
+		if d.Text == "" {
+			return nil, apiary.E(apiary.KindInvalid, "documents[%d] has no text; send text, or upload files as multipart/form-data", i)
+		}
+		if !utf8.ValidString(d.Text) {
+			return nil, apiary.E(apiary.KindInvalid, "documents[%d].text is not valid UTF-8", i)
+		}
+		docs = append(docs, apiary.Document{
+			ID:       apiary.DocumentID(d.ID),
+			Title:    d.Title,
+			Text:     d.Text,
+			Metadata: meta,
+		})
+	}
+	if err := checkDocuments(docs, lim); err != nil {
+		return nil, err
+	}
+	return docs, nil
+}
+
+// decodeIngestMultipart parses one or more "file" parts and an optional "id".
+func decodeIngestMultipart(body []byte, boundary string, lim ingestLimits) ([]apiary.Document, error) {
+	if boundary == "" {
+		return nil, apiary.E(apiary.KindInvalid, "the multipart/form-data Content-Type has no boundary parameter")
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
+	var (
+		docs  []apiary.Document
+		id    string
+		hasID bool
+	)
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, apiary.E(apiary.KindInvalid, "malformed multipart body: %v", err)
+		}
+		switch part.FormName() {
+		case "file":
+			name := part.FileName()
+			if name == "" {
+				return nil, apiary.E(apiary.KindInvalid, "a \"file\" part has no filename; the filename is the document id")
+			}
+			data, err := io.ReadAll(part)
+			if err != nil {
+				return nil, apiary.E(apiary.KindInvalid, "malformed multipart body in file %q: %v", name, err)
+			}
+			if len(data) == 0 {
+				return nil, apiary.E(apiary.KindInvalid, "file %q is empty", name)
+			}
+			ct, err := detectContentType(name, part.Header.Get(echo.HeaderContentType))
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, apiary.Document{ID: apiary.DocumentID(name), Title: name, ContentType: ct, Raw: data})
+		case "id":
+			if hasID {
+				return nil, apiary.E(apiary.KindInvalid, "the form field \"id\" is given twice")
+			}
+			v, err := io.ReadAll(io.LimitReader(part, int64(lim.maxIDLen)+1))
+			if err != nil {
+				return nil, apiary.E(apiary.KindInvalid, "malformed multipart body in field \"id\": %v", err)
+			}
+			id, hasID = string(v), true
+		default:
+			return nil, apiary.E(apiary.KindInvalid, "unknown form field %q; send files as parts named \"file\" and, for a single file, an optional field \"id\"", part.FormName())
+		}
+	}
+	if len(docs) == 0 {
+		return nil, apiary.E(apiary.KindInvalid, "the multipart body has no file; send each document as a part named \"file\"")
+	}
+	if hasID {
+		if len(docs) > 1 {
+			return nil, apiary.E(apiary.KindInvalid, "the form field \"id\" names a single file, but %d files were sent; without it each file's name is its id", len(docs))
+		}
+		docs[0].ID = apiary.DocumentID(id)
+	}
+	if err := checkDocuments(docs, lim); err != nil {
+		return nil, err
+	}
+	return docs, nil
+}
+
+// checkDocuments applies the checks common to every ingest body.
+func checkDocuments(docs []apiary.Document, lim ingestLimits) error {
+	switch {
+	case len(docs) == 0:
+		return apiary.E(apiary.KindInvalid, "the documents list is empty; send at least one document")
+	case len(docs) > lim.maxDocuments:
+		return apiary.E(apiary.KindInvalid, "%d documents in one request; the limit is %d, split them over several requests", len(docs), lim.maxDocuments)
+	}
+	seen := make(map[apiary.DocumentID]int, len(docs))
+	for i, d := range docs {
+		if err := d.ID.Validate(); err != nil {
+			return apiary.E(apiary.KindInvalid, "documents[%d]: %s", i, publicMessage(err))
+		}
+		if len(d.ID) > lim.maxIDLen {
+			return apiary.E(apiary.KindInvalid, "documents[%d]: document id is longer than %d bytes", i, lim.maxIDLen)
+		}
+		if j, dup := seen[d.ID]; dup {
+			return apiary.E(apiary.KindInvalid, "documents[%d] and documents[%d] have the same id %q; ids must be unique in a request", j, i, d.ID)
+		}
+		seen[d.ID] = i
+		if d.Text == "" && len(d.Raw) == 0 {
+			return apiary.E(apiary.KindInvalid, "document %q is empty", d.ID)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage/records"
+)
+
+// jobView is a job as the API shows it: the record plus a sentence when
+// some documents failed.
+type jobView struct {
+	apiary.Job
+	Message string `json:"message,omitempty"`
+}
+
+func viewJob(j apiary.Job) jobView {
+	if j.Errors == nil {
+		j.Errors = []apiary.DocumentError{}
+	}
+	v := jobView{Job: j}
+	if n := j.Counts.DocumentsFailed; n > 0 {
+		v.Message = fmt.Sprintf("%d of %d documents failed; see errors", n, j.Counts.DocumentsTotal)
+	}
+	return v
+}
+
+type jobList struct {
+	Jobs       []jobView `json:"jobs"`
+	NextCursor string    `json:"next_cursor"`
+}
+
+func jobID(c echo.Context) (apiary.JobID, error) {
+	id := apiary.JobID(c.Param("id"))
+	return id, id.Validate()
+}
+
+func (s *Server) getJob(c echo.Context) error {
+	id, err := jobID(c)
+	if err != nil {
+		return err
+	}
+	j, err := s.deps.Records.Job(c.Request().Context(), principal(c).Account, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewJob(j))
+}
+
+// maxPageLimit is the largest limit= a listing takes.
+const maxPageLimit = 500
+
+// pageLimit parses limit= (default 50, 1..500).
+func pageLimit(c echo.Context) (int, error) {
+	v := c.QueryParam("limit")
+	if v == "" {
+		return 50, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxPageLimit {
+		return 0, apiary.E(apiary.KindInvalid, "limit must be a whole number from 1 to %d", maxPageLimit)
+	}
+	return n, nil
+}
+
+func (s *Server) listJobs(c echo.Context) error {
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
+	}
+	status := apiary.JobStatus(c.QueryParam("status"))
+	if status != "" && !status.Valid() {
+		return apiary.E(apiary.KindInvalid, "status must be one of queued, running, succeeded, failed, canceled")
+	}
+	jobs, next, err := s.deps.Records.Jobs(c.Request().Context(), principal(c).Account,
+		records.JobFilter{Status: status, Limit: limit, Cursor: c.QueryParam("cursor")})
+	if err != nil {
+		return err
+	}
+	out := jobList{Jobs: make([]jobView, 0, len(jobs)), NextCursor: next}
+	for _, j := range jobs {
+		out.Jobs = append(out.Jobs, viewJob(j))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// cancelJob moves a job that is not final to canceled. Workers see the
+// status and stop; a job already final answers 409.
+func (s *Server) cancelJob(c echo.Context) error {
+	id, err := jobID(c)
+	if err != nil {
+		return err
+	}
+	p := principal(c)
+	ctx := c.Request().Context()
+	j, err := s.deps.Records.UpdateJob(ctx, p.Account, id, func(j *apiary.Job) error {
+		if j.Status.Final() {
+			return apiary.E(apiary.KindConflict, "job already %s", j.Status)
+		}
+		now := time.Now().UTC()
+		j.Status, j.Error, j.UpdatedAt, j.FinishedAt = apiary.JobCanceled, "canceled by request", now, &now
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.publish(ctx, apiary.EventJobCanceled, j)
+	return c.JSON(http.StatusOK, viewJob(j))
+}

@@ -1,0 +1,126 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/workers/events"
+)
+
+func TestJobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	j1 := e.ingest(e.editor, map[string]any{"id": "a", "text": "x"})
+	j2 := e.ingest(e.editor, map[string]any{"id": "b", "text": "y"})
+	j3 := e.ingest(e.editor, map[string]any{"id": "c", "text": "z"})
+	otherAcc, otherAdmin := e.otherAccount("other")
+	foreign := e.ingest(otherAdmin, map[string]any{"id": "a", "text": "x"})
+
+	// j2 partly failed.
+	_, err := e.recs.UpdateJob(ctx, apiary.DefaultAccount, j2, func(j *apiary.Job) error {
+		j.Status = apiary.JobSucceeded
+		j.Counts = apiary.Counts{DocumentsTotal: 5, DocumentsDone: 2, DocumentsFailed: 3}
+		j.Errors = []apiary.DocumentError{{DocumentID: "b", Reason: "not valid UTF-8"}}
+		return nil
+	})
+	require.NoError(t, err)
+
+	t.Run("get", func(t *testing.T) {
+		rec := e.do(http.MethodGet, "/v1/jobs/"+string(j1), e.viewer)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		got := decode[map[string]any](t, rec)
+		require.Equal(t, string(j1), got["id"])
+		require.Equal(t, "queued", got["status"])
+		require.Equal(t, []any{}, got["errors"])
+		require.NotContains(t, got, "message")
+		require.NotContains(t, got, "Version")
+	})
+	t.Run("get partly failed", func(t *testing.T) {
+		rec := e.do(http.MethodGet, "/v1/jobs/"+string(j2), e.viewer)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		require.Equal(t, "3 of 5 documents failed; see errors", decode[jobView](t, rec).Message)
+	})
+	t.Run("another account's job", func(t *testing.T) {
+		rec := e.do(http.MethodGet, "/v1/jobs/"+string(foreign), e.viewer)
+		requireProblem(t, rec, http.StatusNotFound, "no such job")
+		rec = e.do(http.MethodPost, "/v1/jobs/"+string(foreign)+"/cancel", e.editor)
+		requireProblem(t, rec, http.StatusNotFound, "no such job")
+		j, err := e.recs.Job(ctx, otherAcc, foreign)
+		require.NoError(t, err)
+		require.Equal(t, apiary.JobQueued, j.Status, "untouched")
+	})
+	t.Run("malformed id", func(t *testing.T) {
+		rec := e.do(http.MethodGet, "/v1/jobs/nope", e.viewer)
+		requireProblem(t, rec, http.StatusNotFound, "no job")
+	})
+	t.Run("list", func(t *testing.T) {
+		rec := e.do(http.MethodGet, "/v1/jobs", e.viewer)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		got := decode[jobList](t, rec)
+		require.Equal(t, []apiary.JobID{j3, j2, j1}, jobIDs(got.Jobs))
+		require.Empty(t, got.NextCursor)
+	})
+	t.Run("list pages", func(t *testing.T) {
+		rec := e.do(http.MethodGet, "/v1/jobs?limit=2", e.viewer)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		page := decode[jobList](t, rec)
+		require.Equal(t, []apiary.JobID{j3, j2}, jobIDs(page.Jobs))
+		require.NotEmpty(t, page.NextCursor)
+		rec = e.do(http.MethodGet, "/v1/jobs?limit=2&cursor="+page.NextCursor, e.viewer)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		page = decode[jobList](t, rec)
+		require.Equal(t, []apiary.JobID{j1}, jobIDs(page.Jobs))
+		require.Empty(t, page.NextCursor)
+	})
+	t.Run("list by status", func(t *testing.T) {
+		rec := e.do(http.MethodGet, "/v1/jobs?status=succeeded", e.viewer)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		require.Equal(t, []apiary.JobID{j2}, jobIDs(decode[jobList](t, rec).Jobs))
+	})
+	for _, tc := range []struct{ name, query, want string }{
+		{"bad status", "status=done", "status must be one of"},
+		{"zero limit", "limit=0", "limit must be"},
+		{"huge limit", "limit=501", "limit must be"},
+		{"word limit", "limit=ten", "limit must be"},
+		{"bad cursor", "cursor=%21%21", "cursor"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := e.do(http.MethodGet, "/v1/jobs?"+tc.query, e.viewer)
+			requireProblem(t, rec, http.StatusBadRequest, tc.want)
+		})
+	}
+
+	t.Run("cancel", func(t *testing.T) {
+		rec := e.do(http.MethodPost, "/v1/jobs/"+string(j3)+"/cancel", e.editor)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		got := decode[jobView](t, rec)
+		require.Equal(t, apiary.JobCanceled, got.Status)
+		require.Equal(t, "canceled by request", got.Error)
+		require.NotNil(t, got.FinishedAt)
+		stored, err := e.recs.Job(ctx, apiary.DefaultAccount, j3)
+		require.NoError(t, err)
+		require.Equal(t, apiary.JobCanceled, stored.Status)
+		evs, err := e.bus.Replay(ctx, events.Filter{Account: apiary.DefaultAccount, Job: j3}, 10)
+		require.NoError(t, err)
+		require.Len(t, evs, 2)
+		require.Equal(t, apiary.EventJobCanceled, evs[1].Type)
+
+		rec = e.do(http.MethodPost, "/v1/jobs/"+string(j3)+"/cancel", e.editor)
+		requireProblem(t, rec, http.StatusConflict, "job already canceled")
+		rec = e.do(http.MethodPost, "/v1/jobs/"+string(j2)+"/cancel", e.editor)
+		requireProblem(t, rec, http.StatusConflict, "job already succeeded")
+	})
+}
+
+func jobIDs(js []jobView) []apiary.JobID {
+	out := make([]apiary.JobID, 0, len(js))
+	for _, j := range js {
+		out = append(out, j.ID)
+	}
+	return out
+}

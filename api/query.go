@@ -1,0 +1,83 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/pipeline"
+)
+
+// Query limits.
+const (
+	DefaultTopK     = 10
+	MaxTopK         = 100
+	maxQueryTextLen = 8 << 10
+)
+
+type queryRequest struct {
+	Query  string      `json:"query"`
+	TopK   *int        `json:"top_k"`
+	Filter queryFilter `json:"filter"`
+}
+
+type queryFilter struct {
+	DocumentID string                     `json:"document_id"`
+	Metadata   map[string]json.RawMessage `json:"metadata"`
+}
+
+type queryResponse struct {
+	Results []pipeline.Result `json:"results"`
+}
+
+func (req queryRequest) toQuery() (pipeline.Query, error) {
+	switch {
+	case req.Query == "":
+		return pipeline.Query{}, apiary.E(apiary.KindInvalid, "query is required")
+	case len(req.Query) > maxQueryTextLen:
+		return pipeline.Query{}, apiary.E(apiary.KindInvalid, "query is longer than %d bytes", maxQueryTextLen)
+	}
+	k := DefaultTopK
+	if req.TopK != nil {
+		k = *req.TopK
+		if k < 1 || k > MaxTopK {
+			return pipeline.Query{}, apiary.E(apiary.KindInvalid, "top_k must be from 1 to %d", MaxTopK)
+		}
+	}
+	q := pipeline.Query{Text: req.Query, TopK: k}
+	if req.Filter.DocumentID != "" {
+		id := apiary.DocumentID(req.Filter.DocumentID)
+		if err := id.Validate(); err != nil {
+			return pipeline.Query{}, apiary.E(apiary.KindInvalid, "filter.document_id: %s", publicMessage(err))
+		}
+		q.Document = id
+	}
+	meta, err := scalarMap("filter.metadata", req.Filter.Metadata)
+	if err != nil {
+		return pipeline.Query{}, err
+	}
+	q.Metadata = meta
+	return q, nil
+}
+
+// query searches the caller's account and answers with decrypted chunks.
+func (s *Server) query(c echo.Context) error {
+	var req queryRequest
+	if err := readJSON(c, &req); err != nil {
+		return err
+	}
+	q, err := req.toQuery()
+	if err != nil {
+		return err
+	}
+	res, err := s.deps.Search.Search(c.Request().Context(), principal(c).Account, q)
+	if err != nil {
+		return err
+	}
+	if res == nil {
+		res = []pipeline.Result{}
+	}
+	return c.JSON(http.StatusOK, queryResponse{Results: res})
+}

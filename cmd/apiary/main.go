@@ -1,0 +1,81 @@
+// Command apiary runs the Apiary ingestion service.
+//
+//	apiary serve          API + workers + embedded NATS, keyring, vector store, embedder
+//	apiary token          print a new, well-formed API token (for APIARY_BOOTSTRAP_TOKEN)
+//	apiary version        print the version
+//
+// Every flag is also an APIARY_* environment variable (--data-dir is
+// APIARY_DATA_DIR). Secrets (APIARY_ROOT_KEY, APIARY_BOOTSTRAP_TOKEN) are read
+// from the environment only.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/apiaryhq/apiary/api"
+)
+
+const version = "0.1.0"
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "apiary:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `usage: apiary <command> [flags]
+
+commands:
+  serve     run the API, the workers and every embedded default in one process
+  token     print a new API token, e.g. for APIARY_BOOTSTRAP_TOKEN
+  version   print the version
+
+Run 'apiary <command> -h' for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		var cfg Config
+		fs := flagSet("serve", &cfg)
+		fs.SetOutput(stderr)
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("configuration:\n%w", err)
+		}
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return serve(ctx, cfg, stderr)
+	case "token":
+		tok, err := api.NewToken()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok)
+		return nil
+	case "version":
+		fmt.Fprintln(stdout, "apiary", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}

@@ -1,0 +1,36 @@
+// Package pipeline is Apiary's document pipeline and query path.
+//
+// Ingest takes one document of a job through extract → chunk → embed (in
+// batches, under an embedder budget shared by every job of the process) →
+// seal → upsert into the vector store → document record. Search embeds a
+// query, searches inside one account, and opens the matching chunks.
+//
+// What it promises:
+//
+//   - Encryption before storage. Every chunk's text and metadata, and the
+//     document's title and metadata, are sealed (AES-256-GCM) with the
+//     document's own data key before they reach the vector store or the
+//     record store; the data key is stored only wrapped by the account's key
+//     (encryption context: account and document). Chunks are bound to
+//     (account, document, chunk id) as associated data, so a sealed chunk
+//     moved to another document or account does not open. Deleting the
+//     record deletes the wrapped key and with it every copy of the chunks.
+//   - Idempotency. Chunk ids derive from (account, document, job version,
+//     index) and are upserted; a redelivered job of the same version reuses
+//     the document's data key and rewrites exactly the same ids. A newer
+//     version replaces the older one's chunks once its record is written; an
+//     older version arriving after a newer one changes nothing (Conflict).
+//   - Visibility. Search only returns chunks whose version equals their
+//     document record's version, so a half-ingested newer version is never
+//     mixed with the current one, and chunks of a deleted document are never
+//     returned.
+//   - Tenancy. Every read and write takes the account; another account's
+//     documents answer NotFound and never appear in results.
+//   - Privacy of errors. No error carries document text, a key or a token.
+//
+// Concurrent Ingest calls for the same document are not serialized here:
+// the caller (the job queue) runs one job per document version, and a newer
+// version that lands mid-way is detected before the record is written. The
+// remaining window — two versions writing their records at the same moment
+// — would need a compare-and-swap on the record store.
+package pipeline

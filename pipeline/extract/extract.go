@@ -1,0 +1,487 @@
+// Package extract turns a raw document (an upload, a fetched file) into
+// plain text and a title.
+//
+// Supported formats: plain text, Markdown, HTML, JSON and CSV. PDF and DOCX
+// come later. Detect picks the format from the content type first (its
+// parameters, such as charset, ignored) and the file extension second.
+//
+// Every input must be valid UTF-8 (Invalid otherwise). Output is always valid
+// UTF-8. Errors never contain document text: they name the format and, at
+// most, a position.
+package extract
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"path"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
+
+	"github.com/apiaryhq/apiary"
+)
+
+// Format is a supported document format.
+type Format string
+
+const (
+	Text     Format = "txt"
+	Markdown Format = "md"
+	HTML     Format = "html"
+	JSON     Format = "json"
+	CSV      Format = "csv"
+)
+
+var byContentType = map[string]Format{
+	"text/plain":            Text,
+	"text/markdown":         Markdown,
+	"text/x-markdown":       Markdown,
+	"text/html":             HTML,
+	"application/xhtml+xml": HTML,
+	"application/json":      JSON,
+	"text/json":             JSON,
+	"text/csv":              CSV,
+	"application/csv":       CSV,
+}
+
+var byExtension = map[string]Format{
+	".txt":      Text,
+	".text":     Text,
+	".md":       Markdown,
+	".markdown": Markdown,
+	".html":     HTML,
+	".htm":      HTML,
+	".xhtml":    HTML,
+	".json":     JSON,
+	".csv":      CSV,
+}
+
+// Detect returns the format of a document from its content type (checked
+// first; parameters such as charset are ignored; "application/octet-stream"
+// and an empty type fall through) and then its file name's extension. An
+// unsupported document is an error of kind Invalid.
+func Detect(filename, contentType string) (Format, error) {
+	if contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil {
+			mt, _, _ = strings.Cut(contentType, ";")
+		}
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		if f, ok := byContentType[mt]; ok {
+			return f, nil
+		}
+		if strings.HasSuffix(mt, "+json") {
+			return JSON, nil
+		}
+	}
+	if f, ok := byExtension[strings.ToLower(path.Ext(filename))]; ok {
+		return f, nil
+	}
+	return "", apiary.E(apiary.KindInvalid,
+		"unsupported content type %q (file %q): supported are .txt .md .html .json .csv", contentType, filename)
+}
+
+// Extract returns the text and the title (empty when the document has none)
+// of raw in format f.
+func Extract(f Format, raw []byte) (text string, title string, err error) {
+	if !utf8.Valid(raw) {
+		return "", "", apiary.E(apiary.KindInvalid, "extract %s: document is not valid UTF-8", f)
+	}
+	raw = bytes.TrimPrefix(raw, []byte("\uFEFF"))
+	switch f {
+	case Text:
+		return normalize(string(raw)), "", nil
+	case Markdown:
+		return extractMarkdown(string(raw))
+	case HTML:
+		return extractHTML(raw)
+	case JSON:
+		return extractJSON(raw)
+	case CSV:
+		return extractCSV(raw)
+	}
+	return "", "", apiary.E(apiary.KindInvalid, "extract: unsupported format %q", string(f))
+}
+
+// normalize turns CRLF and CR into LF, drops NUL bytes and trims trailing
+// spaces on each line and blank lines at both ends.
+func normalize(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	s = strings.ReplaceAll(s, "\x00", "")
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " \t\f\v")
+	}
+	return strings.Trim(strings.Join(lines, "\n"), "\n")
+}
+
+// extractMarkdown keeps the text as written (headings, lists and code stay
+// lines of their own); the title is the first ATX "# " heading.
+func extractMarkdown(s string) (string, string, error) {
+	text := normalize(s)
+	title := ""
+	inFence := false
+	for line := range strings.SplitSeq(text, "\n") {
+		trim := strings.TrimSpace(line)
+		if strings.HasPrefix(trim, "```") || strings.HasPrefix(trim, "~~~") {
+			inFence = !inFence
+			continue
+		}
+		if inFence {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(trim, "# "); ok {
+			title = strings.TrimSpace(strings.TrimRight(strings.TrimSpace(rest), "#"))
+			if title != "" {
+				break
+			}
+		}
+	}
+	return text, title, nil
+}
+
+// blockAtoms are the elements that start a new line in the text.
+var blockAtoms = map[atom.Atom]bool{
+	atom.Address: true, atom.Article: true, atom.Aside: true, atom.Blockquote: true,
+	atom.Br: true, atom.Dd: true, atom.Div: true, atom.Dl: true, atom.Dt: true,
+	atom.Fieldset: true, atom.Figcaption: true, atom.Figure: true, atom.Footer: true,
+	atom.Form: true, atom.H1: true, atom.H2: true, atom.H3: true, atom.H4: true,
+	atom.H5: true, atom.H6: true, atom.Header: true, atom.Hr: true, atom.Li: true,
+	atom.Main: true, atom.Nav: true, atom.Ol: true, atom.P: true, atom.Pre: true,
+	atom.Section: true, atom.Table: true, atom.Tr: true, atom.Ul: true,
+	atom.Caption: true, atom.Details: true, atom.Summary: true, atom.Body: true,
+}
+
+// paragraphAtoms are block elements that end with a blank line.
+var paragraphAtoms = map[atom.Atom]bool{
+	atom.P: true, atom.H1: true, atom.H2: true, atom.H3: true, atom.H4: true,
+	atom.H5: true, atom.H6: true, atom.Blockquote: true, atom.Pre: true,
+	atom.Table: true, atom.Ul: true, atom.Ol: true, atom.Section: true, atom.Article: true,
+}
+
+// skipAtoms are elements whose content is never text.
+var skipAtoms = map[atom.Atom]bool{
+	atom.Script: true, atom.Style: true, atom.Noscript: true, atom.Template: true,
+	atom.Svg: true, atom.Math: true, atom.Iframe: true, atom.Object: true,
+}
+
+// extractHTML walks the parsed tree: text of script, style and the like is
+// dropped, block elements become line breaks (paragraphs, headings, lists
+// and tables blank lines), table cells are separated by " | ", and runs of
+// white space inside text collapse as a browser would (except in <pre>).
+func extractHTML(raw []byte) (string, string, error) {
+	doc, err := html.Parse(bytes.NewReader(raw))
+	if err != nil {
+		return "", "", apiary.Wrap(err, apiary.KindInvalid, "extract html: parse")
+	}
+	w := &htmlWriter{}
+	w.walk(doc, false, 0)
+	return collapseBlankLines(normalize(string(w.buf))), w.title, nil
+}
+
+type htmlWriter struct {
+	buf   []byte
+	space bool // a space is due before the next word
+	title string
+}
+
+func (w *htmlWriter) atLineStart() bool { return len(w.buf) == 0 || w.buf[len(w.buf)-1] == '\n' }
+
+// breakLine ends the current line and makes sure n line breaks end the text.
+func (w *htmlWriter) breakLine(n int) {
+	w.space = false
+	w.buf = bytes.TrimRight(w.buf, " \t")
+	if len(w.buf) == 0 {
+		return
+	}
+	have := len(w.buf) - len(bytes.TrimRight(w.buf, "\n"))
+	for ; have < n; have++ {
+		w.buf = append(w.buf, '\n')
+	}
+}
+
+func (w *htmlWriter) text(s string, pre bool) {
+	if pre {
+		w.buf = append(w.buf, s...)
+		w.space = false
+		return
+	}
+	if s != "" && startsWithSpace(s) {
+		w.space = true
+	}
+	for _, word := range strings.Fields(s) {
+		if w.space && !w.atLineStart() {
+			w.buf = append(w.buf, ' ')
+		}
+		w.buf = append(w.buf, word...)
+		w.space = true
+	}
+	if s != "" {
+		w.space = endsWithSpace(s)
+	}
+}
+
+func (w *htmlWriter) walk(n *html.Node, pre bool, depth int) {
+	if depth > 512 { // html.Parse bounds nesting too; this is a second guard
+		return
+	}
+	switch n.Type {
+	case html.TextNode:
+		w.text(n.Data, pre)
+		return
+	case html.ElementNode:
+		if n.DataAtom == atom.Title {
+			if w.title == "" {
+				w.title = strings.Join(strings.Fields(nodeText(n)), " ")
+			}
+			return
+		}
+		if skipAtoms[n.DataAtom] {
+			return
+		}
+		switch n.DataAtom {
+		case atom.Td, atom.Th:
+			if !w.atLineStart() {
+				w.buf = append(bytes.TrimRight(w.buf, " \t"), " | "...)
+				w.space = false
+			}
+		case atom.Img:
+			w.text(" "+attr(n, "alt")+" ", false)
+		case atom.Pre:
+			pre = true
+		}
+		if blockAtoms[n.DataAtom] {
+			w.breakLine(1)
+		}
+	}
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		w.walk(c, pre, depth+1)
+	}
+	if n.Type == html.ElementNode && blockAtoms[n.DataAtom] {
+		if paragraphAtoms[n.DataAtom] {
+			w.breakLine(2)
+		} else {
+			w.breakLine(1)
+		}
+	}
+}
+
+func startsWithSpace(s string) bool { return strings.TrimLeft(s, " \t\n\r\f") != s }
+func endsWithSpace(s string) bool   { return strings.TrimRight(s, " \t\n\r\f") != s }
+
+// collapseBlankLines leaves at most one blank line between lines.
+func collapseBlankLines(s string) string {
+	lines := strings.Split(s, "\n")
+	out := lines[:0]
+	blank := 0
+	for _, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			l = ""
+			blank++
+			if blank > 1 {
+				continue
+			}
+		} else {
+			blank = 0
+		}
+		out = append(out, l)
+	}
+	return strings.Trim(strings.Join(out, "\n"), "\n")
+}
+
+func nodeText(n *html.Node) string {
+	var b strings.Builder
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.TextNode {
+			b.WriteString(c.Data)
+		}
+	}
+	return b.String()
+}
+
+func attr(n *html.Node, key string) string {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
+}
+
+// maxJSONDepth bounds nesting so that a hostile document cannot exhaust the stack.
+const maxJSONDepth = 128
+
+// extractJSON writes one "path: value" line per string, number and boolean,
+// in document order; path is dotted keys and [i] indexes ("a.b[2].c"). A
+// top-level "title" (or else "name") string becomes the title.
+func extractJSON(raw []byte) (string, string, error) {
+	w := &jsonWalker{dec: json.NewDecoder(bytes.NewReader(raw))}
+	w.dec.UseNumber()
+	if _, err := w.value("", 0); err != nil {
+		return "", "", jsonError(err)
+	}
+	if _, err := w.dec.Token(); !errors.Is(err, io.EOF) {
+		return "", "", apiary.E(apiary.KindInvalid, "extract json: data after the top-level value")
+	}
+	title := w.top["title"]
+	if title == "" {
+		title = w.top["name"]
+	}
+	return strings.TrimRight(w.b.String(), "\n"), title, nil
+}
+
+type jsonWalker struct {
+	dec *json.Decoder
+	b   strings.Builder
+	top map[string]string // top-level string members, for the title
+}
+
+// value writes the value at the decoder's position; it returns the value
+// when it is a string.
+func (w *jsonWalker) value(path string, depth int) (string, error) {
+	if depth > maxJSONDepth {
+		return "", apiary.E(apiary.KindInvalid, "extract json: nested deeper than %d", maxJSONDepth)
+	}
+	tok, err := w.dec.Token()
+	if err != nil {
+		return "", err
+	}
+	switch v := tok.(type) {
+	case json.Delim:
+		switch v {
+		case '{':
+			for w.dec.More() {
+				kt, err := w.dec.Token()
+				if err != nil {
+					return "", err
+				}
+				key, _ := kt.(string)
+				p := key
+				if path != "" {
+					p = path + "." + key
+				}
+				s, err := w.value(p, depth+1)
+				if err != nil {
+					return "", err
+				}
+				if depth == 0 && s != "" && (key == "title" || key == "name") {
+					if w.top == nil {
+						w.top = map[string]string{}
+					}
+					w.top[key] = strings.Join(strings.Fields(s), " ")
+				}
+			}
+		case '[':
+			for i := 0; w.dec.More(); i++ {
+				if _, err := w.value(path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
+					return "", err
+				}
+			}
+		}
+		_, err := w.dec.Token() // the closing delimiter
+		return "", err
+	case string:
+		writeLine(&w.b, path, v)
+		return v, nil
+	case json.Number:
+		writeLine(&w.b, path, v.String())
+	case bool:
+		writeLine(&w.b, path, strconv.FormatBool(v))
+	}
+	return "", nil // null carries no text
+}
+
+// jsonError classifies a decoding error without echoing document text
+// (encoding/json's syntax errors may quote a character of the input).
+func jsonError(err error) error {
+	if apiary.KindOf(err) != apiary.KindOther {
+		return err
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return apiary.E(apiary.KindInvalid, "extract json: syntax error at byte %d", se.Offset)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return apiary.E(apiary.KindInvalid, "extract json: unexpected end of document")
+	}
+	return apiary.E(apiary.KindInvalid, "extract json: not a valid JSON document")
+}
+
+// writeLine writes "path: value" with the value's line breaks folded into
+// spaces so that each value stays one line.
+func writeLine(b *strings.Builder, path, value string) {
+	value = strings.Join(strings.Fields(value), " ")
+	if value == "" {
+		return
+	}
+	if path == "" {
+		b.WriteString(value)
+	} else {
+		b.WriteString(path)
+		b.WriteString(": ")
+		b.WriteString(value)
+	}
+	b.WriteByte('\n')
+}
+
+// extractCSV writes the header row as a line, then each record as
+// "col: value; col: value" (empty cells left out). Records longer than the
+// header name their extra cells by position ("column 5").
+func extractCSV(raw []byte) (string, string, error) {
+	r := csv.NewReader(bytes.NewReader(raw))
+	r.FieldsPerRecord = -1
+	r.LazyQuotes = true
+	r.ReuseRecord = false
+	var header []string
+	var b strings.Builder
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return "", "", apiary.E(apiary.KindInvalid, "extract csv: parse error on line %d", pe.Line)
+			}
+			return "", "", apiary.E(apiary.KindInvalid, "extract csv: not a valid CSV document")
+		}
+		if header == nil {
+			header = make([]string, len(rec))
+			for i, h := range rec {
+				header[i] = strings.Join(strings.Fields(h), " ")
+			}
+			b.WriteString(strings.Join(header, "; "))
+			b.WriteByte('\n')
+			continue
+		}
+		var cells []string
+		for i, v := range rec {
+			v = strings.Join(strings.Fields(v), " ")
+			if v == "" {
+				continue
+			}
+			name := ""
+			if i < len(header) {
+				name = header[i]
+			}
+			if name == "" {
+				name = "column " + strconv.Itoa(i+1)
+			}
+			cells = append(cells, name+": "+v)
+		}
+		if len(cells) > 0 {
+			b.WriteString(strings.Join(cells, "; "))
+			b.WriteByte('\n')
+		}
+	}
+	return strings.TrimRight(b.String(), "\n"), "", nil
+}

@@ -1,0 +1,596 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/pipeline/chunk"
+	"github.com/apiaryhq/apiary/pipeline/embed"
+	"github.com/apiaryhq/apiary/pipeline/encrypt"
+	"github.com/apiaryhq/apiary/pipeline/extract"
+	"github.com/apiaryhq/apiary/storage"
+)
+
+// Docs is the part of the record store the pipeline needs: document records,
+// scoped to an account.
+type Docs interface {
+	// Document returns account's document id, or an error of kind NotFound.
+	Document(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) (apiary.DocumentRecord, error)
+	// PutDocument stores rec under rec.Account, replacing any earlier record.
+	PutDocument(ctx context.Context, rec apiary.DocumentRecord) error
+	// DeleteDocument removes account's document id; NotFound if there is none.
+	DeleteDocument(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) error
+}
+
+// Defaults and limits.
+const (
+	DefaultEmbedBatch       = 64
+	DefaultMaxDocumentBytes = 32 << 20
+	DefaultEmbedConcurrency = 2
+	DefaultTopK             = 5
+	MaxTopK                 = 100
+	// metadataOverfetch: with a metadata filter, Search fetches this many
+	// times TopK hits (at most maxFetch), since metadata is sealed and can
+	// only be filtered after decryption.
+	metadataOverfetch = 10
+	maxFetch          = 1000
+)
+
+// Config configures a Pipeline.
+type Config struct {
+	// Chunk sizes the chunks (see package chunk for defaults).
+	Chunk chunk.Config
+	// EmbedBatch is how many chunks go to the embedder in one call. Default 64.
+	EmbedBatch int
+	// MaxDocumentBytes is the largest document (raw, or text when there is
+	// no raw content) Ingest accepts; larger is TooLarge. Default 32 MiB.
+	MaxDocumentBytes int
+	// EmbedConcurrency is how many embedder calls may run at once across
+	// every Ingest of this Pipeline (queries are not queued behind them).
+	// Default 2.
+	EmbedConcurrency int
+}
+
+func (c *Config) setDefaults() {
+	c.Chunk = c.Chunk.WithDefaults()
+	if c.EmbedBatch == 0 {
+		c.EmbedBatch = DefaultEmbedBatch
+	}
+	if c.MaxDocumentBytes == 0 {
+		c.MaxDocumentBytes = DefaultMaxDocumentBytes
+	}
+	if c.EmbedConcurrency == 0 {
+		c.EmbedConcurrency = DefaultEmbedConcurrency
+	}
+}
+
+// Validate reports every problem with c once defaults are applied.
+func (c Config) Validate() error {
+	c.setDefaults()
+	var errs []error
+	if err := c.Chunk.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.EmbedBatch < 1 {
+		errs = append(errs, fmt.Errorf("pipeline: EmbedBatch must be positive, got %d", c.EmbedBatch))
+	}
+	if c.MaxDocumentBytes < 1 {
+		errs = append(errs, fmt.Errorf("pipeline: MaxDocumentBytes must be positive, got %d", c.MaxDocumentBytes))
+	}
+	if c.EmbedConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("pipeline: EmbedConcurrency must be positive, got %d", c.EmbedConcurrency))
+	}
+	return errors.Join(errs...)
+}
+
+// Pipeline ingests documents and answers queries. Safe for concurrent use.
+type Pipeline struct {
+	cfg   Config
+	emb   embed.Embedder
+	keys  encrypt.KeyProvider
+	vecs  storage.VectorStore
+	docs  Docs
+	embed *semaphore.Weighted // the embedder budget shared by every Ingest
+	now   func() time.Time
+}
+
+// New returns a Pipeline over its ports. It does not close them.
+func New(cfg Config, emb embed.Embedder, keys encrypt.KeyProvider, vecs storage.VectorStore, docs Docs) (*Pipeline, error) {
+	cfg.setDefaults()
+	err := cfg.Validate()
+	if emb == nil || keys == nil || vecs == nil || docs == nil {
+		err = errors.Join(err, errors.New("pipeline: embedder, key provider, vector store and record store are required"))
+	}
+	if err != nil {
+		return nil, apiary.Wrap(err, apiary.KindInvalid, "pipeline: config")
+	}
+	return &Pipeline{
+		cfg:   cfg,
+		emb:   emb,
+		keys:  keys,
+		vecs:  vecs,
+		docs:  docs,
+		embed: semaphore.NewWeighted(int64(cfg.EmbedConcurrency)),
+		now:   time.Now,
+	}, nil
+}
+
+// sealedChunk is what a chunk's Sealed bytes hold once opened.
+type sealedChunk struct {
+	Text     string            `json:"text"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// sealedRecord is what a document record's Sealed bytes hold once opened.
+type sealedRecord struct {
+	Title    string            `json:"title,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+func keyContext(account apiary.AccountID, doc apiary.DocumentID) encrypt.Context {
+	return encrypt.Context{"account": string(account), "document": string(doc)}
+}
+
+func chunkAAD(account apiary.AccountID, doc apiary.DocumentID, id apiary.ChunkID) []byte {
+	return encrypt.AAD(string(account), string(doc), string(id))
+}
+
+// recordAAD binds a record's sealed title and metadata; "record" can never
+// be a chunk id (32 hex digits), so it never opens as a chunk.
+func recordAAD(account apiary.AccountID, doc apiary.DocumentID) []byte {
+	return encrypt.AAD(string(account), string(doc), "record")
+}
+
+// Ingest runs one document of job (job.Account, job.Version) through the
+// pipeline and returns the record it stored. Errors carry a Kind: Invalid for
+// a document that will never ingest (unsupported type, bad UTF-8, no text),
+// TooLarge, Conflict when a newer version is already stored, and the ports'
+// kinds otherwise. They never include document text.
+func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document) (apiary.DocumentRecord, error) {
+	account := job.Account
+	if err := account.Validate(); err != nil {
+		return apiary.DocumentRecord{}, err
+	}
+	if err := doc.ID.Validate(); err != nil {
+		return apiary.DocumentRecord{}, err
+	}
+	if job.Version == 0 {
+		return apiary.DocumentRecord{}, apiary.E(apiary.KindInvalid, "pipeline: ingest: job has no document version")
+	}
+	fail := func(err error) (apiary.DocumentRecord, error) {
+		return apiary.DocumentRecord{}, fmt.Errorf("pipeline: ingest %q: %w", string(doc.ID), err)
+	}
+
+	text, title, size, err := p.text(doc)
+	if err != nil {
+		return fail(err)
+	}
+	pieces := chunk.Split(p.cfg.Chunk, text)
+	if len(pieces) == 0 {
+		return fail(apiary.E(apiary.KindInvalid, "document has no text"))
+	}
+
+	existing, err := p.docs.Document(ctx, account, doc.ID)
+	switch {
+	case apiary.KindOf(err) == apiary.KindNotFound:
+		existing, err = apiary.DocumentRecord{}, nil
+	case err != nil:
+		return fail(fmt.Errorf("read record: %w", err))
+	case existing.Version > job.Version:
+		return fail(superseded())
+	}
+
+	dk, err := p.dataKey(ctx, account, doc.ID, job.Version, existing)
+	if err != nil {
+		return fail(err)
+	}
+	defer encrypt.Wipe(dk.Plaintext)
+
+	for from := 0; from < len(pieces); from += p.cfg.EmbedBatch {
+		batch := pieces[from:min(from+p.cfg.EmbedBatch, len(pieces))]
+		if err := p.writeBatch(ctx, account, doc, job.Version, from, batch, dk.Plaintext); err != nil {
+			return fail(err)
+		}
+	}
+
+	// A newer version may have landed while this one was embedding: leave it
+	// be, and remove what this attempt wrote.
+	if cur, err := p.docs.Document(ctx, account, doc.ID); err == nil && cur.Version > job.Version {
+		if err := p.vecs.DeleteDocument(ctx, account, doc.ID, cur.Version); err != nil {
+			return fail(fmt.Errorf("remove superseded chunks: %w", err))
+		}
+		return fail(superseded())
+	}
+
+	sealedMeta, err := p.sealRecord(account, doc.ID, title, doc.Metadata, dk.Plaintext)
+	if err != nil {
+		return fail(err)
+	}
+	now := p.now().UTC()
+	rec := apiary.DocumentRecord{
+		ID:          doc.ID,
+		Account:     account,
+		Version:     job.Version,
+		Job:         job.ID,
+		Chunks:      len(pieces),
+		Bytes:       size,
+		ContentType: doc.ContentType,
+		WrappedKey:  dk.Wrapped,
+		Sealed:      sealedMeta,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+	if !existing.CreatedAt.IsZero() {
+		rec.CreatedAt = existing.CreatedAt
+	}
+	if err := p.docs.PutDocument(ctx, rec); err != nil {
+		return fail(fmt.Errorf("write record: %w", err))
+	}
+	if err := p.vecs.DeleteDocument(ctx, account, doc.ID, job.Version); err != nil {
+		return fail(fmt.Errorf("remove older chunks: %w", err))
+	}
+	return rec, nil
+}
+
+func superseded() error {
+	return apiary.E(apiary.KindConflict, "superseded by a newer version")
+}
+
+// text returns the document's text, its title and its size in bytes.
+func (p *Pipeline) text(doc apiary.Document) (text, title string, size int, err error) {
+	title = doc.Title
+	if len(doc.Raw) > 0 {
+		size = len(doc.Raw)
+		if size > p.cfg.MaxDocumentBytes {
+			return "", "", size, apiary.E(apiary.KindTooLarge, "document is %d bytes, the limit is %d", size, p.cfg.MaxDocumentBytes)
+		}
+		f, err := extract.Detect(string(doc.ID), doc.ContentType)
+		if err != nil {
+			return "", "", size, err
+		}
+		t, extracted, err := extract.Extract(f, doc.Raw)
+		if err != nil {
+			return "", "", size, err
+		}
+		if title == "" {
+			title = extracted
+		}
+		text = t
+	} else {
+		size = len(doc.Text)
+		if size > p.cfg.MaxDocumentBytes {
+			return "", "", size, apiary.E(apiary.KindTooLarge, "document is %d bytes, the limit is %d", size, p.cfg.MaxDocumentBytes)
+		}
+		if !utf8.ValidString(doc.Text) {
+			return "", "", size, apiary.E(apiary.KindInvalid, "document text is not valid UTF-8")
+		}
+		text = doc.Text
+	}
+	if strings.TrimSpace(text) == "" {
+		return "", "", size, apiary.E(apiary.KindInvalid, "document has no text")
+	}
+	return text, title, size, nil
+}
+
+// dataKey returns the document's data key: the existing record's when it is
+// of the same version (a redelivered job rewrites the same chunks under the
+// same key), otherwise a fresh one.
+func (p *Pipeline) dataKey(ctx context.Context, account apiary.AccountID, doc apiary.DocumentID, version uint64, existing apiary.DocumentRecord) (encrypt.DataKey, error) {
+	if existing.Version == version && len(existing.WrappedKey) > 0 {
+		pt, err := p.keys.Decrypt(ctx, account, existing.WrappedKey, keyContext(account, doc))
+		if err != nil {
+			return encrypt.DataKey{}, fmt.Errorf("unwrap data key: %w", err)
+		}
+		return encrypt.DataKey{Plaintext: pt, Wrapped: existing.WrappedKey}, nil
+	}
+	dk, err := p.keys.GenerateDataKey(ctx, account, keyContext(account, doc))
+	if err != nil {
+		return encrypt.DataKey{}, fmt.Errorf("generate data key: %w", err)
+	}
+	return dk, nil
+}
+
+// writeBatch embeds, seals and upserts one batch of pieces; from is the
+// index of the batch's first piece in the document.
+func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc apiary.Document, version uint64, from int, batch []chunk.Piece, key []byte) error {
+	texts := make([]string, len(batch))
+	for i, pc := range batch {
+		texts[i] = pc.Text
+	}
+	vecs, err := p.embedBudgeted(ctx, texts)
+	if err != nil {
+		return err
+	}
+	recs := make([]storage.VectorRecord, len(batch))
+	for i, pc := range batch {
+		index := from + i
+		id := apiary.ChunkIDFor(account, doc.ID, version, index)
+		plain, err := json.Marshal(sealedChunk{Text: pc.Text, Metadata: doc.Metadata})
+		if err != nil {
+			return fmt.Errorf("encode chunk %d: %w", index, err)
+		}
+		sealed, err := encrypt.Seal(key, plain, chunkAAD(account, doc.ID, id))
+		encrypt.Wipe(plain)
+		if err != nil {
+			return fmt.Errorf("seal chunk %d: %w", index, err)
+		}
+		recs[i] = storage.VectorRecord{
+			ChunkID:  id,
+			Account:  account,
+			Document: doc.ID,
+			Version:  version,
+			Index:    index,
+			Vector:   vecs[i],
+			Sealed:   sealed,
+			Model:    p.emb.Model(),
+		}
+	}
+	if err := p.vecs.Upsert(ctx, account, recs); err != nil {
+		return fmt.Errorf("upsert chunks: %w", err)
+	}
+	return nil
+}
+
+// embedBudgeted embeds texts under the shared embedder budget and checks
+// that the embedder kept its promises.
+func (p *Pipeline) embedBudgeted(ctx context.Context, texts []string) ([][]float32, error) {
+	if err := p.embed.Acquire(ctx, 1); err != nil {
+		return nil, fmt.Errorf("wait for embedder: %w", context.Cause(ctx))
+	}
+	defer p.embed.Release(1)
+	return p.embedTexts(ctx, texts)
+}
+
+func (p *Pipeline) embedTexts(ctx context.Context, texts []string) ([][]float32, error) {
+	vecs, err := p.emb.Embed(ctx, texts)
+	if err != nil {
+		return nil, fmt.Errorf("embed: %w", err)
+	}
+	if len(vecs) != len(texts) {
+		return nil, fmt.Errorf("embed: %d vectors for %d texts", len(vecs), len(texts))
+	}
+	for i, v := range vecs {
+		if len(v) != p.emb.Dim() {
+			return nil, fmt.Errorf("embed: vector %d has %d dimensions, want %d", i, len(v), p.emb.Dim())
+		}
+	}
+	return vecs, nil
+}
+
+func (p *Pipeline) sealRecord(account apiary.AccountID, doc apiary.DocumentID, title string, md map[string]string, key []byte) ([]byte, error) {
+	if title == "" && len(md) == 0 {
+		return nil, nil
+	}
+	plain, err := json.Marshal(sealedRecord{Title: title, Metadata: md})
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	defer encrypt.Wipe(plain)
+	sealed, err := encrypt.Seal(key, plain, recordAAD(account, doc))
+	if err != nil {
+		return nil, fmt.Errorf("seal record: %w", err)
+	}
+	return sealed, nil
+}
+
+// Query is a search inside one account.
+type Query struct {
+	// Text is what to look for. Required.
+	Text string
+	// TopK is how many results at most: default 5, at most 100.
+	TopK int
+	// Document, when set, limits the search to that document.
+	Document apiary.DocumentID
+	// Metadata, when set, keeps only chunks whose document metadata holds
+	// every one of these key/value pairs.
+	Metadata map[string]string
+}
+
+// Result is one matching chunk, opened.
+type Result struct {
+	DocumentID apiary.DocumentID `json:"document_id"`
+	ChunkID    apiary.ChunkID    `json:"chunk_id"`
+	Text       string            `json:"text"`
+	Score      float32           `json:"score"`
+	Metadata   map[string]string `json:"metadata"`
+	Title      string            `json:"title,omitempty"`
+}
+
+// openDoc is what Search learns about a document, once per query.
+type openDoc struct {
+	rec   apiary.DocumentRecord
+	key   []byte
+	title string
+	gone  bool // no record: the document was deleted
+}
+
+// Search returns up to q.TopK chunks of account closest to q.Text, best
+// first. Invalid for an empty query or a TopK outside 1..100 (0 means 5).
+func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query) ([]Result, error) {
+	if err := account.Validate(); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(q.Text) == "" {
+		return nil, apiary.E(apiary.KindInvalid, "query text is required")
+	}
+	if !utf8.ValidString(q.Text) {
+		return nil, apiary.E(apiary.KindInvalid, "query text is not valid UTF-8")
+	}
+	if q.TopK == 0 {
+		q.TopK = DefaultTopK
+	}
+	if q.TopK < 1 || q.TopK > MaxTopK {
+		return nil, apiary.E(apiary.KindInvalid, "top_k must be between 1 and %d", MaxTopK)
+	}
+	if q.Document != "" {
+		if err := q.Document.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	vecs, err := p.embedTexts(ctx, []string{q.Text})
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: search: %w", err)
+	}
+	k := q.TopK
+	if len(q.Metadata) > 0 {
+		k = min(q.TopK*metadataOverfetch, maxFetch)
+	}
+	hits, err := p.vecs.Search(ctx, account, vecs[0], k, storage.VectorFilter{Document: q.Document})
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: search: %w", err)
+	}
+
+	docs := make(map[apiary.DocumentID]*openDoc)
+	defer func() {
+		for _, d := range docs {
+			encrypt.Wipe(d.key)
+		}
+	}()
+	results := make([]Result, 0, min(len(hits), q.TopK))
+	for _, h := range hits {
+		if len(results) == q.TopK {
+			break
+		}
+		if h.Account != account {
+			continue // a store that broke its promise; never show another account's chunk
+		}
+		d, err := p.openDocument(ctx, account, h.Document, docs)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: search: %w", err)
+		}
+		if d.gone || h.Version != d.rec.Version {
+			continue // deleted, or an older or not yet committed version
+		}
+		plain, err := encrypt.Open(d.key, h.Sealed, chunkAAD(account, h.Document, h.ChunkID))
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: search: open chunk %s: %w", h.ChunkID, err)
+		}
+		var c sealedChunk
+		err = json.Unmarshal(plain, &c)
+		encrypt.Wipe(plain)
+		if err != nil {
+			return nil, apiary.E(apiary.KindOther, "pipeline: search: chunk %s is malformed", h.ChunkID)
+		}
+		if !matches(c.Metadata, q.Metadata) {
+			continue
+		}
+		if c.Metadata == nil {
+			c.Metadata = map[string]string{}
+		}
+		results = append(results, Result{
+			DocumentID: h.Document,
+			ChunkID:    h.ChunkID,
+			Text:       c.Text,
+			Score:      h.Score,
+			Metadata:   c.Metadata,
+			Title:      d.title,
+		})
+	}
+	return results, nil
+}
+
+// openDocument returns what is known of account's document id, reading its
+// record and unwrapping its key on first use in this query.
+func (p *Pipeline) openDocument(ctx context.Context, account apiary.AccountID, id apiary.DocumentID, cache map[apiary.DocumentID]*openDoc) (*openDoc, error) {
+	if d, ok := cache[id]; ok {
+		return d, nil
+	}
+	d := &openDoc{}
+	cache[id] = d
+	rec, err := p.docs.Document(ctx, account, id)
+	if apiary.KindOf(err) == apiary.KindNotFound {
+		d.gone = true
+		return d, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read record: %w", err)
+	}
+	d.rec = rec
+	d.key, err = p.keys.Decrypt(ctx, account, rec.WrappedKey, keyContext(account, id))
+	if err != nil {
+		return nil, fmt.Errorf("unwrap data key: %w", err)
+	}
+	info, err := openRecord(rec, d.key)
+	if err != nil {
+		return nil, err
+	}
+	d.title = info.Title
+	return d, nil
+}
+
+func matches(md, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := md[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// DeleteDocument removes account's document: its vectors, then its record
+// and with it the wrapped data key. NotFound when there is no record.
+func (p *Pipeline) DeleteDocument(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) error {
+	if err := account.Validate(); err != nil {
+		return err
+	}
+	if err := id.Validate(); err != nil {
+		return err
+	}
+	if _, err := p.docs.Document(ctx, account, id); err != nil {
+		return fmt.Errorf("pipeline: delete document: %w", err)
+	}
+	if err := p.vecs.DeleteDocument(ctx, account, id, 0); err != nil {
+		return fmt.Errorf("pipeline: delete document chunks: %w", err)
+	}
+	if err := p.docs.DeleteDocument(ctx, account, id); err != nil {
+		return fmt.Errorf("pipeline: delete document record: %w", err)
+	}
+	return nil
+}
+
+// DocumentInfo is a document record's sealed part, opened.
+type DocumentInfo struct {
+	Title    string            `json:"title,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// Describe opens rec's sealed title and metadata.
+func (p *Pipeline) Describe(ctx context.Context, rec apiary.DocumentRecord) (DocumentInfo, error) {
+	if len(rec.Sealed) == 0 {
+		return DocumentInfo{}, nil
+	}
+	key, err := p.keys.Decrypt(ctx, rec.Account, rec.WrappedKey, keyContext(rec.Account, rec.ID))
+	if err != nil {
+		return DocumentInfo{}, fmt.Errorf("pipeline: describe: unwrap data key: %w", err)
+	}
+	defer encrypt.Wipe(key)
+	info, err := openRecord(rec, key)
+	if err != nil {
+		return DocumentInfo{}, fmt.Errorf("pipeline: describe: %w", err)
+	}
+	return info, nil
+}
+
+func openRecord(rec apiary.DocumentRecord, key []byte) (DocumentInfo, error) {
+	if len(rec.Sealed) == 0 {
+		return DocumentInfo{}, nil
+	}
+	plain, err := encrypt.Open(key, rec.Sealed, recordAAD(rec.Account, rec.ID))
+	if err != nil {
+		return DocumentInfo{}, fmt.Errorf("open record: %w", err)
+	}
+	defer encrypt.Wipe(plain)
+	var s sealedRecord
+	if err := json.Unmarshal(plain, &s); err != nil {
+		return DocumentInfo{}, apiary.E(apiary.KindOther, "document record is malformed")
+	}
+	return DocumentInfo{Title: s.Title, Metadata: s.Metadata}, nil
+}

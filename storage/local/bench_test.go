@@ -1,0 +1,95 @@
+package local_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage"
+	"github.com/apiaryhq/apiary/storage/local"
+)
+
+const benchDim = 384
+
+func randomVector(rng *rand.Rand) []float32 {
+	v := make([]float32, benchDim)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}
+
+func benchRecords(rng *rand.Rand, acc apiary.AccountID, doc apiary.DocumentID, from, n int) []storage.VectorRecord {
+	recs := make([]storage.VectorRecord, n)
+	for i := range recs {
+		recs[i] = storage.VectorRecord{
+			ChunkID:  apiary.ChunkIDFor(acc, doc, 1, from+i),
+			Account:  acc,
+			Document: doc,
+			Version:  1,
+			Index:    from + i,
+			Vector:   randomVector(rng),
+			Sealed:   make([]byte, 512),
+			Model:    "bench",
+		}
+	}
+	return recs
+}
+
+// BenchmarkSearch is one exact top-5 search over an account of n chunks of
+// 384 dimensions.
+func BenchmarkSearch(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("chunks=%d", n), func(b *testing.B) {
+			s, err := local.Open(b.TempDir(), local.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			rng := rand.New(rand.NewPCG(1, uint64(n)))
+			acc := apiary.AccountID("bench")
+			const batch = 1000
+			for from := 0; from < n; from += batch {
+				doc := apiary.DocumentID(fmt.Sprintf("doc-%d", from/batch))
+				if err := s.Upsert(b.Context(), acc, benchRecords(rng, acc, doc, from, batch)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			queries := make([][]float32, 64)
+			for i := range queries {
+				queries[i] = randomVector(rng)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				hits, err := s.Search(b.Context(), acc, queries[i%len(queries)], 5, storage.VectorFilter{})
+				if err != nil || len(hits) != 5 {
+					b.Fatalf("search: %d hits, %v", len(hits), err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkUpsert is one durable (fsynced) Upsert of 32 chunks of 384
+// dimensions, as a worker writes one embedding batch.
+func BenchmarkUpsert(b *testing.B) {
+	s, err := local.Open(b.TempDir(), local.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(2, 2))
+	acc := apiary.AccountID("bench")
+	const batch = 32
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		recs := benchRecords(rng, acc, apiary.DocumentID(fmt.Sprintf("doc-%d", i)), 0, batch)
+		b.StartTimer()
+		if err := s.Upsert(b.Context(), acc, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,28 @@
+// Package local is the embedded vector store, the default of `apiary serve`:
+// one directory, no other process.
+//
+// What it promises:
+//
+//   - Durability. Every Upsert and DeleteDocument is appended to a log of
+//     CRC-32C checked records and fsynced before the call returns, so a
+//     returned nil survives kill -9 and power loss. Open replays the log; a
+//     torn record at its tail (a write cut short by a crash) is dropped and
+//     truncated away, while damage anywhere else fails Open rather than
+//     silently losing data.
+//   - Compaction. When the log grows past CompactRatio times the size of the
+//     live records it is rewritten as a snapshot: a temporary file, fsync,
+//     atomic rename over the log, fsync of the directory.
+//   - No plaintext at rest. The store writes identifiers, versions, float32
+//     vectors and the Sealed bytes it is given, verbatim; chunk text and
+//     metadata only ever reach it sealed.
+//   - Tenancy in one place. Every method goes through scoped(account), and a
+//     record whose Account differs from the call's account is Invalid.
+//   - One dimension. All vectors in a store share the dimension of the first
+//     one ever upserted; it is persisted, and any other is Invalid.
+//   - Concurrency. Searches run in parallel under a read lock; writes are
+//     serialized. Search is exact (brute-force cosine, top-k by a min-heap),
+//     and ties are broken by ChunkID so results are deterministic.
+//
+// A directory is locked (flock) while a Store has it open; a second Open of
+// the same directory fails with a Conflict error.
+package local

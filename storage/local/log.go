@@ -1,0 +1,301 @@
+package local
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"os"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage"
+)
+
+// The log file is a header followed by framed records:
+//
+//	header: "APIARYVS" | uint32 LE format version
+//	record: uint32 LE payload length | uint32 LE CRC-32C of payload | payload
+//
+// A payload starts with its op byte:
+//
+//	opDim:    uvarint dim
+//	opUpsert: str account | uvarint dim | uvarint n | n × (str chunk | str document |
+//	          uvarint version | uvarint index | str model | str sealed | dim × float32 LE)
+//	opDelete: str account | str document | uvarint keep
+//
+// where str is a uvarint length followed by that many bytes.
+const (
+	logName    = "vectors.log"
+	tmpName    = "vectors.log.tmp"
+	lockName   = "LOCK"
+	logMagic   = "APIARYVS"
+	logVersion = 1
+	headerSize = len(logMagic) + 4
+	frameSize  = 8
+
+	// maxRecord bounds one record (one Upsert call): a longer length field
+	// can only be damage.
+	maxRecord = 1 << 30
+	// maxDim bounds a vector's dimension.
+	maxDim = 1 << 16
+	// snapshotBatch is roughly how many bytes one snapshot record holds.
+	snapshotBatch = 4 << 20
+)
+
+const (
+	opDim    byte = 1
+	opUpsert byte = 2
+	opDelete byte = 3
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+func header() []byte {
+	b := make([]byte, 0, headerSize)
+	b = append(b, logMagic...)
+	return binary.LittleEndian.AppendUint32(b, logVersion)
+}
+
+// frame wraps payload in a record frame, reusing the 8 bytes reserved at the
+// start of buf (payload is buf[frameSize:]).
+func frame(buf []byte) []byte {
+	payload := buf[frameSize:]
+	binary.LittleEndian.PutUint32(buf[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(buf[4:8], crc32.Checksum(payload, crcTable))
+	return buf
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b []byte, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+// entrySize is the encoded size of one record inside an upsert payload; the
+// sum over live records estimates what a snapshot would take.
+func entrySize(r *storage.VectorRecord, dim int) int64 {
+	return int64(len(r.ChunkID)+len(r.Document)+len(r.Model)+len(r.Sealed)) + 4*int64(dim) + 5*binary.MaxVarintLen16 + 2*binary.MaxVarintLen64
+}
+
+// encodeUpsert returns a framed upsert record. vec(i) gives record i's vector.
+func encodeUpsert(account apiary.AccountID, dim int, recs []storage.VectorRecord, vec func(i int) []float32) []byte {
+	size := frameSize + 1 + len(account) + 3*binary.MaxVarintLen64
+	for i := range recs {
+		size += int(entrySize(&recs[i], dim))
+	}
+	b := make([]byte, frameSize, size)
+	b = append(b, opUpsert)
+	b = appendStr(b, string(account))
+	b = binary.AppendUvarint(b, uint64(dim))
+	b = binary.AppendUvarint(b, uint64(len(recs)))
+	for i := range recs {
+		r := &recs[i]
+		b = appendStr(b, string(r.ChunkID))
+		b = appendStr(b, string(r.Document))
+		b = binary.AppendUvarint(b, r.Version)
+		b = binary.AppendUvarint(b, uint64(r.Index))
+		b = appendStr(b, r.Model)
+		b = appendBytes(b, r.Sealed)
+		for _, f := range vec(i) {
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
+		}
+	}
+	return frame(b)
+}
+
+func encodeDelete(account apiary.AccountID, doc apiary.DocumentID, keep uint64) []byte {
+	b := make([]byte, frameSize, frameSize+1+len(account)+len(doc)+3*binary.MaxVarintLen64)
+	b = append(b, opDelete)
+	b = appendStr(b, string(account))
+	b = appendStr(b, string(doc))
+	b = binary.AppendUvarint(b, keep)
+	return frame(b)
+}
+
+func encodeDim(dim int) []byte {
+	b := make([]byte, frameSize, frameSize+1+binary.MaxVarintLen64)
+	b = append(b, opDim)
+	b = binary.AppendUvarint(b, uint64(dim))
+	return frame(b)
+}
+
+// op is one decoded log record.
+type op struct {
+	kind    byte
+	account apiary.AccountID
+	dim     int
+	recs    []storage.VectorRecord // opUpsert; Account is set to account
+	doc     apiary.DocumentID      // opDelete
+	keep    uint64                 // opDelete
+}
+
+var errDecode = errors.New("malformed record")
+
+// decoder reads fields from a payload; the first failure sticks in err.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errDecode
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errDecode
+		return nil
+	}
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *decoder) str() string { return string(d.bytes()) }
+
+func decodeOp(payload []byte) (op, error) {
+	if len(payload) == 0 {
+		return op{}, errDecode
+	}
+	o := op{kind: payload[0]}
+	d := &decoder{b: payload[1:]}
+	switch o.kind {
+	case opDim:
+		o.dim = int(min(d.uvarint(), maxDim+1))
+	case opUpsert:
+		o.account = apiary.AccountID(d.str())
+		o.dim = int(min(d.uvarint(), maxDim+1))
+		n := d.uvarint()
+		if d.err == nil && (o.dim < 1 || o.dim > maxDim || n > uint64(len(d.b))) {
+			d.err = errDecode
+		}
+		if d.err != nil {
+			break
+		}
+		o.recs = make([]storage.VectorRecord, 0, n)
+		for range n {
+			r := storage.VectorRecord{Account: o.account}
+			r.ChunkID = apiary.ChunkID(d.str())
+			r.Document = apiary.DocumentID(d.str())
+			r.Version = d.uvarint()
+			r.Index = int(min(d.uvarint(), math.MaxInt32))
+			r.Model = d.str()
+			if s := d.bytes(); len(s) > 0 {
+				r.Sealed = append([]byte(nil), s...)
+			}
+			if d.err == nil && len(d.b) < 4*o.dim {
+				d.err = errDecode
+			}
+			if d.err != nil {
+				break
+			}
+			r.Vector = make([]float32, o.dim)
+			for j := range r.Vector {
+				r.Vector[j] = math.Float32frombits(binary.LittleEndian.Uint32(d.b[4*j:]))
+			}
+			d.b = d.b[4*o.dim:]
+			o.recs = append(o.recs, r)
+		}
+	case opDelete:
+		o.account = apiary.AccountID(d.str())
+		o.doc = apiary.DocumentID(d.str())
+		o.keep = d.uvarint()
+	default:
+		return op{}, errDecode
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errDecode
+	}
+	return o, d.err
+}
+
+// replay reads the log at f, calling apply for each record in order. It
+// returns the offset just past the last good record and whether the bytes
+// after it are a torn tail (to be truncated). Damage that is not at the tail
+// is an error: dropping it would silently lose acknowledged writes.
+func replay(f *os.File, size int64, apply func(op) error) (good int64, torn bool, err error) {
+	if size == 0 {
+		return 0, false, nil
+	}
+	if size < int64(headerSize) {
+		// A crash while the file was being created: nothing was ever
+		// acknowledged from it.
+		return 0, true, nil
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
+	h := make([]byte, headerSize)
+	if _, err := io.ReadFull(r, h); err != nil {
+		return 0, false, fmt.Errorf("read header: %w", err)
+	}
+	if string(h[:len(logMagic)]) != logMagic {
+		return 0, false, errors.New("not a vector log (bad magic)")
+	}
+	if v := binary.LittleEndian.Uint32(h[len(logMagic):]); v != logVersion {
+		return 0, false, fmt.Errorf("unsupported log format version %d", v)
+	}
+	off := int64(headerSize)
+	var fr [frameSize]byte
+	var payload []byte
+	for off < size {
+		if size-off < frameSize {
+			return off, true, nil
+		}
+		if _, err := io.ReadFull(r, fr[:]); err != nil {
+			return off, false, fmt.Errorf("read at offset %d: %w", off, err)
+		}
+		n := int64(binary.LittleEndian.Uint32(fr[0:4]))
+		sum := binary.LittleEndian.Uint32(fr[4:8])
+		end := off + frameSize + n
+		if end > size {
+			return off, true, nil // the record never finished reaching the disk
+		}
+		if n == 0 || n > maxRecord {
+			if end == size {
+				return off, true, nil
+			}
+			return off, false, fmt.Errorf("corrupt record length at offset %d", off)
+		}
+		if int64(cap(payload)) < n {
+			payload = make([]byte, n)
+		}
+		payload = payload[:n]
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return off, false, fmt.Errorf("read at offset %d: %w", off, err)
+		}
+		if crc32.Checksum(payload, crcTable) != sum {
+			if end == size {
+				return off, true, nil
+			}
+			return off, false, fmt.Errorf("checksum mismatch at offset %d", off)
+		}
+		o, err := decodeOp(payload)
+		if err != nil {
+			return off, false, fmt.Errorf("record at offset %d: %w", off, err)
+		}
+		if err := apply(o); err != nil {
+			return off, false, fmt.Errorf("record at offset %d: %w", off, err)
+		}
+		off = end
+	}
+	return off, false, nil
+}

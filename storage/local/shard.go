@@ -1,0 +1,269 @@
+package local
+
+import (
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage"
+)
+
+// shard holds one account's records. Vectors live in one flat slab, record
+// i at vecs[i*dim:(i+1)*dim], exactly as given, beside the inverse of their
+// length computed at upsert: a search is one dot product per record over
+// contiguous memory, scaled by that inverse. Deleting swaps the last record
+// into the hole.
+type shard struct {
+	dim  int
+	ids  map[apiary.ChunkID]int // index into ents and the slab
+	ents []entry
+	vecs []float32
+	invs []float32 // invs[i] = 1/|vector i|, 0 for a zero vector (which scores 0)
+	docs map[apiary.DocumentID]map[apiary.ChunkID]struct{}
+}
+
+// entry is a stored record without its vector (which is in the slab).
+type entry struct {
+	rec  storage.VectorRecord // Vector is nil; Sealed is the store's own copy
+	size int64                // encoded size, for the live-size estimate
+}
+
+func newShard(dim int) *shard {
+	return &shard{
+		dim:  dim,
+		ids:  make(map[apiary.ChunkID]int),
+		docs: make(map[apiary.DocumentID]map[apiary.ChunkID]struct{}),
+	}
+}
+
+// put inserts or replaces r (copying what it keeps) and returns the change
+// in live size.
+func (sh *shard) put(r *storage.VectorRecord) int64 {
+	e := entry{rec: *r, size: entrySize(r, sh.dim)}
+	e.rec.Vector = nil
+	e.rec.Sealed = slices.Clone(r.Sealed)
+	var inv float32
+	if n := norm(r.Vector); n > 0 {
+		inv = float32(1 / n)
+	}
+
+	i, ok := sh.ids[r.ChunkID]
+	var delta int64
+	if ok {
+		old := &sh.ents[i]
+		delta -= old.size
+		if old.rec.Document != r.Document {
+			sh.unindex(old.rec.Document, r.ChunkID)
+		}
+		sh.ents[i] = e
+	} else {
+		i = len(sh.ents)
+		sh.ids[r.ChunkID] = i
+		sh.ents = append(sh.ents, e)
+		sh.vecs = append(sh.vecs, make([]float32, sh.dim)...)
+		sh.invs = append(sh.invs, 0)
+	}
+	sh.invs[i] = inv
+	copy(sh.vecs[i*sh.dim:(i+1)*sh.dim], r.Vector)
+	set := sh.docs[r.Document]
+	if set == nil {
+		set = make(map[apiary.ChunkID]struct{})
+		sh.docs[r.Document] = set
+	}
+	set[r.ChunkID] = struct{}{}
+	return delta + e.size
+}
+
+func (sh *shard) unindex(doc apiary.DocumentID, id apiary.ChunkID) {
+	set := sh.docs[doc]
+	delete(set, id)
+	if len(set) == 0 {
+		delete(sh.docs, doc)
+	}
+}
+
+// hasOtherVersion reports whether deleteDocument(doc, keep) would remove anything.
+func (sh *shard) hasOtherVersion(doc apiary.DocumentID, keep uint64) bool {
+	for id := range sh.docs[doc] {
+		if keep == 0 || sh.ents[sh.ids[id]].rec.Version != keep {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteDocument removes doc's records whose version is not keep (all when
+// keep is 0) and returns how many and the live size they took.
+func (sh *shard) deleteDocument(doc apiary.DocumentID, keep uint64) (n int, freed int64) {
+	for id := range sh.docs[doc] {
+		i := sh.ids[id]
+		if keep != 0 && sh.ents[i].rec.Version == keep {
+			continue
+		}
+		freed += sh.ents[i].size
+		sh.remove(i)
+		sh.unindex(doc, id)
+		n++
+	}
+	return n, freed
+}
+
+// remove drops record i by moving the last record into its place.
+func (sh *shard) remove(i int) {
+	last := len(sh.ents) - 1
+	delete(sh.ids, sh.ents[i].rec.ChunkID)
+	if i != last {
+		sh.ents[i] = sh.ents[last]
+		sh.ids[sh.ents[i].rec.ChunkID] = i
+		copy(sh.vecs[i*sh.dim:(i+1)*sh.dim], sh.vecs[last*sh.dim:])
+		sh.invs[i] = sh.invs[last]
+	}
+	sh.ents[last] = entry{} // let the collector have the Sealed bytes
+	sh.ents = sh.ents[:last]
+	sh.vecs = sh.vecs[:last*sh.dim]
+	sh.invs = sh.invs[:last]
+}
+
+// vector returns record i's vector (shared: callers copy it or only read it).
+func (sh *shard) vector(i int) []float32 { return sh.vecs[i*sh.dim : (i+1)*sh.dim] }
+
+// search is an exact top-k by cosine similarity.
+func (sh *shard) search(vec []float32, k int, f storage.VectorFilter) []storage.Hit {
+	q := make([]float32, len(vec))
+	if n := norm(vec); n > 0 {
+		for j, x := range vec {
+			q[j] = float32(float64(x) / n)
+		}
+	}
+
+	top := topK{k: k, ents: sh.ents}
+	if f.Document != "" {
+		for id := range sh.docs[f.Document] {
+			i := sh.ids[id]
+			top.offer(i, dot(q, sh.vector(i))*sh.invs[i])
+		}
+	} else {
+		for i := range sh.ents {
+			top.offer(i, dot(q, sh.vector(i))*sh.invs[i])
+		}
+	}
+
+	hits := make([]storage.Hit, len(top.h))
+	for n := len(top.h) - 1; n >= 0; n-- { // pop worst first, fill from the back
+		c := top.pop()
+		e := &sh.ents[c.i]
+		h := storage.Hit{VectorRecord: e.rec, Score: min(max(c.score, -1), 1)}
+		h.Sealed = slices.Clone(e.rec.Sealed)
+		h.Vector = slices.Clone(sh.vector(c.i))
+		hits[n] = h
+	}
+	return hits
+}
+
+// norm is the Euclidean length of v, accumulated in float64.
+func norm(v []float32) float64 {
+	var s float64
+	for _, f := range v {
+		s += float64(f) * float64(f)
+	}
+	return math.Sqrt(s)
+}
+
+// dot is the inner product of two equal-length vectors, unrolled by eight.
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3, s4, s5, s6, s7 float32
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		aa, bb := a[i:i+8:i+8], b[i:i+8:i+8]
+		s0 += aa[0] * bb[0]
+		s1 += aa[1] * bb[1]
+		s2 += aa[2] * bb[2]
+		s3 += aa[3] * bb[3]
+		s4 += aa[4] * bb[4]
+		s5 += aa[5] * bb[5]
+		s6 += aa[6] * bb[6]
+		s7 += aa[7] * bb[7]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3) + (s4 + s5) + (s6 + s7)
+}
+
+type cand struct {
+	i     int
+	score float32
+}
+
+// topK keeps the k best candidates in a min-heap: the root is the worst
+// kept, so a new candidate only has to beat it.
+type topK struct {
+	k    int
+	h    []cand
+	ents []entry
+}
+
+// worse orders candidates: lower score, then larger ChunkID, is worse.
+func (t *topK) worse(a, b cand) bool {
+	if a.score != b.score {
+		return a.score < b.score
+	}
+	return strings.Compare(string(t.ents[a.i].rec.ChunkID), string(t.ents[b.i].rec.ChunkID)) > 0
+}
+
+func (t *topK) offer(i int, score float32) {
+	c := cand{i: i, score: score}
+	if len(t.h) < t.k {
+		t.h = append(t.h, c)
+		t.up(len(t.h) - 1)
+		return
+	}
+	if !t.worse(t.h[0], c) {
+		return
+	}
+	t.h[0] = c
+	t.down(0)
+}
+
+func (t *topK) pop() cand {
+	c := t.h[0]
+	last := len(t.h) - 1
+	t.h[0] = t.h[last]
+	t.h = t.h[:last]
+	if last > 0 {
+		t.down(0)
+	}
+	return c
+}
+
+func (t *topK) up(j int) {
+	for j > 0 {
+		p := (j - 1) / 2
+		if !t.worse(t.h[j], t.h[p]) {
+			return
+		}
+		t.h[j], t.h[p] = t.h[p], t.h[j]
+		j = p
+	}
+}
+
+func (t *topK) down(j int) {
+	n := len(t.h)
+	for {
+		l := 2*j + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && t.worse(t.h[r], t.h[l]) {
+			m = r
+		}
+		if !t.worse(t.h[m], t.h[j]) {
+			return
+		}
+		t.h[j], t.h[m] = t.h[m], t.h[j]
+		j = m
+	}
+}

@@ -1,0 +1,21 @@
+// Package natskv implements storage.KVStore, storage.KV and storage.Blobs on
+// NATS JetStream key-value buckets and object stores: embedded in `apiary
+// serve`, or an external cluster (Replicas 3) in a distributed deployment.
+//
+// What it promises, beyond the storage ports:
+//
+//   - Buckets are named Config.Prefix + name and keep one revision per key
+//     (History 1); Bucket creates a bucket or updates its configuration.
+//   - Revisions are JetStream stream sequences: they grow across the whole
+//     bucket, not per key, and Update is a compare-and-set on the key's last
+//     sequence, so concurrent updaters of one key never lose a write.
+//   - Keys are tokens of [A-Za-z0-9_=-] joined by '.' (no wildcards, no
+//     empty tokens); anything else is Invalid before it reaches the server.
+//   - Errors are translated here: a missing key or object is NotFound, a
+//     failed create or compare-and-set is Conflict, a closed connection,
+//     a timeout or no responders is Unavailable.
+//   - Blobs hold values up to MaxBlobSize (64 MiB), chunked by the object
+//     store; a larger value is TooLarge.
+//
+// All types are safe for concurrent use.
+package natskv

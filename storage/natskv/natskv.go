@@ -1,0 +1,119 @@
+package natskv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apiaryhq/apiary"
+)
+
+// Config describes how buckets and object stores are created.
+type Config struct {
+	// Prefix goes before every bucket and object-store name, so that Apiary's
+	// streams are easy to tell apart on a shared server. Default "apiary_".
+	Prefix string
+	// Replicas is the number of copies of each bucket on a cluster.
+	// Default 1; use 3 on a three-node cluster.
+	Replicas int
+	// Storage is where the server keeps the buckets. Default (the zero
+	// value) jetstream.FileStorage.
+	Storage jetstream.StorageType
+}
+
+func (c *Config) setDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = "apiary_"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+}
+
+// Validate reports every problem with c (after defaults are applied).
+func (c Config) Validate() error {
+	var errs []error
+	if !validName(c.Prefix) {
+		errs = append(errs, fmt.Errorf("natskv: Prefix %q may hold only A-Z, a-z, 0-9, '_' and '-'", c.Prefix))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("natskv: Replicas must be 1 to 5, got %d", c.Replicas))
+	}
+	if c.Storage != jetstream.FileStorage && c.Storage != jetstream.MemoryStorage {
+		errs = append(errs, fmt.Errorf("natskv: unknown Storage %d", c.Storage))
+	}
+	return errors.Join(errs...)
+}
+
+// validName reports whether s is a usable bucket name (or part of one).
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !nameByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func nameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// validKey reports whether key is tokens of [A-Za-z0-9_=-] joined by '.'.
+func validKey(key string) bool {
+	return key != "" && validPrefix(key) && key[len(key)-1] != '.'
+}
+
+// validPrefix is validKey, except that a trailing '.' is allowed.
+func validPrefix(p string) bool {
+	prev := byte('.') // an empty first token is refused
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '.' && prev == '.':
+			return false
+		case c != '.' && !nameByte(c) && c != '=':
+			return false
+		}
+		prev = c
+	}
+	return true
+}
+
+func invalidKey(op, key string) error {
+	return apiary.E(apiary.KindInvalid, "natskv: %s: key %q must be tokens of A-Z, a-z, 0-9, '_', '=' and '-' joined by '.'", op, key)
+}
+
+// translate classifies an error of the NATS client under the root package's
+// kinds, naming op and subject; a nil err gives nil.
+func translate(err error, op, subject string) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrObjectNotFound),
+		errors.Is(err, jetstream.ErrBucketNotFound):
+		return apiary.Wrap(err, apiary.KindNotFound, "natskv: %s %s", op, subject)
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch),
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+		return apiary.Wrap(err, apiary.KindConflict, "natskv: %s %s", op, subject)
+	case errors.Is(err, jetstream.ErrInvalidKey), errors.Is(err, jetstream.ErrInvalidBucketName),
+		errors.Is(err, jetstream.ErrInvalidStoreName):
+		return apiary.Wrap(err, apiary.KindInvalid, "natskv: %s %s", op, subject)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("natskv: %s %s: %w", op, subject, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return apiary.Wrap(err, apiary.KindUnavailable, "natskv: %s %s", op, subject)
+	}
+	return fmt.Errorf("natskv: %s %s: %w", op, subject, err)
+}

@@ -1,0 +1,419 @@
+// Package records keeps Apiary's records — accounts, tokens, jobs,
+// idempotency keys and documents — as JSON in key-value buckets.
+//
+// Tenancy lives here, in one place: every account-owned record is stored under
+// a key built by scopedKey(account, id), and every read, write and listing of
+// such a record goes through it. A caller holding another account's id gets
+// NotFound, exactly as for an id that does not exist.
+//
+// Promises: Create* never overwrite (Conflict); UpdateJob is a
+// compare-and-swap loop, so concurrent updates never lose each other;
+// listings are ordered by id (job ids sort by creation time) and paged with an
+// opaque cursor.
+package records
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage"
+)
+
+// Bucket names.
+const (
+	bucketAccounts    = "accounts"
+	bucketTokens      = "tokens"
+	bucketJobs        = "jobs"
+	bucketIdempotency = "idempotency"
+	bucketDocuments   = "documents"
+)
+
+// Store is the typed record store. Safe for concurrent use.
+type Store struct {
+	accounts, tokens, jobs, idem, docs storage.KV
+}
+
+// Open opens (creating on first use) the record buckets in kvs.
+func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
+	s := &Store{}
+	for _, b := range []struct {
+		name string
+		kv   *storage.KV
+	}{
+		{bucketAccounts, &s.accounts},
+		{bucketTokens, &s.tokens},
+		{bucketJobs, &s.jobs},
+		{bucketIdempotency, &s.idem},
+		{bucketDocuments, &s.docs},
+	} {
+		kv, err := kvs.Bucket(ctx, b.name)
+		if err != nil {
+			return nil, fmt.Errorf("records: open bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	return s, nil
+}
+
+// encodeID turns an arbitrary id into one key token.
+func encodeID(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+func decodeID(tok string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	return string(b), err
+}
+
+// scopedKey is the one place where an account-owned record's key is built.
+func scopedKey(account apiary.AccountID, id string) string {
+	return encodeID(string(account)) + "." + encodeID(id)
+}
+
+// scopePrefix is the key prefix of all of account's records in a bucket.
+func scopePrefix(account apiary.AccountID) string { return encodeID(string(account)) + "." }
+
+func get[T any](ctx context.Context, kv storage.KV, key, what string) (T, uint64, error) {
+	var v T
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, apiary.ErrNotFound) {
+			return v, 0, apiary.Wrap(err, apiary.KindNotFound, "no such %s", what)
+		}
+		return v, 0, fmt.Errorf("records: get %s: %w", what, err)
+	}
+	if err := json.Unmarshal(e.Value, &v); err != nil {
+		return v, 0, fmt.Errorf("records: decode %s: %w", what, err)
+	}
+	return v, e.Revision, nil
+}
+
+func create(ctx context.Context, kv storage.KV, key, what string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("records: encode %s: %w", what, err)
+	}
+	if _, err := kv.Create(ctx, key, b); err != nil {
+		if errors.Is(err, apiary.ErrConflict) {
+			return apiary.Wrap(err, apiary.KindConflict, "%s already exists", what)
+		}
+		return fmt.Errorf("records: create %s: %w", what, err)
+	}
+	return nil
+}
+
+func put(ctx context.Context, kv storage.KV, key, what string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("records: encode %s: %w", what, err)
+	}
+	if _, err := kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("records: put %s: %w", what, err)
+	}
+	return nil
+}
+
+// --- accounts ---
+
+// CreateAccount stores a new account; Conflict if the id is taken.
+func (s *Store) CreateAccount(ctx context.Context, a apiary.Account) error {
+	if err := a.ID.Validate(); err != nil {
+		return err
+	}
+	return create(ctx, s.accounts, encodeID(string(a.ID)), "account", a)
+}
+
+// Account returns the account with id.
+func (s *Store) Account(ctx context.Context, id apiary.AccountID) (apiary.Account, error) {
+	a, _, err := get[apiary.Account](ctx, s.accounts, encodeID(string(id)), "account")
+	return a, err
+}
+
+// HasAccounts reports whether any account exists (bootstrap runs when none does).
+func (s *Store) HasAccounts(ctx context.Context) (bool, error) {
+	keys, err := s.accounts.Keys(ctx, "")
+	if err != nil {
+		return false, fmt.Errorf("records: list accounts: %w", err)
+	}
+	return len(keys) > 0, nil
+}
+
+// --- tokens ---
+
+// CreateToken stores a token record, keyed by its hash.
+func (s *Store) CreateToken(ctx context.Context, t apiary.Token) error {
+	if t.Hash == "" {
+		return apiary.E(apiary.KindInvalid, "token hash is required")
+	}
+	return create(ctx, s.tokens, t.Hash, "token", t)
+}
+
+// TokenByHash returns the token whose hex SHA-256 is hash.
+func (s *Store) TokenByHash(ctx context.Context, hash string) (apiary.Token, error) {
+	t, _, err := get[apiary.Token](ctx, s.tokens, hash, "token")
+	if err == nil {
+		t.Hash = hash // not serialized
+	}
+	return t, err
+}
+
+// Tokens lists account's tokens (without secrets), oldest first.
+func (s *Store) Tokens(ctx context.Context, account apiary.AccountID) ([]apiary.Token, error) {
+	keys, err := s.tokens.Keys(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("records: list tokens: %w", err)
+	}
+	var out []apiary.Token
+	for _, k := range keys {
+		t, err := s.TokenByHash(ctx, k)
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if t.Account == account {
+			out = append(out, t)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// DeleteToken revokes account's token id; NotFound when account has no such token.
+func (s *Store) DeleteToken(ctx context.Context, account apiary.AccountID, id apiary.TokenID) error {
+	toks, err := s.Tokens(ctx, account)
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if t.ID == id {
+			if err := s.tokens.Delete(ctx, t.Hash); err != nil {
+				return fmt.Errorf("records: delete token: %w", err)
+			}
+			return nil
+		}
+	}
+	return apiary.E(apiary.KindNotFound, "no such token")
+}
+
+// --- jobs ---
+
+// CreateJob stores a new job; Conflict if the id is taken.
+func (s *Store) CreateJob(ctx context.Context, j apiary.Job) error {
+	return create(ctx, s.jobs, scopedKey(j.Account, string(j.ID)), "job", j)
+}
+
+// Job returns account's job id; NotFound for another account's job.
+func (s *Store) Job(ctx context.Context, account apiary.AccountID, id apiary.JobID) (apiary.Job, error) {
+	j, _, err := get[apiary.Job](ctx, s.jobs, scopedKey(account, string(id)), "job")
+	return j, err
+}
+
+// ErrNoChange, returned by an UpdateJob callback, ends the update without writing.
+var ErrNoChange = errors.New("records: no change")
+
+// UpdateJob applies fn to the current job and stores the result, retrying on
+// concurrent writes. If fn returns ErrNoChange nothing is written and the
+// current job is returned; any other error is returned as is.
+func (s *Store) UpdateJob(ctx context.Context, account apiary.AccountID, id apiary.JobID, fn func(*apiary.Job) error) (apiary.Job, error) {
+	key := scopedKey(account, string(id))
+	for {
+		j, rev, err := get[apiary.Job](ctx, s.jobs, key, "job")
+		if err != nil {
+			return j, err
+		}
+		if err := fn(&j); err != nil {
+			if errors.Is(err, ErrNoChange) {
+				return j, nil
+			}
+			return j, err
+		}
+		b, err := json.Marshal(j)
+		if err != nil {
+			return j, fmt.Errorf("records: encode job: %w", err)
+		}
+		_, err = s.jobs.Update(ctx, key, b, rev)
+		if err == nil {
+			return j, nil
+		}
+		if !errors.Is(err, apiary.ErrConflict) {
+			return j, fmt.Errorf("records: update job: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return j, err
+		}
+	}
+}
+
+// JobFilter narrows a job listing.
+type JobFilter struct {
+	Status apiary.JobStatus // empty: any
+	Limit  int              // default 50, max 500
+	Cursor string           // from the previous page
+}
+
+// Jobs lists account's jobs, newest first, and returns the cursor of the next
+// page ("" when there is none).
+func (s *Store) Jobs(ctx context.Context, account apiary.AccountID, f JobFilter) ([]apiary.Job, string, error) {
+	ids, err := scopedIDs(ctx, s.jobs, account, f.Cursor, true)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := clampLimit(f.Limit)
+	var out []apiary.Job
+	for _, id := range ids {
+		j, _, err := get[apiary.Job](ctx, s.jobs, scopedKey(account, id), "job")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if f.Status != "" && j.Status != f.Status {
+			continue
+		}
+		if len(out) == limit {
+			return out, encodeID(string(out[len(out)-1].ID)), nil
+		}
+		out = append(out, j)
+	}
+	return out, "", nil
+}
+
+// scopedIDs lists the ids of account's records in kv, sorted (descending when
+// newestFirst), starting after cursor (an id encoded by encodeID).
+func scopedIDs(ctx context.Context, kv storage.KV, account apiary.AccountID, cursor string, newestFirst bool) ([]string, error) {
+	prefix := scopePrefix(account)
+	keys, err := kv.Keys(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("records: list: %w", err)
+	}
+	after := ""
+	if cursor != "" {
+		c, err := decodeID(cursor)
+		if err != nil || c == "" {
+			return nil, apiary.E(apiary.KindInvalid, "cursor is not one this API returned")
+		}
+		after = c
+	}
+	ids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		id, err := decodeID(strings.TrimPrefix(k, prefix))
+		if err != nil {
+			continue
+		}
+		switch {
+		case after == "":
+		case newestFirst && id >= after, !newestFirst && id <= after:
+			continue
+		}
+		ids = append(ids, id)
+	}
+	if newestFirst {
+		sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	} else {
+		sort.Strings(ids)
+	}
+	return ids, nil
+}
+
+// --- idempotency ---
+
+type idemRecord struct {
+	Job         apiary.JobID `json:"job"`
+	RequestHash string       `json:"request_hash"`
+}
+
+// ClaimIdempotencyKey binds account's key to job for a request whose body
+// hashes to requestHash. It returns job when the claim is new, the earlier
+// job when the same key came with the same request, and a Conflict error
+// when the same key came with a different request.
+func (s *Store) ClaimIdempotencyKey(ctx context.Context, account apiary.AccountID, key, requestHash string, job apiary.JobID) (apiary.JobID, error) {
+	k := scopedKey(account, key)
+	err := create(ctx, s.idem, k, "idempotency key", idemRecord{Job: job, RequestHash: requestHash})
+	if err == nil {
+		return job, nil
+	}
+	if !errors.Is(err, apiary.ErrConflict) {
+		return "", err
+	}
+	prev, _, err := get[idemRecord](ctx, s.idem, k, "idempotency key")
+	if err != nil {
+		return "", err
+	}
+	if prev.RequestHash != requestHash {
+		return "", apiary.E(apiary.KindConflict, "Idempotency-Key %q was already used with a different request body", key)
+	}
+	return prev.Job, nil
+}
+
+// --- documents ---
+
+// Document returns account's document id.
+func (s *Store) Document(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) (apiary.DocumentRecord, error) {
+	d, _, err := get[apiary.DocumentRecord](ctx, s.docs, scopedKey(account, string(id)), "document")
+	return d, err
+}
+
+// PutDocument stores rec under its account, replacing any earlier record.
+func (s *Store) PutDocument(ctx context.Context, rec apiary.DocumentRecord) error {
+	if rec.Account == "" {
+		return apiary.E(apiary.KindInvalid, "document record has no account")
+	}
+	return put(ctx, s.docs, scopedKey(rec.Account, string(rec.ID)), "document", rec)
+}
+
+// DeleteDocument removes account's document record; NotFound if there is none.
+func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) error {
+	key := scopedKey(account, string(id))
+	if _, err := s.docs.Get(ctx, key); err != nil {
+		if errors.Is(err, apiary.ErrNotFound) {
+			return apiary.E(apiary.KindNotFound, "no such document")
+		}
+		return fmt.Errorf("records: get document: %w", err)
+	}
+	if err := s.docs.Delete(ctx, key); err != nil {
+		return fmt.Errorf("records: delete document: %w", err)
+	}
+	return nil
+}
+
+// Documents lists account's documents ordered by id and returns the cursor of
+// the next page ("" when there is none).
+func (s *Store) Documents(ctx context.Context, account apiary.AccountID, limit int, cursor string) ([]apiary.DocumentRecord, string, error) {
+	ids, err := scopedIDs(ctx, s.docs, account, cursor, false)
+	if err != nil {
+		return nil, "", err
+	}
+	limit = clampLimit(limit)
+	var out []apiary.DocumentRecord
+	for _, id := range ids {
+		if len(out) == limit {
+			return out, encodeID(string(out[len(out)-1].ID)), nil
+		}
+		d, _, err := get[apiary.DocumentRecord](ctx, s.docs, scopedKey(account, id), "document")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, d)
+	}
+	return out, "", nil
+}
+
+func clampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 50
+	case n > 500:
+		return 500
+	}
+	return n
+}

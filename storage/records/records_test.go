@@ -1,0 +1,224 @@
+package records_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
+	"github.com/apiaryhq/apiary/storage"
+	"github.com/apiaryhq/apiary/storage/memkv"
+	"github.com/apiaryhq/apiary/storage/natskv"
+	"github.com/apiaryhq/apiary/storage/records"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// backends runs each test against the in-memory and the NATS key-value store.
+var backends = map[string]func(t *testing.T) storage.KVStore{
+	"memkv": func(t *testing.T) storage.KVStore { return memkv.NewKVStore() },
+	"natskv": func(t *testing.T) storage.KVStore {
+		nc, err := nats.Connect(natstest.Start(t))
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		return natskv.NewKVStore(js, natskv.Config{})
+	},
+}
+
+func open(t *testing.T, newKVS func(t *testing.T) storage.KVStore) *records.Store {
+	t.Helper()
+	s, err := records.Open(context.Background(), newKVS(t))
+	require.NoError(t, err)
+	return s
+}
+
+func job(account apiary.AccountID) apiary.Job {
+	now := time.Now().UTC()
+	return apiary.Job{ID: apiary.NewJobID(), Account: account, Status: apiary.JobQueued, Version: 7, CreatedAt: now, UpdatedAt: now}
+}
+
+func TestRecords(t *testing.T) {
+	t.Parallel()
+	for name, newKVS := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			t.Run("jobs are scoped to their account", func(t *testing.T) {
+				t.Parallel()
+				s, ctx := open(t, newKVS), context.Background()
+				j := job("acme")
+				require.NoError(t, s.CreateJob(ctx, j))
+				got, err := s.Job(ctx, "acme", j.ID)
+				require.NoError(t, err)
+				require.Equal(t, j.ID, got.ID)
+				require.Equal(t, uint64(7), got.Version, "internal fields survive storage")
+
+				_, err = s.Job(ctx, "globex", j.ID)
+				require.ErrorIs(t, err, apiary.ErrNotFound)
+				_, err = s.UpdateJob(ctx, "globex", j.ID, func(*apiary.Job) error { return nil })
+				require.ErrorIs(t, err, apiary.ErrNotFound)
+				jobs, _, err := s.Jobs(ctx, "globex", records.JobFilter{})
+				require.NoError(t, err)
+				require.Empty(t, jobs)
+				require.ErrorIs(t, s.CreateJob(ctx, j), apiary.ErrConflict)
+			})
+			t.Run("concurrent updates lose nothing", func(t *testing.T) {
+				t.Parallel()
+				s, ctx := open(t, newKVS), context.Background()
+				j := job("acme")
+				require.NoError(t, s.CreateJob(ctx, j))
+				var wg sync.WaitGroup
+				for range 8 {
+					wg.Go(func() {
+						for range 5 {
+							_, err := s.UpdateJob(ctx, "acme", j.ID, func(j *apiary.Job) error {
+								j.Counts.DocumentsDone++
+								return nil
+							})
+							require.NoError(t, err)
+						}
+					})
+				}
+				wg.Wait()
+				got, err := s.Job(ctx, "acme", j.ID)
+				require.NoError(t, err)
+				require.Equal(t, 40, got.Counts.DocumentsDone)
+
+				sentinel := errors.New("stop")
+				_, err = s.UpdateJob(ctx, "acme", j.ID, func(j *apiary.Job) error { j.Counts.DocumentsDone = 0; return sentinel })
+				require.ErrorIs(t, err, sentinel)
+				_, err = s.UpdateJob(ctx, "acme", j.ID, func(j *apiary.Job) error { j.Counts.DocumentsDone = 0; return records.ErrNoChange })
+				require.NoError(t, err)
+				got, err = s.Job(ctx, "acme", j.ID)
+				require.NoError(t, err)
+				require.Equal(t, 40, got.Counts.DocumentsDone, "an aborted update writes nothing")
+			})
+			t.Run("job listing pages newest first and filters by status", func(t *testing.T) {
+				t.Parallel()
+				s, ctx := open(t, newKVS), context.Background()
+				var ids []apiary.JobID
+				for i := range 5 {
+					j := job("acme")
+					j.ID = apiary.JobID(fmt.Sprintf("job_%026d", i))
+					if i%2 == 1 {
+						j.Status = apiary.JobSucceeded
+					}
+					require.NoError(t, s.CreateJob(ctx, j))
+					ids = append(ids, j.ID)
+				}
+				page1, next, err := s.Jobs(ctx, "acme", records.JobFilter{Limit: 2})
+				require.NoError(t, err)
+				require.Equal(t, []apiary.JobID{ids[4], ids[3]}, jobIDs(page1))
+				require.NotEmpty(t, next)
+				page2, next, err := s.Jobs(ctx, "acme", records.JobFilter{Limit: 2, Cursor: next})
+				require.NoError(t, err)
+				require.Equal(t, []apiary.JobID{ids[2], ids[1]}, jobIDs(page2))
+				page3, next, err := s.Jobs(ctx, "acme", records.JobFilter{Limit: 2, Cursor: next})
+				require.NoError(t, err)
+				require.Equal(t, []apiary.JobID{ids[0]}, jobIDs(page3))
+				require.Empty(t, next)
+
+				done, _, err := s.Jobs(ctx, "acme", records.JobFilter{Status: apiary.JobSucceeded})
+				require.NoError(t, err)
+				require.Equal(t, []apiary.JobID{ids[3], ids[1]}, jobIDs(done))
+
+				_, _, err = s.Jobs(ctx, "acme", records.JobFilter{Cursor: "%%%"})
+				require.ErrorIs(t, err, apiary.ErrInvalid)
+			})
+			t.Run("idempotency keys", func(t *testing.T) {
+				t.Parallel()
+				s, ctx := open(t, newKVS), context.Background()
+				got, err := s.ClaimIdempotencyKey(ctx, "acme", "k1", "hash-a", "job_1")
+				require.NoError(t, err)
+				require.Equal(t, apiary.JobID("job_1"), got)
+				got, err = s.ClaimIdempotencyKey(ctx, "acme", "k1", "hash-a", "job_2")
+				require.NoError(t, err)
+				require.Equal(t, apiary.JobID("job_1"), got, "same key and body: the earlier job")
+				_, err = s.ClaimIdempotencyKey(ctx, "acme", "k1", "hash-b", "job_3")
+				require.ErrorIs(t, err, apiary.ErrConflict)
+				got, err = s.ClaimIdempotencyKey(ctx, "globex", "k1", "hash-b", "job_4")
+				require.NoError(t, err)
+				require.Equal(t, apiary.JobID("job_4"), got, "keys are per account")
+			})
+			t.Run("documents with awkward ids", func(t *testing.T) {
+				t.Parallel()
+				s, ctx := open(t, newKVS), context.Background()
+				ids := []apiary.DocumentID{"a/b c.txt", "ü.md", "x.y.z", "acme.doc", "*", ">"}
+				for _, id := range ids {
+					require.NoError(t, s.PutDocument(ctx, apiary.DocumentRecord{ID: id, Account: "acme", Version: 1}))
+				}
+				for _, id := range ids {
+					d, err := s.Document(ctx, "acme", id)
+					require.NoError(t, err)
+					require.Equal(t, id, d.ID)
+					_, err = s.Document(ctx, "acme2", id)
+					require.ErrorIs(t, err, apiary.ErrNotFound)
+				}
+				var listed []apiary.DocumentID
+				cursor := ""
+				for {
+					page, next, err := s.Documents(ctx, "acme", 4, cursor)
+					require.NoError(t, err)
+					for _, d := range page {
+						listed = append(listed, d.ID)
+					}
+					if next == "" {
+						break
+					}
+					cursor = next
+				}
+				require.ElementsMatch(t, ids, listed)
+				require.ErrorIs(t, s.DeleteDocument(ctx, "acme2", "x.y.z"), apiary.ErrNotFound)
+				require.NoError(t, s.DeleteDocument(ctx, "acme", "x.y.z"))
+				require.ErrorIs(t, s.DeleteDocument(ctx, "acme", "x.y.z"), apiary.ErrNotFound)
+				require.ErrorIs(t, s.PutDocument(ctx, apiary.DocumentRecord{ID: "no-account"}), apiary.ErrInvalid)
+			})
+			t.Run("accounts and tokens", func(t *testing.T) {
+				t.Parallel()
+				s, ctx := open(t, newKVS), context.Background()
+				has, err := s.HasAccounts(ctx)
+				require.NoError(t, err)
+				require.False(t, has)
+				require.NoError(t, s.CreateAccount(ctx, apiary.Account{ID: "acme", Name: "Acme"}))
+				require.ErrorIs(t, s.CreateAccount(ctx, apiary.Account{ID: "acme"}), apiary.ErrConflict)
+				require.ErrorIs(t, s.CreateAccount(ctx, apiary.Account{ID: "Bad Id"}), apiary.ErrInvalid)
+				has, err = s.HasAccounts(ctx)
+				require.NoError(t, err)
+				require.True(t, has)
+
+				for i := range 3 {
+					require.NoError(t, s.CreateToken(ctx, apiary.Token{ID: apiary.TokenID(fmt.Sprintf("tok_%d", i)), Account: "acme", Role: apiary.RoleViewer, Hash: fmt.Sprintf("%064d", i)}))
+				}
+				require.NoError(t, s.CreateToken(ctx, apiary.Token{ID: "tok_x", Account: "globex", Role: apiary.RoleAdmin, Hash: fmt.Sprintf("%064d", 9)}))
+				tok, err := s.TokenByHash(ctx, fmt.Sprintf("%064d", 1))
+				require.NoError(t, err)
+				require.Equal(t, apiary.TokenID("tok_1"), tok.ID)
+				toks, err := s.Tokens(ctx, "acme")
+				require.NoError(t, err)
+				require.Len(t, toks, 3)
+				require.ErrorIs(t, s.DeleteToken(ctx, "acme", "tok_x"), apiary.ErrNotFound, "another account's token")
+				require.NoError(t, s.DeleteToken(ctx, "acme", "tok_1"))
+				_, err = s.TokenByHash(ctx, fmt.Sprintf("%064d", 1))
+				require.ErrorIs(t, err, apiary.ErrNotFound)
+			})
+		})
+	}
+}
+
+func jobIDs(js []apiary.Job) []apiary.JobID {
+	out := make([]apiary.JobID, len(js))
+	for i, j := range js {
+		out[i] = j.ID
+	}
+	return out
+}

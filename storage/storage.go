@@ -1,0 +1,94 @@
+// Package storage holds the storage ports: key-value records, staged blobs
+// and the vector store. Each has a conformance suite (storagetest) that every
+// adapter passes.
+//
+// Tenancy: the vector store takes the account on every call and never reads
+// or writes outside it; record keys are built by the records package in one
+// place.
+package storage
+
+import (
+	"context"
+
+	"github.com/apiaryhq/apiary"
+)
+
+// Entry is one stored value with its revision for optimistic concurrency.
+type Entry struct {
+	Key      string
+	Value    []byte
+	Revision uint64
+}
+
+// KV is a bucket of records. Keys are made of tokens [A-Za-z0-9_=-] joined by
+// '.'; callers encode anything else. Safe for concurrent use.
+type KV interface {
+	// Get returns the entry at key, or an error of kind NotFound.
+	Get(ctx context.Context, key string) (Entry, error)
+	// Create stores value at key if there is none; Conflict otherwise.
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	// Update stores value if key's revision is still rev; Conflict otherwise.
+	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
+	// Put stores value unconditionally.
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Keys returns the keys that start with prefix, sorted.
+	Keys(ctx context.Context, prefix string) ([]string, error)
+}
+
+// KVStore opens named buckets, creating them on first use.
+type KVStore interface {
+	Bucket(ctx context.Context, name string) (KV, error)
+}
+
+// Blobs holds opaque, possibly large values (staged, encrypted uploads).
+type Blobs interface {
+	Put(ctx context.Context, key string, data []byte) error
+	// Get returns the value at key, or an error of kind NotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// VectorRecord is one chunk as stored: the vector in the clear (it must be
+// searchable) and everything else a person could read sealed.
+type VectorRecord struct {
+	ChunkID  apiary.ChunkID
+	Account  apiary.AccountID
+	Document apiary.DocumentID
+	Version  uint64
+	Index    int
+	Vector   []float32
+	// Sealed is the chunk's text and metadata, encrypted with the document's
+	// data key; the vector store never sees them in the clear.
+	Sealed []byte
+	Model  string
+}
+
+// Hit is a search result: a stored record and its cosine similarity.
+type Hit struct {
+	VectorRecord
+	Score float32
+}
+
+// VectorFilter narrows a search or a count inside one account.
+type VectorFilter struct {
+	Document apiary.DocumentID // when set, only this document's chunks
+}
+
+// VectorStore is the vector store port. Every method is scoped to account.
+type VectorStore interface {
+	// Upsert writes records by ChunkID, replacing any with the same id.
+	// Every record's Account must equal account (Invalid otherwise).
+	Upsert(ctx context.Context, account apiary.AccountID, recs []VectorRecord) error
+	// DeleteDocument removes the document's chunks whose version is not keep
+	// (keep 0 removes them all).
+	DeleteDocument(ctx context.Context, account apiary.AccountID, doc apiary.DocumentID, keep uint64) error
+	// Search returns up to k records closest to vec by cosine similarity, best first.
+	Search(ctx context.Context, account apiary.AccountID, vec []float32, k int, f VectorFilter) ([]Hit, error)
+	// Count returns how many records match f.
+	Count(ctx context.Context, account apiary.AccountID, f VectorFilter) (int, error)
+	// Close flushes and releases the store.
+	Close() error
+}

@@ -1,0 +1,27 @@
+// Package workers runs jobs taken from the queue port.
+//
+// A Pool keeps at most Concurrency jobs running. It takes a free slot before
+// it asks the queue for work, so it never holds a delivery it cannot start.
+// Each delivery runs in its own goroutine under a context derived from Run's;
+// while the Handler runs, the pool extends the delivery's lease every
+// ExtendEvery so that a long job is not redelivered to another worker.
+//
+// What happens to a delivery afterwards is decided in one place (decide):
+//
+//	Handle returns nil                          → Ack
+//	apiary.IsPermanent(err), or the last attempt → OnGiveUp, then Term
+//	any other error (a panic included)           → Nack after apiary.RetryDelay(err),
+//	                                               or exponential backoff with jitter
+//	the pool was hard-stopped                    → Nack(0): handed back at once
+//
+// Acks, nacks and OnGiveUp run under context.WithoutCancel with their own
+// short timeout, so a stopping pool still settles what it finished.
+//
+// Stopping has two tiers: Stop(ctx) stops receiving and waits for running
+// handlers; if ctx ends first it cancels their contexts (with a cause), hands
+// their deliveries back and waits for every goroutine before returning.
+// Ending Run's context is a hard stop.
+//
+// Delivery is at least once: a handler must be idempotent, since a delivery
+// whose worker crashed, or whose settlement failed, is delivered again.
+package workers

@@ -1,0 +1,33 @@
+// Package events is the job event bus port. Every job state change is
+// published here; the bus keeps them in order per job for replay.
+//
+// Promises every adapter keeps (checked by eventstest):
+//   - Publish returns once the event is stored; Seq is assigned by the bus.
+//   - Events of one job are replayed in publish order, with increasing Seq.
+//   - Replay and Follow only ever see the given account's events.
+package events
+
+import (
+	"context"
+
+	"github.com/apiaryhq/apiary"
+)
+
+// Filter selects events. Account is required; Job narrows to one job.
+// AfterSeq skips events up to and including that sequence number.
+type Filter struct {
+	Account  apiary.AccountID
+	Job      apiary.JobID
+	AfterSeq uint64
+}
+
+// Bus is the event bus port.
+type Bus interface {
+	// Publish stores ev and announces it to followers.
+	Publish(ctx context.Context, ev apiary.Event) error
+	// Replay returns up to limit stored events matching f, oldest first.
+	Replay(ctx context.Context, f Filter, limit int) ([]apiary.Event, error)
+	// Follow calls fn for each stored event matching f, then for each new one,
+	// until ctx ends or fn returns false or an error.
+	Follow(ctx context.Context, f Filter, fn func(apiary.Event) (more bool, err error)) error
+}

@@ -1,0 +1,326 @@
+// Package eventstest is the conformance suite of the events port. Every
+// adapter of events.Bus runs it against a real server:
+//
+//	func TestConformance(t *testing.T) {
+//		eventstest.Run(t, func(t *testing.T) events.Bus { return newAdapter(t) })
+//	}
+//
+// newBus must return an empty bus, not shared with any other call.
+package eventstest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/workers/events"
+)
+
+// waitTimeout bounds every wait of the suite for something to arrive.
+const waitTimeout = 20 * time.Second
+
+// Run runs the conformance suite against fresh buses from newBus.
+func Run(t *testing.T, newBus func(t *testing.T) events.Bus) {
+	t.Helper()
+	cases := []struct {
+		name string
+		run  func(t *testing.T, b events.Bus)
+	}{
+		{"ReplayInOrder", testReplayInOrder},
+		{"ReplayLimit", testReplayLimit},
+		{"ReplayAfterSeq", testReplayAfterSeq},
+		{"ReplayJobFilter", testReplayJobFilter},
+		{"ReplayEmpty", testReplayEmpty},
+		{"AccountIsolation", testAccountIsolation},
+		{"FollowStoredThenLive", testFollowStoredThenLive},
+		{"FollowAfterSeq", testFollowAfterSeq},
+		{"FollowStopsOnContext", testFollowStopsOnContext},
+		{"FollowReturnsFnError", testFollowReturnsFnError},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, newBus(t))
+		})
+	}
+}
+
+var evTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// event returns a distinct event of job in account.
+func event(account apiary.AccountID, job apiary.JobID, typ apiary.EventType, done int) apiary.Event {
+	return apiary.Event{
+		ID:      apiary.RandomID("evt_"),
+		Type:    typ,
+		Account: account,
+		Job:     job,
+		Status:  apiary.JobRunning,
+		Counts:  apiary.Counts{DocumentsTotal: 10, DocumentsDone: done},
+		Time:    evTime.Add(time.Duration(done) * time.Second),
+	}
+}
+
+// publishJob publishes n events of one job and returns them.
+func publishJob(t *testing.T, b events.Bus, account apiary.AccountID, job apiary.JobID, n int) []apiary.Event {
+	t.Helper()
+	var evs []apiary.Event
+	for i := range n {
+		typ := apiary.EventJobProgress
+		if i == 0 {
+			typ = apiary.EventJobQueued
+		}
+		ev := event(account, job, typ, i)
+		require.NoError(t, b.Publish(t.Context(), ev))
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// withoutSeq strips the bus-assigned Seq for comparison with what was published.
+func withoutSeq(evs []apiary.Event) []apiary.Event {
+	out := make([]apiary.Event, len(evs))
+	for i, ev := range evs {
+		ev.Seq = 0
+		out[i] = ev
+	}
+	return out
+}
+
+func requireIncreasingSeq(t *testing.T, evs []apiary.Event) {
+	t.Helper()
+	var last uint64
+	for i, ev := range evs {
+		require.Greater(t, ev.Seq, last, "event %d: Seq must increase", i)
+		last = ev.Seq
+	}
+}
+
+func requireSameEvents(t *testing.T, want, got []apiary.Event) {
+	t.Helper()
+	if diff := cmp.Diff(want, withoutSeq(got)); diff != "" {
+		require.FailNow(t, "events differ (-want +got)", diff)
+	}
+	requireIncreasingSeq(t, got)
+}
+
+func testReplayInOrder(t *testing.T, b events.Bus) {
+	job := apiary.NewJobID()
+	want := publishJob(t, b, "acc_a", job, 5)
+	got, err := b.Replay(t.Context(), events.Filter{Account: "acc_a", Job: job}, 100)
+	require.NoError(t, err)
+	requireSameEvents(t, want, got)
+}
+
+func testReplayLimit(t *testing.T, b events.Bus) {
+	job := apiary.NewJobID()
+	want := publishJob(t, b, "acc_a", job, 5)
+	got, err := b.Replay(t.Context(), events.Filter{Account: "acc_a", Job: job}, 3)
+	require.NoError(t, err)
+	requireSameEvents(t, want[:3], got)
+}
+
+func testReplayAfterSeq(t *testing.T, b events.Bus) {
+	job := apiary.NewJobID()
+	want := publishJob(t, b, "acc_a", job, 5)
+	f := events.Filter{Account: "acc_a", Job: job}
+	all, err := b.Replay(t.Context(), f, 100)
+	require.NoError(t, err)
+	require.Len(t, all, 5)
+
+	f.AfterSeq = all[1].Seq
+	got, err := b.Replay(t.Context(), f, 100)
+	require.NoError(t, err)
+	requireSameEvents(t, want[2:], got)
+	require.Equal(t, all[2:], got, "Seq is stable across replays")
+
+	f.AfterSeq = all[4].Seq
+	got, err = b.Replay(t.Context(), f, 100)
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
+func testReplayJobFilter(t *testing.T, b events.Bus) {
+	j1, j2 := apiary.NewJobID(), apiary.NewJobID()
+	// Interleave two jobs of one account.
+	var w1, w2, all []apiary.Event
+	for i := range 3 {
+		e1 := event("acc_a", j1, apiary.EventJobProgress, i)
+		e2 := event("acc_a", j2, apiary.EventJobProgress, i)
+		require.NoError(t, b.Publish(t.Context(), e1))
+		require.NoError(t, b.Publish(t.Context(), e2))
+		w1, w2, all = append(w1, e1), append(w2, e2), append(all, e1, e2)
+	}
+	got, err := b.Replay(t.Context(), events.Filter{Account: "acc_a", Job: j1}, 100)
+	require.NoError(t, err)
+	requireSameEvents(t, w1, got)
+	got, err = b.Replay(t.Context(), events.Filter{Account: "acc_a", Job: j2}, 100)
+	require.NoError(t, err)
+	requireSameEvents(t, w2, got)
+	got, err = b.Replay(t.Context(), events.Filter{Account: "acc_a"}, 100)
+	require.NoError(t, err)
+	requireSameEvents(t, all, got)
+}
+
+func testReplayEmpty(t *testing.T, b events.Bus) {
+	got, err := b.Replay(t.Context(), events.Filter{Account: "acc_nobody", Job: apiary.NewJobID()}, 100)
+	require.NoError(t, err)
+	require.Empty(t, got)
+	got, err = b.Replay(t.Context(), events.Filter{Account: "acc_nobody"}, 100)
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
+func testAccountIsolation(t *testing.T, b events.Bus) {
+	job := apiary.NewJobID()
+	// The same job id in two accounts must not mix, nor must a prefix of an
+	// account id see the longer one.
+	wantA := publishJob(t, b, "acc_a", job, 3)
+	wantB := publishJob(t, b, "acc_b", job, 2)
+	publishJob(t, b, "acc_bb", job, 2)
+
+	for _, f := range []events.Filter{{Account: "acc_b"}, {Account: "acc_b", Job: job}} {
+		got, err := b.Replay(t.Context(), f, 100)
+		require.NoError(t, err)
+		requireSameEvents(t, wantB, got)
+	}
+	got, err := b.Replay(t.Context(), events.Filter{Account: "acc_a", Job: job}, 100)
+	require.NoError(t, err)
+	requireSameEvents(t, wantA, got)
+
+	// Follow of account B sees B's stored events, then B's live one; A's live
+	// event published in between never arrives.
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	liveB := event("acc_b", job, apiary.EventJobSucceeded, 9)
+	var seen []apiary.Event
+	err = b.Follow(ctx, events.Filter{Account: "acc_b"}, func(ev apiary.Event) (bool, error) {
+		seen = append(seen, ev)
+		if len(seen) == len(wantB) {
+			if err := b.Publish(ctx, event("acc_a", job, apiary.EventJobSucceeded, 9)); err != nil {
+				return false, err
+			}
+			if err := b.Publish(ctx, liveB); err != nil {
+				return false, err
+			}
+		}
+		return ev.ID != liveB.ID, nil
+	})
+	require.NoError(t, err)
+	requireSameEvents(t, append(wantB, liveB), seen)
+}
+
+// follow runs b.Follow in a goroutine, sending each event to the returned
+// channel; stop makes fn return false at the next event. done receives
+// Follow's result.
+func follow(t *testing.T, ctx context.Context, b events.Bus, f events.Filter) (evs <-chan apiary.Event, stop func(), done <-chan error) {
+	t.Helper()
+	ch := make(chan apiary.Event, 100)
+	stopCh := make(chan struct{})
+	doneCh := make(chan error, 1)
+	go func() {
+		doneCh <- b.Follow(ctx, f, func(ev apiary.Event) (bool, error) {
+			select {
+			case <-stopCh:
+				return false, nil
+			default:
+			}
+			ch <- ev
+			return true, nil
+		})
+	}()
+	return ch, func() { close(stopCh) }, doneCh
+}
+
+func receive(t *testing.T, evs <-chan apiary.Event, n int) []apiary.Event {
+	t.Helper()
+	var got []apiary.Event
+	timeout := time.After(waitTimeout)
+	for len(got) < n {
+		select {
+		case ev := <-evs:
+			got = append(got, ev)
+		case <-timeout:
+			require.FailNow(t, "Follow delivered too few events", "got %d of %d", len(got), n)
+		}
+	}
+	return got
+}
+
+func waitDone(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(waitTimeout):
+		require.FailNow(t, "Follow did not return")
+		return nil
+	}
+}
+
+func testFollowStoredThenLive(t *testing.T, b events.Bus) {
+	job := apiary.NewJobID()
+	stored := publishJob(t, b, "acc_a", job, 2)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	evs, stop, done := follow(t, ctx, b, events.Filter{Account: "acc_a", Job: job})
+
+	got := receive(t, evs, 2)
+	requireSameEvents(t, stored, got)
+
+	live := event("acc_a", job, apiary.EventJobSucceeded, 2)
+	require.NoError(t, b.Publish(t.Context(), live))
+	got = append(got, receive(t, evs, 1)...)
+	requireSameEvents(t, append(stored, live), got)
+
+	// fn returning false ends Follow without an error.
+	stop()
+	require.NoError(t, b.Publish(t.Context(), event("acc_a", job, apiary.EventJobProgress, 3)))
+	require.NoError(t, waitDone(t, done))
+	require.Empty(t, evs)
+}
+
+func testFollowAfterSeq(t *testing.T, b events.Bus) {
+	job := apiary.NewJobID()
+	stored := publishJob(t, b, "acc_a", job, 3)
+	all, err := b.Replay(t.Context(), events.Filter{Account: "acc_a", Job: job}, 100)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	evs, _, done := follow(t, ctx, b, events.Filter{Account: "acc_a", Job: job, AfterSeq: all[0].Seq})
+	requireSameEvents(t, stored[1:], receive(t, evs, 2))
+	cancel()
+	err = waitDone(t, done)
+	if err != nil {
+		require.ErrorIs(t, err, context.Canceled)
+	}
+}
+
+func testFollowStopsOnContext(t *testing.T, b events.Bus) {
+	// Nothing stored: Follow waits for live events until its context ends.
+	ctx, cancel := context.WithCancel(t.Context())
+	evs, _, done := follow(t, ctx, b, events.Filter{Account: "acc_a"})
+	cancel()
+	err := waitDone(t, done)
+	if err != nil {
+		require.ErrorIs(t, err, context.Canceled)
+	}
+	require.Empty(t, evs)
+}
+
+func testFollowReturnsFnError(t *testing.T, b events.Bus) {
+	job := apiary.NewJobID()
+	publishJob(t, b, "acc_a", job, 2)
+	boom := errors.New("eventstest: boom")
+	calls := 0
+	err := b.Follow(t.Context(), events.Filter{Account: "acc_a", Job: job}, func(apiary.Event) (bool, error) {
+		calls++
+		return true, boom
+	})
+	require.ErrorIs(t, err, boom)
+	require.Equal(t, 1, calls, "Follow stops at fn's first error")
+}

@@ -1,0 +1,332 @@
+// Package natsbus is the events port on NATS JetStream.
+//
+// An event of job J in account A is published as JSON on the subject
+// apiary.events.A.J and kept in one file-stored stream (default
+// "APIARY_EVENTS") capturing apiary.events.>, for Config.MaxAge. Publish
+// waits for the stream's ack and sets Nats-Msg-Id to the event id, so a
+// republished event is stored once. An event's Seq is its stream sequence,
+// which increases across all jobs and accounts.
+//
+// Replay and Follow read through an ordered consumer filtered on
+// apiary.events.A.J (or apiary.events.A.* for a whole account), so one
+// account's reader can never see another's events: account and job ids are
+// checked to be plain subject tokens before they become part of a subject.
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/workers/events"
+)
+
+// SubjectPrefix is the first two tokens of every event subject.
+const SubjectPrefix = "apiary.events"
+
+// noJob is the subject token of an event that belongs to no job.
+const noJob = "_"
+
+// replayBatch bounds one fetch of Replay.
+const replayBatch = 256
+
+// Config configures a Bus. Only Conn is required.
+type Config struct {
+	// Conn is the NATS connection; the caller owns it and closes it after
+	// the Bus is no longer used. Required.
+	Conn *nats.Conn
+	// Stream is the event stream's name. Default "APIARY_EVENTS".
+	Stream string
+	// MaxAge is how long events are kept for replay. Default 7 days.
+	MaxAge time.Duration
+	// Replicas is the stream's replication factor (3 on a cluster). Default 1.
+	Replicas int
+	// DuplicateWindow is how long an event id is remembered to drop a
+	// republished event. Default 2 min.
+	DuplicateWindow time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Stream == "" {
+		c.Stream = "APIARY_EVENTS"
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 7 * 24 * time.Hour
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+}
+
+// Validate reports every problem with c (after defaults).
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Conn == nil {
+		errs = append(errs, errors.New("natsbus: Conn is required"))
+	}
+	if c.MaxAge < time.Minute {
+		errs = append(errs, fmt.Errorf("natsbus: MaxAge %s is under 1m", c.MaxAge))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("natsbus: Replicas %d is not in 1..5", c.Replicas))
+	}
+	if c.DuplicateWindow < 0 || c.DuplicateWindow > c.MaxAge {
+		errs = append(errs, fmt.Errorf("natsbus: DuplicateWindow %s is not in 0..MaxAge", c.DuplicateWindow))
+	}
+	return errors.Join(errs...)
+}
+
+// Bus is the event bus on a JetStream stream. Its methods are safe for
+// concurrent use.
+type Bus struct {
+	cfg Config
+	js  jetstream.JetStream
+}
+
+var _ events.Bus = (*Bus)(nil)
+
+// New creates (or updates to cfg) the event stream and returns a Bus on it.
+func New(ctx context.Context, cfg Config) (*Bus, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, apiary.Wrap(err, apiary.KindInvalid, "natsbus: config")
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, classify(err, "natsbus: new")
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "Apiary job events, kept for replay",
+		Subjects:    []string{SubjectPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.MaxAge,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  cfg.DuplicateWindow,
+	})
+	if err != nil {
+		return nil, classify(err, "natsbus: create stream %s", cfg.Stream)
+	}
+	return &Bus{cfg: cfg, js: js}, nil
+}
+
+// Subject returns the subject of job's events in account; an empty job
+// gives the subject of the account's job-less events. It fails with
+// apiary.KindInvalid when an id is not a plain subject token.
+func Subject(account apiary.AccountID, job apiary.JobID) (string, error) {
+	if err := account.Validate(); err != nil {
+		return "", err
+	}
+	if job == "" {
+		return SubjectPrefix + "." + string(account) + "." + noJob, nil
+	}
+	if err := validToken(string(job)); err != nil {
+		return "", err
+	}
+	return SubjectPrefix + "." + string(account) + "." + string(job), nil
+}
+
+// filterSubject is what Replay and Follow read: one job, or every job of
+// the account.
+func filterSubject(f events.Filter) (string, error) {
+	if f.Job != "" {
+		return Subject(f.Account, f.Job)
+	}
+	if err := f.Account.Validate(); err != nil {
+		return "", err
+	}
+	return SubjectPrefix + "." + string(f.Account) + ".*", nil
+}
+
+// validToken accepts 1 to 128 characters of a-z, A-Z, 0-9, '_' and '-':
+// never '.', '*', '>' or white space, which would change the subject.
+func validToken(s string) error {
+	if s == "" || len(s) > 128 {
+		return apiary.E(apiary.KindInvalid, "job id must be 1 to 128 characters")
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return apiary.E(apiary.KindInvalid, "job id may hold only a-z, A-Z, 0-9, '_' and '-'")
+		}
+	}
+	return nil
+}
+
+// Publish stores ev and returns once the stream has acked it. ev.Seq is
+// ignored; an empty ev.ID disables duplicate suppression for ev.
+func (b *Bus) Publish(ctx context.Context, ev apiary.Event) error {
+	subj, err := Subject(ev.Account, ev.Job)
+	if err != nil {
+		return fmt.Errorf("natsbus: publish: %w", err)
+	}
+	ev.Seq = 0
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("natsbus: publish %s: %w", ev.Type, err)
+	}
+	var opts []jetstream.PublishOpt
+	if ev.ID != "" {
+		opts = append(opts, jetstream.WithMsgID(ev.ID))
+	}
+	opts = append(opts, jetstream.WithExpectStream(b.cfg.Stream))
+	if _, err := b.js.Publish(ctx, subj, data, opts...); err != nil {
+		return classify(err, "natsbus: publish %s of job %s", ev.Type, ev.Job)
+	}
+	return nil
+}
+
+// consumer opens an ordered consumer on f's subject from f.AfterSeq+1.
+func (b *Bus) consumer(ctx context.Context, f events.Filter) (jetstream.Consumer, error) {
+	subj, err := filterSubject(f)
+	if err != nil {
+		return nil, err
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{subj},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute,
+		MaxResetAttempts:  3,
+	}
+	if f.AfterSeq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = f.AfterSeq + 1
+	}
+	c, err := b.js.OrderedConsumer(ctx, b.cfg.Stream, cfg)
+	if err != nil {
+		return nil, classify(err, "natsbus: consumer on %s", b.cfg.Stream)
+	}
+	return c, nil
+}
+
+// deleteConsumer removes an ordered consumer's current server-side
+// consumer at once instead of leaving it to its inactivity timeout.
+func (b *Bus) deleteConsumer(c jetstream.Consumer) {
+	info := c.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = b.js.DeleteConsumer(ctx, b.cfg.Stream, info.Name)
+}
+
+// decode turns a stream message into an event with its Seq.
+func decode(m jetstream.Msg) (apiary.Event, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return apiary.Event{}, fmt.Errorf("natsbus: event metadata: %w", err)
+	}
+	var ev apiary.Event
+	if err := json.Unmarshal(m.Data(), &ev); err != nil {
+		return apiary.Event{}, fmt.Errorf("natsbus: event %d: %w", meta.Sequence.Stream, err)
+	}
+	ev.Seq = meta.Sequence.Stream
+	return ev, nil
+}
+
+// Replay returns up to limit stored events matching f, oldest first. limit
+// must be positive.
+func (b *Bus) Replay(ctx context.Context, f events.Filter, limit int) ([]apiary.Event, error) {
+	if limit <= 0 {
+		return nil, apiary.E(apiary.KindInvalid, "natsbus: replay: limit must be positive")
+	}
+	c, err := b.consumer(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: replay: %w", err)
+	}
+	var out []apiary.Event
+	defer func() { b.deleteConsumer(c) }()
+	for len(out) < limit {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("natsbus: replay: %w", err)
+		}
+		batch, err := c.FetchNoWait(min(limit-len(out), replayBatch))
+		if err != nil {
+			return nil, classify(err, "natsbus: replay")
+		}
+		got, pending := 0, uint64(1)
+		for m := range batch.Messages() {
+			ev, err := decode(m)
+			if err != nil {
+				return nil, err
+			}
+			meta, _ := m.Metadata()
+			pending = meta.NumPending
+			out = append(out, ev)
+			got++
+		}
+		if err := batch.Error(); err != nil {
+			return nil, classify(err, "natsbus: replay")
+		}
+		if got == 0 || pending == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Follow calls fn for each stored event matching f, then for each new one,
+// until fn returns false (Follow returns nil), fn returns an error (Follow
+// returns it) or ctx ends (Follow returns ctx's error).
+func (b *Bus) Follow(ctx context.Context, f events.Filter, fn func(apiary.Event) (more bool, err error)) error {
+	c, err := b.consumer(ctx, f)
+	if err != nil {
+		return fmt.Errorf("natsbus: follow: %w", err)
+	}
+	it, err := c.Messages()
+	if err != nil {
+		return classify(err, "natsbus: follow")
+	}
+	defer func() {
+		it.Stop()
+		b.deleteConsumer(c)
+	}()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("natsbus: follow: %w", ctx.Err())
+			}
+			return classify(err, "natsbus: follow")
+		}
+		ev, err := decode(m)
+		if err != nil {
+			return err
+		}
+		more, err := fn(ev)
+		if err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+// classify translates a NATS error into the root package's kinds.
+func classify(err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", msg, err)
+	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound):
+		return apiary.Wrap(err, apiary.KindNotFound, "%s", msg)
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == 400 {
+		return apiary.Wrap(err, apiary.KindInvalid, "%s", msg)
+	}
+	// Timeouts, a closed or reconnecting connection, no responders: all pass.
+	return apiary.Wrap(err, apiary.KindUnavailable, "%s", msg)
+}

@@ -1,0 +1,125 @@
+package natsbus_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
+	"github.com/apiaryhq/apiary/workers/events"
+	"github.com/apiaryhq/apiary/workers/events/eventstest"
+	"github.com/apiaryhq/apiary/workers/events/natsbus"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newBus(t *testing.T) *natsbus.Bus {
+	t.Helper()
+	nc, err := nats.Connect(natstest.Start(t))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	b, err := natsbus.New(t.Context(), natsbus.Config{Conn: nc})
+	require.NoError(t, err)
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	eventstest.Run(t, func(t *testing.T) events.Bus { return newBus(t) })
+}
+
+func TestSubject(t *testing.T) {
+	t.Parallel()
+	job := apiary.NewJobID()
+	tests := []struct {
+		account apiary.AccountID
+		job     apiary.JobID
+		want    string // empty: rejected as invalid
+	}{
+		{"acc_a", job, "apiary.events.acc_a." + string(job)},
+		{"acc_a", "", "apiary.events.acc_a._"},
+		{"", job, ""},
+		{"acc.a", job, ""},
+		{"acc_a", "job.x", ""},
+		{"acc_a", "*", ""},
+		{"acc_a", ">", ""},
+		{"acc_a", "job x", ""},
+		{"*", job, ""},
+		{">", job, ""},
+	}
+	for _, tt := range tests {
+		got, err := natsbus.Subject(tt.account, tt.job)
+		if tt.want == "" {
+			require.Error(t, err, "%q %q", tt.account, tt.job)
+			require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, tt.want, got)
+	}
+}
+
+func TestRejectsUnsafeIDs(t *testing.T) {
+	t.Parallel()
+	b := newBus(t)
+	ctx := t.Context()
+	err := b.Publish(ctx, apiary.Event{ID: "e1", Account: "acc_a", Job: "job.>", Type: apiary.EventJobQueued})
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+	_, err = b.Replay(ctx, events.Filter{Account: "acc_*"}, 10)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+	_, err = b.Replay(ctx, events.Filter{Account: "acc_a", Job: "*"}, 10)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+	_, err = b.Replay(ctx, events.Filter{Account: "acc_a"}, 0)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+	err = b.Follow(ctx, events.Filter{Account: ">"}, func(apiary.Event) (bool, error) { return true, nil })
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+}
+
+func TestPublishDeduplicatesEventID(t *testing.T) {
+	t.Parallel()
+	b := newBus(t)
+	ctx := t.Context()
+	ev := apiary.Event{ID: "evt_1", Type: apiary.EventJobSucceeded, Account: "acc_a", Job: apiary.NewJobID(),
+		Status: apiary.JobSucceeded, Time: time.Now().UTC()}
+	require.NoError(t, b.Publish(ctx, ev))
+	require.NoError(t, b.Publish(ctx, ev))
+	got, err := b.Replay(ctx, events.Filter{Account: "acc_a", Job: ev.Job}, 10)
+	require.NoError(t, err)
+	require.Len(t, got, 1, "an event published twice is stored once")
+}
+
+func TestReplayManyPages(t *testing.T) {
+	t.Parallel()
+	b := newBus(t)
+	ctx := t.Context()
+	job := apiary.NewJobID()
+	const n = 600 // more than one fetch
+	for i := range n {
+		require.NoError(t, b.Publish(ctx, apiary.Event{ID: apiary.RandomID("evt_"), Type: apiary.EventJobProgress,
+			Account: "acc_a", Job: job, Counts: apiary.Counts{DocumentsDone: i}}))
+	}
+	got, err := b.Replay(ctx, events.Filter{Account: "acc_a", Job: job}, 1000)
+	require.NoError(t, err)
+	require.Len(t, got, n)
+	for i, ev := range got {
+		require.Equal(t, i, ev.Counts.DocumentsDone)
+	}
+	got, err = b.Replay(ctx, events.Filter{Account: "acc_a", Job: job}, 300)
+	require.NoError(t, err)
+	require.Len(t, got, 300)
+}
+
+func TestClosedConnectionIsUnavailable(t *testing.T) {
+	t.Parallel()
+	nc, err := nats.Connect(natstest.Start(t))
+	require.NoError(t, err)
+	b, err := natsbus.New(t.Context(), natsbus.Config{Conn: nc})
+	require.NoError(t, err)
+	nc.Close()
+	err = b.Publish(t.Context(), apiary.Event{ID: "e", Account: "acc_a", Job: apiary.NewJobID(), Type: apiary.EventJobQueued})
+	require.Equal(t, apiary.KindUnavailable, apiary.KindOf(err))
+}

@@ -1,0 +1,314 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage/records"
+	"github.com/apiaryhq/apiary/workers/events"
+	"github.com/apiaryhq/apiary/workers/queue"
+)
+
+// Stage is where an upload's documents wait for their job.
+type Stage interface {
+	Load(ctx context.Context, account apiary.AccountID, job apiary.JobID) ([]apiary.Document, error)
+	Drop(ctx context.Context, account apiary.AccountID, job apiary.JobID) error
+}
+
+// Ingester runs one document through extract, chunk, embed, encrypt, store.
+type Ingester interface {
+	Ingest(ctx context.Context, job apiary.Job, doc apiary.Document) (apiary.DocumentRecord, error)
+}
+
+// IngestConfig configures the ingestion job handler.
+type IngestConfig struct {
+	// DocConcurrency bounds how many documents of one job run at once. Default 2.
+	DocConcurrency int
+	// ProgressEvery is the least time between two job.progress events of a job. Default 500 ms.
+	ProgressEvery time.Duration
+	// FinalTimeout bounds the final status write and event, which run even
+	// when the job's context is canceled. Default 10 s.
+	FinalTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+func (c *IngestConfig) setDefaults() {
+	if c.DocConcurrency <= 0 {
+		c.DocConcurrency = 2
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = 500 * time.Millisecond
+	}
+	if c.FinalTimeout <= 0 {
+		c.FinalTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// IngestHandler processes ingestion jobs. It is idempotent: a redelivered job
+// skips the documents it already finished, rewrites the others under the same
+// chunk ids, and publishes the job's final event once.
+type IngestHandler struct {
+	cfg      IngestConfig
+	records  *records.Store
+	stage    Stage
+	pipeline Ingester
+	events   events.Bus
+}
+
+var _ Handler = (*IngestHandler)(nil)
+
+// NewIngestHandler returns a handler over its dependencies.
+func NewIngestHandler(cfg IngestConfig, recs *records.Store, stage Stage, p Ingester, bus events.Bus) *IngestHandler {
+	cfg.setDefaults()
+	return &IngestHandler{cfg: cfg, records: recs, stage: stage, pipeline: p, events: bus}
+}
+
+// Handle runs the job of delivery d.
+func (h *IngestHandler) Handle(ctx context.Context, d *queue.Delivery) error {
+	account, id := d.Msg.Account, d.Msg.Job
+	job, err := h.records.Job(ctx, account, id)
+	if errors.Is(err, apiary.ErrNotFound) {
+		return apiary.Permanent(fmt.Errorf("workers: job %s not found", id))
+	}
+	if err != nil {
+		return err
+	}
+	if job.Status.Final() {
+		return h.finish(ctx, job)
+	}
+
+	started := false
+	job, err = h.records.UpdateJob(ctx, account, id, func(j *apiary.Job) error {
+		if j.Status.Final() {
+			return records.ErrNoChange
+		}
+		started = j.Status == apiary.JobQueued
+		now := time.Now().UTC()
+		j.Status = apiary.JobRunning
+		j.Attempts = max(j.Attempts+1, d.Attempt)
+		j.UpdatedAt = now
+		if j.StartedAt == nil {
+			j.StartedAt = &now
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if job.Status.Final() {
+		return h.finish(ctx, job)
+	}
+	if started {
+		h.publish(ctx, job, apiary.EventJobStarted)
+	}
+
+	docs, err := h.stage.Load(ctx, account, id)
+	if errors.Is(err, apiary.ErrNotFound) {
+		return apiary.Permanent(errors.New("the job's staged documents are gone"))
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for i := range docs {
+			docs[i] = apiary.Document{} // drop the text as soon as we can
+		}
+	}()
+
+	if err := h.ingestAll(ctx, job, docs); err != nil {
+		return err
+	}
+
+	job, err = h.records.UpdateJob(ctx, account, id, func(j *apiary.Job) error {
+		if j.Status.Final() {
+			return records.ErrNoChange
+		}
+		now := time.Now().UTC()
+		j.Status = apiary.JobSucceeded
+		if j.Counts.DocumentsTotal > 0 && j.Counts.DocumentsFailed == j.Counts.DocumentsTotal {
+			j.Status = apiary.JobFailed
+			j.Error = fmt.Sprintf("all %d documents failed; see errors", j.Counts.DocumentsTotal)
+		}
+		j.UpdatedAt, j.FinishedAt = now, &now
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return h.finish(ctx, job)
+}
+
+// ingestAll runs the job's unfinished documents, DocConcurrency at a time,
+// recording each outcome in the job record. It stops early, without error,
+// when the job is canceled; it returns the first transient error so that the
+// job is retried.
+func (h *IngestHandler) ingestAll(ctx context.Context, job apiary.Job, docs []apiary.Document) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errCanceled := errors.New("job canceled")
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(h.cfg.DocConcurrency)
+	var mu sync.Mutex
+	lastProgress := time.Time{}
+	for i := range docs {
+		if slices.Contains(job.Done, docs[i].ID) {
+			continue
+		}
+		if gctx.Err() != nil {
+			break
+		}
+		doc := docs[i]
+		g.Go(func() error {
+			rec, err := h.pipeline.Ingest(gctx, job, doc)
+			var reason string
+			switch {
+			case err == nil, errors.Is(err, apiary.ErrConflict):
+				// Conflict: a newer version of the document is already stored.
+			case apiary.IsPermanent(err):
+				reason = err.Error()
+			default:
+				return err
+			}
+			updated, err := h.records.UpdateJob(gctx, job.Account, job.ID, func(j *apiary.Job) error {
+				if slices.Contains(j.Done, doc.ID) || j.Status.Final() {
+					return records.ErrNoChange
+				}
+				j.Done = append(j.Done, doc.ID)
+				if reason != "" {
+					j.Counts.DocumentsFailed++
+					j.Errors = append(j.Errors, apiary.DocumentError{DocumentID: doc.ID, Reason: reason})
+				} else {
+					j.Counts.DocumentsDone++
+					j.Counts.Chunks += rec.Chunks
+				}
+				j.UpdatedAt = time.Now().UTC()
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if updated.Status == apiary.JobCanceled {
+				cancel(errCanceled)
+				return errCanceled
+			}
+			mu.Lock()
+			due := time.Since(lastProgress) >= h.cfg.ProgressEvery
+			if due {
+				lastProgress = time.Now()
+			}
+			mu.Unlock()
+			if due {
+				h.publish(gctx, updated, apiary.EventJobProgress)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if errors.Is(err, errCanceled) || errors.Is(context.Cause(ctx), errCanceled) {
+		return nil
+	}
+	return err
+}
+
+// finish publishes a final job's event unless that was already done, then
+// drops its staged documents.
+func (h *IngestHandler) finish(ctx context.Context, job apiary.Job) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.FinalTimeout)
+	defer cancel()
+	if !job.Notified {
+		if err := h.events.Publish(ctx, finalEvent(job)); err != nil {
+			return fmt.Errorf("workers: publish final event of job %s: %w", job.ID, err)
+		}
+		if _, err := h.records.UpdateJob(ctx, job.Account, job.ID, func(j *apiary.Job) error {
+			if j.Notified {
+				return records.ErrNoChange
+			}
+			j.Notified = true
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if err := h.stage.Drop(ctx, job.Account, job.ID); err != nil && !errors.Is(err, apiary.ErrNotFound) {
+		h.cfg.Logger.Warn("drop staged documents", "job", job.ID, "err", err)
+	}
+	return nil
+}
+
+// GiveUp marks the job of d failed with err's reason. Use it as the pool's
+// OnGiveUp: it runs once, before the delivery is terminated.
+func (h *IngestHandler) GiveUp(ctx context.Context, d *queue.Delivery, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.FinalTimeout)
+	defer cancel()
+	job, err := h.records.UpdateJob(ctx, d.Msg.Account, d.Msg.Job, func(j *apiary.Job) error {
+		if j.Status.Final() {
+			return records.ErrNoChange
+		}
+		now := time.Now().UTC()
+		j.Status = apiary.JobFailed
+		j.Error = failureReason(cause, d.Attempt)
+		j.UpdatedAt, j.FinishedAt = now, &now
+		return nil
+	})
+	if err != nil {
+		h.cfg.Logger.Error("mark job failed", "job", d.Msg.Job, "account", d.Msg.Account, "err", err)
+		return
+	}
+	if err := h.finish(ctx, job); err != nil {
+		h.cfg.Logger.Error("finish failed job", "job", job.ID, "err", err)
+	}
+}
+
+// failureReason is what a failed job says about its cause: the classified
+// message when there is one, otherwise a generic line (an unclassified error
+// may come from a dependency and is logged, not shown).
+func failureReason(err error, attempts int) string {
+	var e *apiary.Error
+	if errors.As(err, &e) {
+		return fmt.Sprintf("failed after %d attempt(s): %s", attempts, err.Error())
+	}
+	return fmt.Sprintf("failed after %d attempt(s): internal error", attempts)
+}
+
+func finalEvent(job apiary.Job) apiary.Event {
+	typ := map[apiary.JobStatus]apiary.EventType{
+		apiary.JobSucceeded: apiary.EventJobSucceeded,
+		apiary.JobFailed:    apiary.EventJobFailed,
+		apiary.JobCanceled:  apiary.EventJobCanceled,
+	}[job.Status]
+	ev := jobEvent(job, typ)
+	ev.ID = apiary.FinalEventID(job.ID) // stable: the bus drops a re-publish
+	return ev
+}
+
+func jobEvent(job apiary.Job, typ apiary.EventType) apiary.Event {
+	return apiary.Event{
+		ID:      apiary.RandomID("evt_"),
+		Type:    typ,
+		Account: job.Account,
+		Job:     job.ID,
+		Status:  job.Status,
+		Counts:  job.Counts,
+		Errors:  job.Errors,
+		Time:    time.Now().UTC(),
+	}
+}
+
+// publish sends a non-final event; losing one is logged, not fatal.
+func (h *IngestHandler) publish(ctx context.Context, job apiary.Job, typ apiary.EventType) {
+	if err := h.events.Publish(ctx, jobEvent(job, typ)); err != nil {
+		h.cfg.Logger.Warn("publish event", "job", job.ID, "type", typ, "err", err)
+	}
+}

@@ -1,0 +1,287 @@
+package workers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connectors/upload"
+	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
+	"github.com/apiaryhq/apiary/pipeline"
+	"github.com/apiaryhq/apiary/pipeline/embed/local"
+	"github.com/apiaryhq/apiary/pipeline/encrypt/keyring"
+	"github.com/apiaryhq/apiary/storage"
+	localvec "github.com/apiaryhq/apiary/storage/local"
+	"github.com/apiaryhq/apiary/storage/natskv"
+	"github.com/apiaryhq/apiary/storage/records"
+	"github.com/apiaryhq/apiary/workers"
+	"github.com/apiaryhq/apiary/workers/events"
+	"github.com/apiaryhq/apiary/workers/events/natsbus"
+	"github.com/apiaryhq/apiary/workers/queue"
+	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
+)
+
+// env is a complete worker environment on real parts: an embedded
+// nats-server, NATS KV records and blobs, the JetStream queue and event bus,
+// the local keyring, vector store and embedder.
+type env struct {
+	recs    *records.Store
+	stager  *upload.Stager
+	vecs    *localvec.Store
+	pipe    *pipeline.Pipeline
+	bus     *natsbus.Bus
+	q       *jsqueue.Queue
+	ingest  *flaky
+	handler *workers.IngestHandler
+}
+
+// flaky wraps the real pipeline and fails chosen documents, to model outages.
+type flaky struct {
+	next      workers.Ingester
+	failOnce  map[apiary.DocumentID]error // fail the first time only
+	failed    map[apiary.DocumentID]bool
+	calls     atomic.Int64
+	beforeDoc func(apiary.DocumentID)
+}
+
+func (f *flaky) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document) (apiary.DocumentRecord, error) {
+	f.calls.Add(1)
+	if f.beforeDoc != nil {
+		f.beforeDoc(doc.ID)
+	}
+	if err, ok := f.failOnce[doc.ID]; ok && !f.failed[doc.ID] {
+		f.failed[doc.ID] = true
+		return apiary.DocumentRecord{}, err
+	}
+	return f.next.Ingest(ctx, job, doc)
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	nc, err := nats.Connect(natstest.Start(t))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	recs, err := records.Open(ctx, natskv.NewKVStore(js, natskv.Config{}))
+	require.NoError(t, err)
+	blobs, err := natskv.NewBlobs(ctx, js, "stage", natskv.Config{})
+	require.NoError(t, err)
+	keys, err := keyring.New(keyring.Config{Dir: t.TempDir(), RootKey: make([]byte, 32)})
+	require.NoError(t, err)
+	require.NoError(t, keys.CreateAccountKey(ctx, "acme"))
+	vecs, err := localvec.Open(t.TempDir(), localvec.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { vecs.Close() })
+	pipe, err := pipeline.New(pipeline.Config{}, local.New(local.Config{}), keys, vecs, recs)
+	require.NoError(t, err)
+	bus, err := natsbus.New(ctx, natsbus.Config{Conn: nc})
+	require.NoError(t, err)
+	q, err := jsqueue.New(ctx, jsqueue.Config{Conn: nc, Lease: 5 * time.Second})
+	require.NoError(t, err)
+	e := &env{recs: recs, stager: upload.NewStager(blobs, keys), vecs: vecs, pipe: pipe, bus: bus, q: q}
+	e.ingest = &flaky{next: pipe, failOnce: map[apiary.DocumentID]error{}, failed: map[apiary.DocumentID]bool{}}
+	e.handler = workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, ProgressEvery: time.Nanosecond}, recs, e.stager, e.ingest, bus)
+	return e
+}
+
+// submit stages docs and creates their job, as the API does.
+func (e *env) submit(t *testing.T, docs ...apiary.Document) apiary.Job {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	j := apiary.Job{ID: apiary.NewJobID(), Account: "acme", Status: apiary.JobQueued, Version: uint64(now.UnixNano()),
+		Source: "upload", Counts: apiary.Counts{DocumentsTotal: len(docs)}, CreatedAt: now, UpdatedAt: now}
+	require.NoError(t, e.stager.Stage(ctx, j.Account, j.ID, docs))
+	require.NoError(t, e.recs.CreateJob(ctx, j))
+	return j
+}
+
+func delivery(j apiary.Job, attempt int) *queue.Delivery {
+	return &queue.Delivery{Msg: apiary.JobMessage{Account: j.Account, Job: j.ID}, Attempt: attempt}
+}
+
+func (e *env) job(t *testing.T, id apiary.JobID) apiary.Job {
+	t.Helper()
+	j, err := e.recs.Job(context.Background(), "acme", id)
+	require.NoError(t, err)
+	return j
+}
+
+func (e *env) eventTypes(t *testing.T, id apiary.JobID) []apiary.EventType {
+	t.Helper()
+	evs, err := e.bus.Replay(context.Background(), events.Filter{Account: "acme", Job: id}, 1000)
+	require.NoError(t, err)
+	var out []apiary.EventType
+	for _, ev := range evs {
+		out = append(out, ev.Type)
+	}
+	return out
+}
+
+func doc(id, text string) apiary.Document {
+	return apiary.Document{ID: apiary.DocumentID(id), Text: text}
+}
+
+func TestIngestHandler(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("a job succeeds and counts every chunk", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		j := e.submit(t, doc("a", "alpha beta gamma"), doc("b", "delta epsilon"))
+		require.NoError(t, e.handler.Handle(ctx, delivery(j, 1)))
+		got := e.job(t, j.ID)
+		require.Equal(t, apiary.JobSucceeded, got.Status)
+		require.Equal(t, 2, got.Counts.DocumentsDone)
+		n, err := e.vecs.Count(ctx, "acme", storage.VectorFilter{})
+		require.NoError(t, err)
+		require.Equal(t, n, got.Counts.Chunks)
+		require.NotNil(t, got.FinishedAt)
+		require.Equal(t, []apiary.EventType{apiary.EventJobStarted, apiary.EventJobProgress, apiary.EventJobProgress, apiary.EventJobSucceeded}, e.eventTypes(t, j.ID))
+		_, err = e.stager.Load(ctx, "acme", j.ID)
+		require.ErrorIs(t, err, apiary.ErrNotFound, "staged documents are dropped when the job ends")
+	})
+
+	t.Run("bad documents fail alone, with a reason", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		bad := apiary.Document{ID: "broken.csv", ContentType: "text/csv", Raw: []byte{0xff, 0xfe, 0x00}}
+		j := e.submit(t, doc("good", "honey and wax"), bad)
+		require.NoError(t, e.handler.Handle(ctx, delivery(j, 1)))
+		got := e.job(t, j.ID)
+		require.Equal(t, apiary.JobSucceeded, got.Status)
+		require.Equal(t, 1, got.Counts.DocumentsDone)
+		require.Equal(t, 1, got.Counts.DocumentsFailed)
+		require.Len(t, got.Errors, 1)
+		require.Equal(t, apiary.DocumentID("broken.csv"), got.Errors[0].DocumentID)
+		require.NotEmpty(t, got.Errors[0].Reason)
+	})
+
+	t.Run("a job whose documents all fail ends failed", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		j := e.submit(t, doc("empty", "   "), apiary.Document{ID: "x.bin", ContentType: "application/octet-stream", Raw: []byte("zz")})
+		require.NoError(t, e.handler.Handle(ctx, delivery(j, 1)))
+		got := e.job(t, j.ID)
+		require.Equal(t, apiary.JobFailed, got.Status)
+		require.Equal(t, 2, got.Counts.DocumentsFailed)
+		require.Contains(t, got.Error, "all 2 documents failed")
+		require.Equal(t, apiary.EventJobFailed, e.eventTypes(t, j.ID)[len(e.eventTypes(t, j.ID))-1])
+	})
+
+	t.Run("a retried job skips finished documents and fires its final event once", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		e.ingest.failOnce["c"] = apiary.RetryAfter(errors.New("embedder overloaded"), time.Second)
+		j := e.submit(t, doc("a", "one"), doc("b", "two"), doc("c", "three"))
+		err := e.handler.Handle(ctx, delivery(j, 1))
+		require.Error(t, err)
+		require.False(t, apiary.IsPermanent(err), "an outage is retried")
+		require.Equal(t, apiary.JobRunning, e.job(t, j.ID).Status)
+		require.EqualValues(t, 3, e.ingest.calls.Load())
+
+		require.NoError(t, e.handler.Handle(ctx, delivery(j, 2)))
+		require.EqualValues(t, 4, e.ingest.calls.Load(), "only the unfinished document runs again")
+		got := e.job(t, j.ID)
+		require.Equal(t, apiary.JobSucceeded, got.Status)
+		require.Equal(t, 3, got.Counts.DocumentsDone)
+		require.Equal(t, 2, got.Attempts)
+
+		// A duplicate delivery of a finished job changes nothing.
+		require.NoError(t, e.handler.Handle(ctx, delivery(j, 3)))
+		require.EqualValues(t, 4, e.ingest.calls.Load())
+		final := 0
+		for _, typ := range e.eventTypes(t, j.ID) {
+			if typ == apiary.EventJobSucceeded {
+				final++
+			}
+		}
+		require.Equal(t, 1, final)
+	})
+
+	t.Run("cancel stops a running job between documents", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		var docs []apiary.Document
+		for i := range 6 {
+			docs = append(docs, doc(fmt.Sprintf("d%d", i), strings.Repeat("word ", 50)))
+		}
+		j := e.submit(t, docs...)
+		e.ingest.beforeDoc = func(id apiary.DocumentID) {
+			if id == "d2" {
+				_, err := e.recs.UpdateJob(ctx, "acme", j.ID, func(j *apiary.Job) error {
+					j.Status = apiary.JobCanceled
+					return nil
+				})
+				require.NoError(t, err)
+			}
+		}
+		require.NoError(t, e.handler.Handle(ctx, delivery(j, 1)))
+		got := e.job(t, j.ID)
+		require.Equal(t, apiary.JobCanceled, got.Status)
+		require.Less(t, e.ingest.calls.Load(), int64(6))
+	})
+
+	t.Run("giving up marks the job failed with its reason", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		j := e.submit(t, doc("a", "one"))
+		e.handler.GiveUp(ctx, delivery(j, 5), apiary.E(apiary.KindUnavailable, "vector store unavailable"))
+		got := e.job(t, j.ID)
+		require.Equal(t, apiary.JobFailed, got.Status)
+		require.Equal(t, "failed after 5 attempt(s): vector store unavailable", got.Error)
+		require.Equal(t, []apiary.EventType{apiary.EventJobFailed}, e.eventTypes(t, j.ID))
+		// An unclassified cause is not shown: it may come from a dependency.
+		j2 := e.submit(t, doc("b", "two"))
+		e.handler.GiveUp(ctx, delivery(j2, 2), errors.New("dial tcp 10.0.0.7:19530: secret-host"))
+		require.Equal(t, "failed after 2 attempt(s): internal error", e.job(t, j2.ID).Error)
+	})
+
+	t.Run("a job whose record is gone is not retried", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		err := e.handler.Handle(ctx, &queue.Delivery{Msg: apiary.JobMessage{Account: "acme", Job: apiary.NewJobID()}, Attempt: 1})
+		require.True(t, apiary.IsPermanent(err))
+	})
+}
+
+// TestPoolRunsIngestJobs runs jobs through the real queue and pool.
+func TestPoolRunsIngestJobs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	pool, err := workers.NewPool(e.q, e.handler, workers.PoolConfig{Concurrency: 2, MaxAttempts: 3, OnGiveUp: e.handler.GiveUp})
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- pool.Run(runCtx) }()
+	t.Cleanup(func() {
+		stopCtx, c := context.WithTimeout(ctx, 10*time.Second)
+		defer c()
+		_ = pool.Stop(stopCtx)
+		cancel()
+		<-done
+	})
+
+	var jobs []apiary.Job
+	for i := range 4 {
+		j := e.submit(t, doc(fmt.Sprintf("p%d", i), "pollen and nectar"))
+		require.NoError(t, e.q.Enqueue(ctx, apiary.JobMessage{Account: j.Account, Job: j.ID}))
+		jobs = append(jobs, j)
+	}
+	for _, j := range jobs {
+		require.Eventually(t, func() bool { return e.job(t, j.ID).Status == apiary.JobSucceeded }, 30*time.Second, 20*time.Millisecond)
+	}
+}

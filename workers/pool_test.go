@@ -1,0 +1,524 @@
+package workers_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
+	"github.com/apiaryhq/apiary/workers"
+	"github.com/apiaryhq/apiary/workers/queue"
+	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const waitFor = 20 * time.Second
+
+// poolEnv is a JetStream queue on a fresh embedded nats-server.
+type poolEnv struct {
+	nc *nats.Conn
+	q  *jsqueue.Queue
+}
+
+func newPoolEnv(t *testing.T, lease time.Duration) *poolEnv {
+	t.Helper()
+	nc, err := nats.Connect(natstest.Start(t))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	q, err := jsqueue.New(t.Context(), jsqueue.Config{Conn: nc, Lease: lease, PollWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	return &poolEnv{nc: nc, q: q}
+}
+
+func (e *poolEnv) enqueue(t *testing.T) apiary.JobMessage {
+	t.Helper()
+	msg := apiary.JobMessage{Account: "acc_pool", Job: apiary.NewJobID()}
+	require.NoError(t, e.q.Enqueue(t.Context(), msg))
+	return msg
+}
+
+// queued is how many messages the stream still holds: acked and terminated
+// ones are gone from a work-queue stream.
+func (e *poolEnv) queued(t *testing.T) uint64 {
+	t.Helper()
+	js, err := natsjs.New(e.nc)
+	require.NoError(t, err)
+	s, err := js.Stream(t.Context(), "APIARY_JOBS")
+	require.NoError(t, err)
+	info, err := s.Info(t.Context())
+	require.NoError(t, err)
+	return info.State.Msgs
+}
+
+func (e *poolEnv) requireDrained(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool { return e.queued(t) == 0 }, waitFor, 10*time.Millisecond,
+		"every message must be acked or terminated")
+}
+
+// runPool starts p.Run and stops the pool (soft, then hard) when the test ends.
+func runPool(t *testing.T, p *workers.Pool) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.Stop(ctx)
+		<-done
+	})
+	return done
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// giveUps records OnGiveUp calls.
+type giveUps struct {
+	mu   sync.Mutex
+	errs []error
+	jobs []apiary.JobID
+}
+
+func (g *giveUps) hook(_ context.Context, d *queue.Delivery, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.errs = append(g.errs, err)
+	g.jobs = append(g.jobs, d.Msg.Job)
+}
+
+func (g *giveUps) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.errs)
+}
+
+// attempts records the attempts a handler saw.
+type attempts struct {
+	mu  sync.Mutex
+	got []int
+}
+
+func (a *attempts) add(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.got = append(a.got, n)
+}
+
+func (a *attempts) list() []int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]int(nil), a.got...)
+}
+
+func TestNewPoolValidates(t *testing.T) {
+	t.Parallel()
+	e := newPoolEnv(t, 2*time.Second)
+	h := workers.HandlerFunc(func(context.Context, *queue.Delivery) error { return nil })
+	tests := []struct {
+		name string
+		cfg  workers.PoolConfig
+	}{
+		{"negative concurrency", workers.PoolConfig{Concurrency: -1}},
+		{"negative attempts", workers.PoolConfig{MaxAttempts: -1}},
+		{"max under base", workers.PoolConfig{BackoffBase: time.Minute, BackoffMax: time.Second}},
+		{"extend not under lease", workers.PoolConfig{ExtendEvery: 2 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := workers.NewPool(e.q, h, tt.cfg)
+			require.Error(t, err)
+			require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+		})
+	}
+	_, err := workers.NewPool(e.q, nil, workers.PoolConfig{})
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+}
+
+func TestPoolOutcomes(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	tests := []struct {
+		name        string
+		maxAttempts int
+		// handle returns the result of the given attempt.
+		handle       func(attempt int) error
+		wantAttempts []int
+		wantGiveUp   bool
+	}{
+		{
+			name:         "success acks once",
+			handle:       func(int) error { return nil },
+			wantAttempts: []int{1},
+		},
+		{
+			name: "retry after hint then success",
+			handle: func(a int) error {
+				if a == 1 {
+					return apiary.RetryAfter(boom, 50*time.Millisecond)
+				}
+				return nil
+			},
+			wantAttempts: []int{1, 2},
+		},
+		{
+			name: "backoff then success",
+			handle: func(a int) error {
+				if a < 3 {
+					return boom
+				}
+				return nil
+			},
+			wantAttempts: []int{1, 2, 3},
+		},
+		{
+			name:         "permanent gives up at once",
+			handle:       func(int) error { return apiary.Permanent(boom) },
+			wantAttempts: []int{1},
+			wantGiveUp:   true,
+		},
+		{
+			name:         "invalid input gives up at once",
+			handle:       func(int) error { return apiary.Wrap(boom, apiary.KindInvalid, "bad document") },
+			wantAttempts: []int{1},
+			wantGiveUp:   true,
+		},
+		{
+			name:         "attempts exhausted",
+			maxAttempts:  3,
+			handle:       func(int) error { return boom },
+			wantAttempts: []int{1, 2, 3},
+			wantGiveUp:   true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newPoolEnv(t, time.Second)
+			var seen attempts
+			var gu giveUps
+			p, err := workers.NewPool(e.q, workers.HandlerFunc(func(_ context.Context, d *queue.Delivery) error {
+				seen.add(d.Attempt)
+				return tt.handle(d.Attempt)
+			}), workers.PoolConfig{
+				MaxAttempts: tt.maxAttempts,
+				BackoffBase: 20 * time.Millisecond,
+				OnGiveUp:    gu.hook,
+				Logger:      quiet(),
+			})
+			require.NoError(t, err)
+			msg := e.enqueue(t)
+			runPool(t, p)
+
+			e.requireDrained(t)
+			// Past one more lease: an acked or terminated job never comes back.
+			require.Never(t, func() bool { return len(seen.list()) > len(tt.wantAttempts) },
+				1500*time.Millisecond, 50*time.Millisecond)
+			require.Equal(t, tt.wantAttempts, seen.list())
+			if !tt.wantGiveUp {
+				require.Zero(t, gu.count(), "OnGiveUp must not run for a job that succeeded")
+				return
+			}
+			require.Equal(t, 1, gu.count(), "OnGiveUp runs exactly once")
+			require.Equal(t, []apiary.JobID{msg.Job}, gu.jobs)
+			require.ErrorIs(t, gu.errs[0], boom, "OnGiveUp gets the error that ended the job")
+		})
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestPanicIsRecoveredAndRetried(t *testing.T) {
+	t.Parallel()
+	const secret = "document text that must never be logged"
+	e := newPoolEnv(t, time.Second)
+	var logs syncBuffer
+	var seen attempts
+	var gu giveUps
+	p, err := workers.NewPool(e.q, workers.HandlerFunc(func(_ context.Context, d *queue.Delivery) error {
+		seen.add(d.Attempt)
+		if d.Attempt == 1 {
+			panic(secret)
+		}
+		return nil
+	}), workers.PoolConfig{
+		BackoffBase: 20 * time.Millisecond,
+		OnGiveUp:    gu.hook,
+		Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	require.NoError(t, err)
+	e.enqueue(t)
+	runPool(t, p)
+
+	e.requireDrained(t)
+	require.Equal(t, []int{1, 2}, seen.list(), "a panic is an ordinary, retried failure")
+	require.Zero(t, gu.count())
+	require.Contains(t, logs.String(), "handler panicked")
+	require.Contains(t, logs.String(), "pool_test.go", "the stack is logged")
+	require.NotContains(t, logs.String(), secret, "the panic value is not logged")
+}
+
+// heldQueue wraps a queue and tracks deliveries received but not yet
+// settled, to check that the pool never holds more than it can run.
+type heldQueue struct {
+	queue.Queue
+	held, maxHeld atomic.Int64
+}
+
+func (q *heldQueue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error) {
+	ds, err := q.Queue.Receive(ctx, max)
+	n := q.held.Add(int64(len(ds)))
+	for {
+		m := q.maxHeld.Load()
+		if n <= m || q.maxHeld.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return ds, err
+}
+
+func (q *heldQueue) Ack(ctx context.Context, d *queue.Delivery) error {
+	q.held.Add(-1)
+	return q.Queue.Ack(ctx, d)
+}
+
+func (q *heldQueue) Nack(ctx context.Context, d *queue.Delivery, delay time.Duration) error {
+	q.held.Add(-1)
+	return q.Queue.Nack(ctx, d, delay)
+}
+
+func (q *heldQueue) Term(ctx context.Context, d *queue.Delivery, reason string) error {
+	q.held.Add(-1)
+	return q.Queue.Term(ctx, d, reason)
+}
+
+func TestConcurrencyNeverExceedsLimit(t *testing.T) {
+	t.Parallel()
+	const limit, jobs = 3, 10
+	e := newPoolEnv(t, 2*time.Second)
+	hq := &heldQueue{Queue: e.q}
+	var running, maxRunning, finished atomic.Int64
+	release := make(chan struct{})
+	p, err := workers.NewPool(hq, workers.HandlerFunc(func(ctx context.Context, _ *queue.Delivery) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			m := maxRunning.Load()
+			if n <= m || maxRunning.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		finished.Add(1)
+		return nil
+	}), workers.PoolConfig{Concurrency: limit, Logger: quiet()})
+	require.NoError(t, err)
+	for range jobs {
+		e.enqueue(t)
+	}
+	runPool(t, p)
+
+	require.Eventually(t, func() bool { return running.Load() == limit }, waitFor, time.Millisecond)
+	// With every slot busy the pool must not take more work.
+	require.Never(t, func() bool { return running.Load() > limit || hq.held.Load() > limit },
+		500*time.Millisecond, 10*time.Millisecond)
+	close(release)
+	require.Eventually(t, func() bool { return finished.Load() == jobs }, waitFor, time.Millisecond)
+	e.requireDrained(t)
+	require.EqualValues(t, limit, maxRunning.Load(), "handlers running at once")
+	require.LessOrEqual(t, hq.maxHeld.Load(), int64(limit), "deliveries held at once")
+}
+
+func TestLongHandlerKeepsItsLease(t *testing.T) {
+	t.Parallel()
+	const lease = time.Second
+	e := newPoolEnv(t, lease)
+	var calls atomic.Int64
+	p, err := workers.NewPool(e.q, workers.HandlerFunc(func(ctx context.Context, _ *queue.Delivery) error {
+		calls.Add(1)
+		// Work for three leases.
+		select {
+		case <-time.After(3 * lease):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}), workers.PoolConfig{Concurrency: 2, Logger: quiet()})
+	require.NoError(t, err)
+	e.enqueue(t)
+	runPool(t, p)
+
+	e.requireDrained(t)
+	require.EqualValues(t, 1, calls.Load(), "an extended delivery must not be redelivered while it runs")
+}
+
+// blocking is a handler that reports when it starts and runs until released
+// or canceled, recording its context's cause.
+type blocking struct {
+	started chan *queue.Delivery
+	release chan struct{}
+	mu      sync.Mutex
+	cause   error
+}
+
+func newBlocking() *blocking {
+	return &blocking{started: make(chan *queue.Delivery, 10), release: make(chan struct{})}
+}
+
+func (b *blocking) Handle(ctx context.Context, d *queue.Delivery) error {
+	b.started <- d
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		b.mu.Lock()
+		b.cause = context.Cause(ctx)
+		b.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (b *blocking) canceledBy() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cause
+}
+
+func waitStarted(t *testing.T, b *blocking) *queue.Delivery {
+	t.Helper()
+	select {
+	case d := <-b.started:
+		return d
+	case <-time.After(waitFor):
+		require.FailNow(t, "handler did not start")
+		return nil
+	}
+}
+
+func TestSoftStopWaitsForRunningHandler(t *testing.T) {
+	t.Parallel()
+	e := newPoolEnv(t, 2*time.Second)
+	h := newBlocking()
+	p, err := workers.NewPool(e.q, h, workers.PoolConfig{Concurrency: 1, Logger: quiet()})
+	require.NoError(t, err)
+	e.enqueue(t)
+	e.enqueue(t) // never started: the only slot is busy, then the pool stops
+	ran := runPool(t, p)
+	waitStarted(t, h)
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Stop(context.Background()) }()
+	select {
+	case err := <-stopped:
+		require.FailNow(t, "Stop returned while a handler was running", "err: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(h.release)
+	require.NoError(t, <-stopped)
+	require.NoError(t, <-ran)
+	require.NoError(t, h.canceledBy(), "a soft stop does not cancel handlers")
+	require.Empty(t, h.started, "a stopping pool starts no new work")
+	require.Eventually(t, func() bool { return e.queued(t) == 1 }, waitFor, 10*time.Millisecond,
+		"the finished job is acked, the other one stays queued")
+}
+
+func TestHardStopCancelsAndHandsBack(t *testing.T) {
+	t.Parallel()
+	// A lease far longer than the test: the job can only come back this
+	// quickly because the stopped pool handed it back.
+	const lease = time.Minute
+	e := newPoolEnv(t, lease)
+	h := newBlocking()
+	p, err := workers.NewPool(e.q, h, workers.PoolConfig{Concurrency: 1, Logger: quiet()})
+	require.NoError(t, err)
+	msg := e.enqueue(t)
+	ran := runPool(t, p)
+	first := waitStarted(t, h)
+	require.Equal(t, 1, first.Attempt)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, p.Stop(ctx), context.DeadlineExceeded)
+	require.NoError(t, <-ran)
+	require.ErrorIs(t, h.canceledBy(), workers.ErrHardStop)
+	require.ErrorIs(t, h.canceledBy(), context.DeadlineExceeded, "the cause says why")
+
+	// A new pool gets the job again, long before its lease would run out.
+	var seen attempts
+	var again atomic.Value
+	p2, err := workers.NewPool(e.q, workers.HandlerFunc(func(_ context.Context, d *queue.Delivery) error {
+		again.Store(d.Msg)
+		seen.add(d.Attempt)
+		return nil
+	}), workers.PoolConfig{Logger: quiet()})
+	require.NoError(t, err)
+	runPool(t, p2)
+	require.Eventually(t, func() bool { return len(seen.list()) == 1 }, waitFor, 10*time.Millisecond)
+	require.Equal(t, []int{2}, seen.list())
+	require.Equal(t, msg, again.Load())
+	e.requireDrained(t)
+}
+
+func TestRunContextEndIsHardStop(t *testing.T) {
+	t.Parallel()
+	e := newPoolEnv(t, time.Minute)
+	h := newBlocking()
+	p, err := workers.NewPool(e.q, h, workers.PoolConfig{Logger: quiet()})
+	require.NoError(t, err)
+	e.enqueue(t)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	waitStarted(t, h)
+
+	shutdown := errors.New("shutting down")
+	cancel(shutdown)
+	require.ErrorIs(t, <-ran, shutdown)
+	require.ErrorIs(t, h.canceledBy(), shutdown)
+	// Handed back at once, not after the one-minute lease.
+	require.Eventually(t, func() bool {
+		ds, err := e.q.Receive(t.Context(), 1)
+		return err == nil && len(ds) == 1 && ds[0].Attempt == 2
+	}, waitFor, time.Millisecond)
+}
+
+func TestStopBeforeRun(t *testing.T) {
+	t.Parallel()
+	e := newPoolEnv(t, 2*time.Second)
+	p, err := workers.NewPool(e.q, workers.HandlerFunc(func(context.Context, *queue.Delivery) error { return nil }),
+		workers.PoolConfig{Logger: quiet()})
+	require.NoError(t, err)
+	require.NoError(t, p.Stop(t.Context()))
+	require.NoError(t, p.Run(t.Context()), "Run after Stop returns at once")
+}

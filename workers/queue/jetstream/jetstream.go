@@ -1,0 +1,343 @@
+// Package jetstream is the queue port on a NATS JetStream work-queue stream.
+//
+// Jobs are JSON apiary.JobMessage values published on one subject of a
+// WorkQueuePolicy, file-stored stream and read through one durable pull
+// consumer with explicit acks, shared by every worker process. The lease of
+// a delivery is the consumer's AckWait; Extend sends +WPI (in progress),
+// Nack sends -NAK with an optional delay, Term sends +TERM with the reason.
+// A message's Attempt is JetStream's delivery count.
+//
+// Enqueue sets Nats-Msg-Id to the job id, so that publishing the same job
+// twice within Config.DuplicateWindow stores it once.
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/workers/queue"
+)
+
+// Config configures a Queue. Only Conn is required.
+type Config struct {
+	// Conn is the NATS connection; the caller owns it and closes it after
+	// the Queue is no longer used. Required.
+	Conn *nats.Conn
+	// Stream is the work-queue stream's name. Default "APIARY_JOBS".
+	Stream string
+	// Subject is where jobs are published. Default "apiary.jobs".
+	Subject string
+	// Consumer is the durable consumer shared by all workers. Default
+	// "apiary-workers".
+	Consumer string
+	// Lease is how long a delivery stays with its receiver without Extend
+	// (the consumer's AckWait). Default 60 s.
+	Lease time.Duration
+	// PollWait is how long Receive waits for a first message. Default 1 s.
+	PollWait time.Duration
+	// Replicas is the stream's replication factor (3 on a cluster). Default 1.
+	Replicas int
+	// MaxMsgs bounds the number of queued jobs; Enqueue fails with
+	// apiary.KindUnavailable when the stream is full. Default 1,000,000.
+	MaxMsgs int64
+	// MaxBytes bounds the stream's size. Default 1 GiB.
+	MaxBytes int64
+	// MaxMsgSize bounds one message (ids only). Default 64 KiB.
+	MaxMsgSize int32
+	// DuplicateWindow is how long a job id is remembered to drop a second
+	// publish of the same job. Default 2 min.
+	DuplicateWindow time.Duration
+	// MaxAckPending bounds deliveries out at once across all workers.
+	// Default 10,000.
+	MaxAckPending int
+}
+
+func (c *Config) setDefaults() {
+	if c.Stream == "" {
+		c.Stream = "APIARY_JOBS"
+	}
+	if c.Subject == "" {
+		c.Subject = "apiary.jobs"
+	}
+	if c.Consumer == "" {
+		c.Consumer = "apiary-workers"
+	}
+	if c.Lease == 0 {
+		c.Lease = 60 * time.Second
+	}
+	if c.PollWait == 0 {
+		c.PollWait = time.Second
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxMsgs == 0 {
+		c.MaxMsgs = 1_000_000
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 1 << 30
+	}
+	if c.MaxMsgSize == 0 {
+		c.MaxMsgSize = 64 << 10
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 10_000
+	}
+}
+
+// Validate reports every problem with c (after defaults).
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Conn == nil {
+		errs = append(errs, errors.New("jetstream: Conn is required"))
+	}
+	if c.Lease < time.Second {
+		errs = append(errs, fmt.Errorf("jetstream: Lease %s is under 1s", c.Lease))
+	}
+	if c.PollWait < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("jetstream: PollWait %s is under 10ms", c.PollWait))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("jetstream: Replicas %d is not in 1..5", c.Replicas))
+	}
+	if c.MaxMsgs < 1 || c.MaxBytes < 1 || c.MaxMsgSize < 1 || c.MaxAckPending < 1 {
+		errs = append(errs, errors.New("jetstream: MaxMsgs, MaxBytes, MaxMsgSize and MaxAckPending must be positive"))
+	}
+	if c.DuplicateWindow < 0 {
+		errs = append(errs, errors.New("jetstream: DuplicateWindow must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Queue is a job queue on a JetStream work-queue stream. Its methods are
+// safe for concurrent use.
+type Queue struct {
+	cfg  Config
+	js   jetstream.JetStream
+	cons jetstream.Consumer
+}
+
+var _ queue.Queue = (*Queue)(nil)
+
+// New creates (or updates to cfg) the stream and the durable consumer and
+// returns a Queue on them.
+func New(ctx context.Context, cfg Config) (*Queue, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, apiary.Wrap(err, apiary.KindInvalid, "jetstream: config")
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, classify(err, "jetstream: new")
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "Apiary job queue: one message per job, ids only",
+		Subjects:    []string{cfg.Subject},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxMsgs:     cfg.MaxMsgs,
+		MaxBytes:    cfg.MaxBytes,
+		MaxMsgSize:  cfg.MaxMsgSize,
+		Discard:     jetstream.DiscardNew, // a full queue refuses jobs, never drops them
+		Duplicates:  cfg.DuplicateWindow,
+	})
+	if err != nil {
+		return nil, classify(err, "jetstream: create stream %s", cfg.Stream)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       cfg.Consumer,
+		Description:   "Apiary workers",
+		FilterSubject: cfg.Subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.Lease,
+		MaxDeliver:    -1, // workers.Pool bounds attempts and terms the rest
+		MaxAckPending: cfg.MaxAckPending,
+		Replicas:      cfg.Replicas,
+	})
+	if err != nil {
+		return nil, classify(err, "jetstream: create consumer %s", cfg.Consumer)
+	}
+	return &Queue{cfg: cfg, js: js, cons: cons}, nil
+}
+
+// Lease is the consumer's AckWait.
+func (q *Queue) Lease() time.Duration { return q.cfg.Lease }
+
+// Enqueue publishes msg and returns once the stream has stored it. A second
+// Enqueue of the same job within the duplicate window is dropped by the
+// server and reports success.
+func (q *Queue) Enqueue(ctx context.Context, msg apiary.JobMessage) error {
+	if err := msg.Account.Validate(); err != nil {
+		return fmt.Errorf("jetstream: enqueue: %w", err)
+	}
+	if msg.Job == "" {
+		return apiary.E(apiary.KindInvalid, "jetstream: enqueue: job id is required")
+	}
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("jetstream: enqueue %s: %w", msg.Job, err)
+	}
+	if _, err := q.js.Publish(ctx, q.cfg.Subject, data, jetstream.WithMsgID(string(msg.Job))); err != nil {
+		return classify(err, "jetstream: enqueue %s", msg.Job)
+	}
+	return nil
+}
+
+// Receive fetches up to max messages, waiting up to PollWait for the first.
+// A message whose body is not a JobMessage is terminated and skipped. If ctx
+// ends during the wait, the messages already fetched are handed back (Nak)
+// and ctx's error is returned.
+func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("jetstream: receive: %w", err)
+	}
+	if max <= 0 {
+		return nil, nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, q.cfg.PollWait)
+	defer cancel()
+	batch, err := q.cons.Fetch(max, jetstream.FetchContext(fctx))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("jetstream: receive: %w", ctx.Err())
+		}
+		return nil, classify(err, "jetstream: receive")
+	}
+	var out []*queue.Delivery
+	for m := range batch.Messages() {
+		d, err := delivery(m)
+		if err != nil {
+			_ = m.TermWithReason("apiary: malformed job message")
+			continue
+		}
+		out = append(out, d)
+	}
+	if ctx.Err() != nil {
+		for _, d := range out {
+			_ = d.Receipt.(jetstream.Msg).Nak()
+		}
+		return nil, fmt.Errorf("jetstream: receive: %w", ctx.Err())
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && len(out) == 0 {
+		return nil, classify(err, "jetstream: receive")
+	}
+	return out, nil
+}
+
+func delivery(m jetstream.Msg) (*queue.Delivery, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	var msg apiary.JobMessage
+	if err := json.Unmarshal(m.Data(), &msg); err != nil {
+		return nil, err
+	}
+	if msg.Job == "" || msg.Account.Validate() != nil {
+		return nil, errors.New("jetstream: job message without ids")
+	}
+	return &queue.Delivery{Msg: msg, Attempt: int(meta.NumDelivered), Receipt: m}, nil
+}
+
+func receipt(d *queue.Delivery, op string) (jetstream.Msg, error) {
+	if d == nil {
+		return nil, apiary.E(apiary.KindInvalid, "jetstream: %s: nil delivery", op)
+	}
+	m, ok := d.Receipt.(jetstream.Msg)
+	if !ok {
+		return nil, apiary.E(apiary.KindInvalid, "jetstream: %s %s: not a jetstream delivery", op, d.Msg.Job)
+	}
+	return m, nil
+}
+
+// Ack removes d from the stream and waits for the server to confirm.
+func (q *Queue) Ack(ctx context.Context, d *queue.Delivery) error {
+	m, err := receipt(d, "ack")
+	if err != nil {
+		return err
+	}
+	if err := m.DoubleAck(ctx); err != nil {
+		return classify(err, "jetstream: ack %s", d.Msg.Job)
+	}
+	return nil
+}
+
+// Nack hands d back for redelivery after delay (at once when delay ≤ 0).
+func (q *Queue) Nack(_ context.Context, d *queue.Delivery, delay time.Duration) error {
+	m, err := receipt(d, "nack")
+	if err != nil {
+		return err
+	}
+	if delay > 0 {
+		err = m.NakWithDelay(delay)
+	} else {
+		err = m.Nak()
+	}
+	if err != nil {
+		return classify(err, "jetstream: nack %s", d.Msg.Job)
+	}
+	return nil
+}
+
+// Extend resets d's AckWait timer on the server.
+func (q *Queue) Extend(_ context.Context, d *queue.Delivery) error {
+	m, err := receipt(d, "extend")
+	if err != nil {
+		return err
+	}
+	if err := m.InProgress(); err != nil {
+		return classify(err, "jetstream: extend %s", d.Msg.Job)
+	}
+	return nil
+}
+
+// Term removes d for good; reason goes into the server's advisory.
+// JetStream has no dead-letter queue: the advisory is the record.
+func (q *Queue) Term(_ context.Context, d *queue.Delivery, reason string) error {
+	m, err := receipt(d, "term")
+	if err != nil {
+		return err
+	}
+	if reason == "" {
+		err = m.Term()
+	} else {
+		err = m.TermWithReason(reason)
+	}
+	if err != nil {
+		return classify(err, "jetstream: term %s", d.Msg.Job)
+	}
+	return nil
+}
+
+// classify translates a NATS error into the root package's kinds.
+func classify(err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", msg, err)
+	case errors.Is(err, jetstream.ErrMsgAlreadyAckd):
+		return apiary.Wrap(err, apiary.KindConflict, "%s", msg)
+	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound):
+		return apiary.Wrap(err, apiary.KindNotFound, "%s", msg)
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == 400 {
+		return apiary.Wrap(err, apiary.KindInvalid, "%s", msg)
+	}
+	// Timeouts, a closed or reconnecting connection, no responders, a full
+	// stream: all pass, so the caller retries.
+	return apiary.Wrap(err, apiary.KindUnavailable, "%s", msg)
+}

@@ -1,0 +1,160 @@
+package jetstream_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
+	"github.com/apiaryhq/apiary/workers/queue"
+	"github.com/apiaryhq/apiary/workers/queue/jetstream"
+	"github.com/apiaryhq/apiary/workers/queue/queuetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func connect(t *testing.T) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(natstest.Start(t))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func newQueue(t *testing.T, nc *nats.Conn, lease time.Duration) *jetstream.Queue {
+	t.Helper()
+	q, err := jetstream.New(t.Context(), jetstream.Config{Conn: nc, Lease: lease, PollWait: 200 * time.Millisecond})
+	require.NoError(t, err)
+	return q
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	queuetest.Run(t, func(t *testing.T, lease time.Duration) queue.Queue {
+		return newQueue(t, connect(t), lease)
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  jetstream.Config
+	}{
+		{"no conn", jetstream.Config{}},
+		{"short lease", jetstream.Config{Conn: &nats.Conn{}, Lease: time.Millisecond}},
+		{"too many replicas", jetstream.Config{Conn: &nats.Conn{}, Replicas: 7}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := jetstream.New(t.Context(), tt.cfg)
+			require.Error(t, err)
+			require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+		})
+	}
+}
+
+func TestNewIsIdempotent(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	q1 := newQueue(t, nc, 2*time.Second)
+	q2 := newQueue(t, nc, 2*time.Second) // a second worker process on the same stream
+	ctx := t.Context()
+	msg := apiary.JobMessage{Account: "acc_a", Job: apiary.NewJobID()}
+	require.NoError(t, q1.Enqueue(ctx, msg))
+	var got []*queue.Delivery
+	require.Eventually(t, func() bool {
+		ds, err := q2.Receive(ctx, 1)
+		got = append(got, ds...)
+		return err == nil && len(got) == 1
+	}, 10*time.Second, time.Millisecond)
+	require.Equal(t, msg, got[0].Msg)
+	require.NoError(t, q2.Ack(ctx, got[0]))
+}
+
+func TestEnqueueDeduplicatesJob(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	q := newQueue(t, nc, 2*time.Second)
+	ctx := t.Context()
+	msg := apiary.JobMessage{Account: "acc_a", Job: apiary.NewJobID()}
+	require.NoError(t, q.Enqueue(ctx, msg))
+	require.NoError(t, q.Enqueue(ctx, msg))
+
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	s, err := js.Stream(ctx, "APIARY_JOBS")
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), info.State.Msgs, "the same job enqueued twice is stored once")
+}
+
+func TestEnqueueRejectsBadIDs(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t, connect(t), 2*time.Second)
+	for _, msg := range []apiary.JobMessage{
+		{Account: "", Job: apiary.NewJobID()},
+		{Account: "Bad.Account", Job: apiary.NewJobID()},
+		{Account: "acc_a", Job: ""},
+	} {
+		err := q.Enqueue(t.Context(), msg)
+		require.Error(t, err)
+		require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "%+v", msg)
+	}
+}
+
+func TestMalformedMessageIsTerminated(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	q := newQueue(t, nc, time.Second)
+	ctx := t.Context()
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "apiary.jobs", []byte("not json"))
+	require.NoError(t, err)
+	good := apiary.JobMessage{Account: "acc_a", Job: apiary.NewJobID()}
+	data, err := json.Marshal(good)
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "apiary.jobs", data)
+	require.NoError(t, err)
+
+	var got []*queue.Delivery
+	require.Eventually(t, func() bool {
+		ds, err := q.Receive(ctx, 2)
+		got = append(got, ds...)
+		return err == nil && len(got) >= 1
+	}, 10*time.Second, time.Millisecond)
+	require.Len(t, got, 1)
+	require.Equal(t, good, got[0].Msg)
+	require.NoError(t, q.Ack(ctx, got[0]))
+
+	s, err := js.Stream(ctx, "APIARY_JOBS")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := s.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	}, 10*time.Second, 10*time.Millisecond, "the malformed message is removed, not redelivered")
+}
+
+func TestClosedConnectionIsUnavailable(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	q := newQueue(t, nc, 2*time.Second)
+	nc.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	err := q.Enqueue(ctx, apiary.JobMessage{Account: "acc_a", Job: apiary.NewJobID()})
+	require.Error(t, err)
+	require.Equal(t, apiary.KindUnavailable, apiary.KindOf(err))
+	_, err = q.Receive(ctx, 1)
+	require.Error(t, err)
+	require.Equal(t, apiary.KindUnavailable, apiary.KindOf(err))
+}

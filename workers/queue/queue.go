@@ -1,0 +1,49 @@
+// Package queue is the job queue port: at-least-once delivery of job
+// messages (ids only) to workers, with leases.
+//
+// Promises every adapter keeps (checked by queuetest):
+//   - Enqueue returns only once the message is durable.
+//   - Receive(ctx, n) returns at most n deliveries; it waits up to the
+//     adapter's poll interval for the first one and may return none.
+//   - A delivery is leased: until Ack, Nack or Term, or until its lease runs
+//     out, no other receiver gets it. Extend renews the lease.
+//   - A delivery whose lease runs out (a crashed worker) is delivered again,
+//     with Attempt increased.
+//   - Nack(d, delay) hands a delivery back to be delivered again after delay.
+//   - Term removes a delivery for good (dead-letter where the engine has one).
+//   - All methods are safe for concurrent use.
+package queue
+
+import (
+	"context"
+	"time"
+
+	"github.com/apiaryhq/apiary"
+)
+
+// Delivery is one received job message.
+type Delivery struct {
+	Msg apiary.JobMessage
+	// Attempt counts deliveries of this message, starting at 1.
+	Attempt int
+	// Receipt is the adapter's handle for Ack/Nack/Extend/Term.
+	Receipt any
+}
+
+// Queue is the job queue port.
+type Queue interface {
+	// Enqueue stores msg durably for delivery.
+	Enqueue(ctx context.Context, msg apiary.JobMessage) error
+	// Receive returns up to max deliveries, possibly none after a poll interval.
+	Receive(ctx context.Context, max int) ([]*Delivery, error)
+	// Ack removes a finished delivery.
+	Ack(ctx context.Context, d *Delivery) error
+	// Nack returns d to the queue to be delivered again after delay.
+	Nack(ctx context.Context, d *Delivery, delay time.Duration) error
+	// Extend renews d's lease while its job runs.
+	Extend(ctx context.Context, d *Delivery) error
+	// Term removes d for good, to the dead-letter queue where there is one.
+	Term(ctx context.Context, d *Delivery, reason string) error
+	// Lease is how long a delivery stays with its receiver without Extend.
+	Lease() time.Duration
+}

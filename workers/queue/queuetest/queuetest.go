@@ -1,0 +1,338 @@
+// Package queuetest is the conformance suite of the queue port. Every adapter
+// of queue.Queue runs it against a real server:
+//
+//	func TestConformance(t *testing.T) {
+//		queuetest.Run(t, func(t *testing.T, lease time.Duration) queue.Queue {
+//			return newAdapter(t, lease) // a fresh, empty queue
+//		})
+//	}
+//
+// newQueue must return an empty queue, not shared with any other call, whose
+// deliveries are leased for lease. The cases run in parallel and wait for
+// leases to run out, so they take a few seconds of wall time each.
+package queuetest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/workers/queue"
+)
+
+// Leases given to the factory: short so that redelivery cases stay quick,
+// long enough that a loaded machine acks well within them.
+const (
+	shortLease = 1 * time.Second
+	lease      = 2 * time.Second
+)
+
+// opTimeout bounds every single queue call of the suite.
+const opTimeout = 30 * time.Second
+
+// Run runs the conformance suite against fresh queues from newQueue.
+func Run(t *testing.T, newQueue func(t *testing.T, lease time.Duration) queue.Queue) {
+	t.Helper()
+	cases := []struct {
+		name string
+		run  func(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue)
+	}{
+		{"EnqueueReceiveAck", testEnqueueReceiveAck},
+		{"ReceiveAtMostMax", testReceiveAtMostMax},
+		{"ReceiveEmptyReturns", testReceiveEmptyReturns},
+		{"ReceiveHonoursCancel", testReceiveHonoursCancel},
+		{"RedeliveredAfterLease", testRedeliveredAfterLease},
+		{"ExtendKeepsLease", testExtendKeepsLease},
+		{"NackDelays", testNackDelays},
+		{"TermRemoves", testTermRemoves},
+		{"ConcurrentReceiversExclusive", testConcurrentReceiversExclusive},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, newQueue)
+		})
+	}
+}
+
+// message returns a fresh job message; its job id is unique.
+func message() apiary.JobMessage {
+	return apiary.JobMessage{Account: "acc_queuetest", Job: apiary.NewJobID()}
+}
+
+func opContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// receiveOne polls until one delivery arrives, failing after within.
+func receiveOne(t *testing.T, q queue.Queue, within time.Duration) *queue.Delivery {
+	t.Helper()
+	ctx := opContext(t)
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		ds, err := q.Receive(ctx, 1)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(ds), 1, "Receive(ctx, 1) returned more than 1")
+		if len(ds) == 1 {
+			return ds[0]
+		}
+	}
+	require.FailNow(t, "no delivery", "nothing received within %s", within)
+	return nil
+}
+
+// requireNothingFor polls Receive for d and fails if anything is delivered.
+func requireNothingFor(t *testing.T, q queue.Queue, d time.Duration, why string) {
+	t.Helper()
+	ctx := opContext(t)
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		ds, err := q.Receive(ctx, 1)
+		require.NoError(t, err)
+		require.Empty(t, ds, why)
+	}
+}
+
+func testEnqueueReceiveAck(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	q := newQueue(t, lease)
+	require.Equal(t, lease, q.Lease())
+	ctx := opContext(t)
+	msg := message()
+	require.NoError(t, q.Enqueue(ctx, msg))
+
+	d := receiveOne(t, q, 10*time.Second)
+	require.Equal(t, msg, d.Msg, "message body must round-trip")
+	require.Equal(t, 1, d.Attempt, "first delivery is attempt 1")
+	require.NoError(t, q.Ack(ctx, d))
+
+	// An acked delivery is gone: not even after its lease runs out.
+	requireNothingFor(t, q, lease+lease/2, "an acked delivery came back")
+}
+
+func testReceiveAtMostMax(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	q := newQueue(t, lease)
+	ctx := opContext(t)
+	const total, max = 7, 3
+	want := map[apiary.JobID]bool{}
+	for range total {
+		m := message()
+		want[m.Job] = true
+		require.NoError(t, q.Enqueue(ctx, m))
+	}
+	got := map[apiary.JobID]bool{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(got) < total && time.Now().Before(deadline) {
+		ds, err := q.Receive(ctx, max)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(ds), max, "Receive(ctx, %d) returned %d deliveries", max, len(ds))
+		for _, d := range ds {
+			require.False(t, got[d.Msg.Job], "job %s delivered twice", d.Msg.Job)
+			got[d.Msg.Job] = true
+			require.NoError(t, q.Ack(ctx, d))
+		}
+	}
+	require.Equal(t, want, got)
+}
+
+func testReceiveEmptyReturns(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	q := newQueue(t, lease)
+	// Receive on an empty queue comes back (empty) after one poll interval;
+	// the bound here is only "it does not block forever".
+	done := make(chan error, 1)
+	go func() {
+		ds, err := q.Receive(opContext(t), 4)
+		if err == nil && len(ds) != 0 {
+			err = errors.New("deliveries from an empty queue")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(opTimeout):
+		require.FailNow(t, "Receive on an empty queue did not return")
+	}
+}
+
+func testReceiveHonoursCancel(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	q := newQueue(t, lease)
+
+	t.Run("canceled before the call", func(t *testing.T) {
+		// A Receive under a canceled context takes nothing from the queue.
+		msg := message()
+		require.NoError(t, q.Enqueue(opContext(t), msg))
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		ds, err := q.Receive(ctx, 1)
+		require.Empty(t, ds)
+		require.ErrorIs(t, err, context.Canceled)
+
+		d := receiveOne(t, q, 10*time.Second)
+		require.Equal(t, msg, d.Msg)
+		require.Equal(t, 1, d.Attempt, "a canceled Receive must not consume the message")
+		require.NoError(t, q.Ack(opContext(t), d))
+	})
+
+	t.Run("canceled while waiting", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			_, err := q.Receive(ctx, 1)
+			done <- err
+		}()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				require.ErrorIs(t, err, context.Canceled)
+			}
+		case <-time.After(opTimeout):
+			require.FailNow(t, "Receive did not return after its context was canceled")
+		}
+	})
+}
+
+func testRedeliveredAfterLease(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	q := newQueue(t, shortLease)
+	ctx := opContext(t)
+	msg := message()
+	require.NoError(t, q.Enqueue(ctx, msg))
+
+	first := receiveOne(t, q, 10*time.Second)
+	require.Equal(t, 1, first.Attempt)
+	// Not acked: a crashed worker. It comes back once the lease runs out.
+	second := receiveOne(t, q, 10*shortLease)
+	require.Equal(t, msg, second.Msg)
+	require.Equal(t, 2, second.Attempt)
+	require.NoError(t, q.Ack(ctx, second))
+}
+
+func testExtendKeepsLease(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	q := newQueue(t, shortLease)
+	ctx := opContext(t)
+	msg := message()
+	require.NoError(t, q.Enqueue(ctx, msg))
+	d := receiveOne(t, q, 10*time.Second)
+
+	// Keep extending for 3 leases while another receiver polls.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(shortLease / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				assert.NoError(t, q.Extend(ctx, d))
+			}
+		}
+	})
+	requireNothingFor(t, q, 3*shortLease, "an extended delivery was redelivered")
+	close(stop)
+	wg.Wait()
+	require.NoError(t, q.Ack(ctx, d))
+	requireNothingFor(t, q, shortLease+shortLease/2, "an acked delivery came back")
+}
+
+func testNackDelays(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	const delay = 3 * time.Second
+	q := newQueue(t, lease)
+	ctx := opContext(t)
+	msg := message()
+	require.NoError(t, q.Enqueue(ctx, msg))
+	d := receiveOne(t, q, 10*time.Second)
+
+	nacked := time.Now()
+	require.NoError(t, q.Nack(ctx, d, delay))
+	requireNothingFor(t, q, delay/2-time.Since(nacked), "a nacked delivery came back before its delay")
+
+	again := receiveOne(t, q, 10*delay)
+	require.Equal(t, msg, again.Msg)
+	require.Equal(t, 2, again.Attempt)
+	require.NoError(t, q.Ack(ctx, again))
+
+	// Nack without delay hands it back at once (well before the lease).
+	m2 := message()
+	require.NoError(t, q.Enqueue(ctx, m2))
+	d2 := receiveOne(t, q, 10*time.Second)
+	require.NoError(t, q.Nack(ctx, d2, 0))
+	back := receiveOne(t, q, 10*time.Second)
+	require.Equal(t, m2, back.Msg)
+	require.Equal(t, 2, back.Attempt)
+	require.NoError(t, q.Ack(ctx, back))
+}
+
+func testTermRemoves(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	q := newQueue(t, shortLease)
+	ctx := opContext(t)
+	require.NoError(t, q.Enqueue(ctx, message()))
+	d := receiveOne(t, q, 10*time.Second)
+	require.NoError(t, q.Term(ctx, d, "queuetest: terminated on purpose"))
+	requireNothingFor(t, q, 3*shortLease, "a terminated delivery came back")
+}
+
+func testConcurrentReceiversExclusive(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	const total, receivers = 50, 2
+	q := newQueue(t, lease)
+	ctx := opContext(t)
+	for range total {
+		require.NoError(t, q.Enqueue(ctx, message()))
+	}
+
+	var (
+		mu    sync.Mutex
+		held  = map[apiary.JobID]bool{}
+		acked = map[apiary.JobID]int{}
+	)
+	recvCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range receivers {
+		wg.Go(func() {
+			for recvCtx.Err() == nil {
+				ds, err := q.Receive(recvCtx, 5)
+				if recvCtx.Err() != nil {
+					return
+				}
+				if !assert.NoError(t, err) || !assert.LessOrEqual(t, len(ds), 5) {
+					return
+				}
+				for _, d := range ds {
+					mu.Lock()
+					assert.False(t, held[d.Msg.Job], "job %s held by two receivers at once", d.Msg.Job)
+					held[d.Msg.Job] = true
+					mu.Unlock()
+
+					assert.NoError(t, q.Ack(ctx, d))
+
+					mu.Lock()
+					delete(held, d.Msg.Job)
+					acked[d.Msg.Job]++
+					done := len(acked) == total
+					mu.Unlock()
+					if done {
+						cancel()
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.False(t, t.Failed())
+	require.Len(t, acked, total)
+	for job, n := range acked {
+		require.Equal(t, 1, n, "job %s delivered %d times", job, n)
+	}
+	requireNothingFor(t, q, lease+lease/2, "an acked delivery came back")
+}

@@ -1,0 +1,542 @@
+// Package sqs is the queue port on Amazon SQS (a standard queue and its
+// dead-letter queue).
+//
+// Jobs are JSON apiary.JobMessage values, one SQS message each. The lease of
+// a delivery is its visibility timeout (Config.Lease, passed on every
+// ReceiveMessage); Extend resets it with ChangeMessageVisibility, Nack sets it
+// to the retry delay, Ack deletes the message. A delivery's Attempt is SQS's
+// ApproximateReceiveCount.
+//
+// New creates the queue and its dead-letter queue "<Queue>-dlq" when they
+// are missing, with a redrive policy that parks a message after
+// Config.MaxReceiveCount receives, so that a job whose worker keeps crashing
+// is not redelivered forever. Term sends the message to the dead-letter
+// queue itself, with the reason in the message attribute "apiary-reason",
+// and then deletes it. A message body that is not a JobMessage is
+// dead-lettered the same way by Receive and never handed to a worker.
+//
+// SQS bounds a message's visibility to 12 hours after it was received:
+// Extend and Nack past that point are capped, and Extend fails with
+// apiary.KindConflict once nothing is left.
+//
+// Errors are translated into the root package's kinds: throttling is
+// KindUnavailable with a RetryAfter hint, a missing queue KindNotFound, a
+// receipt that is no longer in flight KindConflict.
+package sqs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/workers/queue"
+)
+
+// Limits that SQS imposes.
+const (
+	// MaxVisibility is the longest a message stays invisible after it was
+	// received, counting every ChangeMessageVisibility.
+	MaxVisibility = 12 * time.Hour
+	// maxBatch is the most messages one ReceiveMessage returns.
+	maxBatch = 10
+	// maxWait is the longest long poll.
+	maxWait = 20 * time.Second
+	// dlqRetention keeps dead letters as long as SQS allows (14 days).
+	dlqRetention = 14 * 24 * time.Hour
+	// maxReasonLen bounds the reason attribute of a dead letter.
+	maxReasonLen = 1024
+)
+
+// Message attributes set on dead letters.
+const (
+	// ReasonAttribute holds the reason given to Term.
+	ReasonAttribute = "apiary-reason"
+	// AttemptAttribute holds the delivery's Attempt when it was terminated.
+	AttemptAttribute = "apiary-attempt"
+)
+
+// throttleRetryAfter is the RetryAfter hint on a throttling error that the
+// SDK's own retries did not absorb.
+const throttleRetryAfter = 2 * time.Second
+
+var queueName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,80}$`)
+
+// Config configures a Queue. Client and Queue are required.
+type Config struct {
+	// Client talks to SQS (see NewClient and LoadClient). Required.
+	Client *awssqs.Client
+	// Queue is the name of the job queue; created when missing. Required.
+	Queue string
+	// DeadLetterQueue is the name of its dead-letter queue; created when
+	// missing. Default Queue + "-dlq".
+	DeadLetterQueue string
+	// MaxReceiveCount is how many receives SQS allows a message before its
+	// redrive policy moves it to the dead-letter queue. It is set only when
+	// New creates the queue. Default 10.
+	MaxReceiveCount int
+	// Lease is the visibility timeout of every delivery: whole seconds,
+	// 1 s to 12 h. Default 60 s.
+	Lease time.Duration
+	// WaitTime is how long Receive long-polls for a first message: whole
+	// seconds, 1 s to 20 s. Default 5 s.
+	WaitTime time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.DeadLetterQueue == "" && c.Queue != "" {
+		c.DeadLetterQueue = c.Queue + "-dlq"
+	}
+	if c.MaxReceiveCount == 0 {
+		c.MaxReceiveCount = 10
+	}
+	if c.Lease == 0 {
+		c.Lease = 60 * time.Second
+	}
+	if c.WaitTime == 0 {
+		c.WaitTime = 5 * time.Second
+	}
+}
+
+// Validate reports every problem with c (after defaults).
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Client == nil {
+		errs = append(errs, errors.New("sqs: Client is required"))
+	}
+	if !queueName.MatchString(c.Queue) {
+		errs = append(errs, fmt.Errorf("sqs: Queue %q must be 1 to 80 characters of A-Z, a-z, 0-9, '-' and '_' (FIFO queues are not supported)", c.Queue))
+	}
+	if !queueName.MatchString(c.DeadLetterQueue) {
+		errs = append(errs, fmt.Errorf("sqs: DeadLetterQueue %q must be 1 to 80 characters of A-Z, a-z, 0-9, '-' and '_'", c.DeadLetterQueue))
+	}
+	if c.DeadLetterQueue == c.Queue {
+		errs = append(errs, errors.New("sqs: DeadLetterQueue must differ from Queue"))
+	}
+	if c.MaxReceiveCount < 1 || c.MaxReceiveCount > 1000 {
+		errs = append(errs, fmt.Errorf("sqs: MaxReceiveCount %d is not in 1..1000", c.MaxReceiveCount))
+	}
+	if c.Lease < time.Second || c.Lease > MaxVisibility || c.Lease%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("sqs: Lease %s is not whole seconds in 1s..12h", c.Lease))
+	}
+	if c.WaitTime < time.Second || c.WaitTime > maxWait || c.WaitTime%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("sqs: WaitTime %s is not whole seconds in 1s..20s", c.WaitTime))
+	}
+	return errors.Join(errs...)
+}
+
+// NewClient returns an SQS client for awsCfg (region, credentials, HTTP
+// client). A non-empty endpoint replaces the regional one: an emulator or a
+// VPC endpoint.
+func NewClient(awsCfg aws.Config, endpoint string) *awssqs.Client {
+	return awssqs.NewFromConfig(awsCfg, func(o *awssqs.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+}
+
+// LoadClient is NewClient on the standard AWS configuration (environment,
+// shared files, instance or task role); a non-empty region overrides it.
+func LoadClient(ctx context.Context, region, endpoint string) (*awssqs.Client, error) {
+	var opts []func(*config.LoadOptions) error
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, apiary.Wrap(err, apiary.KindInvalid, "sqs: load aws config")
+	}
+	return NewClient(awsCfg, endpoint), nil
+}
+
+// Queue is a job queue on SQS. Its methods are safe for concurrent use.
+type Queue struct {
+	cfg    Config
+	client *awssqs.Client
+	url    string // job queue
+	dlqURL string // dead-letter queue
+}
+
+var _ queue.Queue = (*Queue)(nil)
+
+// New finds the queue and its dead-letter queue, creating whichever is
+// missing, and returns a Queue on them. An existing queue is used with the
+// attributes it has; its deliveries still get Config.Lease.
+func New(ctx context.Context, cfg Config) (*Queue, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, apiary.Wrap(err, apiary.KindInvalid, "sqs: config")
+	}
+	q := &Queue{cfg: cfg, client: cfg.Client}
+	var err error
+	q.dlqURL, err = q.ensureQueue(ctx, cfg.DeadLetterQueue, map[string]string{
+		string(types.QueueAttributeNameMessageRetentionPeriod): seconds(dlqRetention),
+	})
+	if err != nil {
+		return nil, err
+	}
+	attrs, err := q.client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
+		QueueUrl:       &q.dlqURL,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return nil, classify(ctx, err, "sqs: get attributes of %s", cfg.DeadLetterQueue)
+	}
+	dlqARN := attrs.Attributes[string(types.QueueAttributeNameQueueArn)]
+	if dlqARN == "" {
+		return nil, apiary.E(apiary.KindUnavailable, "sqs: queue %s has no ARN", cfg.DeadLetterQueue)
+	}
+	redrive, err := json.Marshal(map[string]any{
+		"deadLetterTargetArn": dlqARN,
+		"maxReceiveCount":     cfg.MaxReceiveCount,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqs: redrive policy: %w", err)
+	}
+	q.url, err = q.ensureQueue(ctx, cfg.Queue, map[string]string{
+		string(types.QueueAttributeNameVisibilityTimeout):             seconds(cfg.Lease),
+		string(types.QueueAttributeNameReceiveMessageWaitTimeSeconds): seconds(cfg.WaitTime),
+		string(types.QueueAttributeNameRedrivePolicy):                 string(redrive),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// ensureQueue returns the URL of queue name, creating it with attrs when it
+// does not exist.
+func (q *Queue) ensureQueue(ctx context.Context, name string, attrs map[string]string) (string, error) {
+	get := func() (string, error) {
+		out, err := q.client.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: &name})
+		if err != nil {
+			return "", classify(ctx, err, "sqs: get queue %s", name)
+		}
+		return aws.ToString(out.QueueUrl), nil
+	}
+	url, err := get()
+	if apiary.KindOf(err) != apiary.KindNotFound {
+		return url, err
+	}
+	out, err := q.client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: &name, Attributes: attrs})
+	if err != nil {
+		if apiary.KindOf(classify(ctx, err, "")) == apiary.KindConflict {
+			return get() // created meanwhile by another process, with other attributes
+		}
+		return "", classify(ctx, err, "sqs: create queue %s", name)
+	}
+	return aws.ToString(out.QueueUrl), nil
+}
+
+// URL is the job queue's URL.
+func (q *Queue) URL() string { return q.url }
+
+// DeadLetterURL is the dead-letter queue's URL.
+func (q *Queue) DeadLetterURL() string { return q.dlqURL }
+
+// Lease is the visibility timeout given to every delivery.
+func (q *Queue) Lease() time.Duration { return q.cfg.Lease }
+
+// Enqueue sends msg and returns once SQS has stored it.
+func (q *Queue) Enqueue(ctx context.Context, msg apiary.JobMessage) error {
+	if err := msg.Account.Validate(); err != nil {
+		return fmt.Errorf("sqs: enqueue: %w", err)
+	}
+	if msg.Job == "" {
+		return apiary.E(apiary.KindInvalid, "sqs: enqueue: job id is required")
+	}
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("sqs: enqueue %s: %w", msg.Job, err)
+	}
+	if _, err := q.client.SendMessage(ctx, &awssqs.SendMessageInput{
+		QueueUrl:    &q.url,
+		MessageBody: aws.String(string(data)),
+	}); err != nil {
+		return classify(ctx, err, "sqs: enqueue %s", msg.Job)
+	}
+	return nil
+}
+
+// receipt is a Delivery's Receipt.
+type receipt struct {
+	handle   string
+	body     string
+	received time.Time // before the ReceiveMessage call: the 12 h bound starts no later
+}
+
+// Receive returns up to max deliveries: it long-polls up to WaitTime for
+// the first ones, then takes what is ready without waiting, 10 per call.
+// If ctx ends, the deliveries already received are handed back and ctx's
+// error is returned.
+func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sqs: receive: %w", err)
+	}
+	var out []*queue.Delivery
+	wait := int32(q.cfg.WaitTime / time.Second)
+	for len(out) < max {
+		n := min(max-len(out), maxBatch)
+		start := time.Now()
+		res, err := q.client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
+			QueueUrl:                    &q.url,
+			MaxNumberOfMessages:         int32(n),
+			WaitTimeSeconds:             wait,
+			VisibilityTimeout:           int32(q.cfg.Lease / time.Second),
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if len(out) > 0 {
+				return out, nil // the next Receive meets the error again
+			}
+			return nil, classify(ctx, err, "sqs: receive")
+		}
+		for _, m := range res.Messages {
+			r := &receipt{handle: aws.ToString(m.ReceiptHandle), body: aws.ToString(m.Body), received: start}
+			d, err := delivery(r, m.Attributes)
+			if err != nil {
+				// Never handed to a worker: park it with the reason. If that
+				// fails, the redrive policy parks it after MaxReceiveCount.
+				_ = q.deadLetter(ctx, r, 0, "apiary: malformed job message")
+				continue
+			}
+			out = append(out, d)
+		}
+		if len(res.Messages) < n {
+			break
+		}
+		wait = 0
+	}
+	if err := ctx.Err(); err != nil {
+		q.handBack(out)
+		return nil, fmt.Errorf("sqs: receive: %w", err)
+	}
+	return out, nil
+}
+
+// handBack makes ds visible again at once, best effort: whatever fails
+// comes back when its lease runs out.
+func (q *Queue) handBack(ds []*queue.Delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, d := range ds {
+		_ = q.Nack(ctx, d, 0)
+	}
+}
+
+func delivery(r *receipt, attrs map[string]string) (*queue.Delivery, error) {
+	var msg apiary.JobMessage
+	if err := json.Unmarshal([]byte(r.body), &msg); err != nil {
+		return nil, err
+	}
+	if msg.Job == "" || msg.Account.Validate() != nil {
+		return nil, errors.New("sqs: job message without ids")
+	}
+	attempt, err := strconv.Atoi(attrs[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	if err != nil || attempt < 1 {
+		attempt = 1
+	}
+	return &queue.Delivery{Msg: msg, Attempt: attempt, Receipt: r}, nil
+}
+
+func receiptOf(d *queue.Delivery, op string) (*receipt, error) {
+	if d == nil {
+		return nil, apiary.E(apiary.KindInvalid, "sqs: %s: nil delivery", op)
+	}
+	r, ok := d.Receipt.(*receipt)
+	if !ok || r == nil {
+		return nil, apiary.E(apiary.KindInvalid, "sqs: %s %s: not an sqs delivery", op, d.Msg.Job)
+	}
+	return r, nil
+}
+
+// Ack deletes d from the queue.
+func (q *Queue) Ack(ctx context.Context, d *queue.Delivery) error {
+	r, err := receiptOf(d, "ack")
+	if err != nil {
+		return err
+	}
+	if _, err := q.client.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: &q.url, ReceiptHandle: &r.handle}); err != nil {
+		return classify(ctx, err, "sqs: ack %s", d.Msg.Job)
+	}
+	return nil
+}
+
+// Nack makes d visible again after delay (at once when delay ≤ 0), rounded
+// up to whole seconds and capped at 12 h after d was received.
+func (q *Queue) Nack(ctx context.Context, d *queue.Delivery, delay time.Duration) error {
+	r, err := receiptOf(d, "nack")
+	if err != nil {
+		return err
+	}
+	secs := ceilSeconds(delay)
+	if left := visibilityLeft(r.received, time.Now()); secs > left {
+		secs = left
+	}
+	return q.changeVisibility(ctx, r, secs, "sqs: nack %s", d.Msg.Job)
+}
+
+// Extend resets d's visibility timeout to the lease, capped at 12 h after
+// d was received; past that it fails with apiary.KindConflict.
+func (q *Queue) Extend(ctx context.Context, d *queue.Delivery) error {
+	r, err := receiptOf(d, "extend")
+	if err != nil {
+		return err
+	}
+	secs := int32(q.cfg.Lease / time.Second)
+	if left := visibilityLeft(r.received, time.Now()); secs > left {
+		if left < 1 {
+			return apiary.E(apiary.KindConflict, "sqs: extend %s: a lease cannot run past %s after receipt", d.Msg.Job, MaxVisibility)
+		}
+		secs = left
+	}
+	return q.changeVisibility(ctx, r, secs, "sqs: extend %s", d.Msg.Job)
+}
+
+func (q *Queue) changeVisibility(ctx context.Context, r *receipt, secs int32, format string, args ...any) error {
+	if _, err := q.client.ChangeMessageVisibility(ctx, &awssqs.ChangeMessageVisibilityInput{
+		QueueUrl:          &q.url,
+		ReceiptHandle:     &r.handle,
+		VisibilityTimeout: secs,
+	}); err != nil {
+		return classify(ctx, err, format, args...)
+	}
+	return nil
+}
+
+// Term sends d to the dead-letter queue with reason and then deletes it. If
+// the delete fails after the send, d may be delivered and terminated again:
+// the dead-letter queue can then hold it twice.
+func (q *Queue) Term(ctx context.Context, d *queue.Delivery, reason string) error {
+	r, err := receiptOf(d, "term")
+	if err != nil {
+		return err
+	}
+	if err := q.deadLetter(ctx, r, d.Attempt, reason); err != nil {
+		return fmt.Errorf("sqs: term %s: %w", d.Msg.Job, err)
+	}
+	return nil
+}
+
+func (q *Queue) deadLetter(ctx context.Context, r *receipt, attempt int, reason string) error {
+	if reason == "" {
+		reason = "terminated"
+	}
+	attrs := map[string]types.MessageAttributeValue{
+		ReasonAttribute: {DataType: aws.String("String"), StringValue: aws.String(truncate(reason, maxReasonLen))},
+	}
+	if attempt > 0 {
+		attrs[AttemptAttribute] = types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(attempt))}
+	}
+	if _, err := q.client.SendMessage(ctx, &awssqs.SendMessageInput{
+		QueueUrl:          &q.dlqURL,
+		MessageBody:       &r.body,
+		MessageAttributes: attrs,
+	}); err != nil {
+		return classify(ctx, err, "dead-letter")
+	}
+	if _, err := q.client.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: &q.url, ReceiptHandle: &r.handle}); err != nil {
+		return classify(ctx, err, "delete")
+	}
+	return nil
+}
+
+// visibilityLeft is how many whole seconds of visibility SQS still allows a
+// message received at received.
+func visibilityLeft(received, now time.Time) int32 {
+	left := MaxVisibility - now.Sub(received)
+	if left <= 0 {
+		return 0
+	}
+	return int32(left / time.Second)
+}
+
+func ceilSeconds(d time.Duration) int32 {
+	if d <= 0 {
+		return 0
+	}
+	if d >= MaxVisibility {
+		return int32(MaxVisibility / time.Second)
+	}
+	return int32((d + time.Second - 1) / time.Second)
+}
+
+func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// classify translates an SDK error into the root package's kinds.
+func classify(ctx context.Context, err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("%s: %w", msg, cerr)
+		}
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", "ResourceNotFoundException":
+			return apiary.Wrap(err, apiary.KindNotFound, "%s", msg)
+		case "ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight",
+			"InvalidIdFormat", "QueueNameExists", "QueueAlreadyExists", "AWS.SimpleQueueService.QueueNameExists":
+			return apiary.Wrap(err, apiary.KindConflict, "%s", msg)
+		case "RequestThrottled", "ThrottlingException", "Throttling", "OverLimit", "KmsThrottled",
+			"TooManyRequestsException", "RequestLimitExceeded":
+			return &apiary.Error{Kind: apiary.KindUnavailable, Msg: msg + ": throttled", Err: err, RetryAfter: throttleRetryAfter}
+		case "QueueDeletedRecently", "AWS.SimpleQueueService.QueueDeletedRecently":
+			return &apiary.Error{Kind: apiary.KindUnavailable, Msg: msg + ": queue deleted recently", Err: err, RetryAfter: time.Minute}
+		case "AccessDenied", "AccessDeniedException", "KmsAccessDenied", "KmsDisabled", "KmsNotFound",
+			"KmsInvalidState", "KmsInvalidKeyUsage", "KmsOptInRequired":
+			return apiary.Wrap(err, apiary.KindForbidden, "%s", msg)
+		case "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch",
+			"MissingAuthenticationToken", "ExpiredToken", "InvalidSecurity", "IncompleteSignature":
+			return apiary.Wrap(err, apiary.KindUnauthenticated, "%s", msg)
+		case "InvalidParameterValue", "InvalidAttributeName", "InvalidAttributeValue", "InvalidMessageContents",
+			"MissingParameter", "UnsupportedOperation", "ValidationError", "InvalidAddress":
+			return apiary.Wrap(err, apiary.KindInvalid, "%s", msg)
+		}
+		if apiErr.ErrorFault() == smithy.FaultClient && statusOf(err) < 500 {
+			return apiary.Wrap(err, apiary.KindOther, "%s", msg)
+		}
+	}
+	// Server faults, timeouts, refused connections: the caller retries.
+	return apiary.Wrap(err, apiary.KindUnavailable, "%s", msg)
+}
+
+func statusOf(err error) int {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.HTTPStatusCode()
+	}
+	return http.StatusBadRequest
+}
