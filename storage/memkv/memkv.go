@@ -38,7 +38,7 @@ func (s *Store) Bucket(ctx context.Context, name string) (storage.KV, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("memkv: open bucket %s: %w", name, err)
 	}
-	if !validName(name) {
+	if !storage.ValidName(name) {
 		return nil, apiary.E(apiary.KindInvalid, "memkv: bucket name %q may hold only A-Z, a-z, 0-9, '_' and '-'", name)
 	}
 	s.mu.Lock()
@@ -68,7 +68,7 @@ func check(ctx context.Context, op, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memkv: %s %s: %w", op, key, err)
 	}
-	if !validKey(key) {
+	if !storage.ValidKey(key) {
 		return apiary.E(apiary.KindInvalid, "memkv: %s: key %q must be tokens of A-Z, a-z, 0-9, '_', '=' and '-' joined by '.'", op, key)
 	}
 	return nil
@@ -149,7 +149,7 @@ func (b *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("memkv: keys %s: %w", prefix, err)
 	}
-	if !validPrefix(prefix) {
+	if !storage.ValidKeyPrefix(prefix) {
 		return nil, apiary.E(apiary.KindInvalid, "memkv: keys: prefix %q must be tokens of A-Z, a-z, 0-9, '_', '=' and '-' joined by '.'", prefix)
 	}
 	b.mu.RLock()
@@ -162,44 +162,6 @@ func (b *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
 	b.mu.RUnlock()
 	sort.Strings(keys)
 	return keys, nil
-}
-
-// validName reports whether s is a usable bucket name.
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !nameByte(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func nameByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
-}
-
-// validKey reports whether key is tokens of [A-Za-z0-9_=-] joined by '.'.
-func validKey(key string) bool {
-	return key != "" && validPrefix(key) && key[len(key)-1] != '.'
-}
-
-// validPrefix is validKey, except that "" and a trailing '.' are allowed.
-func validPrefix(p string) bool {
-	prev := byte('.') // an empty first token is refused
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		switch {
-		case c == '.' && prev == '.':
-			return false
-		case c != '.' && !nameByte(c) && c != '=':
-			return false
-		}
-		prev = c
-	}
-	return true
 }
 
 // NewKVStore is New, named like natskv.NewKVStore.

@@ -28,7 +28,7 @@ func NewBlobs(ctx context.Context, js jetstream.JetStream, bucket string, cfg Co
 	if err := cfg.Validate(); err != nil {
 		return nil, apiary.Wrap(err, apiary.KindInvalid, "natskv: config")
 	}
-	if !validName(bucket) {
+	if !storage.ValidName(bucket) {
 		return nil, apiary.E(apiary.KindInvalid, "natskv: object store name %q may hold only A-Z, a-z, 0-9, '_' and '-'", bucket)
 	}
 	full := cfg.Prefix + bucket

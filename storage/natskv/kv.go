@@ -45,7 +45,7 @@ func (s *KVStore) bucket(ctx context.Context, name string) (*KV, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
-	if !validName(name) {
+	if !storage.ValidName(name) {
 		return nil, apiary.E(apiary.KindInvalid, "natskv: bucket name %q may hold only A-Z, a-z, 0-9, '_' and '-'", name)
 	}
 	s.mu.Lock()
@@ -80,7 +80,7 @@ func (b *KV) subject(key string) string { return b.name + "/" + key }
 
 // Get returns the entry at key, or a NotFound error (also for a deleted key).
 func (b *KV) Get(ctx context.Context, key string) (storage.Entry, error) {
-	if !validKey(key) {
+	if !storage.ValidKey(key) {
 		return storage.Entry{}, invalidKey("get", key)
 	}
 	e, err := b.kv.Get(ctx, key)
@@ -93,7 +93,7 @@ func (b *KV) Get(ctx context.Context, key string) (storage.Entry, error) {
 // Create stores value at key if there is none (a deleted key counts as
 // none); Conflict otherwise.
 func (b *KV) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	if !validKey(key) {
+	if !storage.ValidKey(key) {
 		return 0, invalidKey("create", key)
 	}
 	rev, err := b.kv.Create(ctx, key, value)
@@ -103,7 +103,7 @@ func (b *KV) Create(ctx context.Context, key string, value []byte) (uint64, erro
 // Update stores value if key's last revision is still rev; Conflict
 // otherwise (also when key does not exist).
 func (b *KV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	if !validKey(key) {
+	if !storage.ValidKey(key) {
 		return 0, invalidKey("update", key)
 	}
 	newRev, err := b.kv.Update(ctx, key, value, rev)
@@ -112,7 +112,7 @@ func (b *KV) Update(ctx context.Context, key string, value []byte, rev uint64) (
 
 // Put stores value unconditionally.
 func (b *KV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	if !validKey(key) {
+	if !storage.ValidKey(key) {
 		return 0, invalidKey("put", key)
 	}
 	rev, err := b.kv.Put(ctx, key, value)
@@ -121,7 +121,7 @@ func (b *KV) Put(ctx context.Context, key string, value []byte) (uint64, error) 
 
 // Delete removes key (it leaves a delete marker); a missing key is not an error.
 func (b *KV) Delete(ctx context.Context, key string) error {
-	if !validKey(key) {
+	if !storage.ValidKey(key) {
 		return invalidKey("delete", key)
 	}
 	return translate(b.kv.Delete(ctx, key), "delete", b.subject(key))
@@ -131,7 +131,7 @@ func (b *KV) Delete(ctx context.Context, key string) error {
 // on the prefix up to its last '.', this side on the rest, so "acct1."
 // never matches "acct10.x".
 func (b *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
-	if !validPrefix(prefix) {
+	if !storage.ValidKeyPrefix(prefix) {
 		return nil, invalidKey("keys", prefix)
 	}
 	var (

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage"
 )
 
 // Config describes how buckets and object stores are created.
@@ -36,7 +37,7 @@ func (c *Config) setDefaults() {
 // Validate reports every problem with c (after defaults are applied).
 func (c Config) Validate() error {
 	var errs []error
-	if !validName(c.Prefix) {
+	if !storage.ValidName(c.Prefix) {
 		errs = append(errs, fmt.Errorf("natskv: Prefix %q may hold only A-Z, a-z, 0-9, '_' and '-'", c.Prefix))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
@@ -46,44 +47,6 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("natskv: unknown Storage %d", c.Storage))
 	}
 	return errors.Join(errs...)
-}
-
-// validName reports whether s is a usable bucket name (or part of one).
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !nameByte(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func nameByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
-}
-
-// validKey reports whether key is tokens of [A-Za-z0-9_=-] joined by '.'.
-func validKey(key string) bool {
-	return key != "" && validPrefix(key) && key[len(key)-1] != '.'
-}
-
-// validPrefix is validKey, except that a trailing '.' is allowed.
-func validPrefix(p string) bool {
-	prev := byte('.') // an empty first token is refused
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		switch {
-		case c == '.' && prev == '.':
-			return false
-		case c != '.' && !nameByte(c) && c != '=':
-			return false
-		}
-		prev = c
-	}
-	return true
 }
 
 func invalidKey(op, key string) error {

@@ -151,12 +151,18 @@ func (e *Embedder) vector(text string) []float32 {
 
 // addGrams counts the character 3-grams of "<word>" (code points, not bytes).
 func addGrams(counts map[uint64]float64, w string) {
-	rs := make([]rune, 0, len(w)+2)
-	rs = append(rs, '<')
-	rs = append(rs, []rune(w)...)
-	rs = append(rs, '>')
-	for i := 0; i+3 <= len(rs); i++ {
-		counts[hashParts(kindGram, string(rs[i:i+3]), "")]++
+	padded := "<" + w + ">"
+	var starts [4]int // byte offsets of the last four code points seen
+	n := 0
+	for i := range padded {
+		starts[n%4] = i
+		if n >= 3 {
+			counts[hashParts(kindGram, padded[starts[(n-3)%4]:i], "")]++
+		}
+		n++
+	}
+	if n >= 3 {
+		counts[hashParts(kindGram, padded[starts[(n-3)%4]:], "")]++
 	}
 }
 
