@@ -279,7 +279,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-
 type (
 	ioReader   = io.Reader
 	queueIface = queue.Queue

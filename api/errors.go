@@ -47,6 +47,19 @@ func unsupportedMediaType(format string, args ...any) error {
 	return &statusError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf(format, args...)}
 }
 
+// kindStatus maps the error kinds a caller can act on to HTTP statuses.
+// KindInvalid is always 400: the detail says what to fix.
+var kindStatus = map[apiary.Kind]int{
+	apiary.KindInvalid:         http.StatusBadRequest,
+	apiary.KindNotFound:        http.StatusNotFound,
+	apiary.KindConflict:        http.StatusConflict,
+	apiary.KindUnauthenticated: http.StatusUnauthorized,
+	apiary.KindForbidden:       http.StatusForbidden,
+	apiary.KindTooLarge:        http.StatusRequestEntityTooLarge,
+	apiary.KindRateLimited:     http.StatusTooManyRequests,
+	apiary.KindUnavailable:     http.StatusServiceUnavailable,
+}
+
 // problemFor is the one place where an error becomes an HTTP status and a
 // caller-safe message.
 func problemFor(err error, c echo.Context) problem {
@@ -63,36 +76,26 @@ func problemFor(err error, c echo.Context) problem {
 			fmt.Sprintf("the request body is larger than the limit of %d bytes; send fewer or smaller documents per request", mbe.Limit))
 	case errors.Is(err, context.DeadlineExceeded):
 		p := newProblem(http.StatusServiceUnavailable, "the request took too long; retry later")
-		p.cause = err
+		p.cause, p.retryAfter = err, defaultUnavailableRetry
 		return p
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer and it is no fault.
+		return newProblem(http.StatusServiceUnavailable, "the request was canceled")
 	case errors.As(err, &he):
 		return echoProblem(he, c, err)
 	}
-	kind := apiary.KindOf(err)
-	detail := publicMessage(err)
-	var p problem
-	switch kind {
-	case apiary.KindInvalid:
-		p = newProblem(http.StatusBadRequest, detail)
-	case apiary.KindNotFound:
-		p = newProblem(http.StatusNotFound, detail)
-	case apiary.KindConflict:
-		p = newProblem(http.StatusConflict, detail)
-	case apiary.KindUnauthenticated:
-		p = newProblem(http.StatusUnauthorized, detail)
-	case apiary.KindForbidden:
-		p = newProblem(http.StatusForbidden, detail)
-	case apiary.KindTooLarge:
-		p = newProblem(http.StatusRequestEntityTooLarge, detail)
-	case apiary.KindRateLimited:
-		p = newProblem(http.StatusTooManyRequests, detail)
-		p.retryAfter = time.Second
-	case apiary.KindUnavailable:
-		p = newProblem(http.StatusServiceUnavailable, detail)
-		p.retryAfter = defaultUnavailableRetry
+	status, ok := kindStatus[apiary.KindOf(err)]
+	if !ok { // KindOther, KindPermanent: our fault, not the caller's
+		p := newProblem(http.StatusInternalServerError, "internal error; quote the request id when reporting it")
 		p.cause = err
-	default: // KindOther, KindPermanent: our fault, not the caller's
-		p = newProblem(http.StatusInternalServerError, "internal error; quote the request id when reporting it")
+		return p
+	}
+	p := newProblem(status, publicMessage(err))
+	switch status {
+	case http.StatusTooManyRequests:
+		p.retryAfter = time.Second
+	case http.StatusServiceUnavailable:
+		p.retryAfter = defaultUnavailableRetry
 		p.cause = err
 	}
 	if d, ok := apiary.RetryDelay(err); ok {

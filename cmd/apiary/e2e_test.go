@@ -281,7 +281,7 @@ func TestServeSurvivesKill9(t *testing.T) {
 	require.NoError(t, err)
 	dataDir := t.TempDir()
 	// One job at a time, slow enough per document that we can kill it mid-way.
-	flags := []string{"--workers", "1", "--lease", "3s", "--chunk-size", "64", "--chunk-overlap", "8"}
+	flags := []string{"--workers", "1", "--lease", "3s", "--chunk-size", "64", "--chunk-overlap", "8", "--rate-limit", "10000", "--rate-burst", "10000"}
 	s := startServer(t, dataDir, token, flags...)
 
 	const n = 200
@@ -301,6 +301,7 @@ func TestServeSurvivesKill9(t *testing.T) {
 	}, 60*time.Second, 5*time.Millisecond)
 	require.Less(t, j.Counts.DocumentsDone, n, "the job finished before it could be killed; make documents bigger")
 	s.kill()
+	t.Logf("killed the server with %d of %d documents done", j.Counts.DocumentsDone, n)
 
 	s = startServer(t, dataDir, token, flags...)
 	j = s.waitJob(token, accepted.JobID, 3*time.Minute)

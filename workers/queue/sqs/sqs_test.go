@@ -61,9 +61,9 @@ func (f *faultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // client returns an SQS client on the emulator, skipping the test when no
-// emulator is configured. The SDK's retries are off so that injected
-// faults surface at once.
-func client(t *testing.T) (*awssqs.Client, *faultTransport) {
+// emulator is configured. maxAttempts bounds the SDK's own retries: 1 makes
+// injected faults surface at once.
+func client(t *testing.T, maxAttempts int) (*awssqs.Client, *faultTransport) {
 	t.Helper()
 	endpoint := os.Getenv(endpointVar)
 	if endpoint == "" {
@@ -75,7 +75,7 @@ func client(t *testing.T) (*awssqs.Client, *faultTransport) {
 		Region:           "us-east-1",
 		Credentials:      credentials.NewStaticCredentialsProvider("test", "test", ""),
 		HTTPClient:       &http.Client{Transport: tr},
-		RetryMaxAttempts: 1,
+		RetryMaxAttempts: maxAttempts,
 	}
 	return apsqs.NewClient(awsCfg, endpoint), tr
 }
@@ -107,7 +107,7 @@ func newQueue(t *testing.T, c *awssqs.Client, lease time.Duration) *apsqs.Queue 
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	queuetest.Run(t, func(t *testing.T, lease time.Duration) queue.Queue {
-		c, _ := client(t)
+		c, _ := client(t, 3)
 		return newQueue(t, c, lease)
 	})
 }
@@ -152,7 +152,7 @@ func receiveRaw(t *testing.T, c *awssqs.Client, url string) types.Message {
 
 func TestNewCreatesQueueWithDeadLetterQueue(t *testing.T) {
 	t.Parallel()
-	c, _ := client(t)
+	c, _ := client(t, 3)
 	q := newQueue(t, c, 30*time.Second)
 	require.True(t, strings.HasSuffix(q.DeadLetterURL(), "-dlq"), q.DeadLetterURL())
 
@@ -186,7 +186,7 @@ func TestNewCreatesQueueWithDeadLetterQueue(t *testing.T) {
 
 func TestTermSendsToDeadLetterQueue(t *testing.T) {
 	t.Parallel()
-	c, _ := client(t)
+	c, _ := client(t, 3)
 	q := newQueue(t, c, 30*time.Second)
 	msg := message()
 	require.NoError(t, q.Enqueue(t.Context(), msg))
@@ -211,7 +211,7 @@ func TestTermSendsToDeadLetterQueue(t *testing.T) {
 
 func TestMalformedMessageIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	c, _ := client(t)
+	c, _ := client(t, 3)
 	q := newQueue(t, c, 30*time.Second)
 	for _, body := range []string{"not json", `{"account":"acc_x"}`, `{"account":"Bad Account!","job":"job_x"}`} {
 		_, err := c.SendMessage(t.Context(), &awssqs.SendMessageInput{QueueUrl: aws.String(q.URL()), MessageBody: aws.String(body)})
@@ -246,7 +246,7 @@ func TestMalformedMessageIsDeadLettered(t *testing.T) {
 
 func TestReceiveMoreThanOneBatch(t *testing.T) {
 	t.Parallel()
-	c, _ := client(t)
+	c, _ := client(t, 3)
 	q := newQueue(t, c, 30*time.Second)
 	const total = 25
 	for range total {
@@ -266,7 +266,7 @@ func TestReceiveMoreThanOneBatch(t *testing.T) {
 
 func TestErrorKinds(t *testing.T) {
 	t.Parallel()
-	c, tr := client(t)
+	c, tr := client(t, 1)
 	q := newQueue(t, c, 30*time.Second)
 	ctx := t.Context()
 
@@ -313,7 +313,7 @@ func TestErrorKinds(t *testing.T) {
 
 func TestEnqueueRejectsBadMessages(t *testing.T) {
 	t.Parallel()
-	c, _ := client(t)
+	c, _ := client(t, 3)
 	q := newQueue(t, c, 30*time.Second)
 	for _, m := range []apiary.JobMessage{
 		{Account: "", Job: apiary.NewJobID()},
