@@ -192,3 +192,24 @@ type Event struct {
 // canceled). Whoever publishes it uses this id, so that the bus drops a
 // second publish of the same final event.
 func FinalEventID(job JobID) string { return "evt_" + string(job) + "_final" }
+
+// NewJobEvent returns the event of type typ for job's current state. A final
+// event (succeeded, failed, canceled) gets the job's FinalEventID, so that
+// publishing it twice stores it once.
+func NewJobEvent(job Job, typ EventType) Event {
+	id := RandomID("evt_")
+	switch typ {
+	case EventJobSucceeded, EventJobFailed, EventJobCanceled:
+		id = FinalEventID(job.ID)
+	}
+	return Event{
+		ID:      id,
+		Type:    typ,
+		Account: job.Account,
+		Job:     job.ID,
+		Status:  job.Status,
+		Counts:  job.Counts,
+		Errors:  job.Errors,
+		Time:    time.Now().UTC(),
+	}
+}

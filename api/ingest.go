@@ -229,17 +229,7 @@ func (s *Server) finish(ctx context.Context, job apiary.Job, status apiary.JobSt
 func (s *Server) publish(ctx context.Context, typ apiary.EventType, j apiary.Job) {
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
-	ev := apiary.Event{
-		ID:      apiary.RandomID("evt_"),
-		Type:    typ,
-		Account: j.Account,
-		Job:     j.ID,
-		Status:  j.Status,
-		Counts:  j.Counts,
-		Errors:  j.Errors,
-		Time:    time.Now().UTC(),
-	}
-	if err := s.deps.Events.Publish(ctx, ev); err != nil {
+	if err := s.deps.Events.Publish(ctx, apiary.NewJobEvent(j, typ)); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "could not publish job event",
 			slog.String("account", string(j.Account)), slog.String("job_id", string(j.ID)),
 			slog.String("type", string(typ)), slog.String("error", err.Error()))

@@ -12,18 +12,30 @@ import (
 	"github.com/apiaryhq/apiary/storage/records"
 )
 
-// jobView is a job as the API shows it: the record plus a sentence when
-// some documents failed.
+// jobView is a job as the API shows it: the public fields of the record
+// (not its bookkeeping: finished documents, idempotency, webhook) plus a
+// sentence when some documents failed.
 type jobView struct {
-	apiary.Job
-	Message string `json:"message,omitempty"`
+	ID         apiary.JobID           `json:"id"`
+	Status     apiary.JobStatus       `json:"status"`
+	Counts     apiary.Counts          `json:"counts"`
+	Errors     []apiary.DocumentError `json:"errors"`
+	Error      string                 `json:"error,omitempty"`
+	Message    string                 `json:"message,omitempty"`
+	Attempts   int                    `json:"attempts"`
+	Source     string                 `json:"source"`
+	CreatedAt  time.Time              `json:"created_at"`
+	UpdatedAt  time.Time              `json:"updated_at"`
+	StartedAt  *time.Time             `json:"started_at,omitempty"`
+	FinishedAt *time.Time             `json:"finished_at,omitempty"`
 }
 
 func viewJob(j apiary.Job) jobView {
 	if j.Errors == nil {
 		j.Errors = []apiary.DocumentError{}
 	}
-	v := jobView{Job: j}
+	v := jobView{ID: j.ID, Status: j.Status, Counts: j.Counts, Errors: j.Errors, Error: j.Error, Attempts: j.Attempts,
+		Source: j.Source, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt}
 	if n := j.Counts.DocumentsFailed; n > 0 {
 		v.Message = fmt.Sprintf("%d of %d documents failed; see errors", n, j.Counts.DocumentsTotal)
 	}

@@ -120,7 +120,7 @@ func Bootstrap(ctx context.Context, recs *records.Store, keys encrypt.KeyProvide
 	if token != "" {
 		if err := CheckTokenFormat(token); err != nil {
 			return "", false, apiary.Wrap(err, apiary.KindInvalid,
-				"api: bootstrap: the given operator token is not an Apiary token (generate one with `apiary token new`, or leave it empty to have one generated)")
+				"api: bootstrap: the given operator token is not an Apiary token (generate one with `apiary token`, or leave it empty to have one generated)")
 		}
 	}
 	has, err := recs.HasAccounts(ctx)

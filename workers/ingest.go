@@ -288,27 +288,12 @@ func finalEvent(job apiary.Job) apiary.Event {
 		apiary.JobFailed:    apiary.EventJobFailed,
 		apiary.JobCanceled:  apiary.EventJobCanceled,
 	}[job.Status]
-	ev := jobEvent(job, typ)
-	ev.ID = apiary.FinalEventID(job.ID) // stable: the bus drops a re-publish
-	return ev
-}
-
-func jobEvent(job apiary.Job, typ apiary.EventType) apiary.Event {
-	return apiary.Event{
-		ID:      apiary.RandomID("evt_"),
-		Type:    typ,
-		Account: job.Account,
-		Job:     job.ID,
-		Status:  job.Status,
-		Counts:  job.Counts,
-		Errors:  job.Errors,
-		Time:    time.Now().UTC(),
-	}
+	return apiary.NewJobEvent(job, typ)
 }
 
 // publish sends a non-final event; losing one is logged, not fatal.
 func (h *IngestHandler) publish(ctx context.Context, job apiary.Job, typ apiary.EventType) {
-	if err := h.events.Publish(ctx, jobEvent(job, typ)); err != nil {
+	if err := h.events.Publish(ctx, apiary.NewJobEvent(job, typ)); err != nil {
 		h.cfg.Logger.Warn("publish event", "job", job.ID, "type", typ, "err", err)
 	}
 }

@@ -68,18 +68,32 @@ func (e *poolEnv) requireDrained(t *testing.T) {
 		"every message must be acked or terminated")
 }
 
-// runPool starts p.Run and stops the pool (soft, then hard) when the test ends.
-func runPool(t *testing.T, p *workers.Pool) <-chan error {
+// runPool starts p.Run and stops the pool (soft, then hard) when the test
+// ends. The returned function waits for Run and returns its result.
+func runPool(t *testing.T, p *workers.Pool) (wait func() error) {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(context.Background()) }()
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = p.Run(context.Background())
+	}()
+	wait = func() error {
+		select {
+		case <-done:
+			return err
+		case <-time.After(waitFor):
+			require.FailNow(t, "Run did not return")
+			return nil
+		}
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = p.Stop(ctx)
 		<-done
 	})
-	return done
+	return wait
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -446,7 +460,7 @@ func TestSoftStopWaitsForRunningHandler(t *testing.T) {
 	}
 	close(h.release)
 	require.NoError(t, <-stopped)
-	require.NoError(t, <-ran)
+	require.NoError(t, ran())
 	require.NoError(t, h.canceledBy(), "a soft stop does not cancel handlers")
 	require.Empty(t, h.started, "a stopping pool starts no new work")
 	require.Eventually(t, func() bool { return e.queued(t) == 1 }, waitFor, 10*time.Millisecond,
@@ -470,7 +484,7 @@ func TestHardStopCancelsAndHandsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, p.Stop(ctx), context.DeadlineExceeded)
-	require.NoError(t, <-ran)
+	require.NoError(t, ran())
 	require.ErrorIs(t, h.canceledBy(), workers.ErrHardStop)
 	require.ErrorIs(t, h.canceledBy(), context.DeadlineExceeded, "the cause says why")
 

@@ -221,18 +221,18 @@ func (b *Bus) deleteConsumer(c jetstream.Consumer) {
 	_ = b.js.DeleteConsumer(ctx, b.cfg.Stream, info.Name)
 }
 
-// decode turns a stream message into an event with its Seq.
-func decode(m jetstream.Msg) (apiary.Event, error) {
+// decode turns a stream message into an event with its Seq, and says how
+// many matching messages the stream held after it.
+func decode(m jetstream.Msg) (ev apiary.Event, pending uint64, err error) {
 	meta, err := m.Metadata()
 	if err != nil {
-		return apiary.Event{}, fmt.Errorf("natsbus: event metadata: %w", err)
+		return ev, 0, fmt.Errorf("natsbus: event metadata: %w", err)
 	}
-	var ev apiary.Event
 	if err := json.Unmarshal(m.Data(), &ev); err != nil {
-		return apiary.Event{}, fmt.Errorf("natsbus: event %d: %w", meta.Sequence.Stream, err)
+		return ev, 0, fmt.Errorf("natsbus: event %d: %w", meta.Sequence.Stream, err)
 	}
 	ev.Seq = meta.Sequence.Stream
-	return ev, nil
+	return ev, meta.NumPending, nil
 }
 
 // Replay returns up to limit stored events matching f, oldest first. limit
@@ -257,12 +257,11 @@ func (b *Bus) Replay(ctx context.Context, f events.Filter, limit int) ([]apiary.
 		}
 		got, pending := 0, uint64(1)
 		for m := range batch.Messages() {
-			ev, err := decode(m)
+			ev, left, err := decode(m)
 			if err != nil {
 				return nil, err
 			}
-			meta, _ := m.Metadata()
-			pending = meta.NumPending
+			pending = left
 			out = append(out, ev)
 			got++
 		}
@@ -300,7 +299,7 @@ func (b *Bus) Follow(ctx context.Context, f events.Filter, fn func(apiary.Event)
 			}
 			return classify(err, "natsbus: follow")
 		}
-		ev, err := decode(m)
+		ev, _, err := decode(m)
 		if err != nil {
 			return err
 		}

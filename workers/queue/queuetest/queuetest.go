@@ -90,6 +90,27 @@ func receiveOne(t *testing.T, q queue.Queue, within time.Duration) *queue.Delive
 	return nil
 }
 
+// enqueueReceive enqueues a fresh message and receives it as attempt 1.
+func enqueueReceive(t *testing.T, q queue.Queue) (apiary.JobMessage, *queue.Delivery) {
+	t.Helper()
+	msg := message()
+	require.NoError(t, q.Enqueue(opContext(t), msg))
+	d := receiveOne(t, q, 10*time.Second)
+	require.Equal(t, msg, d.Msg, "message body must round-trip")
+	require.Equal(t, 1, d.Attempt, "first delivery is attempt 1")
+	return msg, d
+}
+
+// ackRedelivery waits up to within for msg to come back as attempt 2 and
+// acks it.
+func ackRedelivery(t *testing.T, q queue.Queue, msg apiary.JobMessage, within time.Duration) {
+	t.Helper()
+	d := receiveOne(t, q, within)
+	require.Equal(t, msg, d.Msg)
+	require.Equal(t, 2, d.Attempt)
+	require.NoError(t, q.Ack(opContext(t), d))
+}
+
 // requireNothingFor polls Receive for d and fails if anything is delivered.
 func requireNothingFor(t *testing.T, q queue.Queue, d time.Duration, why string) {
 	t.Helper()
@@ -105,14 +126,8 @@ func requireNothingFor(t *testing.T, q queue.Queue, d time.Duration, why string)
 func testEnqueueReceiveAck(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
 	q := newQueue(t, lease)
 	require.Equal(t, lease, q.Lease())
-	ctx := opContext(t)
-	msg := message()
-	require.NoError(t, q.Enqueue(ctx, msg))
-
-	d := receiveOne(t, q, 10*time.Second)
-	require.Equal(t, msg, d.Msg, "message body must round-trip")
-	require.Equal(t, 1, d.Attempt, "first delivery is attempt 1")
-	require.NoError(t, q.Ack(ctx, d))
+	_, d := enqueueReceive(t, q)
+	require.NoError(t, q.Ack(opContext(t), d))
 
 	// An acked delivery is gone: not even after its lease runs out.
 	requireNothingFor(t, q, lease+lease/2, "an acked delivery came back")
@@ -203,25 +218,15 @@ func testReceiveHonoursCancel(t *testing.T, newQueue func(*testing.T, time.Durat
 
 func testRedeliveredAfterLease(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
 	q := newQueue(t, shortLease)
-	ctx := opContext(t)
-	msg := message()
-	require.NoError(t, q.Enqueue(ctx, msg))
-
-	first := receiveOne(t, q, 10*time.Second)
-	require.Equal(t, 1, first.Attempt)
+	msg, _ := enqueueReceive(t, q)
 	// Not acked: a crashed worker. It comes back once the lease runs out.
-	second := receiveOne(t, q, 10*shortLease)
-	require.Equal(t, msg, second.Msg)
-	require.Equal(t, 2, second.Attempt)
-	require.NoError(t, q.Ack(ctx, second))
+	ackRedelivery(t, q, msg, 10*shortLease)
 }
 
 func testExtendKeepsLease(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
 	q := newQueue(t, shortLease)
 	ctx := opContext(t)
-	msg := message()
-	require.NoError(t, q.Enqueue(ctx, msg))
-	d := receiveOne(t, q, 10*time.Second)
+	_, d := enqueueReceive(t, q)
 
 	// Keep extending for 3 leases while another receiver polls.
 	stop := make(chan struct{})
@@ -249,36 +254,22 @@ func testNackDelays(t *testing.T, newQueue func(*testing.T, time.Duration) queue
 	const delay = 3 * time.Second
 	q := newQueue(t, lease)
 	ctx := opContext(t)
-	msg := message()
-	require.NoError(t, q.Enqueue(ctx, msg))
-	d := receiveOne(t, q, 10*time.Second)
-
+	msg, d := enqueueReceive(t, q)
 	nacked := time.Now()
 	require.NoError(t, q.Nack(ctx, d, delay))
 	requireNothingFor(t, q, delay/2-time.Since(nacked), "a nacked delivery came back before its delay")
+	ackRedelivery(t, q, msg, 10*delay)
 
-	again := receiveOne(t, q, 10*delay)
-	require.Equal(t, msg, again.Msg)
-	require.Equal(t, 2, again.Attempt)
-	require.NoError(t, q.Ack(ctx, again))
-
-	// Nack without delay hands it back at once (well before the lease).
-	m2 := message()
-	require.NoError(t, q.Enqueue(ctx, m2))
-	d2 := receiveOne(t, q, 10*time.Second)
-	require.NoError(t, q.Nack(ctx, d2, 0))
-	back := receiveOne(t, q, 10*time.Second)
-	require.Equal(t, m2, back.Msg)
-	require.Equal(t, 2, back.Attempt)
-	require.NoError(t, q.Ack(ctx, back))
+	// Nack without delay hands it back at once.
+	msg, d = enqueueReceive(t, q)
+	require.NoError(t, q.Nack(ctx, d, 0))
+	ackRedelivery(t, q, msg, 10*time.Second)
 }
 
 func testTermRemoves(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
 	q := newQueue(t, shortLease)
-	ctx := opContext(t)
-	require.NoError(t, q.Enqueue(ctx, message()))
-	d := receiveOne(t, q, 10*time.Second)
-	require.NoError(t, q.Term(ctx, d, "queuetest: terminated on purpose"))
+	_, d := enqueueReceive(t, q)
+	require.NoError(t, q.Term(opContext(t), d, "queuetest: terminated on purpose"))
 	requireNothingFor(t, q, 3*shortLease, "a terminated delivery came back")
 }
 
