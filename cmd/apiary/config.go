@@ -29,6 +29,24 @@ type Config struct {
 	RateLimit       float64
 	RateBurst       int
 
+	// Engines: embedded by default, distributed when set.
+	NATSURL          string // external NATS (cluster); empty: embedded server in the data dir
+	NATSCreds        string // NATS credentials file
+	NATSCA           string // CA bundle for NATS TLS
+	NATSCert         string // client certificate for NATS mTLS
+	NATSKey          string // client key for NATS mTLS
+	NATSReplicas     int    // replicas of streams and buckets
+	Queue            string // jetstream | sqs
+	SQSQueue         string
+	SQSEndpoint      string
+	Keys             string // local | awskms
+	KMSEndpoint      string
+	Vectors          string // local | milvus
+	MilvusAddr       string
+	MilvusCollection string
+
+	AllowPrivateWebhooks bool
+
 	// Secrets come from the environment only and are never printed.
 	RootKey        secret // APIARY_ROOT_KEY
 	BootstrapToken secret // APIARY_BOOTSTRAP_TOKEN
@@ -74,6 +92,21 @@ func flagSet(name string, cfg *Config) *flag.FlagSet {
 	integer(&cfg.ChunkSize, "chunk-size", 512, "chunk size in tokens (approximate)")
 	integer(&cfg.ChunkOverlap, "chunk-overlap", 64, "tokens carried over between chunks")
 	integer(&cfg.EmbedDim, "embed-dim", 384, "dimension of the local embedder's vectors")
+	str(&cfg.NATSURL, "nats-url", "", "external NATS server or cluster URL(s); empty runs an embedded server in the data dir")
+	str(&cfg.NATSCreds, "nats-creds", "", "NATS credentials (.creds) file")
+	str(&cfg.NATSCA, "nats-ca", "", "CA certificates (PEM) that sign the NATS servers' TLS certificates")
+	str(&cfg.NATSCert, "nats-cert", "", "client certificate (PEM) for NATS mutual TLS")
+	str(&cfg.NATSKey, "nats-key", "", "client key (PEM) for NATS mutual TLS")
+	integer(&cfg.NATSReplicas, "nats-replicas", 1, "replicas of every stream and bucket (3 on a three-node cluster)")
+	str(&cfg.Queue, "queue", "jetstream", "job queue: jetstream or sqs")
+	str(&cfg.SQSQueue, "sqs-queue", "apiary-jobs", "SQS queue name; it and <name>-dlq are created if missing")
+	str(&cfg.SQSEndpoint, "sqs-endpoint", "", "SQS endpoint URL (empty: AWS's, from AWS_REGION)")
+	str(&cfg.Keys, "keys", "local", "account keys: local (keyring in the data dir) or awskms (one KMS key per account)")
+	str(&cfg.KMSEndpoint, "kms-endpoint", "", "KMS endpoint URL (empty: AWS's, from AWS_REGION)")
+	str(&cfg.Vectors, "vectors", "local", "vector store: local (in the data dir) or milvus")
+	str(&cfg.MilvusAddr, "milvus-addr", "", "Milvus address HOST:PORT")
+	str(&cfg.MilvusCollection, "milvus-collection", "apiary_chunks", "Milvus collection")
+	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", envBool("allow-private-webhooks"), "let webhooks call private and loopback addresses (self-hosted installs, tests) ("+envName("allow-private-webhooks")+")")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", envFloat("rate-limit", 50), "requests per second per token ("+envName("rate-limit")+")")
 	integer(&cfg.RateBurst, "rate-burst", 100, "burst of requests per token")
 	cfg.RootKey = secret(os.Getenv("APIARY_ROOT_KEY"))
@@ -118,11 +151,24 @@ func envDur(flagName string, def time.Duration) time.Duration {
 	return def
 }
 
+func envBool(flagName string) bool {
+	v, ok := os.LookupEnv(envName(flagName))
+	if !ok {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		badEnv = append(badEnv, fmt.Errorf("%s=%q is not true or false", envName(flagName), v))
+	}
+	return b
+}
+
 // badEnv collects unparsable environment values; Validate reports them.
 var badEnv []error
 
-// Validate reports every problem with cfg at once.
-func (c *Config) Validate() error {
+// Validate reports every problem with cfg for the command role ("serve",
+// "api" or "worker") at once.
+func (c *Config) Validate(role string) error {
 	errs := append([]error(nil), badEnv...)
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
@@ -145,9 +191,35 @@ func (c *Config) Validate() error {
 	if c.RateLimit <= 0 || c.RateBurst < 1 {
 		errs = append(errs, errors.New("--rate-limit must be positive and --rate-burst at least 1"))
 	}
+	if c.Queue != "jetstream" && c.Queue != "sqs" {
+		errs = append(errs, fmt.Errorf("--queue %q: use jetstream or sqs", c.Queue))
+	}
+	if c.Keys != "local" && c.Keys != "awskms" {
+		errs = append(errs, fmt.Errorf("--keys %q: use local or awskms", c.Keys))
+	}
+	if c.Vectors != "local" && c.Vectors != "milvus" {
+		errs = append(errs, fmt.Errorf("--vectors %q: use local or milvus", c.Vectors))
+	}
+	if c.Vectors == "milvus" && c.MilvusAddr == "" {
+		errs = append(errs, errors.New("--vectors milvus needs --milvus-addr HOST:PORT"))
+	}
+	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
+		errs = append(errs, errors.New("--nats-replicas must be 1 to 5"))
+	}
+	if (c.NATSCert == "") != (c.NATSKey == "") {
+		errs = append(errs, errors.New("--nats-cert and --nats-key go together"))
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel))
+	}
+	if role != "serve" {
+		if c.NATSURL == "" {
+			errs = append(errs, fmt.Errorf("apiary %s shares NATS with the other processes: set --nats-url", role))
+		}
+		if c.Vectors == "local" {
+			errs = append(errs, fmt.Errorf("apiary %s: the local vector store belongs to one process; use --vectors milvus (or apiary serve)", role))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,8 @@
 // Command apiary runs the Apiary ingestion service.
 //
 //	apiary serve          API + workers + embedded NATS, keyring, vector store, embedder
+//	apiary api            the HTTP API only (shares NATS, queue, keys and vectors with workers)
+//	apiary worker         workers and webhook dispatch only
 //	apiary token          print a new, well-formed API token (for APIARY_BOOTSTRAP_TOKEN)
 //	apiary version        print the version
 //
@@ -37,6 +39,8 @@ const usage = `usage: apiary <command> [flags]
 
 commands:
   serve     run the API, the workers and every embedded default in one process
+  api       run the HTTP API only (needs --nats-url and --vectors milvus)
+  worker    run the workers only (needs --nats-url and --vectors milvus)
   token     print a new API token, e.g. for APIARY_BOOTSTRAP_TOKEN
   version   print the version
 
@@ -49,19 +53,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("no command given")
 	}
 	switch args[0] {
-	case "serve":
+	case roleServe, roleAPI, roleWorker:
 		var cfg Config
-		fs := flagSet("serve", &cfg)
+		fs := flagSet(args[0], &cfg)
 		fs.SetOutput(stderr)
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		if err := cfg.Validate(); err != nil {
+		if err := cfg.Validate(args[0]); err != nil {
 			return fmt.Errorf("configuration:\n%w", err)
 		}
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		return serve(ctx, cfg, stderr)
+		return runRole(ctx, args[0], cfg, stderr)
 	case "token":
 		tok, err := api.NewToken()
 		if err != nil {

@@ -40,7 +40,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
@@ -56,7 +55,7 @@ const orphanDeletionDays = 7
 
 // Config configures a Provider. Only Client is required.
 type Config struct {
-	// Client talks to KMS (see NewClient and LoadClient). Required.
+	// Client talks to KMS (see NewClient). Required.
 	Client *kms.Client
 	// AliasPrefix starts every account key's alias: "alias/", then at least
 	// one more character, ending in "/". Default "alias/apiary/".
@@ -148,20 +147,6 @@ func NewClient(awsCfg aws.Config, endpoint string) *kms.Client {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 	})
-}
-
-// LoadClient is NewClient on the standard AWS configuration (environment,
-// shared files, instance or task role); a non-empty region overrides it.
-func LoadClient(ctx context.Context, region, endpoint string) (*kms.Client, error) {
-	var opts []func(*config.LoadOptions) error
-	if region != "" {
-		opts = append(opts, config.WithRegion(region))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return nil, apiary.Wrap(err, apiary.KindInvalid, "awskms: load aws config")
-	}
-	return NewClient(awsCfg, endpoint), nil
 }
 
 // Provider is the KeyProvider on AWS KMS. Safe for concurrent use.

@@ -36,7 +36,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
@@ -77,7 +76,7 @@ var queueName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,80}$`)
 
 // Config configures a Queue. Client and Queue are required.
 type Config struct {
-	// Client talks to SQS (see NewClient and LoadClient). Required.
+	// Client talks to SQS (see NewClient). Required.
 	Client *awssqs.Client
 	// Queue is the name of the job queue; created when missing. Required.
 	Queue string
@@ -147,20 +146,6 @@ func NewClient(awsCfg aws.Config, endpoint string) *awssqs.Client {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 	})
-}
-
-// LoadClient is NewClient on the standard AWS configuration (environment,
-// shared files, instance or task role); a non-empty region overrides it.
-func LoadClient(ctx context.Context, region, endpoint string) (*awssqs.Client, error) {
-	var opts []func(*config.LoadOptions) error
-	if region != "" {
-		opts = append(opts, config.WithRegion(region))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return nil, apiary.Wrap(err, apiary.KindInvalid, "sqs: load aws config")
-	}
-	return NewClient(awsCfg, endpoint), nil
 }
 
 // Queue is a job queue on SQS. Its methods are safe for concurrent use.
