@@ -72,19 +72,29 @@ func freeAddr(t *testing.T) string {
 // startServer runs `apiary serve` on dataDir and waits until it is ready.
 func startServer(t *testing.T, dataDir, token string, extra ...string) *server {
 	t.Helper()
-	addr := freeAddr(t)
-	s := &server{t: t, base: "http://" + addr, dataDir: dataDir, token: token, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(apiaryBin, append([]string{"serve", "--addr", addr, "--data-dir", dataDir}, extra...)...)
+	return startRole(t, "serve", dataDir, token, extra...)
+}
+
+// startRole runs `apiary <role>` and waits until it is ready: /readyz answers
+// 200 for a role with an API, the pool has started for a worker.
+func startRole(t *testing.T, role, dataDir, token string, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, dataDir: dataDir, token: token, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	args := []string{role, "--data-dir", dataDir}
+	if role != "worker" {
+		addr := freeAddr(t)
+		s.base = "http://" + addr
+		args = append(args, "--addr", addr)
+	}
+	s.cmd = exec.Command(apiaryBin, append(args, extra...)...)
 	s.cmd.Env = append(os.Environ(), "APIARY_BOOTSTRAP_TOKEN="+token)
 	s.cmd.Stderr = s.stderr
 	require.NoError(t, s.cmd.Start())
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() { s.kill() })
-	require.Eventually(t, func() bool {
-		select {
-		case <-s.done:
-			t.Fatalf("apiary exited early:\n%s", s.stderr.String())
-		default:
+	ready := func() bool {
+		if role == "worker" {
+			return strings.Contains(s.stderr.String(), "workers started")
 		}
 		resp, err := http.Get(s.base + "/readyz")
 		if err != nil {
@@ -92,7 +102,18 @@ func startServer(t *testing.T, dataDir, token string, extra ...string) *server {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, 60*time.Second, 50*time.Millisecond, "server never became ready")
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for !ready() {
+		select {
+		case <-s.done:
+			t.Fatalf("apiary %s exited early:\n%s", role, s.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("apiary %s never became ready:\n%s", role, s.stderr.String())
+		}
+	}
 	return s
 }
 
