@@ -3,6 +3,7 @@
 //	apiary serve          API + workers + embedded NATS, keyring, vector store, embedder
 //	apiary api            the HTTP API only (shares NATS, queue, keys and vectors with workers)
 //	apiary worker         workers and webhook dispatch only
+//	apiary bench          documents/s on embedded vs distributed engines, in one run
 //	apiary token          print a new, well-formed API token (for APIARY_BOOTSTRAP_TOKEN)
 //	apiary version        print the version
 //
@@ -41,6 +42,7 @@ commands:
   serve     run the API, the workers and every embedded default in one process
   api       run the HTTP API only (needs --nats-url and --vectors milvus)
   worker    run the workers only (needs --nats-url and --vectors milvus)
+  bench     ingest the same documents on embedded and distributed engines; report documents/s
   token     print a new API token, e.g. for APIARY_BOOTSTRAP_TOKEN
   version   print the version
 
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		return runRole(ctx, args[0], cfg, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "token":
 		tok, err := api.NewToken()
 		if err != nil {

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/api"
+	"github.com/apiaryhq/apiary/workers"
+)
+
+// benchOptions are the flags of `apiary bench` beyond the engine flags.
+type benchOptions struct {
+	Documents int
+	DocBytes  int
+	Jobs      int
+}
+
+// runBench ingests the same documents through the whole path — HTTP handler,
+// staging, queue, workers, pipeline, vector store — once on the embedded
+// defaults and, when distributed engines are configured, once on them, and
+// reports documents/s for each and their ratio.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var dist Config
+	fs := flagSet("bench", &dist)
+	fs.SetOutput(stderr)
+	var opt benchOptions
+	fs.IntVar(&opt.Documents, "documents", 400, "documents per run")
+	fs.IntVar(&opt.DocBytes, "doc-bytes", 2000, "approximate size of each document")
+	fs.IntVar(&opt.Jobs, "jobs", 4, "ingest requests the documents are split into")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if opt.Documents < 1 || opt.Jobs < 1 || opt.DocBytes < 100 {
+		return errors.New("--documents and --jobs must be positive, --doc-bytes at least 100")
+	}
+	distributed := dist.NATSURL != "" || dist.Queue != "jetstream" || dist.Keys != "local" || dist.Vectors != "local"
+
+	embedded := dist
+	embedded.NATSURL, embedded.Queue, embedded.Keys, embedded.Vectors = "", "jetstream", "local", "local"
+	runs := []struct {
+		name string
+		cfg  Config
+	}{{"embedded", embedded}}
+	if distributed {
+		runs = append(runs, struct {
+			name string
+			cfg  Config
+		}{"distributed", dist})
+	}
+
+	fmt.Fprintf(stdout, "apiary bench: %d documents of ~%d bytes in %d jobs, %d workers\n", opt.Documents, opt.DocBytes, opt.Jobs, dist.Workers)
+	var base float64
+	for _, r := range runs {
+		dir, err := os.MkdirTemp("", "apiary-bench-*")
+		if err != nil {
+			return err
+		}
+		r.cfg.DataDir = dir
+		r.cfg.RateLimit, r.cfg.RateBurst = 1e9, 1<<30
+		if err := r.cfg.Validate("serve"); err != nil {
+			os.RemoveAll(dir)
+			return fmt.Errorf("%s configuration:\n%w", r.name, err)
+		}
+		rate, err := benchOnce(ctx, r.cfg, opt, stderr)
+		os.RemoveAll(dir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+		if base == 0 {
+			base = rate
+		}
+		fmt.Fprintf(stdout, "%-12s %9.1f documents/s   %5.2fx embedded\n", r.name, rate, rate/base)
+	}
+	if !distributed {
+		fmt.Fprintln(stdout, "distributed  skipped: pass --nats-url, --queue sqs, --keys awskms and/or --vectors milvus to compare")
+	}
+	return nil
+}
+
+// benchOnce runs one configuration and returns documents/s from the first
+// request to the last job's end.
+func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (float64, error) {
+	log := newLogger("warn", stderr)
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return 0, err
+	}
+	defer a.Close()
+	token, err := api.NewToken()
+	if err != nil {
+		return 0, err
+	}
+	// The default account exists after Bootstrap (made now, or by an earlier
+	// run on the same engines); the bench gets a token of its own in it.
+	if _, _, err := api.Bootstrap(ctx, a.recs, a.keys, ""); err != nil {
+		return 0, err
+	}
+	if err := a.recs.CreateToken(ctx, apiary.Token{ID: apiary.NewTokenID(), Account: apiary.DefaultAccount, Name: "apiary bench",
+		Role: apiary.RoleEditor, Hash: api.HashToken(token), CreatedAt: time.Now().UTC()}); err != nil {
+		return 0, err
+	}
+	srv, err := api.New(api.Config{RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Logger: log}, api.Deps{
+		Records: a.recs, Queue: a.queue, Events: a.bus, Stager: a.stager, Search: a.pipe, Keys: a.keys, Ready: a.ready,
+	})
+	if err != nil {
+		return 0, err
+	}
+	handler := workers.NewIngestHandler(workers.IngestConfig{Logger: log}, a.recs, a.stager, a.pipe, a.bus)
+	pool, err := workers.NewPool(a.queue, handler, workers.PoolConfig{Concurrency: cfg.Workers, MaxAttempts: cfg.MaxAttempts, OnGiveUp: handler.GiveUp, Logger: log})
+	if err != nil {
+		return 0, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	poolDone := make(chan error, 1)
+	go func() { poolDone <- pool.Run(runCtx) }()
+	defer func() {
+		stopCtx, c := context.WithTimeout(context.Background(), 30*time.Second)
+		defer c()
+		_ = pool.Stop(stopCtx)
+		cancel()
+		<-poolDone
+	}()
+
+	call := func(method, path string, body any, out any) error {
+		var r io.Reader
+		if body != nil {
+			b, err := json.Marshal(body)
+			if err != nil {
+				return err
+			}
+			r = bytes.NewReader(b)
+		}
+		req := httptest.NewRequestWithContext(ctx, method, path, r)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		if rec.Code >= 300 {
+			return fmt.Errorf("%s %s: %d %s", method, path, rec.Code, rec.Body.String())
+		}
+		return json.Unmarshal(rec.Body.Bytes(), out)
+	}
+
+	start := time.Now()
+	var ids []string
+	per := (opt.Documents + opt.Jobs - 1) / opt.Jobs
+	for j := 0; j < opt.Documents; j += per {
+		var docs []map[string]string
+		for i := j; i < min(j+per, opt.Documents); i++ {
+			docs = append(docs, map[string]string{"id": fmt.Sprintf("bench-%05d", i), "text": benchText(i, opt.DocBytes)})
+		}
+		var acc struct {
+			JobID string `json:"job_id"`
+		}
+		if err := call(http.MethodPost, "/v1/ingest", map[string]any{"documents": docs}, &acc); err != nil {
+			return 0, err
+		}
+		ids = append(ids, acc.JobID)
+	}
+	for _, id := range ids {
+		for {
+			var j struct {
+				Status string `json:"status"`
+				Error  string `json:"error"`
+			}
+			if err := call(http.MethodGet, "/v1/jobs/"+id, nil, &j); err != nil {
+				return 0, err
+			}
+			if apiary.JobStatus(j.Status).Final() {
+				if j.Status != string(apiary.JobSucceeded) {
+					return 0, fmt.Errorf("job %s ended %s: %s", id, j.Status, j.Error)
+				}
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return float64(opt.Documents) / time.Since(start).Seconds(), nil
+}
+
+var benchWords = strings.Fields("apiary bees comb honey nectar pollen queen drone worker hive frame smoker swarm meadow orchard clover lavender wax propolis royal jelly forage dance colony")
+
+func benchText(i, size int) string {
+	var b strings.Builder
+	for w := 0; b.Len() < size; w++ {
+		b.WriteString(benchWords[(i*31+w*7+w*w)%len(benchWords)])
+		if w%12 == 11 {
+			b.WriteString(". ")
+		} else {
+			b.WriteByte(' ')
+		}
+	}
+	return b.String()
+}
+
