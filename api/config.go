@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/pipeline"
@@ -32,6 +33,13 @@ type Config struct {
 	// Logger receives one line per request and the causes of 5xx answers.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// SSEHeartbeat is how often an event stream (GET /v1/jobs/{id}/events)
+	// gets a keep-alive comment; a stream of a final job whose final event
+	// has not come for a whole heartbeat also ends then. Default 15 s.
+	SSEHeartbeat time.Duration
+	// MaxStreamsPerAccount is the most event streams one account may hold
+	// open at once; beyond it the answer is 429. Default 20.
+	MaxStreamsPerAccount int
 }
 
 // Defaults.
@@ -40,6 +48,9 @@ const (
 	DefaultMaxDocuments = 1000
 	DefaultRateLimit    = 50
 	DefaultRateBurst    = 100
+
+	DefaultSSEHeartbeat         = 15 * time.Second
+	DefaultMaxStreamsPerAccount = 20
 )
 
 func (c *Config) setDefaults() {
@@ -61,6 +72,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.SSEHeartbeat == 0 {
+		c.SSEHeartbeat = DefaultSSEHeartbeat
+	}
+	if c.MaxStreamsPerAccount == 0 {
+		c.MaxStreamsPerAccount = DefaultMaxStreamsPerAccount
+	}
 }
 
 // Validate reports every problem with c (after defaults).
@@ -80,6 +97,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RateBurst < 0 {
 		errs = append(errs, errors.New("api: RateBurst must be positive"))
+	}
+	if c.SSEHeartbeat < 0 {
+		errs = append(errs, errors.New("api: SSEHeartbeat must be positive"))
+	}
+	if c.MaxStreamsPerAccount < 0 {
+		errs = append(errs, errors.New("api: MaxStreamsPerAccount must be positive"))
 	}
 	return errors.Join(errs...)
 }

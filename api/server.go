@@ -21,6 +21,7 @@ type Server struct {
 	log     *slog.Logger
 	e       *echo.Echo
 	limiter *limiterMap
+	streams streamSet // open event streams; its zero value is ready
 }
 
 // New builds the API over deps.
@@ -69,6 +70,8 @@ func (s *Server) routes() {
 	e.GET("/v1/jobs", s.listJobs, viewer...)
 	e.GET("/v1/jobs/:id", s.getJob, viewer...)
 	e.POST("/v1/jobs/:id/cancel", s.cancelJob, editor...)
+	e.GET("/v1/jobs/:id/events", s.jobEvents, viewer...)
+	e.GET("/v1/events", s.listEvents, viewer...)
 	e.POST("/v1/query", s.query, viewer...)
 	e.GET("/v1/documents", s.listDocuments, viewer...)
 	e.GET("/v1/documents/:id", s.getDocument, viewer...)

@@ -125,6 +125,7 @@ func startHTTP(ctx context.Context, a *app, stderr io.Writer, errs chan<- error)
 		return nil, fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv.RegisterOnShutdown(srv.StopStreams) // open event streams end at once
 	a.log.Info("apiary serving", "addr", ln.Addr().String(), "data_dir", a.cfg.DataDir)
 	go func() {
 		if err := httpSrv.Serve(ln); err != nil && err != http.ErrServerClosed {

@@ -37,6 +37,7 @@ const (
 // Store is the typed record store. Safe for concurrent use.
 type Store struct {
 	accounts, tokens, jobs, idem, docs storage.KV
+	webhooks, secrets, deliveries, due storage.KV // webhooks.go
 }
 
 // Open opens (creating on first use) the record buckets in kvs.
@@ -51,6 +52,10 @@ func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 		{bucketJobs, &s.jobs},
 		{bucketIdempotency, &s.idem},
 		{bucketDocuments, &s.docs},
+		{bucketWebhooks, &s.webhooks},
+		{bucketWebhookSecrets, &s.secrets},
+		{bucketDeliveries, &s.deliveries},
+		{bucketDue, &s.due},
 	} {
 		kv, err := kvs.Bucket(ctx, b.name)
 		if err != nil {

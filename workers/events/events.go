@@ -31,3 +31,23 @@ type Bus interface {
 	// until ctx ends or fn returns false or an error.
 	Follow(ctx context.Context, f Filter, fn func(apiary.Event) (more bool, err error)) error
 }
+
+// Consumer hands every stored event to a named durable consumer, at least
+// once, surviving restarts of the process. Buses that keep events durably
+// implement it (natsbus); eventstest checks it for those that do.
+//
+// Promises: Consume calls fn for each event not yet acknowledged under
+// durable, oldest first, one at a time per Consume call, for every account;
+// an event is acknowledged when fn returns nil and handed again later
+// (after a short backoff) when fn returns an error, also to another Consume
+// of the same durable name in this or another process. Consume returns nil
+// when ctx ends and an error when the bus fails.
+type Consumer interface {
+	Consume(ctx context.Context, durable string, fn func(context.Context, apiary.Event) error) error
+}
+
+// DurableBus is a Bus whose events can also be consumed durably.
+type DurableBus interface {
+	Bus
+	Consumer
+}

@@ -41,6 +41,11 @@ func Run(t *testing.T, newBus func(t *testing.T) events.Bus) {
 		{"FollowAfterSeq", testFollowAfterSeq},
 		{"FollowStopsOnContext", testFollowStopsOnContext},
 		{"FollowReturnsFnError", testFollowReturnsFnError},
+		// Buses that implement events.Consumer (others skip these).
+		{"ConsumeAllAccountsInOrder", testConsumeAllAccountsInOrder},
+		{"ConsumeRedeliversOnError", testConsumeRedeliversOnError},
+		{"ConsumeResumesAfterRestart", testConsumeResumesAfterRestart},
+		{"ConsumeStopsOnContext", testConsumeStopsOnContext},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -323,4 +328,111 @@ func testFollowReturnsFnError(t *testing.T, b events.Bus) {
 	})
 	require.ErrorIs(t, err, boom)
 	require.Equal(t, 1, calls, "Follow stops at fn's first error")
+}
+
+func consumer(t *testing.T, b events.Bus) events.Consumer {
+	t.Helper()
+	c, ok := b.(events.Consumer)
+	if !ok {
+		t.Skip("the bus does not implement events.Consumer")
+	}
+	return c
+}
+
+// consume runs c.Consume in a goroutine, sending each event fn accepts to
+// the returned channel. fn's verdict on an event is decide's (nil: accept).
+// stop cancels Consume and returns its result.
+func consume(t *testing.T, c events.Consumer, durable string, decide func(apiary.Event) error) (evs <-chan apiary.Event, stop func() error) {
+	t.Helper()
+	ch := make(chan apiary.Event, 100)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Consume(ctx, durable, func(ctx context.Context, ev apiary.Event) error {
+			if decide != nil {
+				if err := decide(ev); err != nil {
+					return err
+				}
+			}
+			ch <- ev
+			return nil
+		})
+	}()
+	var once bool
+	var result error
+	stop = func() error {
+		if once {
+			return result
+		}
+		once = true
+		cancel()
+		result = waitDone(t, done)
+		return result
+	}
+	t.Cleanup(func() { _ = stop() })
+	return ch, stop
+}
+
+func testConsumeAllAccountsInOrder(t *testing.T, b events.Bus) {
+	c := consumer(t, b)
+	// Stored before the consumer exists, then live: all of them, every account.
+	want := publishJob(t, b, "acc_a", apiary.NewJobID(), 2)
+	want = append(want, publishJob(t, b, "acc_b", apiary.NewJobID(), 2)...)
+	evs, stop := consume(t, c, "conformance", nil)
+	got := receive(t, evs, 4)
+	live := event("acc_c", apiary.NewJobID(), apiary.EventJobSucceeded, 1)
+	require.NoError(t, b.Publish(t.Context(), live))
+	got = append(got, receive(t, evs, 1)...)
+	requireSameEvents(t, append(want, live), got)
+	require.NoError(t, stop())
+	require.Empty(t, evs)
+}
+
+func testConsumeRedeliversOnError(t *testing.T, b events.Bus) {
+	c := consumer(t, b)
+	job := apiary.NewJobID()
+	want := publishJob(t, b, "acc_a", job, 2)
+	refused := 0
+	evs, stop := consume(t, c, "flaky", func(ev apiary.Event) error {
+		if ev.ID == want[0].ID && refused < 2 {
+			refused++
+			return errors.New("eventstest: not now")
+		}
+		return nil
+	})
+	got := receive(t, evs, 2)
+	require.NoError(t, stop())
+	require.Equal(t, 2, refused, "a refused event is handed again")
+	ids := []string{got[0].ID, got[1].ID}
+	require.ElementsMatch(t, []string{want[0].ID, want[1].ID}, ids, "each event is accepted once")
+}
+
+func testConsumeResumesAfterRestart(t *testing.T, b events.Bus) {
+	c := consumer(t, b)
+	first := publishJob(t, b, "acc_a", apiary.NewJobID(), 2)
+	evs, stop := consume(t, c, "restart", nil)
+	requireSameEvents(t, first, receive(t, evs, 2))
+	require.NoError(t, stop())
+
+	// Published while nobody consumes: handed to the next Consume of the
+	// same name, and the acknowledged ones are not handed again.
+	missed := publishJob(t, b, "acc_b", apiary.NewJobID(), 2)
+	evs, stop = consume(t, c, "restart", nil)
+	requireSameEvents(t, missed, receive(t, evs, 2))
+	require.NoError(t, stop())
+	require.Empty(t, evs)
+
+	// Another durable name has its own position.
+	evs, stop = consume(t, c, "other", nil)
+	requireSameEvents(t, append(first, missed...), receive(t, evs, 4))
+	require.NoError(t, stop())
+}
+
+func testConsumeStopsOnContext(t *testing.T, b events.Bus) {
+	c := consumer(t, b)
+	evs, stop := consume(t, c, "idle", nil)
+	require.NoError(t, stop(), "Consume returns nil when its context ends")
+	require.Empty(t, evs)
+	err := c.Consume(t.Context(), "bad.name", func(context.Context, apiary.Event) error { return nil })
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
 }

@@ -11,6 +11,10 @@
 // apiary.events.A.J (or apiary.events.A.* for a whole account), so one
 // account's reader can never see another's events: account and job ids are
 // checked to be plain subject tokens before they become part of a subject.
+//
+// Consume (events.Consumer) reads every account's events through a durable
+// pull consumer with explicit acks, so a consumer that restarts resumes
+// where it stopped and an event whose handler failed comes again.
 package natsbus
 
 import (
@@ -92,7 +96,11 @@ type Bus struct {
 	js  jetstream.JetStream
 }
 
-var _ events.Bus = (*Bus)(nil)
+var (
+	_ events.Bus        = (*Bus)(nil)
+	_ events.Consumer   = (*Bus)(nil)
+	_ events.DurableBus = (*Bus)(nil)
+)
 
 // New creates (or updates to cfg) the event stream and returns a Bus on it.
 func New(ctx context.Context, cfg Config) (*Bus, error) {
@@ -311,6 +319,94 @@ func (b *Bus) Follow(ctx context.Context, f events.Filter, fn func(apiary.Event)
 			return nil
 		}
 	}
+}
+
+// Consume runs a durable pull consumer named durable on the event stream,
+// created on first use with DeliverAll (so the first start hands over every
+// event still kept), and calls fn for each event in stream order. fn
+// returning nil acks the event (double ack: the ack is confirmed by the
+// server); an error naks it with a backoff growing with its deliveries
+// (1 s, 2 s, 4 s ... 1 min), after which it comes again, also to another
+// process consuming under the same name. An event that does not decode is
+// terminated. Consume returns nil when ctx ends.
+func (b *Bus) Consume(ctx context.Context, durable string, fn func(context.Context, apiary.Event) error) error {
+	if !validDurable(durable) {
+		return apiary.E(apiary.KindInvalid, "natsbus: consume: durable name %q may hold only A-Z, a-z, 0-9, '_' and '-'", durable)
+	}
+	c, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   "Apiary durable event consumer " + durable,
+		FilterSubject: SubjectPrefix + ".>",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       consumeAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 1024,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return classify(err, "natsbus: consume %s", durable)
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(64))
+	if err != nil {
+		return classify(err, "natsbus: consume %s", durable)
+	}
+	defer it.Stop()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return classify(err, "natsbus: consume %s", durable)
+		}
+		ev, _, err := decode(m)
+		if err != nil {
+			_ = m.Term()
+			continue
+		}
+		if err := fn(ctx, ev); err != nil {
+			delivered := uint64(1)
+			if meta, merr := m.Metadata(); merr == nil {
+				delivered = meta.NumDelivered
+			}
+			_ = m.NakWithDelay(consumeBackoff(delivered))
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = m.DoubleAck(ackCtx) // a lost ack only means the event comes again
+		cancel()
+	}
+}
+
+// consumeAckWait is how long an event handed to Consume's fn stays with it
+// before the server hands it out again.
+const consumeAckWait = 30 * time.Second
+
+// consumeBackoff is the delay before an event that fn refused comes again.
+func consumeBackoff(delivered uint64) time.Duration {
+	d := time.Second
+	for i := uint64(1); i < delivered && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
+}
+
+func validDurable(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // classify translates a NATS error into the root package's kinds.
