@@ -100,6 +100,10 @@ type Job struct {
 	// Done lists the documents already finished, so that a redelivered job
 	// skips them and its counts stay exact.
 	Done []DocumentID `json:"done,omitempty"`
+	// Enqueued is set once the job's message is on the queue; a queued job
+	// without it (the API stopped between the two writes) is queued again by
+	// the workers' sweeper.
+	Enqueued bool `json:"enqueued,omitempty"`
 	// Notified is set once the job's final event has been published, so a
 	// redelivered job publishes it again only if that never happened.
 	Notified       bool       `json:"notified,omitempty"`

@@ -133,8 +133,23 @@ func (s *Server) ingest(c echo.Context) error {
 			RetryAfter: defaultUnavailableRetry,
 		}
 	}
+	s.markEnqueued(ctx, job)
 	s.publish(ctx, apiary.EventJobQueued, job)
 	return acceptedJob(c, job)
+}
+
+// markEnqueued records that job's message is on the queue, so that the
+// sweeper leaves it alone. Failing here costs at most one duplicate message,
+// which workers take in their stride.
+func (s *Server) markEnqueued(ctx context.Context, job apiary.Job) {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	if _, err := s.deps.Records.UpdateJob(ctx, job.Account, job.ID, func(j *apiary.Job) error {
+		j.Enqueued = true
+		return nil
+	}); err != nil {
+		s.log.Warn("could not mark job enqueued", "account", string(job.Account), "job_id", string(job.ID), "error", err.Error())
+	}
 }
 
 func acceptedJob(c echo.Context, j apiary.Job) error {

@@ -285,3 +285,37 @@ func TestPoolRunsIngestJobs(t *testing.T) {
 		require.Eventually(t, func() bool { return e.job(t, j.ID).Status == apiary.JobSucceeded }, 30*time.Second, 20*time.Millisecond)
 	}
 }
+
+// TestSweeperQueuesJobsThatMissedTheQueue models an API that stopped between
+// writing a job and queuing it: the sweeper queues it, once, and a worker
+// finishes it.
+func TestSweeperQueuesJobsThatMissedTheQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	missed := e.submit(t, doc("m", "lost in the gap"))
+	queued := e.submit(t, doc("q", "made it to the queue"))
+	_, err := e.recs.UpdateJob(ctx, "acme", queued.ID, func(j *apiary.Job) error { j.Enqueued = true; return nil })
+	require.NoError(t, err)
+
+	young := workers.NewSweeper(workers.SweeperConfig{Grace: time.Hour}, e.recs, e.q)
+	n, err := young.Sweep(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "a job inside its grace period is left alone")
+
+	s := workers.NewSweeper(workers.SweeperConfig{Grace: time.Nanosecond}, e.recs, e.q)
+	n, err = s.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	n, err = s.Sweep(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "a swept job is queued once")
+
+	ds, err := e.q.Receive(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, missed.ID, ds[0].Msg.Job)
+	require.NoError(t, e.handler.Handle(ctx, ds[0]))
+	require.NoError(t, e.q.Ack(ctx, ds[0]))
+	require.Equal(t, apiary.JobSucceeded, e.job(t, missed.ID).Status)
+}

@@ -207,4 +207,3 @@ func benchText(i, size int) string {
 	}
 	return b.String()
 }
-

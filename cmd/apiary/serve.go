@@ -63,6 +63,12 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 				errs <- fmt.Errorf("worker pool: %w", err)
 			}
 		}()
+		sweeperDone := make(chan struct{})
+		go func() {
+			defer close(sweeperDone)
+			workers.NewSweeper(workers.SweeperConfig{Logger: log}, a.recs, a.queue).Run(runCtx)
+		}()
+		defer func() { cancelRun(); <-sweeperDone }()
 		log.Info("workers started", "workers", cfg.Workers, "queue", cfg.Queue, "vectors", cfg.Vectors, "keys", cfg.Keys)
 	}
 

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/storage"
@@ -325,6 +326,33 @@ func scopedIDs(ctx context.Context, kv storage.KV, account apiary.AccountID, cur
 		sort.Strings(ids)
 	}
 	return ids, nil
+}
+
+// UnqueuedJobs returns the jobs of every account that are still queued, were
+// never put on the queue, and were created before olderThan. It is the one
+// cross-account read, for the workers' sweeper; it returns at most limit jobs.
+func (s *Store) UnqueuedJobs(ctx context.Context, olderThan time.Time, limit int) ([]apiary.Job, error) {
+	keys, err := s.jobs.Keys(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("records: list jobs: %w", err)
+	}
+	var out []apiary.Job
+	for _, k := range keys {
+		if len(out) == limit {
+			break
+		}
+		j, _, err := get[apiary.Job](ctx, s.jobs, k, "job")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if j.Status == apiary.JobQueued && !j.Enqueued && j.CreatedAt.Before(olderThan) {
+			out = append(out, j)
+		}
+	}
+	return out, nil
 }
 
 // --- idempotency ---
