@@ -522,3 +522,26 @@ func TestSearchOrdersByScore(t *testing.T) {
 	require.True(t, sort.IntsAreSorted(got), "want indexes 0..4 in order, got %v", got)
 	require.Equal(t, []int{0, 1, 2, 3, 4}, got)
 }
+
+func TestCountByDocument(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	ctx := context.Background()
+	var recs []storage.VectorRecord
+	want := map[apiary.DocumentID]int{}
+	for d := range 7 {
+		doc := apiary.DocumentID(fmt.Sprintf("doc-%d", d))
+		for i := range d + 1 {
+			recs = append(recs, rec("acme", doc, 1, i, vec(i, 0.1)))
+		}
+		want[doc] = d + 1
+	}
+	require.NoError(t, s.Upsert(ctx, "acme", recs))
+	require.NoError(t, s.Upsert(ctx, "globex", []storage.VectorRecord{rec("globex", "doc-1", 1, 0, vec(0, 0.1))}))
+	got, err := s.CountByDocument(ctx, "acme")
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	got, err = s.CountByDocument(ctx, "nobody")
+	require.NoError(t, err)
+	require.Empty(t, got)
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"sync"
@@ -554,4 +555,43 @@ func (s *Store) records(rs client.ResultSet, n int, withVector bool) ([]storage.
 func (s *Store) Close() error {
 	s.closed.Do(func() { s.cerr = classify(s.c.Close(), "close", "") })
 	return s.cerr
+}
+
+// countBatch is how many rows one CountByDocument round trip reads.
+const countBatch = 4096
+
+// CountByDocument returns how many chunks each of account's documents has,
+// in one pass over the account's rows (a query iterator ordered by primary
+// key), where Count asks once per document. Operators use it to reconcile
+// the store with the document records.
+func (s *Store) CountByDocument(ctx context.Context, account apiary.AccountID) (map[apiary.DocumentID]int, error) {
+	expr, err := (scope{account: account}).filter()
+	if err != nil {
+		return nil, fmt.Errorf("milvus: count by document: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpenTimeout)
+	defer cancel()
+	it, err := s.c.QueryIterator(ctx, client.NewQueryIteratorOption(s.cfg.Collection).
+		WithExpr(expr).WithOutputFields(fieldDocument).WithBatchSize(countBatch))
+	if err != nil {
+		return nil, classify(err, "count by document", string(account))
+	}
+	out := map[apiary.DocumentID]int{}
+	for {
+		rs, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, classify(err, "count by document", string(account))
+		}
+		docs, ok := rs.GetColumn(fieldDocument).(*entity.ColumnVarChar)
+		if !ok {
+			return nil, classify(errors.New("result column document is missing"), "count by document", string(account))
+		}
+		for i := range docs.Len() {
+			d, _ := docs.ValueByIdx(i)
+			out[apiary.DocumentID(d)]++
+		}
+	}
 }
