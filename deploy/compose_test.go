@@ -162,6 +162,8 @@ func TestComposeApiaryPointsAtItsServices(t *testing.T) {
 		require.Equal(t, "sqs", get("APIARY_QUEUE"))
 		require.Equal(t, "awskms", get("APIARY_KEYS"))
 		require.Equal(t, "milvus", get("APIARY_VECTORS"))
+		require.Equal(t, "us-east-1", get("AWS_REGION"), "the emulators' region")
+		require.Contains(t, get("AWS_ACCESS_KEY_ID"), "local-only")
 		for _, k := range []string{"APIARY_NATS_URL", "APIARY_SQS_ENDPOINT", "APIARY_KMS_ENDPOINT"} {
 			u, err := url.Parse(get(k))
 			require.NoError(t, err, k)

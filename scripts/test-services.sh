@@ -9,6 +9,8 @@
 #                  to moto_server if fauxqs does not start)
 #   nats-server   (the version pinned in go.mod)          APIARY_TEST_NATS_URL
 #   standardwebhooks (npm, installed only)                APIARY_TEST_NODE_PATH
+#   cfn-lint      (PyPI, in .test-services/venv,          APIARY_TEST_CFN_LINT
+#                  installed only; lints deploy/aws/)
 #
 # Usage:
 #   scripts/test-services.sh start    install what is missing, start what is not
@@ -42,6 +44,7 @@ LOCAL_KMS_VERSION="v0.0.0-20260228092603-2a5e92d09ab6"
 FAUXQS_VERSION="1.9.2"
 STANDARDWEBHOOKS_VERSION="1.1.1"
 MOTO_VERSION="5.2.5"
+CFN_LINT_VERSION="1.58.0"
 
 # Seconds each service gets to become healthy (milvus-lite is slow the first time).
 MILVUS_TIMEOUT="${MILVUS_TIMEOUT:-180}"
@@ -225,6 +228,21 @@ install_npm() {
 		"fauxqs@$FAUXQS_VERSION" "standardwebhooks@$STANDARDWEBHOOKS_VERSION" >&2
 }
 
+# ---------------------------------------------------------------- cfn-lint
+# Not a server: the linter deploy/'s tests run on the CloudFormation template
+# (deploy/aws/apiary.cfn.yaml) when APIARY_TEST_CFN_LINT names it. It shares
+# the venv with milvus-lite and moto.
+
+install_cfn_lint() {
+	install_venv
+	if [[ -x "$VENV/bin/cfn-lint" ]] &&
+		[[ "$("$VENV/bin/pip" show cfn-lint 2>/dev/null)" == *$'\nVersion: '"$CFN_LINT_VERSION"$'\n'* ]]; then
+		return 0
+	fi
+	log "installing cfn-lint $CFN_LINT_VERSION"
+	"$VENV/bin/pip" install --quiet --disable-pip-version-check "cfn-lint==$CFN_LINT_VERSION"
+}
+
 # ---------------------------------------------------------------- starts
 
 start_milvus() {
@@ -310,6 +328,7 @@ export APIARY_TEST_KMS_ENDPOINT=http://127.0.0.1:$(port_of kms)
 export APIARY_TEST_SQS_ENDPOINT=http://127.0.0.1:$(port_of sqs)
 export APIARY_TEST_NATS_URL=nats://127.0.0.1:$(port_of nats)
 export APIARY_TEST_NODE_PATH=$NPM/node_modules
+export APIARY_TEST_CFN_LINT=$VENV/bin/cfn-lint
 export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
@@ -327,6 +346,7 @@ cmd_start() {
 	rm -f "$ENV_FILE"
 	# The npm install also brings standardwebhooks for the webhook verifier test.
 	install_npm
+	install_cfn_lint
 	start_kms
 	start_nats
 	start_sqs

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"testing"
@@ -83,7 +84,10 @@ func TestDistributedKillWorker(t *testing.T) {
 	require.NoError(t, err)
 	apiProc := startRole(t, "api", t.TempDir(), token, flags...)
 	w1 := startRole(t, "worker", t.TempDir(), "", flags...)
-	startRole(t, "worker", t.TempDir(), "", flags...)
+	w2 := startRole(t, "worker", t.TempDir(), "", flags...)
+	// The container health check of a worker, through the binary itself.
+	require.NoError(t, run(context.Background(), []string{"healthcheck", "--url", w2.base + "/readyz"}, io.Discard, io.Discard))
+	require.Error(t, run(context.Background(), []string{"healthcheck", "--url", w2.base + "/nope"}, io.Discard, io.Discard))
 
 	began := time.Now()
 	t.Logf("processes ready")

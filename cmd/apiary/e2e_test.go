@@ -75,17 +75,14 @@ func startServer(t *testing.T, dataDir, token string, extra ...string) *server {
 	return startRole(t, "serve", dataDir, token, extra...)
 }
 
-// startRole runs `apiary <role>` and waits until it is ready: /readyz answers
-// 200 for a role with an API, the pool has started for a worker.
+// startRole runs `apiary <role>` and waits until /readyz answers 200 and,
+// for a worker, its pool has started.
 func startRole(t *testing.T, role, dataDir, token string, extra ...string) *server {
 	t.Helper()
 	s := &server{t: t, dataDir: dataDir, token: token, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	args := []string{role, "--data-dir", dataDir}
-	if role != "worker" {
-		addr := freeAddr(t)
-		s.base = "http://" + addr
-		args = append(args, "--addr", addr)
-	}
+	addr := freeAddr(t)
+	s.base = "http://" + addr
+	args := []string{role, "--data-dir", dataDir, "--addr", addr}
 	s.cmd = exec.Command(apiaryBin, append(args, extra...)...)
 	s.cmd.Env = append(os.Environ(), "APIARY_BOOTSTRAP_TOKEN="+token)
 	s.cmd.Stderr = s.stderr
@@ -93,8 +90,8 @@ func startRole(t *testing.T, role, dataDir, token string, extra ...string) *serv
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() { s.kill() })
 	ready := func() bool {
-		if role == "worker" {
-			return strings.Contains(s.stderr.String(), "workers started")
+		if role == "worker" && !strings.Contains(s.stderr.String(), "workers started") {
+			return false
 		}
 		resp, err := http.Get(s.base + "/readyz")
 		if err != nil {

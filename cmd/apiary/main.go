@@ -43,6 +43,7 @@ commands:
   api       run the HTTP API only (needs --nats-url and --vectors milvus)
   worker    run the workers only (needs --nats-url and --vectors milvus)
   bench     ingest the same documents on embedded and distributed engines; report documents/s
+  healthcheck  GET --url (default http://127.0.0.1:8080/readyz); exit 0 on 200 (container health checks)
   token     print a new API token, e.g. for APIARY_BOOTSTRAP_TOKEN
   version   print the version
 
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		return runRole(ctx, args[0], cfg, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "token":
