@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,6 +44,8 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 		if httpSrv, err = startHTTP(ctx, a, stderr, errs); err != nil {
 			return err
 		}
+	} else if httpSrv, err = startHealth(a, errs); err != nil {
+		return err
 	}
 	var poolDone chan struct{}
 	if role != roleAPI {
@@ -139,6 +142,63 @@ func startHTTP(ctx context.Context, a *app, stderr io.Writer, errs chan<- error)
 		}
 	}()
 	return httpSrv, nil
+}
+
+// startHealth serves only /healthz and /readyz on --addr, for a worker's
+// container health checks; a worker has no API.
+func startHealth(a *app, errs chan<- error) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := a.ready(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"status":"unavailable"}`)
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+			errs <- fmt.Errorf("health server: %w", err)
+		}
+	}()
+	return srv, nil
+}
+
+// healthcheck GETs url and succeeds on 200: the container health check of
+// the distroless image, which has no shell or curl.
+func healthcheck(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://127.0.0.1:8080/readyz", "URL that answers 200 when healthy")
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unhealthy: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("unhealthy: %s answered %d", *url, resp.StatusCode)
+	}
+	return nil
 }
 
 func newLogger(level string, w io.Writer) *slog.Logger {
