@@ -12,18 +12,17 @@ import (
 	"net/http/httptest"
 	"net/textproto"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/connectors/upload"
 	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
+	"github.com/apiaryhq/apiary/internal/testutil"
 	"github.com/apiaryhq/apiary/pipeline"
 	embedlocal "github.com/apiaryhq/apiary/pipeline/embed/local"
 	"github.com/apiaryhq/apiary/pipeline/encrypt/keyring"
@@ -50,11 +49,7 @@ type stores struct {
 func newStores(t testing.TB) stores {
 	t.Helper()
 	ctx := context.Background()
-	nc, err := nats.Connect(natstest.Start(t))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := natsjs.New(nc)
-	require.NoError(t, err)
+	nc, js := natstest.Connect(t)
 	recs, err := records.Open(ctx, natskv.NewKVStore(js, natskv.Config{}))
 	require.NoError(t, err)
 	root := make([]byte, 32)
@@ -74,7 +69,7 @@ type env struct {
 	bus      events.Bus
 	stager   *upload.Stager
 	pipe     *pipeline.Pipeline
-	logs     *syncBuffer
+	logs     *testutil.Buffer
 	operator string // operator admin token of the default account
 	admin    string
 	editor   string
@@ -100,7 +95,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	pipe, err := pipeline.New(pipeline.Config{}, embedlocal.New(embedlocal.Config{}), st.keys, vs, st.recs)
 	require.NoError(t, err)
 
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	cfg := Config{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	deps := Deps{Records: st.recs, Queue: q, Events: bus, Stager: stager, Search: pipe, Keys: st.keys}
 	for _, o := range opts {
@@ -259,24 +254,6 @@ func (e *env) seed(account apiary.AccountID, docs ...apiary.Document) {
 		_, err := e.pipe.Ingest(ctx, job, d)
 		require.NoError(e.t, err)
 	}
-}
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 type (

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/apiaryhq/apiary"
@@ -68,11 +66,7 @@ func (f *flaky) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document)
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	nc, err := nats.Connect(natstest.Start(t))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := natsjs.New(nc)
-	require.NoError(t, err)
+	nc, js := natstest.Connect(t)
 	recs, err := records.Open(ctx, natskv.NewKVStore(js, natskv.Config{}))
 	require.NoError(t, err)
 	blobs, err := natskv.NewBlobs(ctx, js, "stage", natskv.Config{})

@@ -1,7 +1,6 @@
 package workers_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
+	"github.com/apiaryhq/apiary/internal/testutil"
 	"github.com/apiaryhq/apiary/workers"
 	"github.com/apiaryhq/apiary/workers/queue"
 	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
@@ -34,9 +34,7 @@ type poolEnv struct {
 
 func newPoolEnv(t *testing.T, lease time.Duration) *poolEnv {
 	t.Helper()
-	nc, err := nats.Connect(natstest.Start(t))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc, _ := natstest.Connect(t)
 	q, err := jsqueue.New(t.Context(), jsqueue.Config{Conn: nc, Lease: lease, PollWait: 100 * time.Millisecond})
 	require.NoError(t, err)
 	return &poolEnv{nc: nc, q: q}
@@ -251,29 +249,11 @@ func TestPoolOutcomes(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	t.Parallel()
 	const secret = "document text that must never be logged"
 	e := newPoolEnv(t, time.Second)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	var seen attempts
 	var gu giveUps
 	p, err := workers.NewPool(e.q, workers.HandlerFunc(func(_ context.Context, d *queue.Delivery) error {

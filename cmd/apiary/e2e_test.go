@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/api"
+	"github.com/apiaryhq/apiary/internal/testutil"
 	"github.com/apiaryhq/apiary/storage"
 	localvec "github.com/apiaryhq/apiary/storage/local"
 )
@@ -56,7 +56,7 @@ type server struct {
 	base    string
 	dataDir string
 	token   string
-	stderr  *lockedBuffer
+	stderr  *testutil.Buffer
 	done    chan struct{}
 }
 
@@ -79,7 +79,7 @@ func startServer(t *testing.T, dataDir, token string, extra ...string) *server {
 // for a worker, its pool has started.
 func startRole(t *testing.T, role, dataDir, token string, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, dataDir: dataDir, token: token, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	s := &server{t: t, dataDir: dataDir, token: token, stderr: &testutil.Buffer{}, done: make(chan struct{})}
 	addr := freeAddr(t)
 	s.base = "http://" + addr
 	args := []string{role, "--data-dir", dataDir, "--addr", addr}
@@ -128,24 +128,6 @@ func (s *server) stop() {
 	case <-time.After(60 * time.Second):
 		s.t.Fatalf("apiary did not stop after SIGTERM:\n%s", s.stderr.String())
 	}
-}
-
-// lockedBuffer collects the server's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // call sends a JSON request with token and decodes the JSON answer into out.

@@ -23,12 +23,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // connect starts a fresh server for t and returns a JetStream context on it.
 func connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(natstest.Start(t))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	return nc, js
+	return natstest.Connect(t)
 }
 
 var seq atomic.Int64

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -27,11 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var backends = map[string]func(t *testing.T) storage.KVStore{
 	"memkv": func(t *testing.T) storage.KVStore { return memkv.NewKVStore() },
 	"natskv": func(t *testing.T) storage.KVStore {
-		nc, err := nats.Connect(natstest.Start(t))
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		require.NoError(t, err)
+		_, js := natstest.Connect(t)
 		return natskv.NewKVStore(js, natskv.Config{})
 	},
 }

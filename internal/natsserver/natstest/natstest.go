@@ -4,6 +4,9 @@ package natstest
 import (
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/apiaryhq/apiary/internal/natsserver"
 )
 
@@ -17,4 +20,20 @@ func Start(tb testing.TB) string {
 	}
 	tb.Cleanup(srv.Shutdown)
 	return srv.URL()
+}
+
+// Connect starts a server as Start does and returns a connection to it and
+// its JetStream context; the connection closes when the test ends.
+func Connect(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(Start(tb))
+	if err != nil {
+		tb.Fatalf("connect to nats-server: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
 }

@@ -19,9 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newBus(t *testing.T) *natsbus.Bus {
 	t.Helper()
-	nc, err := nats.Connect(natstest.Start(t))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc, _ := natstest.Connect(t)
 	b, err := natsbus.New(t.Context(), natsbus.Config{Conn: nc})
 	require.NoError(t, err)
 	return b

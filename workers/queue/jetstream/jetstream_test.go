@@ -22,9 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func connect(t *testing.T) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(natstest.Start(t))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc, _ := natstest.Connect(t)
 	return nc
 }
 
