@@ -26,8 +26,13 @@ services:
 services-stop:
 	scripts/test-services.sh stop
 
+# bench: chunking, embedding, encryption, the pipeline in documents/s, query
+# latency over 10k and 100k chunks, ingest requests/s against a bare echo
+# handler (ratio in the same run), then `apiary bench` (embedded engines; add
+# the distributed flags to compare).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./pipeline/... ./storage/local/... ./api/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./pipeline/... ./storage/local/... ./api/...
+	$(GO) run ./cmd/apiary bench
 
 build:
 	$(GO) build -o bin/apiary ./cmd/apiary

@@ -68,3 +68,36 @@ func BenchmarkSearch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkQueryLatency is the query path end to end — embed the query,
+// search, unwrap each hit's document key, open the chunks — over 10k and 100k
+// stored chunks of one account (100 chunks per document). ns/op is the
+// latency of one query; the 10k case is the baseline of the 100k one.
+func BenchmarkQueryLatency(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("chunks=%d", n), func(b *testing.B) {
+			e := newEnv(b, func(c *envConfig) { c.cfg.Chunk = chunk.Config{Size: 32, Overlap: -1} })
+			stored := 0
+			for d := 0; stored < n; d++ {
+				var text strings.Builder
+				for s := 0; s < 100; s++ {
+					fmt.Fprintf(&text, "Chunk %d of document %d is about topic%d, item%d and invoice%d with enough words to fill a chunk of its own here.\n\n", s, d, d%50, (d+s)%97, s)
+				}
+				rec, err := e.p.Ingest(b.Context(), job("acme", 1), apiary.Document{ID: apiary.DocumentID(fmt.Sprintf("doc-%d", d)), Text: text.String()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				stored += rec.Chunks
+			}
+			q := pipeline.Query{Text: "invoice mentioning topic7 and item42", TopK: 5}
+			b.ResetTimer()
+			for b.Loop() {
+				res, err := e.p.Search(b.Context(), "acme", q)
+				if err != nil || len(res) == 0 {
+					b.Fatal(err, len(res))
+				}
+			}
+			b.ReportMetric(float64(stored), "chunks")
+		})
+	}
+}
