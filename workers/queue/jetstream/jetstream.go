@@ -207,23 +207,23 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 	if max <= 0 {
 		return nil, nil
 	}
+	// Wait for the first message only, then take whatever else is ready:
+	// waiting for a full batch would hold a job back for PollWait whenever
+	// fewer than max are queued.
 	fctx, cancel := context.WithTimeout(ctx, q.cfg.PollWait)
 	defer cancel()
-	batch, err := q.cons.Fetch(max, jetstream.FetchContext(fctx))
+	batch, err := q.cons.Fetch(1, jetstream.FetchContext(fctx))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("jetstream: receive: %w", ctx.Err())
 		}
 		return nil, classify(err, "jetstream: receive")
 	}
-	var out []*queue.Delivery
-	for m := range batch.Messages() {
-		d, err := delivery(m)
-		if err != nil {
-			_ = m.TermWithReason("apiary: malformed job message")
-			continue
+	out := collect(batch, nil)
+	if len(out) > 0 && max > 1 && ctx.Err() == nil {
+		if more, err := q.cons.FetchNoWait(max - 1); err == nil {
+			out = collect(more, out)
 		}
-		out = append(out, d)
 	}
 	if ctx.Err() != nil {
 		for _, d := range out {
@@ -235,6 +235,20 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 		return nil, classify(err, "jetstream: receive")
 	}
 	return out, nil
+}
+
+// collect appends the deliveries of batch to out; a message whose body is
+// not a JobMessage is terminated and skipped.
+func collect(batch jetstream.MessageBatch, out []*queue.Delivery) []*queue.Delivery {
+	for m := range batch.Messages() {
+		d, err := delivery(m)
+		if err != nil {
+			_ = m.TermWithReason("apiary: malformed job message")
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 func delivery(m jetstream.Msg) (*queue.Delivery, error) {
