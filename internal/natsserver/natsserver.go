@@ -6,6 +6,8 @@ package natsserver
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -24,6 +26,19 @@ type Config struct {
 	SyncAlways bool
 	// ReadyTimeout bounds start-up; default 15 s.
 	ReadyTimeout time.Duration
+	// Name names the server; default "apiary-embedded". Servers of one
+	// cluster need distinct names.
+	Name string
+	// Cluster, when its Name is set, joins this server to a JetStream
+	// cluster (tests run three in one process to exercise replicas).
+	Cluster Cluster
+}
+
+// Cluster is the route configuration of a clustered server.
+type Cluster struct {
+	Name   string   // cluster name, the same on every node
+	Port   int      // route listen port on Host
+	Routes []string // nats-route://host:port of every node
 }
 
 // Server is a running embedded nats-server.
@@ -45,21 +60,37 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 15 * time.Second
 	}
+	if cfg.Name == "" {
+		cfg.Name = "apiary-embedded"
+	}
 	opts := &server.Options{
-		ServerName:         "apiary-embedded",
+		ServerName:         cfg.Name,
 		Host:               cfg.Host,
 		Port:               cfg.Port,
 		JetStream:          true,
 		StoreDir:           cfg.StoreDir,
 		SyncAlways:         cfg.SyncAlways,
 		NoSigs:             true,
-		NoLog:              true,
+		NoLog:              os.Getenv("APIARY_NATS_DEBUG") == "",
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
+	}
+	if cfg.Cluster.Name != "" {
+		opts.Cluster = server.ClusterOpts{Name: cfg.Cluster.Name, Host: cfg.Host, Port: cfg.Cluster.Port}
+		for _, r := range cfg.Cluster.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("natsserver: route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsserver: new: %w", err)
+	}
+	if !opts.NoLog {
+		srv.ConfigureLogger()
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
