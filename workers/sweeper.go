@@ -77,11 +77,18 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if len(jobs) == 0 {
+		return 0, nil
+	}
+	msgs := make([]apiary.JobMessage, len(jobs))
+	for i, j := range jobs {
+		msgs[i] = apiary.JobMessage{Account: j.Account, Job: j.ID}
+	}
+	if err := enqueueAll(ctx, s.q, msgs); err != nil {
+		return 0, err
+	}
 	n := 0
 	for _, j := range jobs {
-		if err := s.q.Enqueue(ctx, apiary.JobMessage{Account: j.Account, Job: j.ID}); err != nil {
-			return n, err
-		}
 		if _, err := s.records.UpdateJob(ctx, j.Account, j.ID, func(j *apiary.Job) error {
 			if j.Enqueued || j.Status != apiary.JobQueued {
 				return records.ErrNoChange
@@ -94,4 +101,17 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// enqueueAll puts msgs on q, in batches where the queue takes them.
+func enqueueAll(ctx context.Context, q queue.Queue, msgs []apiary.JobMessage) error {
+	if b, ok := q.(queue.BatchEnqueuer); ok {
+		return b.EnqueueBatch(ctx, msgs)
+	}
+	for _, m := range msgs {
+		if err := q.Enqueue(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -97,6 +97,14 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.queue, err = a.openQueue(ctx, awsCfg); err != nil {
 		return nil, err
 	}
+	if c, ok := a.queue.(interface{ Close() error }); ok {
+		// After the workers stop: pending acks are sent first.
+		a.closers = append(a.closers, func() {
+			if err := c.Close(); err != nil {
+				a.log.Warn("close queue", "err", err)
+			}
+		})
+	}
 	emb := local.New(local.Config{Dim: cfg.EmbedDim})
 	if a.vecs, err = a.openVectors(ctx, emb.Dim()); err != nil {
 		return nil, err

@@ -47,3 +47,24 @@ type Queue interface {
 	// Lease is how long a delivery stays with its receiver without Extend.
 	Lease() time.Duration
 }
+
+// BatchEnqueuer is an optional extension of Queue for adapters that store
+// many messages in fewer round trips. Callers check for it with a type
+// assertion and fall back to Enqueue per message:
+//
+//	if b, ok := q.(queue.BatchEnqueuer); ok {
+//		err = b.EnqueueBatch(ctx, msgs)
+//	}
+type BatchEnqueuer interface {
+	// EnqueueBatch stores every message of msgs durably for delivery, in
+	// no particular order. It returns nil only when all of them are
+	// stored. A message that is not valid (no job id, a bad account id)
+	// fails the whole call with apiary.KindInvalid before anything is
+	// stored. Otherwise the messages the engine refuses are retried once;
+	// if some are still not stored, the error says how many and carries
+	// the kind of the first failure (apiary.KindUnavailable when a retry
+	// may succeed). The caller then enqueues the whole batch again:
+	// delivery is at least once anyway, and a message stored twice is
+	// handled as a redelivery. An empty msgs is a no-op.
+	EnqueueBatch(ctx context.Context, msgs []apiary.JobMessage) error
+}

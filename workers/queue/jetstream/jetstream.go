@@ -8,7 +8,8 @@
 // A message's Attempt is JetStream's delivery count.
 //
 // Enqueue sets Nats-Msg-Id to the job id, so that publishing the same job
-// twice within Config.DuplicateWindow stores it once.
+// twice within Config.DuplicateWindow stores it once. EnqueueBatch
+// (queue.BatchEnqueuer) publishes its messages concurrently, the same way.
 package jetstream
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/workers/queue"
@@ -127,7 +129,14 @@ type Queue struct {
 	cons jetstream.Consumer
 }
 
-var _ queue.Queue = (*Queue)(nil)
+var (
+	_ queue.Queue         = (*Queue)(nil)
+	_ queue.BatchEnqueuer = (*Queue)(nil)
+)
+
+// batchPublishers bounds the publishes of one EnqueueBatch awaiting their
+// acks at once.
+const batchPublishers = 32
 
 // New creates (or updates to cfg) the stream and the durable consumer and
 // returns a Queue on them.
@@ -180,20 +189,79 @@ func (q *Queue) Lease() time.Duration { return q.cfg.Lease }
 // Enqueue of the same job within the duplicate window is dropped by the
 // server and reports success.
 func (q *Queue) Enqueue(ctx context.Context, msg apiary.JobMessage) error {
-	if err := msg.Account.Validate(); err != nil {
+	data, err := encode(msg)
+	if err != nil {
 		return fmt.Errorf("jetstream: enqueue: %w", err)
 	}
-	if msg.Job == "" {
-		return apiary.E(apiary.KindInvalid, "jetstream: enqueue: job id is required")
-	}
-	data, err := json.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("jetstream: enqueue %s: %w", msg.Job, err)
-	}
-	if _, err := q.js.Publish(ctx, q.cfg.Subject, data, jetstream.WithMsgID(string(msg.Job))); err != nil {
+	if err := q.publish(ctx, msg.Job, data); err != nil {
 		return classify(err, "jetstream: enqueue %s", msg.Job)
 	}
 	return nil
+}
+
+// EnqueueBatch publishes msgs, up to 32 awaiting their acks at once, and
+// returns once the stream has stored all of them. A publish that fails is
+// tried once more; the job id as Nats-Msg-Id makes that harmless. See
+// queue.BatchEnqueuer for the rest.
+func (q *Queue) EnqueueBatch(ctx context.Context, msgs []apiary.JobMessage) error {
+	data := make([][]byte, len(msgs))
+	for i, msg := range msgs {
+		var err error
+		if data[i], err = encode(msg); err != nil {
+			return fmt.Errorf("jetstream: enqueue batch: message %d: %w", i, err)
+		}
+	}
+	errs := make([]error, len(msgs))
+	var g errgroup.Group
+	g.SetLimit(batchPublishers)
+	for i, msg := range msgs {
+		g.Go(func() error {
+			err := q.publish(ctx, msg.Job, data[i])
+			if err != nil && ctx.Err() == nil {
+				err = q.publish(ctx, msg.Job, data[i])
+			}
+			if err != nil {
+				errs[i] = classify(err, "message %d (%s)", i, msg.Job)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // every error is in errs
+	var first error
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("jetstream: enqueue batch: %d of %d messages not stored: %w", failed, len(msgs), first)
+	}
+	return nil
+}
+
+// encode checks that msg carries its ids and returns its message body.
+func encode(msg apiary.JobMessage) ([]byte, error) {
+	if err := msg.Account.Validate(); err != nil {
+		return nil, err
+	}
+	if msg.Job == "" {
+		return nil, apiary.E(apiary.KindInvalid, "job id is required")
+	}
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", msg.Job, err)
+	}
+	return data, nil
+}
+
+// publish stores one job's message, deduplicated by its job id.
+func (q *Queue) publish(ctx context.Context, job apiary.JobID, data []byte) error {
+	_, err := q.js.Publish(ctx, q.cfg.Subject, data, jetstream.WithMsgID(string(job)))
+	return err
 }
 
 // Receive fetches up to max messages, waiting up to PollWait for the first.

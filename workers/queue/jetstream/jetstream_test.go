@@ -156,3 +156,44 @@ func TestClosedConnectionIsUnavailable(t *testing.T) {
 	require.Error(t, err)
 	require.Equal(t, apiary.KindUnavailable, apiary.KindOf(err))
 }
+
+func TestEnqueueBatch(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	ctx := t.Context()
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	stored := func(stream string) uint64 {
+		t.Helper()
+		s, err := js.Stream(ctx, stream)
+		require.NoError(t, err)
+		info, err := s.Info(ctx)
+		require.NoError(t, err)
+		return info.State.Msgs
+	}
+	batch := func(n int) []apiary.JobMessage {
+		msgs := make([]apiary.JobMessage, n)
+		for i := range msgs {
+			msgs[i] = apiary.JobMessage{Account: "acc_a", Job: apiary.NewJobID()}
+		}
+		return msgs
+	}
+
+	t.Run("a job twice is stored once", func(t *testing.T) {
+		q, err := jetstream.New(ctx, jetstream.Config{Conn: nc, Stream: "DEDUP", Subject: "dedup.jobs", Consumer: "dedup"})
+		require.NoError(t, err)
+		msgs := batch(3)
+		require.NoError(t, q.EnqueueBatch(ctx, append(msgs, msgs[1])))
+		require.NoError(t, q.EnqueueBatch(ctx, msgs), "the whole batch again")
+		require.Equal(t, uint64(3), stored("DEDUP"))
+	})
+
+	t.Run("a full stream stores what fits and reports the rest", func(t *testing.T) {
+		q, err := jetstream.New(ctx, jetstream.Config{Conn: nc, Stream: "FULL", Subject: "full.jobs", Consumer: "full", MaxMsgs: 5})
+		require.NoError(t, err)
+		err = q.EnqueueBatch(ctx, batch(8))
+		require.ErrorContains(t, err, "3 of 8 messages not stored")
+		require.Equal(t, apiary.KindUnavailable, apiary.KindOf(err), "%v", err)
+		require.Equal(t, uint64(5), stored("FULL"))
+	})
+}

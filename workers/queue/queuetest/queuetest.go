@@ -8,7 +8,8 @@
 //	}
 //
 // newQueue must return an empty queue, not shared with any other call, whose
-// deliveries are leased for lease. The cases run in parallel and wait for
+// deliveries are leased for lease. Cases for optional extensions
+// (queue.BatchEnqueuer) skip when the queue does not implement them. The cases run in parallel and wait for
 // leases to run out, so they take a few seconds of wall time each.
 package queuetest
 
@@ -52,6 +53,7 @@ func Run(t *testing.T, newQueue func(t *testing.T, lease time.Duration) queue.Qu
 		{"NackDelays", testNackDelays},
 		{"TermRemoves", testTermRemoves},
 		{"ConcurrentReceiversExclusive", testConcurrentReceiversExclusive},
+		{"EnqueueBatch", testEnqueueBatch},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -326,4 +328,44 @@ func testConcurrentReceiversExclusive(t *testing.T, newQueue func(*testing.T, ti
 		require.Equal(t, 1, n, "job %s delivered %d times", job, n)
 	}
 	requireNothingFor(t, q, lease+lease/2, "an acked delivery came back")
+}
+
+func testEnqueueBatch(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	q := newQueue(t, lease)
+	b, ok := q.(queue.BatchEnqueuer)
+	if !ok {
+		t.Skipf("%T does not implement queue.BatchEnqueuer", q)
+	}
+	ctx := opContext(t)
+	require.NoError(t, b.EnqueueBatch(ctx, nil), "an empty batch is a no-op")
+
+	// One bad message refuses the whole batch: the good one is not stored
+	// (checked below: only the 25 of the next batch are ever delivered).
+	err := b.EnqueueBatch(ctx, []apiary.JobMessage{message(), {Account: "acc_queuetest"}})
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "a message without a job id: %v", err)
+
+	const total = 25 // more than one SQS batch of 10, not a multiple of it
+	msgs := make([]apiary.JobMessage, total)
+	want := map[apiary.JobID]bool{}
+	for i := range msgs {
+		msgs[i] = message()
+		want[msgs[i].Job] = true
+	}
+	require.NoError(t, b.EnqueueBatch(ctx, msgs))
+
+	got := map[apiary.JobID]bool{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(got) < total && time.Now().Before(deadline) {
+		ds, err := q.Receive(ctx, 10)
+		require.NoError(t, err)
+		for _, d := range ds {
+			require.True(t, want[d.Msg.Job], "job %s was not in the batch", d.Msg.Job)
+			require.False(t, got[d.Msg.Job], "job %s delivered twice", d.Msg.Job)
+			require.Equal(t, 1, d.Attempt)
+			got[d.Msg.Job] = true
+			require.NoError(t, q.Ack(ctx, d))
+		}
+	}
+	require.Equal(t, want, got)
+	requireNothingFor(t, q, lease+lease/2, "a message stored twice, or from the refused batch")
 }

@@ -7,6 +7,12 @@
 // to the retry delay, Ack deletes the message. A delivery's Attempt is SQS's
 // ApproximateReceiveCount.
 //
+// Batches: EnqueueBatch (queue.BatchEnqueuer) sends 10 messages per
+// SendMessageBatch call. Acks that arrive within Config.AckBatchWindow of
+// each other are coalesced into one DeleteMessageBatch of up to 10 entries;
+// each Ack still waits for, and returns, the result of its own entry. Close
+// flushes the acks waiting for a batch; Acks after Close are sent one by one.
+//
 // New creates the queue and its dead-letter queue "<Queue>-dlq" when they
 // are missing, with a redrive policy that parks a message after
 // Config.MaxReceiveCount receives, so that a job whose worker keeps crashing
@@ -50,7 +56,8 @@ const (
 	// MaxVisibility is the longest a message stays invisible after it was
 	// received, counting every ChangeMessageVisibility.
 	MaxVisibility = 12 * time.Hour
-	// maxBatch is the most messages one ReceiveMessage returns.
+	// maxBatch is the most messages one ReceiveMessage returns, and the
+	// most entries of one SendMessageBatch or DeleteMessageBatch.
 	maxBatch = 10
 	// maxWait is the longest long poll.
 	maxWait = 20 * time.Second
@@ -58,6 +65,9 @@ const (
 	dlqRetention = 14 * 24 * time.Hour
 	// maxReasonLen bounds the reason attribute of a dead letter.
 	maxReasonLen = 1024
+	// maxAckBatchWindow bounds Config.AckBatchWindow: an ack held longer
+	// eats into the lease for little gain.
+	maxAckBatchWindow = time.Second
 )
 
 // Message attributes set on dead letters.
@@ -93,6 +103,12 @@ type Config struct {
 	// WaitTime is how long Receive long-polls for a first message: whole
 	// seconds, 1 s to 20 s. Default 5 s.
 	WaitTime time.Duration
+	// AckBatchWindow is how long an Ack waits for others to share one
+	// DeleteMessageBatch call: a batch of 10 is sent at once, a smaller one
+	// when the window of its first Ack ends (a lone Ack as DeleteMessage).
+	// At most 1 s. Default (0) 20 ms; a negative value disables coalescing,
+	// so that every Ack is its own DeleteMessage call at once.
+	AckBatchWindow time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -107,6 +123,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WaitTime == 0 {
 		c.WaitTime = 5 * time.Second
+	}
+	if c.AckBatchWindow == 0 {
+		c.AckBatchWindow = 20 * time.Millisecond
 	}
 }
 
@@ -134,6 +153,9 @@ func (c *Config) Validate() error {
 	if c.WaitTime < time.Second || c.WaitTime > maxWait || c.WaitTime%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("sqs: WaitTime %s is not whole seconds in 1s..20s", c.WaitTime))
 	}
+	if c.AckBatchWindow > maxAckBatchWindow {
+		errs = append(errs, fmt.Errorf("sqs: AckBatchWindow %s is over %s", c.AckBatchWindow, maxAckBatchWindow))
+	}
 	return errors.Join(errs...)
 }
 
@@ -149,14 +171,19 @@ func NewClient(awsCfg aws.Config, endpoint string) *awssqs.Client {
 }
 
 // Queue is a job queue on SQS. Its methods are safe for concurrent use.
+// Call Close when done with it.
 type Queue struct {
 	cfg    Config
 	client *awssqs.Client
-	url    string // job queue
-	dlqURL string // dead-letter queue
+	url    string      // job queue
+	dlqURL string      // dead-letter queue
+	acks   *ackBatcher // nil when coalescing is disabled
 }
 
-var _ queue.Queue = (*Queue)(nil)
+var (
+	_ queue.Queue         = (*Queue)(nil)
+	_ queue.BatchEnqueuer = (*Queue)(nil)
+)
 
 // New finds the queue and its dead-letter queue, creating whichever is
 // missing, and returns a Queue on them. An existing queue is used with the
@@ -200,6 +227,9 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.AckBatchWindow > 0 {
+		q.acks = &ackBatcher{q: q, window: cfg.AckBatchWindow}
+	}
 	return q, nil
 }
 
@@ -238,23 +268,32 @@ func (q *Queue) Lease() time.Duration { return q.cfg.Lease }
 
 // Enqueue sends msg and returns once SQS has stored it.
 func (q *Queue) Enqueue(ctx context.Context, msg apiary.JobMessage) error {
-	if err := msg.Account.Validate(); err != nil {
-		return fmt.Errorf("sqs: enqueue: %w", err)
-	}
-	if msg.Job == "" {
-		return apiary.E(apiary.KindInvalid, "sqs: enqueue: job id is required")
-	}
-	data, err := json.Marshal(msg)
+	body, err := encode(msg)
 	if err != nil {
-		return fmt.Errorf("sqs: enqueue %s: %w", msg.Job, err)
+		return fmt.Errorf("sqs: enqueue: %w", err)
 	}
 	if _, err := q.client.SendMessage(ctx, &awssqs.SendMessageInput{
 		QueueUrl:    &q.url,
-		MessageBody: aws.String(string(data)),
+		MessageBody: &body,
 	}); err != nil {
 		return classify(ctx, err, "sqs: enqueue %s", msg.Job)
 	}
 	return nil
+}
+
+// encode checks that msg carries its ids and returns its message body.
+func encode(msg apiary.JobMessage) (string, error) {
+	if err := msg.Account.Validate(); err != nil {
+		return "", err
+	}
+	if msg.Job == "" {
+		return "", apiary.E(apiary.KindInvalid, "job id is required")
+	}
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", msg.Job, err)
+	}
+	return string(data), nil
 }
 
 // receipt is a Delivery's Receipt.
@@ -355,14 +394,41 @@ func receiptOf(d *queue.Delivery, op string) (*receipt, error) {
 	return r, nil
 }
 
-// Ack deletes d from the queue.
+// Ack deletes d from the queue. Concurrent Acks share DeleteMessageBatch
+// calls (see Config.AckBatchWindow); each returns its own entry's result.
+// An Ack whose ctx ends while it waits returns ctx's error, and d may still
+// be deleted.
 func (q *Queue) Ack(ctx context.Context, d *queue.Delivery) error {
 	r, err := receiptOf(d, "ack")
 	if err != nil {
 		return err
 	}
-	if _, err := q.client.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: &q.url, ReceiptHandle: &r.handle}); err != nil {
-		return classify(ctx, err, "sqs: ack %s", d.Msg.Job)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sqs: ack %s: %w", d.Msg.Job, err)
+	}
+	if q.acks != nil {
+		if queued, err := q.acks.ack(ctx, r.handle, d.Msg.Job); queued {
+			return err
+		}
+	}
+	return q.deleteMessage(ctx, r.handle, d.Msg.Job)
+}
+
+// deleteMessage deletes the message with receipt handle on its own.
+func (q *Queue) deleteMessage(ctx context.Context, handle string, job apiary.JobID) error {
+	if _, err := q.client.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: &q.url, ReceiptHandle: &handle}); err != nil {
+		return classify(ctx, err, "sqs: ack %s", job)
+	}
+	return nil
+}
+
+// Close sends the acks waiting for a batch and waits for every batch in
+// flight. Acks after Close are sent one by one; the other methods are not
+// affected, and Close does not close the client. Close may be called more
+// than once; it always returns nil.
+func (q *Queue) Close() error {
+	if q.acks != nil {
+		q.acks.close()
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package sqs_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,11 +33,17 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const endpointVar = "APIARY_TEST_SQS_ENDPOINT"
 
-// faultTransport answers every request with a canned AWS error while fault
-// is set, and passes requests to the real emulator otherwise.
+// faultTransport sits between the SDK and the emulator. It counts the calls
+// of each SQS operation; while fault is set it answers every request with a
+// canned AWS error; while refusal is set it makes SQS refuse some entries of
+// a batch call. Otherwise requests reach the real emulator unchanged.
 type faultTransport struct {
-	next  *http.Transport
-	fault atomic.Pointer[fault]
+	next    *http.Transport
+	fault   atomic.Pointer[fault]
+	refusal atomic.Pointer[refusal]
+
+	mu    sync.Mutex
+	calls map[string]int // by operation, e.g. "DeleteMessageBatch"
 }
 
 type fault struct {
@@ -43,7 +51,26 @@ type fault struct {
 	code   string
 }
 
+// refusal makes SQS refuse the entries of op's batch calls that match:
+// they are taken out of the request and reported in the response's Failed
+// list with code, the way SQS reports an entry it did not store or delete.
+type refusal struct {
+	op          string
+	match       func(entry map[string]any) bool
+	code        string
+	senderFault bool
+	// calls is how many calls of op see the refusal; 0 means every call.
+	calls atomic.Int32
+}
+
 func (f *faultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	op := strings.TrimPrefix(req.Header.Get("X-Amz-Target"), "AmazonSQS.")
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[op]++
+	f.mu.Unlock()
 	if ft := f.fault.Load(); ft != nil {
 		if req.Body != nil {
 			_, _ = io.Copy(io.Discard, req.Body)
@@ -57,7 +84,84 @@ func (f *faultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			Request:    req,
 		}, nil
 	}
+	if r := f.refusal.Load(); r != nil && r.op == op {
+		if left := r.calls.Add(-1); left == 0 {
+			f.refusal.CompareAndSwap(r, nil)
+		}
+		return f.refuse(req, r)
+	}
 	return f.next.RoundTrip(req)
+}
+
+// refuse sends req without the entries r matches and adds them to the
+// response as failed.
+func (f *faultTransport) refuse(req *http.Request, r *refusal) (*http.Response, error) {
+	var in map[string]any
+	if err := decodeBody(req.Body, &in); err != nil {
+		return nil, err
+	}
+	var kept, failed []any
+	entries, _ := in["Entries"].([]any)
+	for _, e := range entries {
+		entry, _ := e.(map[string]any)
+		if r.match(entry) {
+			failed = append(failed, map[string]any{"Id": entry["Id"], "Code": r.code, "Message": "injected", "SenderFault": r.senderFault})
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	out := map[string]any{"Successful": []any{}}
+	if len(kept) > 0 {
+		in["Entries"] = kept
+		body, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		resp, err := f.next.RoundTrip(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return resp, nil
+		}
+		if err := decodeBody(resp.Body, &out); err != nil {
+			return nil, err
+		}
+	}
+	prior, _ := out["Failed"].([]any)
+	out["Failed"] = append(prior, failed...)
+	body, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Response{
+		StatusCode:    http.StatusOK,
+		Header:        http.Header{"Content-Type": {"application/x-amz-json-1.0"}},
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}, nil
+}
+
+func decodeBody(body io.ReadCloser, v any) error {
+	defer func() { _ = body.Close() }()
+	return json.NewDecoder(body).Decode(v)
+}
+
+// callsOf reports how many calls of op reached the transport.
+func (f *faultTransport) callsOf(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[op]
+}
+
+func (f *faultTransport) resetCalls() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.calls)
 }
 
 // client returns an SQS client on the emulator, skipping the test when no
@@ -92,9 +196,19 @@ func randomName(t *testing.T) string {
 // test ends.
 func newQueue(t *testing.T, c *awssqs.Client, lease time.Duration) *apsqs.Queue {
 	t.Helper()
-	q, err := apsqs.New(t.Context(), apsqs.Config{Client: c, Queue: randomName(t), Lease: lease, WaitTime: time.Second})
+	return newQueueWith(t, apsqs.Config{Client: c, Lease: lease})
+}
+
+// newQueueWith is newQueue with more of cfg: its Queue is a fresh name.
+func newQueueWith(t *testing.T, cfg apsqs.Config) *apsqs.Queue {
+	t.Helper()
+	cfg.Queue = randomName(t)
+	cfg.WaitTime = time.Second
+	q, err := apsqs.New(t.Context(), cfg)
 	require.NoError(t, err)
+	c := cfg.Client
 	t.Cleanup(func() {
+		require.NoError(t, q.Close())
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for _, u := range []string{q.URL(), q.DeadLetterURL()} {
@@ -340,6 +454,7 @@ func TestConfigValidate(t *testing.T) {
 		{"lease over 12h", apsqs.Config{Client: c, Queue: "jobs", Lease: 13 * time.Hour}},
 		{"wait over 20s", apsqs.Config{Client: c, Queue: "jobs", WaitTime: 21 * time.Second}},
 		{"negative receive count", apsqs.Config{Client: c, Queue: "jobs", MaxReceiveCount: -1}},
+		{"ack window over 1s", apsqs.Config{Client: c, Queue: "jobs", AckBatchWindow: 2 * time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
