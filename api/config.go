@@ -40,6 +40,13 @@ type Config struct {
 	// MaxStreamsPerAccount is the most event streams one account may hold
 	// open at once; beyond it the answer is 429. Default 20.
 	MaxStreamsPerAccount int
+	// AllowPrivateWebhooks lets webhook URLs name private, loopback and
+	// link-local addresses (--allow-private-webhooks: self-hosted installs,
+	// tests). Default false.
+	AllowPrivateWebhooks bool
+	// WebhookSecretGrace is how long a rotated-out webhook secret keeps
+	// signing deliveries beside the new one. Default 24 h; negative: none.
+	WebhookSecretGrace time.Duration
 }
 
 // Defaults.

@@ -26,6 +26,8 @@ const MaxIdempotencyKeyLen = 255
 
 type ingestRequest struct {
 	Documents []ingestDocument `json:"documents"`
+	// WebhookURL, when set, gets the job's final event (webhooks.go).
+	WebhookURL string `json:"webhook_url,omitempty"`
 }
 
 type ingestDocument struct {
@@ -69,9 +71,13 @@ func (s *Server) ingest(c echo.Context) error {
 		return apiary.E(apiary.KindInvalid, "the request body is empty; send {\"documents\": [...]} as JSON or files as multipart/form-data parts named \"file\"")
 	}
 	var docs []apiary.Document
+	var hookURL string
 	switch {
 	case isJSON(mt):
 		docs, err = decodeIngestJSON(body, s.limits())
+		if err == nil {
+			hookURL, err = s.ingestWebhookURL(body)
+		}
 	case mt == echo.MIMEMultipartForm:
 		docs, err = decodeIngestMultipart(body, params["boundary"], s.limits())
 	case mt == "":
@@ -95,6 +101,7 @@ func (s *Server) ingest(c echo.Context) error {
 		Version:        uint64(time.Now().UnixNano()),
 		Source:         "upload",
 		IdempotencyKey: key,
+		WebhookURL:     hookURL,
 		CreatedAt:      now,
 		UpdatedAt:      now,
 	}

@@ -80,6 +80,7 @@ func (s *Server) routes() {
 	e.POST("/v1/tokens", s.createToken, admin...)
 	e.GET("/v1/tokens", s.listTokens, admin...)
 	e.DELETE("/v1/tokens/:id", s.deleteToken, admin...)
+	s.webhookRoutes(admin)
 }
 
 const ctxKeyRequestID = "apiary.request_id"

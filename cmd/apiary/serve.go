@@ -72,6 +72,7 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 			workers.NewSweeper(workers.SweeperConfig{Logger: log}, a.recs, a.queue).Run(runCtx)
 		}()
 		defer func() { cancelRun(); <-sweeperDone }()
+		defer startWebhooks(runCtx, a, log, errs)()
 		log.Info("workers started", "workers", cfg.Workers, "queue", cfg.Queue, "vectors", cfg.Vectors, "keys", cfg.Keys)
 	}
 
@@ -117,6 +118,8 @@ func startHTTP(ctx context.Context, a *app, stderr io.Writer, errs chan<- error)
 		RateLimit:    a.cfg.RateLimit,
 		RateBurst:    a.cfg.RateBurst,
 		Logger:       a.log,
+
+		AllowPrivateWebhooks: a.cfg.AllowPrivateWebhooks,
 	}, api.Deps{
 		Records: a.recs,
 		Queue:   a.queue,

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage/memkv"
 	"github.com/apiaryhq/apiary/storage/records"
 )
 
@@ -55,6 +56,7 @@ func TestWebhookRecords(t *testing.T) {
 				require.ErrorIs(t, s.DeleteWebhook(ctx, "other", w.ID), apiary.ErrNotFound)
 
 				w2 := webhook("acme")
+				w2.ID = w.ID + "z" // created later: ids sort by creation time
 				require.NoError(t, s.CreateWebhook(ctx, w2))
 				list, err := s.Webhooks(ctx, "acme")
 				require.NoError(t, err)
@@ -156,4 +158,27 @@ func TestDeliveryIDIsDerived(t *testing.T) {
 	require.NotEqual(t, a, records.DeliveryIDFor("wh_1", "evt_2"))
 	require.NotEqual(t, records.DeliveryIDFor("wh_1e", "vt_1"), records.DeliveryIDFor("wh_1", "evt_1"))
 	require.NotEqual(t, records.JobURLEndpoint("https://a/"), records.JobURLEndpoint("https://b/"))
+}
+
+// A crash between a delivery's record and its due-index entry heals when
+// the same delivery is created again (the event handed over again).
+func TestCreateDeliveryHealsMissingIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kvs := memkv.NewKVStore()
+	s, err := records.Open(ctx, kvs)
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	d := delivery("acme", "wh_1", "evt_a", now)
+	require.NoError(t, s.CreateDelivery(ctx, d))
+	due, err := kvs.Bucket(ctx, "webhook_due")
+	require.NoError(t, err)
+	keys, err := due.Keys(ctx, "")
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	require.NoError(t, due.Delete(ctx, keys[0])) // the crash
+	require.Empty(t, dueIDs(t, s, now))
+
+	require.ErrorIs(t, s.CreateDelivery(ctx, d), apiary.ErrConflict)
+	require.Equal(t, []string{d.ID}, dueIDs(t, s, now), "scheduled again")
 }

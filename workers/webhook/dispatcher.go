@@ -494,19 +494,12 @@ func transportError(err error) string {
 	return "request failed: " + err.Error()
 }
 
-// publicMessage is an error's innermost classified message.
+// publicMessage is the caller-safe message of err's outermost classified
+// error, or err's text when it has none.
 func publicMessage(err error) string {
-	var fe interface{ Unwrap() error }
-	for errors.As(err, &fe) {
-		inner := fe.Unwrap()
-		if inner == nil {
-			break
-		}
-		var ae *apiary.Error
-		if errors.As(inner, &ae) && ae.Err == nil {
-			return ae.Msg
-		}
-		err = inner
+	var ae *apiary.Error
+	if errors.As(err, &ae) && ae.Msg != "" {
+		return ae.Msg
 	}
 	return err.Error()
 }

@@ -5,7 +5,10 @@
 //		eventstest.Run(t, func(t *testing.T) events.Bus { return newAdapter(t) })
 //	}
 //
-// newBus must return an empty bus, not shared with any other call.
+// newBus must return an empty bus, not shared with any other call. A bus
+// that implements events.Consumer also runs the Consume cases (durable
+// names, acks, redelivery on error, resuming after a restart); others skip
+// them.
 package eventstest
 
 import (

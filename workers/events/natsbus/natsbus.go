@@ -353,7 +353,7 @@ func (b *Bus) Consume(ctx context.Context, durable string, fn func(context.Conte
 	if err != nil {
 		return classify(err, "natsbus: consume %s", durable)
 	}
-	defer it.Stop()
+	defer stopConsuming(it)
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -381,6 +381,30 @@ func (b *Bus) Consume(ctx context.Context, durable string, fn func(context.Conte
 		ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = m.DoubleAck(ackCtx) // a lost ack only means the event comes again
 		cancel()
+	}
+}
+
+// stopConsuming ends a durable consumer's iterator so that the next
+// Consume of the same name gets every event at once: it hands back the
+// events already fetched but not handled (nak: redelivered now, not after
+// AckWait) and waits until the subscription is gone, so that the server
+// sends no later event to it.
+func stopConsuming(it jetstream.MessagesContext) {
+	it.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			break
+		}
+		_ = m.Nak()
+	}
+	if c, ok := it.(interface{ Closed() <-chan struct{} }); ok {
+		select {
+		case <-c.Closed():
+		case <-ctx.Done():
+		}
 	}
 }
 
