@@ -1,12 +1,14 @@
 // Package records keeps Apiary's records — accounts, tokens, jobs,
-// idempotency keys and documents — as JSON in key-value buckets.
+// idempotency keys, documents, webhook endpoints, their default secrets and
+// deliveries (with a due-time index for retries) — as JSON in key-value
+// buckets.
 //
 // Tenancy lives here, in one place: every account-owned record is stored under
 // a key built by scopedKey(account, id), and every read, write and listing of
 // such a record goes through it. A caller holding another account's id gets
 // NotFound, exactly as for an id that does not exist.
 //
-// Promises: Create* never overwrite (Conflict); UpdateJob is a
+// Promises: Create* never overwrite (Conflict); every Update* is a
 // compare-and-swap loop, so concurrent updates never lose each other;
 // listings are ordered by id (job ids sort by creation time) and paged with an
 // opaque cursor.
@@ -227,31 +229,35 @@ var ErrNoChange = errors.New("records: no change")
 // concurrent writes. If fn returns ErrNoChange nothing is written and the
 // current job is returned; any other error is returned as is.
 func (s *Store) UpdateJob(ctx context.Context, account apiary.AccountID, id apiary.JobID, fn func(*apiary.Job) error) (apiary.Job, error) {
-	key := scopedKey(account, string(id))
+	return update(ctx, s.jobs, scopedKey(account, string(id)), "job", fn)
+}
+
+// update is the compare-and-swap loop of every Update* method: it applies
+// fn to the current value at key and stores it if nobody wrote in between.
+// ErrNoChange from fn ends it without writing.
+func update[T any](ctx context.Context, kv storage.KV, key, what string, fn func(*T) error) (T, error) {
 	for {
-		j, rev, err := get[apiary.Job](ctx, s.jobs, key, "job")
+		v, rev, err := get[T](ctx, kv, key, what)
 		if err != nil {
-			return j, err
+			return v, err
 		}
-		if err := fn(&j); err != nil {
+		if err := fn(&v); err != nil {
 			if errors.Is(err, ErrNoChange) {
-				return j, nil
+				return v, nil
 			}
-			return j, err
+			return v, err
 		}
-		b, err := json.Marshal(j)
+		b, err := json.Marshal(v)
 		if err != nil {
-			return j, fmt.Errorf("records: encode job: %w", err)
+			return v, fmt.Errorf("records: encode %s: %w", what, err)
 		}
-		_, err = s.jobs.Update(ctx, key, b, rev)
-		if err == nil {
-			return j, nil
-		}
-		if !errors.Is(err, apiary.ErrConflict) {
-			return j, fmt.Errorf("records: update job: %w", err)
+		if _, err := kv.Update(ctx, key, b, rev); err == nil {
+			return v, nil
+		} else if !errors.Is(err, apiary.ErrConflict) {
+			return v, fmt.Errorf("records: update %s: %w", what, err)
 		}
 		if err := ctx.Err(); err != nil {
-			return j, err
+			return v, err
 		}
 	}
 }

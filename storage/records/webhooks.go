@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/apiaryhq/apiary"
-	"github.com/apiaryhq/apiary/storage"
 )
 
 // Webhook bucket names.
@@ -465,34 +464,4 @@ func (s *Store) ClaimDelivery(ctx context.Context, due DueDelivery, now time.Tim
 		}
 	}
 	return d, ok, nil
-}
-
-// update is the compare-and-swap loop of every Update* method: it applies
-// fn to the current value at key and stores it if nobody wrote in between.
-// ErrNoChange from fn ends it without writing.
-func update[T any](ctx context.Context, kv storage.KV, key, what string, fn func(*T) error) (T, error) {
-	for {
-		v, rev, err := get[T](ctx, kv, key, what)
-		if err != nil {
-			return v, err
-		}
-		if err := fn(&v); err != nil {
-			if errors.Is(err, ErrNoChange) {
-				return v, nil
-			}
-			return v, err
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return v, fmt.Errorf("records: encode %s: %w", what, err)
-		}
-		if _, err := kv.Update(ctx, key, b, rev); err == nil {
-			return v, nil
-		} else if !errors.Is(err, apiary.ErrConflict) {
-			return v, fmt.Errorf("records: update %s: %w", what, err)
-		}
-		if err := ctx.Err(); err != nil {
-			return v, err
-		}
-	}
 }
