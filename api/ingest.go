@@ -79,7 +79,10 @@ func (s *Server) ingest(c echo.Context) error {
 			hookURL, err = s.ingestWebhookURL(body)
 		}
 	case mt == echo.MIMEMultipartForm:
-		docs, err = decodeIngestMultipart(body, params["boundary"], s.limits())
+		docs, hookURL, err = decodeIngestMultipart(body, params["boundary"], s.limits())
+		if err == nil && hookURL != "" {
+			err = s.checkWebhookURL("webhook_url", hookURL)
+		}
 	case mt == "":
 		err = unsupportedMediaType("the Content-Type header is missing; send application/json or multipart/form-data")
 	default:
@@ -292,16 +295,21 @@ func decodeIngestJSON(body []byte, lim ingestLimits) ([]apiary.Document, error) 
 	return docs, nil
 }
 
-// decodeIngestMultipart parses one or more "file" parts and an optional "id".
-func decodeIngestMultipart(body []byte, boundary string, lim ingestLimits) ([]apiary.Document, error) {
+// maxURLLen bounds a webhook_url form field.
+const maxURLLen = 2048
+
+// decodeIngestMultipart parses one or more "file" parts, an optional "id" and
+// an optional "webhook_url".
+func decodeIngestMultipart(body []byte, boundary string, lim ingestLimits) ([]apiary.Document, string, error) {
 	if boundary == "" {
-		return nil, apiary.E(apiary.KindInvalid, "the multipart/form-data Content-Type has no boundary parameter")
+		return nil, "", apiary.E(apiary.KindInvalid, "the multipart/form-data Content-Type has no boundary parameter")
 	}
 	mr := multipart.NewReader(bytes.NewReader(body), boundary)
 	var (
-		docs  []apiary.Document
-		id    string
-		hasID bool
+		docs    []apiary.Document
+		id      string
+		hasID   bool
+		hookURL string
 	)
 	for {
 		part, err := mr.NextPart()
@@ -309,52 +317,58 @@ func decodeIngestMultipart(body []byte, boundary string, lim ingestLimits) ([]ap
 			break
 		}
 		if err != nil {
-			return nil, apiary.E(apiary.KindInvalid, "malformed multipart body: %v", err)
+			return nil, "", apiary.E(apiary.KindInvalid, "malformed multipart body: %v", err)
 		}
 		switch part.FormName() {
 		case "file":
 			name := part.FileName()
 			if name == "" {
-				return nil, apiary.E(apiary.KindInvalid, "a \"file\" part has no filename; the filename is the document id")
+				return nil, "", apiary.E(apiary.KindInvalid, "a \"file\" part has no filename; the filename is the document id")
 			}
 			data, err := io.ReadAll(part)
 			if err != nil {
-				return nil, apiary.E(apiary.KindInvalid, "malformed multipart body in file %q: %v", name, err)
+				return nil, "", apiary.E(apiary.KindInvalid, "malformed multipart body in file %q: %v", name, err)
 			}
 			if len(data) == 0 {
-				return nil, apiary.E(apiary.KindInvalid, "file %q is empty", name)
+				return nil, "", apiary.E(apiary.KindInvalid, "file %q is empty", name)
 			}
 			ct, err := detectContentType(name, part.Header.Get(echo.HeaderContentType))
 			if err != nil {
-				return nil, err
+				return nil, "", err
 			}
 			docs = append(docs, apiary.Document{ID: apiary.DocumentID(name), Title: name, ContentType: ct, Raw: data})
+		case "webhook_url":
+			v, err := io.ReadAll(io.LimitReader(part, maxURLLen+1))
+			if err != nil || len(v) > maxURLLen {
+				return nil, "", apiary.E(apiary.KindInvalid, "the form field \"webhook_url\" must be a URL of at most %d bytes", maxURLLen)
+			}
+			hookURL = string(v)
 		case "id":
 			if hasID {
-				return nil, apiary.E(apiary.KindInvalid, "the form field \"id\" is given twice")
+				return nil, "", apiary.E(apiary.KindInvalid, "the form field \"id\" is given twice")
 			}
 			v, err := io.ReadAll(io.LimitReader(part, int64(lim.maxIDLen)+1))
 			if err != nil {
-				return nil, apiary.E(apiary.KindInvalid, "malformed multipart body in field \"id\": %v", err)
+				return nil, "", apiary.E(apiary.KindInvalid, "malformed multipart body in field \"id\": %v", err)
 			}
 			id, hasID = string(v), true
 		default:
-			return nil, apiary.E(apiary.KindInvalid, "unknown form field %q; send files as parts named \"file\" and, for a single file, an optional field \"id\"", part.FormName())
+			return nil, "", apiary.E(apiary.KindInvalid, "unknown form field %q; send files as parts named \"file\", and optionally a field \"id\" (single file) and a field \"webhook_url\"", part.FormName())
 		}
 	}
 	if len(docs) == 0 {
-		return nil, apiary.E(apiary.KindInvalid, "the multipart body has no file; send each document as a part named \"file\"")
+		return nil, "", apiary.E(apiary.KindInvalid, "the multipart body has no file; send each document as a part named \"file\"")
 	}
 	if hasID {
 		if len(docs) > 1 {
-			return nil, apiary.E(apiary.KindInvalid, "the form field \"id\" names a single file, but %d files were sent; without it each file's name is its id", len(docs))
+			return nil, "", apiary.E(apiary.KindInvalid, "the form field \"id\" names a single file, but %d files were sent; without it each file's name is its id", len(docs))
 		}
 		docs[0].ID = apiary.DocumentID(id)
 	}
 	if err := checkDocuments(docs, lim); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return docs, nil
+	return docs, hookURL, nil
 }
 
 // checkDocuments applies the checks common to every ingest body.

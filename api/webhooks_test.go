@@ -173,6 +173,9 @@ func TestWebhookURLsRefusePrivateTargets(t *testing.T) {
 			"documents": []map[string]any{{"id": "a", "text": "hello"}}, "webhook_url": u,
 		}))
 		requireProblem(t, rec, http.StatusBadRequest, "webhook_url")
+		rec = strict.do(http.MethodPost, "/v1/ingest", strict.editor,
+			multipartBody([]filePart{{name: "a.txt", data: "hello"}}, map[string]string{"webhook_url": u}))
+		requireProblem(t, rec, http.StatusBadRequest, "webhook_url")
 
 		rec = lenient.do(http.MethodPost, "/v1/webhooks", lenient.admin, jsonBody(map[string]any{"url": u}))
 		if strings.Contains(u, "169.254.169.254") {
@@ -200,6 +203,14 @@ func TestIngestStoresWebhookURL(t *testing.T) {
 	require.Equal(t, "https://hooks.example.com/job", j.WebhookURL)
 	rec = e.do(http.MethodGet, "/v1/jobs/"+string(id), e.editor)
 	require.NotContains(t, rec.Body.String(), "hooks.example.com", "the job view does not show it")
+
+	// A multipart upload takes it as a form field.
+	rec = e.do(http.MethodPost, "/v1/ingest", e.editor,
+		multipartBody([]filePart{{name: "m.txt", data: "hello"}}, map[string]string{"webhook_url": "https://hooks.example.com/upload"}))
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	j, err = e.recs.Job(context.Background(), apiary.DefaultAccount, decode[ingestResponse](t, rec).JobID)
+	require.NoError(t, err)
+	require.Equal(t, "https://hooks.example.com/upload", j.WebhookURL)
 
 	// Without it, the job has none.
 	id = e.ingest(e.editor, map[string]any{"id": "b", "text": "hi"})
