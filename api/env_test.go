@@ -36,7 +36,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, natstest.IgnoreLeaks()...)
 }
 
 // stores are the record store and the keyring, on a fresh nats-server.

@@ -22,7 +22,7 @@ import (
 	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.IgnoreLeaks()...) }
 
 const waitFor = 20 * time.Second
 

@@ -18,7 +18,7 @@ import (
 	"github.com/apiaryhq/apiary/storage/storagetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.IgnoreLeaks()...) }
 
 // connect starts a fresh server for t and returns a JetStream context on it.
 func connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {

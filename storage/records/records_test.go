@@ -19,7 +19,7 @@ import (
 	"github.com/apiaryhq/apiary/storage/records"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.IgnoreLeaks()...) }
 
 // backends runs each test against the in-memory and the NATS key-value store.
 var backends = map[string]func(t *testing.T) storage.KVStore{

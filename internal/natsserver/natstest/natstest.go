@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
 
 	"github.com/apiaryhq/apiary/internal/natsserver"
 )
@@ -36,4 +37,16 @@ func Connect(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 		tb.Fatalf("jetstream: %v", err)
 	}
 	return nc, js
+}
+
+// IgnoreLeaks are the goleak options of every package whose tests talk to
+// NATS. nats.go's JetStream publisher starts a goroutine that watches the
+// connection's status; when the connection closes while that goroutine is
+// starting, it can wait on a nil channel forever (an upstream race in
+// jetstream.(*jetStream).resetPendingAcksOnReconnect). It holds nothing of
+// ours, so it is the one goroutine the leak checks let through.
+func IgnoreLeaks() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
+	}
 }

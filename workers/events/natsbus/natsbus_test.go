@@ -15,7 +15,7 @@ import (
 	"github.com/apiaryhq/apiary/workers/events/natsbus"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.IgnoreLeaks()...) }
 
 func newBus(t *testing.T) *natsbus.Bus {
 	t.Helper()

@@ -18,7 +18,7 @@ import (
 	"github.com/apiaryhq/apiary/workers/queue/queuetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.IgnoreLeaks()...) }
 
 func connect(t *testing.T) *nats.Conn {
 	t.Helper()
