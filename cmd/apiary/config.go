@@ -47,6 +47,9 @@ type Config struct {
 
 	AllowPrivateWebhooks bool
 
+	TLSCert string // PEM certificate (chain) for HTTPS
+	TLSKey  string // PEM private key for HTTPS
+
 	// Secrets come from the environment only and are never printed.
 	RootKey        secret // APIARY_ROOT_KEY
 	BootstrapToken secret // APIARY_BOOTSTRAP_TOKEN
@@ -106,6 +109,8 @@ func flagSet(name string, cfg *Config) *flag.FlagSet {
 	str(&cfg.Vectors, "vectors", "local", "vector store: local (in the data dir) or milvus")
 	str(&cfg.MilvusAddr, "milvus-addr", "", "Milvus address HOST:PORT")
 	str(&cfg.MilvusCollection, "milvus-collection", "apiary_chunks", "Milvus collection")
+	str(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS (TLS 1.2+) instead of HTTP")
+	str(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", envBool("allow-private-webhooks"), "let webhooks call private and loopback addresses (self-hosted installs, tests) ("+envName("allow-private-webhooks")+")")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", envFloat("rate-limit", 50), "requests per second per token ("+envName("rate-limit")+")")
 	integer(&cfg.RateBurst, "rate-burst", 100, "burst of requests per token")
@@ -205,6 +210,9 @@ func (c *Config) Validate(role string) error {
 	}
 	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
 		errs = append(errs, errors.New("--nats-replicas must be 1 to 5"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
 	if (c.NATSCert == "") != (c.NATSKey == "") {
 		errs = append(errs, errors.New("--nats-cert and --nats-key go together"))

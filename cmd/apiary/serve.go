@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -138,13 +139,23 @@ func startHTTP(ctx context.Context, a *app, stderr io.Writer, errs chan<- error)
 	}
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	httpSrv.RegisterOnShutdown(srv.StopStreams) // open event streams end at once
-	a.log.Info("apiary serving", "addr", ln.Addr().String(), "data_dir", a.cfg.DataDir)
+	a.log.Info("apiary serving", "addr", ln.Addr().String(), "tls", a.cfg.TLSCert != "", "data_dir", a.cfg.DataDir)
 	go func() {
-		if err := httpSrv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		if err := serveHTTP(httpSrv, ln, a.cfg); err != nil && err != http.ErrServerClosed {
 			errs <- fmt.Errorf("http server: %w", err)
 		}
 	}()
 	return httpSrv, nil
+}
+
+// serveHTTP serves srv on ln, over TLS (1.2 and up) when a certificate is
+// configured.
+func serveHTTP(srv *http.Server, ln net.Listener, cfg Config) error {
+	if cfg.TLSCert == "" {
+		return srv.Serve(ln)
+	}
+	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	return srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
 }
 
 // startHealth serves only /healthz and /readyz on --addr, for a worker's
