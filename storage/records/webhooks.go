@@ -444,6 +444,7 @@ func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]
 // is dropped and ok is false.
 func (s *Store) ClaimDelivery(ctx context.Context, due DueDelivery, now time.Time, lease time.Duration) (d Delivery, ok bool, err error) {
 	d, err = s.UpdateDelivery(ctx, due.Account, due.Endpoint, due.ID, func(d *Delivery) error {
+		ok = false // the callback reruns after a lost race: only the winning write claims
 		if d.Status != DeliveryPending || d.NextAttemptAt == nil || d.NextAttemptAt.UnixMilli() != due.At.UnixMilli() {
 			return ErrNoChange
 		}

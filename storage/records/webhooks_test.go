@@ -2,6 +2,8 @@ package records_test
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,6 +118,31 @@ func TestWebhookRecords(t *testing.T) {
 				require.False(t, ok, "a stale entry is not claimed")
 				require.Equal(t, []string{other.ID}, dueIDs(t, s, now))
 				require.Contains(t, dueIDs(t, s, now.Add(2*time.Minute)), soon.ID, "retried after the lease")
+
+				// Racing claims of one due entry: exactly one wins.
+				racy := delivery("acme", "wh_9", "evt_race", now.Add(-time.Second))
+				require.NoError(t, s.CreateDelivery(ctx, racy))
+				var entry records.DueDelivery
+				dues, err := s.DueDeliveries(ctx, now, 100)
+				require.NoError(t, err)
+				for _, e := range dues {
+					if e.ID == racy.ID {
+						entry = e
+					}
+				}
+				require.Equal(t, racy.ID, entry.ID)
+				var wins atomic.Int32
+				var wg sync.WaitGroup
+				for range 8 {
+					wg.Go(func() {
+						_, ok, err := s.ClaimDelivery(ctx, entry, now, time.Minute)
+						if err == nil && ok {
+							wins.Add(1)
+						}
+					})
+				}
+				wg.Wait()
+				require.EqualValues(t, 1, wins.Load(), "one process sends a due delivery")
 
 				// Succeeding unschedules it.
 				_, err = s.UpdateDelivery(ctx, "acme", "wh_1", soon.ID, func(d *records.Delivery) error {
