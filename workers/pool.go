@@ -256,6 +256,14 @@ func (p *Pool) work(workCtx context.Context, d *queue.Delivery) {
 	defer p.wg.Done()
 	defer p.release(1)
 
+	if d.Attempt > p.cfg.MaxAttempts {
+		// Delivered past the limit without ever failing in a handler: the
+		// earlier attempts died with their process. Give up without running
+		// it again, so a job that crashes its worker cannot do so forever.
+		p.settle(workCtx, d, p.decide(d, errTooManyDeliveries, false))
+		return
+	}
+
 	hctx, cancel := context.WithCancelCause(workCtx)
 	defer cancel(nil)
 	extendDone := make(chan struct{})
@@ -303,6 +311,10 @@ func (p *Pool) call(ctx context.Context, d *queue.Delivery) (err error) {
 	}()
 	return p.h.Handle(ctx, d)
 }
+
+// errTooManyDeliveries is the reason of a job delivered more often than
+// MaxAttempts allows, its earlier attempts lost with their processes.
+var errTooManyDeliveries = apiary.Permanent(apiary.E(apiary.KindPermanent, "the job's earlier attempts ended with their worker; it was not started again"))
 
 // action is what becomes of a delivery.
 type action int

@@ -516,3 +516,41 @@ func TestStopBeforeRun(t *testing.T) {
 	require.NoError(t, p.Stop(t.Context()))
 	require.NoError(t, p.Run(t.Context()), "Run after Stop returns at once")
 }
+
+// TestJobThatKillsItsWorkerIsGivenUp models a job whose earlier deliveries
+// died with their processes (received, never settled): once it is delivered
+// more often than MaxAttempts, the pool gives up without running it again.
+func TestJobThatKillsItsWorkerIsGivenUp(t *testing.T) {
+	t.Parallel()
+	e := newPoolEnv(t, time.Second)
+	msg := e.enqueue(t)
+	for want := 1; want <= 2; want++ { // two "crashed" deliveries
+		var ds []*queue.Delivery
+		require.Eventually(t, func() bool {
+			var err error
+			ds, err = e.q.Receive(t.Context(), 1)
+			return err == nil && len(ds) == 1
+		}, waitFor, 10*time.Millisecond)
+		require.Equal(t, want, ds[0].Attempt)
+	}
+
+	var ran atomic.Int32
+	gaveUp := make(chan error, 1)
+	p, err := workers.NewPool(e.q, workers.HandlerFunc(func(context.Context, *queue.Delivery) error {
+		ran.Add(1)
+		return nil
+	}), workers.PoolConfig{MaxAttempts: 2, OnGiveUp: func(_ context.Context, d *queue.Delivery, err error) {
+		require.Equal(t, msg, d.Msg)
+		gaveUp <- err
+	}})
+	require.NoError(t, err)
+	runPool(t, p)
+	select {
+	case err := <-gaveUp:
+		require.True(t, apiary.IsPermanent(err))
+	case <-time.After(waitFor):
+		t.Fatal("the pool never gave up on the crash-looping job")
+	}
+	e.requireDrained(t)
+	require.Zero(t, ran.Load(), "the handler is not run a third time")
+}

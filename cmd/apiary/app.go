@@ -173,6 +173,9 @@ func (a *app) openQueue(ctx context.Context, awsCfg aws.Config) (queue.Queue, er
 			Client: sqsqueue.NewClient(awsCfg, a.cfg.SQSEndpoint),
 			Queue:  a.cfg.SQSQueue,
 			Lease:  a.cfg.Lease,
+			// The redrive backstop stays beyond the workers' own limit, so a
+			// job is marked failed (with its reason) before SQS parks it.
+			MaxReceiveCount: max(10, a.cfg.MaxAttempts+2),
 		})
 	}
 	return jsqueue.New(ctx, jsqueue.Config{Conn: a.nc, Lease: a.cfg.Lease, Replicas: a.cfg.NATSReplicas})
