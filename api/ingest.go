@@ -223,6 +223,17 @@ func (s *Server) abandon(ctx context.Context, job apiary.Job, reason string) {
 // failUnqueued marks a job that could not be enqueued as failed.
 func (s *Server) failUnqueued(ctx context.Context, job apiary.Job) {
 	s.dropStage(ctx, job)
+	if job.IdempotencyKey != "" {
+		// The client is told to retry: the same key must get a fresh attempt,
+		// not this failed job.
+		rctx, cancel := cleanupCtx(ctx)
+		err := s.deps.Records.ReleaseIdempotencyKey(rctx, job.Account, job.IdempotencyKey, job.ID)
+		cancel()
+		if err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "could not release idempotency key",
+				slog.String("account", string(job.Account)), slog.String("job_id", string(job.ID)), slog.String("error", err.Error()))
+		}
+	}
 	if j, ok := s.finish(ctx, job, apiary.JobFailed, "could not be queued"); ok {
 		s.publish(ctx, apiary.EventJobFailed, j)
 	}
@@ -250,7 +261,9 @@ func (s *Server) finish(ctx context.Context, job apiary.Job, status apiary.JobSt
 }
 
 // publish announces a job event; a failure is logged, not returned: the job
-// record is the truth and the event stream is a notification.
+// record is the truth and the event stream is a notification. A final event
+// that went out is recorded on the job (Notified), so that a worker picking
+// the job up later does not publish it again.
 func (s *Server) publish(ctx context.Context, typ apiary.EventType, j apiary.Job) {
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
@@ -258,6 +271,20 @@ func (s *Server) publish(ctx context.Context, typ apiary.EventType, j apiary.Job
 		s.log.LogAttrs(ctx, slog.LevelWarn, "could not publish job event",
 			slog.String("account", string(j.Account)), slog.String("job_id", string(j.ID)),
 			slog.String("type", string(typ)), slog.String("error", err.Error()))
+		return
+	}
+	if !j.Status.Final() {
+		return
+	}
+	if _, err := s.deps.Records.UpdateJob(ctx, j.Account, j.ID, func(j *apiary.Job) error {
+		if j.Notified {
+			return records.ErrNoChange
+		}
+		j.Notified = true
+		return nil
+	}); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "could not record the final event",
+			slog.String("account", string(j.Account)), slog.String("job_id", string(j.ID)), slog.String("error", err.Error()))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,4 +279,47 @@ func TestIngestEnqueueFailure(t *testing.T) {
 		evs, err := e.bus.Replay(ctx, events.Filter{Account: apiary.DefaultAccount, Job: jobs[0].ID}, 10)
 		return err == nil && len(evs) == 1 && evs[0].Type == apiary.EventJobFailed
 	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestIngestEnqueueFailureReleasesIdempotencyKey: the client is told to
+// retry, so a retry with the same Idempotency-Key gets a fresh attempt.
+func TestIngestEnqueueFailureReleasesIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	down := true
+	var mu sync.Mutex
+	e := newEnv(t, func(_ *Config, d *Deps) { d.Queue = &flakyQueue{queueIface: d.Queue, down: &down, mu: &mu} })
+	body := map[string]any{"documents": []map[string]any{{"id": "a", "text": "x"}}}
+	keyed := func() request {
+		r := jsonBody(body)
+		r.header = http.Header{"Idempotency-Key": {"retry-me"}}
+		return r
+	}
+	rec := e.do(http.MethodPost, "/v1/ingest", e.editor, keyed())
+	requireProblem(t, rec, http.StatusServiceUnavailable, "could not be queued")
+
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	rec = e.do(http.MethodPost, "/v1/ingest", e.editor, keyed())
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	require.Equal(t, apiary.JobQueued, decode[ingestResponse](t, rec).Status)
+	rec2 := e.do(http.MethodPost, "/v1/ingest", e.editor, keyed())
+	require.Equal(t, decode[ingestResponse](t, rec).JobID, decode[ingestResponse](t, rec2).JobID, "now the key is bound to the queued job")
+}
+
+// flakyQueue is the real queue whose Enqueue fails while down is set.
+type flakyQueue struct {
+	queueIface
+	mu   *sync.Mutex
+	down *bool
+}
+
+func (q *flakyQueue) Enqueue(ctx context.Context, m apiary.JobMessage) error {
+	q.mu.Lock()
+	down := *q.down
+	q.mu.Unlock()
+	if down {
+		return errors.New("queue unavailable")
+	}
+	return q.queueIface.Enqueue(ctx, m)
 }

@@ -105,6 +105,7 @@ func TestJobs(t *testing.T) {
 		stored, err := e.recs.Job(ctx, apiary.DefaultAccount, j3)
 		require.NoError(t, err)
 		require.Equal(t, apiary.JobCanceled, stored.Status)
+		require.True(t, stored.Notified, "a worker that picks the job up later does not publish a second final event")
 		evs, err := e.bus.Replay(ctx, events.Filter{Account: apiary.DefaultAccount, Job: j3}, 10)
 		require.NoError(t, err)
 		require.Len(t, evs, 2)
