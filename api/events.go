@@ -126,7 +126,7 @@ func lastEventID(c echo.Context) (uint64, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 63) // sequence numbers stay far below 2^63; larger would wrap
 	if err != nil {
 		return 0, apiary.E(apiary.KindInvalid, "Last-Event-ID must be the id of an event received earlier (a whole number)")
 	}
@@ -305,7 +305,7 @@ func (s *Server) listEvents(c echo.Context) error {
 	}
 	var after uint64
 	if v := c.QueryParam("after"); v != "" {
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+		if after, err = strconv.ParseUint(v, 10, 63); err != nil {
 			return apiary.E(apiary.KindInvalid, "after must be the next_cursor of an earlier page (a whole number)")
 		}
 	}

@@ -319,7 +319,7 @@ func TestJobEventsResumeWithLastEventID(t *testing.T) {
 		})
 	}
 
-	for _, bad := range []string{"abc", "-1", "1.5", "99999999999999999999999"} {
+	for _, bad := range []string{"abc", "-1", "1.5", "99999999999999999999999", "18446744073709551615"} {
 		rec := e.do(http.MethodGet, path, e.viewer, request{header: lastEventIDHeader(bad)})
 		requireProblem(t, rec, http.StatusBadRequest, "Last-Event-ID")
 	}
@@ -470,7 +470,7 @@ func TestListEvents(t *testing.T) {
 	require.Equal(t, foreign, other.Events[0].JobID)
 	require.Equal(t, []apiary.DocumentError{}, other.Events[0].Errors)
 
-	for _, q := range []string{"?after=x", "?after=-1", "?after=1.5"} {
+	for _, q := range []string{"?after=x", "?after=-1", "?after=1.5", "?after=18446744073709551615"} {
 		requireProblem(t, e.do(http.MethodGet, "/v1/events"+q, e.viewer), http.StatusBadRequest, "after must be")
 	}
 	for _, q := range []string{"?limit=0", "?limit=501", "?limit=x"} {
