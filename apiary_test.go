@@ -100,3 +100,13 @@ func TestNewJobEvent(t *testing.T) {
 	p, q := apiary.NewJobEvent(j, apiary.EventJobProgress), apiary.NewJobEvent(j, apiary.EventJobProgress)
 	require.NotEqual(t, p.ID, q.ID)
 }
+
+func TestMessage(t *testing.T) {
+	t.Parallel()
+	sdk := errors.New("operation error KMS: Decrypt, User: arn:aws:iam::1234:role/x is not authorized")
+	kms := apiary.Wrap(sdk, apiary.KindForbidden, "awskms: decrypt: key disabled or access denied")
+	require.Equal(t, "awskms: decrypt: key disabled or access denied", apiary.Message(fmt.Errorf("pipeline: %w", apiary.Permanent(kms))))
+	require.NotContains(t, apiary.Message(kms), "arn:")
+	require.Empty(t, apiary.Message(sdk))
+	require.Empty(t, apiary.Message(nil))
+}

@@ -164,3 +164,20 @@ func IsPermanent(err error) bool {
 	}
 	return false
 }
+
+// Message returns what may be shown to a caller about err: the message of the
+// outermost classified error in its chain that has one, "" when none has.
+// The causes below it (SDK errors, addresses, ARNs) stay out.
+func Message(err error) string {
+	for err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			return ""
+		}
+		if e.Msg != "" {
+			return e.Msg
+		}
+		err = e.Err
+	}
+	return ""
+}

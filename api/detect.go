@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/pipeline/extract"
 )
 
@@ -20,7 +21,7 @@ var canonicalType = map[extract.Format]string{
 func detectContentType(filename, contentType string) (string, error) {
 	f, err := extract.Detect(filename, contentType)
 	if err != nil {
-		return "", unsupportedMediaType("%s", publicMessage(err))
+		return "", unsupportedMediaType("%s", apiary.Message(err))
 	}
 	if ct, ok := canonicalType[f]; ok {
 		return ct, nil

@@ -90,7 +90,7 @@ func problemFor(err error, c echo.Context) problem {
 		p.cause = err
 		return p
 	}
-	p := newProblem(status, publicMessage(err))
+	p := newProblem(status, apiary.Message(err))
 	switch status {
 	case http.StatusTooManyRequests:
 		p.retryAfter = time.Second
@@ -104,21 +104,6 @@ func problemFor(err error, c echo.Context) problem {
 	return p
 }
 
-// publicMessage returns the first caller-safe message in err's chain: the
-// Msg of an *apiary.Error (never its cause, which may name internals).
-func publicMessage(err error) string {
-	for err != nil {
-		var e *apiary.Error
-		if !errors.As(err, &e) {
-			break
-		}
-		if e.Msg != "" {
-			return e.Msg
-		}
-		err = e.Err
-	}
-	return ""
-}
 
 // echoProblem turns echo's own errors into actionable messages.
 func echoProblem(he *echo.HTTPError, c echo.Context, err error) problem {

@@ -409,7 +409,7 @@ func checkDocuments(docs []apiary.Document, lim ingestLimits) error {
 	seen := make(map[apiary.DocumentID]int, len(docs))
 	for i, d := range docs {
 		if err := d.ID.Validate(); err != nil {
-			return apiary.E(apiary.KindInvalid, "documents[%d]: %s", i, publicMessage(err))
+			return apiary.E(apiary.KindInvalid, "documents[%d]: %s", i, apiary.Message(err))
 		}
 		if len(d.ID) > lim.maxIDLen {
 			return apiary.E(apiary.KindInvalid, "documents[%d]: document id is longer than %d bytes", i, lim.maxIDLen)

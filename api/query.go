@@ -50,7 +50,7 @@ func (req queryRequest) toQuery() (pipeline.Query, error) {
 	if req.Filter.DocumentID != "" {
 		id := apiary.DocumentID(req.Filter.DocumentID)
 		if err := id.Validate(); err != nil {
-			return pipeline.Query{}, apiary.E(apiary.KindInvalid, "filter.document_id: %s", publicMessage(err))
+			return pipeline.Query{}, apiary.E(apiary.KindInvalid, "filter.document_id: %s", apiary.Message(err))
 		}
 		q.Document = id
 	}

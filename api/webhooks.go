@@ -106,7 +106,7 @@ func (s *Server) checkWebhookURL(field, u string) error {
 		return apiary.E(apiary.KindInvalid, "%s is required, like https://example.com/hooks/apiary", field)
 	}
 	if err := safehttp.CheckURL(u, s.cfg.AllowPrivateWebhooks); err != nil {
-		return apiary.E(apiary.KindInvalid, "%s: %s", field, publicMessage(err))
+		return apiary.E(apiary.KindInvalid, "%s: %s", field, apiary.Message(err))
 	}
 	return nil
 }

@@ -29,8 +29,7 @@
 //   - Privacy of errors. No error carries document text, a key or a token.
 //
 // Concurrent Ingest calls for the same document are not serialized here:
-// the caller (the job queue) runs one job per document version, and a newer
-// version that lands mid-way is detected before the record is written. The
-// remaining window — two versions writing their records at the same moment
-// — would need a compare-and-swap on the record store.
+// the record is written with a compare-and-swap, so an older version never
+// replaces a newer one, and Search skips (and logs) chunks that do not open
+// with their document's key. Ingest's comment lists the windows that remain.
 package pipeline

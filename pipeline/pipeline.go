@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,7 +26,9 @@ import (
 type Docs interface {
 	// Document returns account's document id, or an error of kind NotFound.
 	Document(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) (apiary.DocumentRecord, error)
-	// PutDocument stores rec under rec.Account, replacing any earlier record.
+	// PutDocument stores rec under rec.Account, replacing a record of the
+	// same or an older version; Conflict when a newer version is stored
+	// (a compare-and-swap, so that an older version can never win a race).
 	PutDocument(ctx context.Context, rec apiary.DocumentRecord) error
 	// DeleteDocument removes account's document id; NotFound if there is none.
 	DeleteDocument(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) error
@@ -57,6 +61,9 @@ type Config struct {
 	// every Ingest of this Pipeline (queries are not queued behind them).
 	// Default 2.
 	EmbedConcurrency int
+	// Logger gets warnings the callers do not see, such as chunks a query
+	// skipped. Default: discard.
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +76,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.EmbedConcurrency == 0 {
 		c.EmbedConcurrency = DefaultEmbedConcurrency
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -154,6 +164,28 @@ func recordAAD(account apiary.AccountID, doc apiary.DocumentID) []byte {
 // a document that will never ingest (unsupported type, bad UTF-8, no text),
 // TooLarge, Conflict when a newer version is already stored, and the ports'
 // kinds otherwise. They never include document text.
+//
+// Races between versions: the record is written with a compare-and-swap
+// (Docs.PutDocument), so an older version that finishes after a newer one is
+// refused, removes the chunks it wrote and returns Conflict; it never
+// replaces the newer record nor deletes the newer chunks through that path.
+// A job of the version already stored (a redelivery) reuses the record's data
+// key and rewrites the same chunk ids, so its chunks stay readable.
+//
+// Remaining windows, which a per-job claim in the workers narrows:
+//   - Two first attempts of the same version at once, on a document whose
+//     record is not yet of that version, each generate a data key; their
+//     chunk writes interleave, the last record written wins, and some chunks
+//     are sealed with the losing key. Search skips (and logs) chunks that do
+//     not open, so queries still answer; the skipped chunks stay unfound
+//     until the document is ingested again (a redelivery of that version
+//     rewrites every chunk under the record's key).
+//   - After its record is written, Ingest removes every chunk of another
+//     version (the port's DeleteDocument keeps one version). If a newer
+//     version writes its record between this one's record write and that
+//     removal, the newer version's chunks are removed too, until it is
+//     ingested again. Closing this needs the vector store to remove only
+//     versions older than a given one.
 func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document) (apiary.DocumentRecord, error) {
 	account := job.Account
 	if err := account.Validate(); err != nil {
@@ -201,15 +233,6 @@ func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Docume
 		}
 	}
 
-	// A newer version may have landed while this one was embedding: leave it
-	// be, and remove what this attempt wrote.
-	if cur, err := p.docs.Document(ctx, account, doc.ID); err == nil && cur.Version > job.Version {
-		if err := p.vecs.DeleteDocument(ctx, account, doc.ID, cur.Version); err != nil {
-			return fail(fmt.Errorf("remove superseded chunks: %w", err))
-		}
-		return fail(superseded())
-	}
-
 	sealedMeta, err := p.sealRecord(account, doc.ID, title, doc.Metadata, dk.Plaintext)
 	if err != nil {
 		return fail(err)
@@ -232,6 +255,13 @@ func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Docume
 		rec.CreatedAt = existing.CreatedAt
 	}
 	if err := p.docs.PutDocument(ctx, rec); err != nil {
+		if apiary.KindOf(err) == apiary.KindConflict {
+			// A newer version landed while this one was embedding: leave
+			// it be, and remove what this attempt wrote.
+			if derr := p.removeSuperseded(ctx, account, doc.ID, job.Version); derr != nil {
+				return fail(derr)
+			}
+		}
 		return fail(fmt.Errorf("write record: %w", err))
 	}
 	if err := p.vecs.DeleteDocument(ctx, account, doc.ID, job.Version); err != nil {
@@ -242,6 +272,20 @@ func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Docume
 
 func superseded() error {
 	return apiary.E(apiary.KindConflict, "superseded by a newer version")
+}
+
+// removeSuperseded removes the chunks of version of account's document once
+// a newer version's record is stored, keeping the newer version's. When the
+// stored record is not newer (it was deleted meanwhile) it removes nothing.
+func (p *Pipeline) removeSuperseded(ctx context.Context, account apiary.AccountID, doc apiary.DocumentID, version uint64) error {
+	cur, err := p.docs.Document(ctx, account, doc)
+	if err != nil || cur.Version <= version {
+		return nil // nothing newer to keep; leftover chunks stay invisible to Search
+	}
+	if err := p.vecs.DeleteDocument(ctx, account, doc, cur.Version); err != nil {
+		return fmt.Errorf("remove superseded chunks: %w", err)
+	}
+	return nil
 }
 
 // text returns the document's text, its title and its size in bytes.
@@ -414,6 +458,11 @@ type openDoc struct {
 
 // Search returns up to q.TopK chunks of account closest to q.Text, best
 // first. Invalid for an empty query or a TopK outside 1..100 (0 means 5).
+//
+// A chunk that does not open with its document's current key (sealed by a
+// losing concurrent attempt, see Ingest) is skipped, not an error: the query
+// fetches further hits to fill TopK, and one warning per query names the
+// account and the documents concerned.
 func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query) ([]Result, error) {
 	if err := account.Validate(); err != nil {
 		return nil, err
@@ -443,10 +492,6 @@ func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query
 	if len(q.Metadata) > 0 {
 		k = min(q.TopK*metadataOverfetch, maxFetch)
 	}
-	hits, err := p.vecs.Search(ctx, account, vecs[0], k, storage.VectorFilter{Document: q.Document})
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: search: %w", err)
-	}
 
 	docs := make(map[apiary.DocumentID]*openDoc)
 	defer func() {
@@ -454,47 +499,90 @@ func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query
 			encrypt.Wipe(d.key)
 		}
 	}()
-	results := make([]Result, 0, min(len(hits), q.TopK))
-	for _, h := range hits {
-		if len(results) == q.TopK {
-			break
-		}
-		if h.Account != account {
-			continue // a store that broke its promise; never show another account's chunk
-		}
-		d, err := p.openDocument(ctx, account, h.Document, docs)
+	results := make([]Result, 0, q.TopK)
+	seen := make(map[apiary.ChunkID]bool)
+	var unopened []apiary.DocumentID // a document per chunk that did not open
+	for {
+		hits, err := p.vecs.Search(ctx, account, vecs[0], k, storage.VectorFilter{Document: q.Document})
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: search: %w", err)
 		}
-		if d.gone || h.Version != d.rec.Version {
-			continue // deleted, or an older or not yet committed version
+		skipped := len(unopened)
+		for _, h := range hits {
+			if len(results) == q.TopK {
+				break
+			}
+			if seen[h.ChunkID] {
+				continue // looked at by an earlier, smaller fetch
+			}
+			seen[h.ChunkID] = true
+			r, ok, err := p.openHit(ctx, account, h, q.Metadata, docs)
+			switch {
+			case errors.Is(err, errUnopened):
+				unopened = append(unopened, h.Document)
+			case err != nil:
+				return nil, fmt.Errorf("pipeline: search: %w", err)
+			case ok:
+				results = append(results, r)
+			}
 		}
-		plain, err := encrypt.Open(d.key, h.Sealed, chunkAAD(account, h.Document, h.ChunkID))
-		if err != nil {
-			return nil, fmt.Errorf("pipeline: search: open chunk %s: %w", h.ChunkID, err)
+		// Chunks that did not open took places in this fetch: fetch more to
+		// fill TopK, when the store may hold more.
+		if len(results) == q.TopK || len(unopened) == skipped || len(hits) < k || k >= maxFetch {
+			break
 		}
-		var c sealedChunk
-		err = json.Unmarshal(plain, &c)
-		encrypt.Wipe(plain)
-		if err != nil {
-			return nil, apiary.E(apiary.KindOther, "pipeline: search: chunk %s is malformed", h.ChunkID)
-		}
-		if !matches(c.Metadata, q.Metadata) {
-			continue
-		}
-		if c.Metadata == nil {
-			c.Metadata = map[string]string{}
-		}
-		results = append(results, Result{
-			DocumentID: h.Document,
-			ChunkID:    h.ChunkID,
-			Text:       c.Text,
-			Score:      h.Score,
-			Metadata:   c.Metadata,
-			Title:      d.title,
-		})
+		k = min(k*2, maxFetch)
+	}
+	if len(unopened) > 0 {
+		slices.Sort(unopened)
+		p.cfg.Logger.WarnContext(ctx, "pipeline: search skipped chunks that do not open with their document's key",
+			"account", string(account), "documents", slices.Compact(unopened), "chunks", len(unopened))
 	}
 	return results, nil
+}
+
+// errUnopened marks a chunk that does not open with its document's key.
+var errUnopened = errors.New("chunk does not open with its document's key")
+
+// openHit opens one hit for a query. ok is false for a hit the query does
+// not show: another account's, a deleted document's, another version's, or
+// one the metadata filter drops. A chunk that does not open with its
+// document's key (see Ingest) gives an error that is errUnopened.
+func (p *Pipeline) openHit(ctx context.Context, account apiary.AccountID, h storage.Hit, filter map[string]string, docs map[apiary.DocumentID]*openDoc) (r Result, ok bool, err error) {
+	if h.Account != account {
+		return Result{}, false, nil // a store that broke its promise; never show another account's chunk
+	}
+	d, err := p.openDocument(ctx, account, h.Document, docs)
+	if err != nil {
+		return Result{}, false, err
+	}
+	if d.gone || h.Version != d.rec.Version {
+		return Result{}, false, nil // deleted, or an older or not yet committed version
+	}
+	plain, err := encrypt.Open(d.key, h.Sealed, chunkAAD(account, h.Document, h.ChunkID))
+	if err != nil {
+		return Result{}, false, fmt.Errorf("open chunk %s: %w: %w", h.ChunkID, errUnopened, err)
+	}
+	var c sealedChunk
+	err = json.Unmarshal(plain, &c)
+	encrypt.Wipe(plain)
+	if err != nil {
+		return Result{}, false, apiary.E(apiary.KindOther, "chunk %s is malformed", h.ChunkID)
+	}
+	if !matches(c.Metadata, filter) {
+		return Result{}, false, nil
+	}
+	if c.Metadata == nil {
+		c.Metadata = map[string]string{}
+	}
+	return Result{
+		DocumentID: h.Document,
+		ChunkID:    h.ChunkID,
+		Text:       c.Text,
+		Score:      h.Score,
+		Metadata:   c.Metadata,
+		Title:      d.title,
+	}, true, nil
 }
 
 // openDocument returns what is known of account's document id, reading its

@@ -3,8 +3,10 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"github.com/apiaryhq/apiary/pipeline"
 	"github.com/apiaryhq/apiary/pipeline/chunk"
 	"github.com/apiaryhq/apiary/pipeline/embed/local"
+	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/pipeline/encrypt/keyring"
 	"github.com/apiaryhq/apiary/storage"
 	vlocal "github.com/apiaryhq/apiary/storage/local"
@@ -222,14 +225,19 @@ func TestRedeliveredSameVersionIsIdempotent(t *testing.T) {
 	require.Equal(t, want, ids1)
 }
 
-// failingDocs fails PutDocument while fail is set: a worker that crashes
-// after writing vectors but before its record.
+// failingDocs fails PutDocument while fail is set (a worker that crashes
+// after writing vectors but before its record), and can run a hook once,
+// before a PutDocument goes through.
 type failingDocs struct {
 	pipeline.Docs
-	fail atomic.Bool
+	fail   atomic.Bool
+	before atomic.Pointer[func()]
 }
 
 func (f *failingDocs) PutDocument(ctx context.Context, rec apiary.DocumentRecord) error {
+	if hook := f.before.Swap(nil); hook != nil {
+		(*hook)()
+	}
 	if f.fail.Load() {
 		return apiary.E(apiary.KindUnavailable, "record store down")
 	}
@@ -328,29 +336,103 @@ func TestOlderVersionConflicts(t *testing.T) {
 	require.Equal(t, apiary.DocumentID("doc"), res[0].DocumentID)
 }
 
+// A newer version lands while an older one is in flight: before the older
+// one's chunk writes, or after its last look at the record and before its
+// record write (where the record store's compare-and-swap refuses it). The
+// older one returns Conflict and removes its own chunks only.
 func TestNewerVersionLandsMidway(t *testing.T) {
 	t.Parallel()
-	var cv *countingVectors
-	e := newEnv(t, func(c *envConfig) {
-		c.vecs = func(v storage.VectorStore) storage.VectorStore { cv = &countingVectors{VectorStore: v}; return cv }
-	})
-	ctx := t.Context()
-	var rec2 apiary.DocumentRecord
-	hook := func() { rec2 = e.ingest(t, "acme", 2, apiary.Document{ID: "doc", Text: databases}) }
-	cv.before.Store(&hook)
+	for _, tt := range []struct {
+		name string
+		hook func(*countingVectors, *failingDocs) *atomic.Pointer[func()]
+	}{
+		{"before the chunk writes", func(cv *countingVectors, _ *failingDocs) *atomic.Pointer[func()] { return &cv.before }},
+		{"before the record write", func(_ *countingVectors, fd *failingDocs) *atomic.Pointer[func()] { return &fd.before }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var cv *countingVectors
+			var fd *failingDocs
+			e := newEnv(t, func(c *envConfig) {
+				c.vecs = func(v storage.VectorStore) storage.VectorStore { cv = &countingVectors{VectorStore: v}; return cv }
+				c.docs = func(d pipeline.Docs) pipeline.Docs { fd = &failingDocs{Docs: d}; return fd }
+			})
+			ctx := t.Context()
+			var rec2 apiary.DocumentRecord
+			hook := func() { rec2 = e.ingest(t, "acme", 2, apiary.Document{ID: "doc", Text: databases}) }
+			at := tt.hook(cv, fd)
+			at.Store(&hook)
 
-	_, err := e.p.Ingest(ctx, job("acme", 1), apiary.Document{ID: "doc", Text: longText("tomato", 5)})
-	require.Equal(t, apiary.KindConflict, apiary.KindOf(err), "%v", err)
+			_, err := e.p.Ingest(ctx, job("acme", 1), apiary.Document{ID: "doc", Text: longText("tomato", 5)})
+			require.Equal(t, apiary.KindConflict, apiary.KindOf(err), "%v", err)
+			require.Nil(t, at.Load(), "the hook did not run")
 
-	got, err := e.docs.Document(ctx, "acme", "doc")
-	require.NoError(t, err)
-	require.Equal(t, uint64(2), got.Version)
-	require.Equal(t, rec2.Chunks, e.count(t, "acme", "doc"), "version 1 chunks left behind")
-	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato words", TopK: 100})
-	require.NoError(t, err)
-	for _, r := range res {
-		require.NotContains(t, r.Text, "tomato")
+			got, err := e.docs.Document(ctx, "acme", "doc")
+			require.NoError(t, err)
+			require.Equal(t, uint64(2), got.Version)
+			require.Equal(t, rec2.WrappedKey, got.WrappedKey)
+			require.Equal(t, rec2.Chunks, e.count(t, "acme", "doc"), "version 1 chunks left behind, or version 2 chunks removed")
+			res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "database index", TopK: 100})
+			require.NoError(t, err)
+			require.Len(t, res, rec2.Chunks)
+			for _, r := range res {
+				require.NotContains(t, r.Text, "tomato")
+			}
+		})
 	}
+}
+
+// A chunk sealed with another key than its record's (two attempts of one
+// version racing, see Ingest) or damaged is skipped: the query answers from
+// the other chunks, fills TopK, and logs one warning without text.
+func TestSearchSkipsChunksThatDoNotOpen(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	e := newEnv(t, func(c *envConfig) { c.cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	ctx := t.Context()
+	rec := e.ingest(t, "acme", 1, apiary.Document{ID: "doc", Text: longText("tomato", 20)})
+	require.Greater(t, rec.Chunks, 7)
+	e.ingest(t, "acme", 1, apiary.Document{ID: "other", Text: gardening})
+
+	// Replace the two best hits for the query in place, by chunk id.
+	const topK = 3
+	hits, err := e.vecs.Search(ctx, "acme", queryVector(t, "tomato"), topK, storage.VectorFilter{Document: "doc"})
+	require.NoError(t, err)
+	require.Len(t, hits, topK)
+	garbage, losing := hits[0].VectorRecord, hits[1].VectorRecord
+	garbage.Sealed = bytes.Repeat([]byte{0xAB}, 64)
+	losing.Sealed, err = encrypt.Seal(bytes.Repeat([]byte{7}, encrypt.KeySize), []byte(`{"text":"tomato"}`),
+		encrypt.AAD("acme", "doc", string(losing.ChunkID)))
+	require.NoError(t, err)
+	require.NoError(t, e.vecs.Upsert(ctx, "acme", []storage.VectorRecord{garbage, losing}))
+	bad := []apiary.ChunkID{garbage.ChunkID, losing.ChunkID}
+
+	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato", TopK: topK, Document: "doc"})
+	require.NoError(t, err)
+	require.Len(t, res, topK, "TopK not filled from the remaining hits")
+	for _, r := range res {
+		require.NotContains(t, bad, r.ChunkID)
+		require.Contains(t, r.Text, "tomato")
+	}
+	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato", TopK: 100})
+	require.NoError(t, err)
+	require.Len(t, res, rec.Chunks-len(bad)+e.count(t, "acme", "other"))
+
+	var lines []map[string]any
+	for line := range strings.Lines(logs.String()) {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &m))
+		lines = append(lines, m)
+	}
+	require.Len(t, lines, 2, "one warning per query:\n%s", logs.String())
+	for _, m := range lines {
+		require.Equal(t, "WARN", m["level"])
+		require.Equal(t, "acme", m["account"])
+		require.Equal(t, []any{"doc"}, m["documents"])
+		require.EqualValues(t, len(bad), m["chunks"])
+	}
+	require.NotContains(t, logs.String(), "tomato", "document text in a log line")
+	require.NotContains(t, logs.String(), string(bad[0]), "only account and document ids are logged")
 }
 
 func TestAccountsAreIsolated(t *testing.T) {

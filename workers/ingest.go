@@ -177,7 +177,9 @@ func (h *IngestHandler) ingestAll(ctx context.Context, job apiary.Job, docs []ap
 			case err == nil, errors.Is(err, apiary.ErrConflict):
 				// Conflict: a newer version of the document is already stored.
 			case apiary.IsPermanent(err):
-				reason = err.Error()
+				if reason = apiary.Message(err); reason == "" {
+					reason = "the document could not be processed"
+				}
 			default:
 				return err
 			}
@@ -272,14 +274,14 @@ func (h *IngestHandler) GiveUp(ctx context.Context, d *queue.Delivery, cause err
 }
 
 // failureReason is what a failed job says about its cause: the classified
-// message when there is one, otherwise a generic line (an unclassified error
-// may come from a dependency and is logged, not shown).
+// message when there is one, otherwise a generic line. The causes below a
+// classified message (SDK errors, addresses, ARNs) are logged, not shown.
 func failureReason(err error, attempts int) string {
-	var e *apiary.Error
-	if errors.As(err, &e) {
-		return fmt.Sprintf("failed after %d attempt(s): %s", attempts, err.Error())
+	msg := apiary.Message(err)
+	if msg == "" {
+		msg = "internal error"
 	}
-	return fmt.Sprintf("failed after %d attempt(s): internal error", attempts)
+	return fmt.Sprintf("failed after %d attempt(s): %s", attempts, msg)
 }
 
 func finalEvent(job apiary.Job) apiary.Event {

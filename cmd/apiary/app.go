@@ -112,6 +112,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	a.pipe, err = pipeline.New(pipeline.Config{
 		Chunk:            chunk.Config{Size: cfg.ChunkSize, Overlap: cfg.ChunkOverlap},
 		MaxDocumentBytes: cfg.BodyLimitMiB << 20,
+		Logger:           log,
 	}, emb, a.keys, a.vecs, a.recs)
 	if err != nil {
 		return nil, err

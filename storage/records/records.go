@@ -114,17 +114,6 @@ func create(ctx context.Context, kv storage.KV, key, what string, v any) error {
 	return nil
 }
 
-func put(ctx context.Context, kv storage.KV, key, what string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("records: encode %s: %w", what, err)
-	}
-	if _, err := kv.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("records: put %s: %w", what, err)
-	}
-	return nil
-}
-
 // --- accounts ---
 
 // CreateAccount stores a new account; Conflict if the id is taken.
@@ -399,12 +388,36 @@ func (s *Store) Document(ctx context.Context, account apiary.AccountID, id apiar
 	return d, err
 }
 
-// PutDocument stores rec under its account, replacing any earlier record.
+// PutDocument stores rec under its account unless a newer version is stored:
+// a compare-and-swap that creates the record when there is none, replaces one
+// whose Version is rec.Version or older (the same version is a redelivered
+// job), and refuses with Conflict when the stored Version is greater.
+// Concurrent puts of different versions end with the greatest one stored.
 func (s *Store) PutDocument(ctx context.Context, rec apiary.DocumentRecord) error {
 	if rec.Account == "" {
 		return apiary.E(apiary.KindInvalid, "document record has no account")
 	}
-	return put(ctx, s.docs, scopedKey(rec.Account, string(rec.ID)), "document", rec)
+	key := scopedKey(rec.Account, string(rec.ID))
+	for {
+		_, err := update(ctx, s.docs, key, "document", func(cur *apiary.DocumentRecord) error {
+			if cur.Version > rec.Version {
+				return apiary.E(apiary.KindConflict, "document %q has a newer version", string(rec.ID))
+			}
+			*cur = rec
+			return nil
+		})
+		if !errors.Is(err, apiary.ErrNotFound) {
+			return err
+		}
+		err = create(ctx, s.docs, key, "document", rec)
+		if !errors.Is(err, apiary.ErrConflict) {
+			return err
+		}
+		// Created by someone else since the read: compare with theirs.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }
 
 // DeleteDocument removes account's document record; NotFound if there is none.

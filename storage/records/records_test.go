@@ -177,6 +177,53 @@ func TestRecords(t *testing.T) {
 				require.ErrorIs(t, s.DeleteDocument(ctx, "acme", "x.y.z"), apiary.ErrNotFound)
 				require.ErrorIs(t, s.PutDocument(ctx, apiary.DocumentRecord{ID: "no-account"}), apiary.ErrInvalid)
 			})
+			t.Run("document puts never replace a newer version", func(t *testing.T) {
+				t.Parallel()
+				s, ctx := open(t, newKVS), context.Background()
+				put := func(v uint64, job apiary.JobID) error {
+					return s.PutDocument(ctx, apiary.DocumentRecord{ID: "doc", Account: "acme", Version: v, Job: job})
+				}
+				require.NoError(t, put(2, "job_a"), "created when absent")
+				err := put(1, "job_b")
+				require.ErrorIs(t, err, apiary.ErrConflict)
+				require.EqualError(t, err, `document "doc" has a newer version`)
+				got, err := s.Document(ctx, "acme", "doc")
+				require.NoError(t, err)
+				require.Equal(t, uint64(2), got.Version)
+				require.Equal(t, apiary.JobID("job_a"), got.Job, "a refused put wrote")
+
+				require.NoError(t, put(2, "job_c"), "the same version replaces (a redelivered job)")
+				got, err = s.Document(ctx, "acme", "doc")
+				require.NoError(t, err)
+				require.Equal(t, apiary.JobID("job_c"), got.Job)
+				require.NoError(t, put(3, "job_d"))
+				got, err = s.Document(ctx, "acme", "doc")
+				require.NoError(t, err)
+				require.Equal(t, uint64(3), got.Version)
+
+				// Versions 1..8 at once, on a document nobody created yet: the
+				// creates race too. Whatever the order, 8 is what stays, and
+				// every refused put says Conflict.
+				var wg sync.WaitGroup
+				errs := make(chan error, 8)
+				for v := range uint64(8) {
+					wg.Go(func() {
+						err := s.PutDocument(ctx, apiary.DocumentRecord{ID: "raced", Account: "acme", Version: v + 1})
+						if err != nil && !errors.Is(err, apiary.ErrConflict) {
+							errs <- err
+						}
+					})
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					require.NoError(t, err)
+				}
+				got, err = s.Document(ctx, "acme", "raced")
+				require.NoError(t, err)
+				require.Equal(t, uint64(8), got.Version)
+				require.ErrorIs(t, s.PutDocument(ctx, apiary.DocumentRecord{ID: "raced", Account: "acme", Version: 7}), apiary.ErrConflict)
+			})
 			t.Run("accounts and tokens", func(t *testing.T) {
 				t.Parallel()
 				s, ctx := open(t, newKVS), context.Background()

@@ -418,7 +418,9 @@ func classify(ctx context.Context, err error, retryAfter time.Duration, format s
 			return apiary.Wrap(err, apiary.KindForbidden, "%s: key disabled or access denied", msg)
 		case "UnrecognizedClientException", "InvalidClientTokenId", "IncompleteSignature",
 			"MissingAuthenticationToken", "ExpiredTokenException", "SignatureDoesNotMatch":
-			return apiary.Wrap(err, apiary.KindUnauthenticated, "%s: bad credentials", msg)
+			// Apiary's own AWS credentials, not the caller's: an outage for
+			// the caller, a configuration problem for the operator.
+			return apiary.Wrap(err, apiary.KindUnavailable, "%s: the service's AWS credentials were refused", msg)
 		case "AlreadyExistsException", "ConflictException":
 			return apiary.Wrap(err, apiary.KindConflict, "%s", msg)
 		case "ValidationException", "InvalidAliasNameException", "InvalidArnException", "TagException",

@@ -342,7 +342,7 @@ func TestThrottlingRetriedThenUnavailable(t *testing.T) {
 		"KMSInternalException":        apiary.KindUnavailable,
 		"AccessDeniedException":       apiary.KindForbidden,
 		"IncorrectKeyException":       apiary.KindPermanent,
-		"UnrecognizedClientException": apiary.KindUnauthenticated,
+		"UnrecognizedClientException": apiary.KindUnavailable,
 	} {
 		before := tr.count("Decrypt")
 		tr.inject(code)

@@ -571,7 +571,9 @@ func classify(ctx context.Context, err error, format string, args ...any) error 
 			return apiary.Wrap(err, apiary.KindForbidden, "%s", msg)
 		case "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch",
 			"MissingAuthenticationToken", "ExpiredToken", "InvalidSecurity", "IncompleteSignature":
-			return apiary.Wrap(err, apiary.KindUnauthenticated, "%s", msg)
+			// Apiary's own AWS credentials, not the caller's: an outage for
+			// the caller, a configuration problem for the operator.
+			return apiary.Wrap(err, apiary.KindUnavailable, "%s: the service's AWS credentials were refused", msg)
 		case "InvalidParameterValue", "InvalidAttributeName", "InvalidAttributeValue", "InvalidMessageContents",
 			"MissingParameter", "UnsupportedOperation", "ValidationError", "InvalidAddress":
 			return apiary.Wrap(err, apiary.KindInvalid, "%s", msg)

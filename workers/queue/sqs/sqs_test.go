@@ -400,7 +400,7 @@ func TestErrorKinds(t *testing.T) {
 		{fault{400, "RequestThrottled"}, apiary.KindUnavailable, true},
 		{fault{400, "ThrottlingException"}, apiary.KindUnavailable, true},
 		{fault{400, "AccessDeniedException"}, apiary.KindForbidden, false},
-		{fault{400, "InvalidClientTokenId"}, apiary.KindUnauthenticated, false},
+		{fault{400, "InvalidClientTokenId"}, apiary.KindUnavailable, false},
 		{fault{500, "InternalError"}, apiary.KindUnavailable, false},
 	} {
 		tr.fault.Store(&tc.fault)
