@@ -104,7 +104,6 @@ func problemFor(err error, c echo.Context) problem {
 	return p
 }
 
-
 // echoProblem turns echo's own errors into actionable messages.
 func echoProblem(he *echo.HTTPError, c echo.Context, err error) problem {
 	req := c.Request()
