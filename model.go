@@ -100,6 +100,11 @@ type Job struct {
 	// Done lists the documents already finished, so that a redelivered job
 	// skips them and its counts stay exact.
 	Done []DocumentID `json:"done,omitempty"`
+	// Owner names the worker run that holds the job while it runs, until
+	// LeaseUntil; another delivery of the same job waits instead of running
+	// it a second time at once.
+	Owner      string     `json:"owner,omitempty"`
+	LeaseUntil *time.Time `json:"lease_until,omitempty"`
 	// Enqueued is set once the job's message is on the queue; a queued job
 	// without it (the API stopped between the two writes) is queued again by
 	// the workers' sweeper.

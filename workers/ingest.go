@@ -37,6 +37,10 @@ type IngestConfig struct {
 	// FinalTimeout bounds the final status write and event, which run even
 	// when the job's context is canceled. Default 10 s.
 	FinalTimeout time.Duration
+	// Lease is how long a running job stays with its worker run without a
+	// renewal (renewed every Lease/3). Use the queue's lease, so that after a
+	// crash the job is free again when the queue delivers it again. Default 60 s.
+	Lease time.Duration
 	Logger       *slog.Logger
 }
 
@@ -49,6 +53,9 @@ func (c *IngestConfig) setDefaults() {
 	}
 	if c.FinalTimeout <= 0 {
 		c.FinalTimeout = 10 * time.Second
+	}
+	if c.Lease <= 0 {
+		c.Lease = 60 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -89,13 +96,21 @@ func (h *IngestHandler) Handle(ctx context.Context, d *queue.Delivery) error {
 	}
 
 	started := false
+	owner := apiary.RandomID("run_")
+	var busyUntil time.Time
 	job, err = h.records.UpdateJob(ctx, account, id, func(j *apiary.Job) error {
 		if j.Status.Final() {
 			return records.ErrNoChange
 		}
-		started = j.Status == apiary.JobQueued
 		now := time.Now().UTC()
+		if j.Owner != "" && j.LeaseUntil != nil && j.LeaseUntil.After(now) {
+			busyUntil = *j.LeaseUntil
+			return errBusy
+		}
+		started = j.Status == apiary.JobQueued
+		until := now.Add(h.cfg.Lease)
 		j.Status = apiary.JobRunning
+		j.Owner, j.LeaseUntil = owner, &until
 		j.Attempts = max(j.Attempts+1, d.Attempt)
 		j.UpdatedAt = now
 		if j.StartedAt == nil {
@@ -103,12 +118,19 @@ func (h *IngestHandler) Handle(ctx context.Context, d *queue.Delivery) error {
 		}
 		return nil
 	})
+	if errors.Is(err, errBusy) {
+		// Another delivery of this job is running it: come back when its
+		// lease would have run out.
+		return apiary.RetryAfter(fmt.Errorf("workers: job %s is running on another worker", id), time.Until(busyUntil)+time.Second)
+	}
 	if err != nil {
 		return err
 	}
 	if job.Status.Final() {
 		return h.finish(ctx, job)
 	}
+	ctx, stopHolding := h.hold(ctx, job, owner)
+	defer stopHolding()
 	if started {
 		h.publish(ctx, job, apiary.EventJobStarted)
 	}
@@ -147,6 +169,63 @@ func (h *IngestHandler) Handle(ctx context.Context, d *queue.Delivery) error {
 		return err
 	}
 	return h.finish(ctx, job)
+}
+
+// errBusy ends a start attempt on a job another worker run holds.
+var errBusy = errors.New("workers: job held by another run")
+
+// errLostJob cancels a run whose job was taken over by another run.
+var errLostJob = errors.New("workers: the job's lease passed to another run")
+
+// hold renews owner's lease on job every Lease/3 until the returned stop is
+// called; stop also releases the lease, so that a failed run's job is free
+// for its retry at once. If another run has taken the job over, the
+// returned context is canceled.
+func (h *IngestHandler) hold(ctx context.Context, job apiary.Job, owner string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	renew := func(ctx context.Context, release bool) {
+		_, err := h.records.UpdateJob(ctx, job.Account, job.ID, func(j *apiary.Job) error {
+			if j.Owner != owner {
+				return errLostJob
+			}
+			if release || j.Status.Final() {
+				j.Owner, j.LeaseUntil = "", nil
+				return nil
+			}
+			until := time.Now().UTC().Add(h.cfg.Lease)
+			j.LeaseUntil = &until
+			return nil
+		})
+		if errors.Is(err, errLostJob) {
+			cancel(errLostJob)
+		} else if err != nil {
+			h.cfg.Logger.Warn("renew job lease", "job", job.ID, "err", err)
+		}
+	}
+	wg.Go(func() {
+		t := time.NewTicker(h.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				renew(ctx, false)
+			}
+		}
+	})
+	return ctx, func() {
+		close(done)
+		wg.Wait()
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.FinalTimeout)
+		renew(rctx, true)
+		rcancel()
+		cancel(nil)
+	}
 }
 
 // ingestAll runs the job's unfinished documents, DocConcurrency at a time,
@@ -254,11 +333,18 @@ func (h *IngestHandler) finish(ctx context.Context, job apiary.Job) error {
 func (h *IngestHandler) GiveUp(ctx context.Context, d *queue.Delivery, cause error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.FinalTimeout)
 	defer cancel()
+	heldElsewhere := false
 	job, err := h.records.UpdateJob(ctx, d.Msg.Account, d.Msg.Job, func(j *apiary.Job) error {
 		if j.Status.Final() {
 			return records.ErrNoChange
 		}
 		now := time.Now().UTC()
+		if j.Owner != "" && j.LeaseUntil != nil && j.LeaseUntil.After(now) {
+			// This delivery gives up, but another run holds the job and
+			// will finish it (or free it when it dies).
+			heldElsewhere = true
+			return records.ErrNoChange
+		}
 		j.Status = apiary.JobFailed
 		j.Error = failureReason(cause, d.Attempt)
 		j.UpdatedAt, j.FinishedAt = now, &now
@@ -266,6 +352,10 @@ func (h *IngestHandler) GiveUp(ctx context.Context, d *queue.Delivery, cause err
 	})
 	if err != nil {
 		h.cfg.Logger.Error("mark job failed", "job", d.Msg.Job, "account", d.Msg.Account, "err", err)
+		return
+	}
+	if heldElsewhere {
+		h.cfg.Logger.Info("a duplicate delivery gave up; the job runs elsewhere", "job", d.Msg.Job, "account", d.Msg.Account)
 		return
 	}
 	if err := h.finish(ctx, job); err != nil {

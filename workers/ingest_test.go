@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -312,4 +313,59 @@ func TestSweeperQueuesJobsThatMissedTheQueue(t *testing.T) {
 	require.NoError(t, e.handler.Handle(ctx, ds[0]))
 	require.NoError(t, e.q.Ack(ctx, ds[0]))
 	require.Equal(t, apiary.JobSucceeded, e.job(t, missed.ID).Status)
+}
+
+// TestDuplicateDeliveryWaitsForTheRunningOne: two deliveries of one job (an
+// at-least-once queue may hand out both) never run it at the same time; the
+// second waits, and giving it up does not fail the job the first is running.
+func TestDuplicateDeliveryWaitsForTheRunningOne(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	j := e.submit(t, doc("a", "first document"), doc("b", "second document"))
+	inside, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e.ingest.beforeDoc = func(apiary.DocumentID) {
+		once.Do(func() {
+			close(inside)
+			<-release
+		})
+	}
+	first := make(chan error, 1)
+	go func() { first <- e.handler.Handle(ctx, delivery(j, 1)) }()
+	<-inside
+
+	err := e.handler.Handle(ctx, delivery(j, 2))
+	require.Error(t, err)
+	require.False(t, apiary.IsPermanent(err), "the duplicate is retried later, not dropped")
+	delay, ok := apiary.RetryDelay(err)
+	require.True(t, ok)
+	require.Positive(t, delay)
+	e.handler.GiveUp(ctx, delivery(j, 9), err)
+	require.Equal(t, apiary.JobRunning, e.job(t, j.ID).Status, "giving up a duplicate leaves the running job alone")
+
+	close(release)
+	require.NoError(t, <-first)
+	got := e.job(t, j.ID)
+	require.Equal(t, apiary.JobSucceeded, got.Status)
+	require.EqualValues(t, 2, e.ingest.calls.Load(), "each document ran once")
+	require.Empty(t, got.Owner, "a finished run lets go of the job")
+
+	// The duplicate's retry now finds the job finished and changes nothing.
+	require.NoError(t, e.handler.Handle(ctx, delivery(j, 3)))
+	require.EqualValues(t, 2, e.ingest.calls.Load())
+}
+
+// TestFailedRunFreesTheJob: a run that fails lets go of the job, so its retry
+// (or the pool's give-up) need not wait for the lease to run out.
+func TestFailedRunFreesTheJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	e.ingest.failOnce["a"] = apiary.RetryAfter(errors.New("embedder overloaded"), time.Second)
+	j := e.submit(t, doc("a", "one"))
+	require.Error(t, e.handler.Handle(ctx, delivery(j, 1)))
+	require.Empty(t, e.job(t, j.ID).Owner)
+	e.handler.GiveUp(ctx, delivery(j, 5), apiary.E(apiary.KindUnavailable, "embedder unavailable"))
+	require.Equal(t, apiary.JobFailed, e.job(t, j.ID).Status)
 }

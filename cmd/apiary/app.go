@@ -26,6 +26,7 @@ import (
 	"github.com/apiaryhq/apiary/storage/milvus"
 	"github.com/apiaryhq/apiary/storage/natskv"
 	"github.com/apiaryhq/apiary/storage/records"
+	"github.com/apiaryhq/apiary/workers"
 	"github.com/apiaryhq/apiary/workers/events/natsbus"
 	"github.com/apiaryhq/apiary/workers/queue"
 	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
@@ -201,6 +202,17 @@ func (a *app) openVectors(ctx context.Context, dim int) (storage.VectorStore, er
 		}
 	})
 	return vs, nil
+}
+
+// newPool returns the ingestion worker pool over the app's queue.
+func (a *app) newPool(log *slog.Logger) (*workers.Pool, error) {
+	handler := workers.NewIngestHandler(workers.IngestConfig{Lease: a.cfg.Lease, Logger: log}, a.recs, a.stager, a.pipe, a.bus)
+	return workers.NewPool(a.queue, handler, workers.PoolConfig{
+		Concurrency: a.cfg.Workers,
+		MaxAttempts: a.cfg.MaxAttempts,
+		OnGiveUp:    handler.GiveUp,
+		Logger:      log,
+	})
 }
 
 // ready reports whether the process can serve: NATS is connected.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/api"
-	"github.com/apiaryhq/apiary/workers"
 )
 
 // benchOptions are the flags of `apiary bench` beyond the engine flags.
@@ -115,8 +114,7 @@ func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 	if err != nil {
 		return 0, err
 	}
-	handler := workers.NewIngestHandler(workers.IngestConfig{Logger: log}, a.recs, a.stager, a.pipe, a.bus)
-	pool, err := workers.NewPool(a.queue, handler, workers.PoolConfig{Concurrency: cfg.Workers, MaxAttempts: cfg.MaxAttempts, OnGiveUp: handler.GiveUp, Logger: log})
+	pool, err := a.newPool(log)
 	if err != nil {
 		return 0, err
 	}

@@ -50,14 +50,7 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 	}
 	var poolDone chan struct{}
 	if role != roleAPI {
-		handler := workers.NewIngestHandler(workers.IngestConfig{Logger: log}, a.recs, a.stager, a.pipe, a.bus)
-		pool, err = workers.NewPool(a.queue, handler, workers.PoolConfig{
-			Concurrency: cfg.Workers,
-			MaxAttempts: cfg.MaxAttempts,
-			OnGiveUp:    handler.GiveUp,
-			Logger:      log,
-		})
-		if err != nil {
+		if pool, err = a.newPool(log); err != nil {
 			return err
 		}
 		poolDone = make(chan struct{})
