@@ -110,3 +110,13 @@ func TestMessage(t *testing.T) {
 	require.Empty(t, apiary.Message(sdk))
 	require.Empty(t, apiary.Message(nil))
 }
+
+func TestIDsIncreaseWithinAMillisecond(t *testing.T) {
+	t.Parallel()
+	prev := apiary.NewJobID()
+	for range 10_000 {
+		next := apiary.NewJobID()
+		require.Less(t, string(prev), string(next))
+		prev = next
+	}
+}

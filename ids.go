@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -44,13 +45,42 @@ var lowerB32 = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPaddin
 
 // sortableID returns prefix + 26 base32 characters: 48 bits of milliseconds
 // since the epoch followed by 80 random bits, so ids sort by creation time.
+// Within one process they are strictly increasing: an id made in the same
+// millisecond as the one before it takes the previous random bits plus one.
 func sortableID(prefix string, now time.Time) string {
 	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	if _, err := rand.Read(b[6:]); err != nil {
+	ms := uint64(now.UnixMilli())
+	idMu.Lock()
+	if ms <= idLastMs {
+		ms = idLastMs
+		idLast = incr80(idLast)
+	} else if _, err := rand.Read(idLast[:]); err != nil {
+		idMu.Unlock()
 		panic("apiary: crypto/rand failed: " + err.Error())
 	}
+	idLastMs = ms
+	binary.BigEndian.PutUint64(b[:8], ms<<16)
+	copy(b[6:], idLast[:])
+	idMu.Unlock()
 	return prefix + lowerB32.EncodeToString(b[:])
+}
+
+var (
+	idMu     sync.Mutex
+	idLastMs uint64
+	idLast   [10]byte
+)
+
+// incr80 adds one to a big-endian 80-bit number (wrapping, which 80 random
+// bits make practically unreachable).
+func incr80(r [10]byte) [10]byte {
+	for i := len(r) - 1; i >= 0; i-- {
+		r[i]++
+		if r[i] != 0 {
+			break
+		}
+	}
+	return r
 }
 
 // RandomID returns prefix followed by a time-sortable random suffix.

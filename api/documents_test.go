@@ -43,6 +43,7 @@ func TestQuery(t *testing.T) {
 			"query": "honey bees", "filter": map[string]any{"metadata": map[string]any{"topic": "chemistry"}}}))
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		require.NotContains(t, rec.Body.String(), "nectar")
+		require.Contains(t, rec.Body.String(), "Iron", "the chemistry document is found, and only it")
 	})
 	t.Run("other account sees its own only", func(t *testing.T) {
 		rec := e.do(http.MethodPost, "/v1/query", otherAdmin, jsonBody(map[string]any{"query": "honey bees", "top_k": 100}))

@@ -356,7 +356,7 @@ func TestConcurrencyNeverExceedsLimit(t *testing.T) {
 
 func TestLongHandlerKeepsItsLease(t *testing.T) {
 	t.Parallel()
-	const lease = time.Second
+	const lease = 2 * time.Second
 	e := newPoolEnv(t, lease)
 	var calls atomic.Int64
 	p, err := workers.NewPool(e.q, workers.HandlerFunc(func(ctx context.Context, _ *queue.Delivery) error {

@@ -265,7 +265,7 @@ func TestEndToEndRetriesAcrossRestart(t *testing.T) {
 	rc := newReceiver(t, 500, 500, 200)
 	w, secret := r.endpoint("acme", rc.URL+"/hook", apiary.EventJobSucceeded)
 	// A long second delay, so that the restart surely falls between attempts.
-	cfg := fast(webhook.Config{Schedule: []time.Duration{0, 300 * time.Millisecond, 50 * time.Millisecond, time.Hour}, Jitter: -1})
+	cfg := fast(webhook.Config{Schedule: []time.Duration{0, 3 * time.Second, 50 * time.Millisecond, time.Hour}, Jitter: -1})
 	stop := r.start(cfg)
 
 	job := r.runJob("acme", "")

@@ -30,8 +30,8 @@ import (
 // Leases given to the factory: short so that redelivery cases stay quick,
 // long enough that a loaded machine acks well within them.
 const (
-	shortLease = 1 * time.Second
-	lease      = 2 * time.Second
+	shortLease = 2 * time.Second
+	lease      = 3 * time.Second
 )
 
 // opTimeout bounds every single queue call of the suite.
