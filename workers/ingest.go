@@ -40,8 +40,8 @@ type IngestConfig struct {
 	// Lease is how long a running job stays with its worker run without a
 	// renewal (renewed every Lease/3). Use the queue's lease, so that after a
 	// crash the job is free again when the queue delivers it again. Default 60 s.
-	Lease time.Duration
-	Logger       *slog.Logger
+	Lease  time.Duration
+	Logger *slog.Logger
 }
 
 func (c *IngestConfig) setDefaults() {
