@@ -180,12 +180,9 @@ func recordAAD(account apiary.AccountID, doc apiary.DocumentID) []byte {
 //     not open, so queries still answer; the skipped chunks stay unfound
 //     until the document is ingested again (a redelivery of that version
 //     rewrites every chunk under the record's key).
-//   - After its record is written, Ingest removes every chunk of another
-//     version (the port's DeleteDocument keeps one version). If a newer
-//     version writes its record between this one's record write and that
-//     removal, the newer version's chunks are removed too, until it is
-//     ingested again. Closing this needs the vector store to remove only
-//     versions older than a given one.
+//   - After its record is written, Ingest removes the chunks of older
+//     versions only (the port's DeleteDocument keeps keep and newer), so a
+//     newer version written meanwhile is never touched.
 func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document) (apiary.DocumentRecord, error) {
 	account := job.Account
 	if err := account.Validate(); err != nil {

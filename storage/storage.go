@@ -82,8 +82,9 @@ type VectorStore interface {
 	// Upsert writes records by ChunkID, replacing any with the same id.
 	// Every record's Account must equal account (Invalid otherwise).
 	Upsert(ctx context.Context, account apiary.AccountID, recs []VectorRecord) error
-	// DeleteDocument removes the document's chunks whose version is not keep
-	// (keep 0 removes them all).
+	// DeleteDocument removes the document's chunks of versions older than
+	// keep (keep 0 removes them all). Newer versions stay: a slow writer of
+	// an old version can never remove what a newer one wrote.
 	DeleteDocument(ctx context.Context, account apiary.AccountID, doc apiary.DocumentID, keep uint64) error
 	// Search returns up to k records closest to vec by cosine similarity, best first.
 	Search(ctx context.Context, account apiary.AccountID, vec []float32, k int, f VectorFilter) ([]Hit, error)

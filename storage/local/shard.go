@@ -86,19 +86,19 @@ func (sh *shard) unindex(doc apiary.DocumentID, id apiary.ChunkID) {
 // hasOtherVersion reports whether deleteDocument(doc, keep) would remove anything.
 func (sh *shard) hasOtherVersion(doc apiary.DocumentID, keep uint64) bool {
 	for id := range sh.docs[doc] {
-		if keep == 0 || sh.ents[sh.ids[id]].rec.Version != keep {
+		if keep == 0 || sh.ents[sh.ids[id]].rec.Version < keep {
 			return true
 		}
 	}
 	return false
 }
 
-// deleteDocument removes doc's records whose version is not keep (all when
-// keep is 0) and returns how many and the live size they took.
+// deleteDocument removes doc's records of versions older than keep (all
+// when keep is 0) and returns how many and the live size they took.
 func (sh *shard) deleteDocument(doc apiary.DocumentID, keep uint64) (n int, freed int64) {
 	for id := range sh.docs[doc] {
 		i := sh.ids[id]
-		if keep != 0 && sh.ents[i].rec.Version == keep {
+		if keep != 0 && sh.ents[i].rec.Version >= keep {
 			continue
 		}
 		freed += sh.ents[i].size

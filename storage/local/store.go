@@ -230,8 +230,8 @@ func (sc scope) upsert(recs []storage.VectorRecord) {
 	}
 }
 
-// deleteDocument removes doc's records whose version is not keep (all when
-// keep is 0) and returns how many it removed. The caller holds s.mu for
+// deleteDocument removes doc's records of versions older than keep (all
+// when keep is 0) and returns how many it removed. The caller holds s.mu for
 // writing, or is replaying.
 func (sc scope) deleteDocument(doc apiary.DocumentID, keep uint64) int {
 	sh := sc.s.accounts[sc.account]
@@ -313,7 +313,7 @@ func validRecord(r *storage.VectorRecord) error {
 	return nil
 }
 
-// DeleteDocument removes the document's chunks whose version is not keep
+// DeleteDocument removes the document's chunks of versions older than keep
 // (keep 0 removes them all), durably. Deleting nothing is not an error.
 func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, doc apiary.DocumentID, keep uint64) error {
 	if err := ctx.Err(); err != nil {

@@ -15,8 +15,8 @@ type scope struct {
 	account apiary.AccountID
 	// document, when set, narrows to one document's chunks.
 	document apiary.DocumentID
-	// exceptVersion, when non-zero, excludes that version of the document.
-	exceptVersion uint64
+	// olderThan, when non-zero, narrows to the document's versions below it.
+	olderThan uint64
 }
 
 // filter validates s and returns its boolean expression. The account clause
@@ -34,15 +34,15 @@ func (s scope) filter() (string, error) {
 		}
 		b.WriteString(" && " + fieldDocument + " == " + quote(string(s.document)))
 	}
-	if s.exceptVersion != 0 {
+	if s.olderThan != 0 {
 		if s.document == "" {
 			return "", apiary.E(apiary.KindInvalid, "a version filter needs a document")
 		}
-		v, err := version(s.exceptVersion)
+		v, err := version(s.olderThan)
 		if err != nil {
 			return "", err
 		}
-		b.WriteString(" && " + fieldVersion + " != " + strconv.FormatInt(v, 10))
+		b.WriteString(" && " + fieldVersion + " < " + strconv.FormatInt(v, 10))
 	}
 	return b.String(), nil
 }

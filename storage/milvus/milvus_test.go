@@ -332,12 +332,12 @@ func TestScopeFilter(t *testing.T) {
 	}{
 		{"account", scope{account: "acc"}, `account == "acc"`, 0},
 		{"document", scope{account: "acc", document: `d"x`}, `account == "acc" && document == "d\"x"`, 0},
-		{"except", scope{account: "acc", document: "d", exceptVersion: 3}, `account == "acc" && document == "d" && version != 3`, 0},
+		{"older than", scope{account: "acc", document: "d", olderThan: 3}, `account == "acc" && document == "d" && version < 3`, 0},
 		{"no account", scope{}, "", apiary.KindInvalid},
 		{"bad account", scope{account: `a" || "`}, "", apiary.KindInvalid},
 		{"bad document", scope{account: "acc", document: "a\nb"}, "", apiary.KindInvalid},
-		{"version without document", scope{account: "acc", exceptVersion: 1}, "", apiary.KindInvalid},
-		{"huge version", scope{account: "acc", document: "d", exceptVersion: math.MaxUint64}, "", apiary.KindInvalid},
+		{"version without document", scope{account: "acc", olderThan: 1}, "", apiary.KindInvalid},
+		{"huge version", scope{account: "acc", document: "d", olderThan: math.MaxUint64}, "", apiary.KindInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

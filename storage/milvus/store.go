@@ -400,7 +400,7 @@ func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, do
 	if doc == "" {
 		return apiary.E(apiary.KindInvalid, "milvus: delete document: document id is required")
 	}
-	expr, err := (scope{account: account, document: doc, exceptVersion: keep}).filter()
+	expr, err := (scope{account: account, document: doc, olderThan: keep}).filter()
 	if err != nil {
 		return fmt.Errorf("milvus: delete document: %w", err)
 	}
