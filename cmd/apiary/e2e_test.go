@@ -88,7 +88,12 @@ func startRole(t *testing.T, role, dataDir, token string, extra ...string) *serv
 	s.cmd.Stderr = s.stderr
 	require.NoError(t, s.cmd.Start())
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() { s.kill() })
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			t.Logf("apiary %s stderr:\n%s", role, s.stderr.String())
+		}
+	})
 	ready := func() bool {
 		if role == "worker" && !strings.Contains(s.stderr.String(), "workers started") {
 			return false

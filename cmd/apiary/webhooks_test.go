@@ -15,26 +15,26 @@ import (
 	"github.com/apiaryhq/apiary/api"
 )
 
-// hookSink is a webhook receiver: it answers with the given statuses in
-// turn (then 200) and keeps every request it got.
+// hookSink is a webhook receiver: on each path it answers with that path's
+// statuses in turn (then 200), and keeps every request it got.
 type hookSink struct {
 	*httptest.Server
 	mu       sync.Mutex
-	statuses []int
+	statuses map[string][]int
 	headers  []http.Header
 	bodies   [][]byte
 	paths    []string
 }
 
-func newHookSink(t *testing.T, statuses ...int) *hookSink {
+func newHookSink(t *testing.T, statuses map[string][]int) *hookSink {
 	h := &hookSink{statuses: statuses}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
 		h.headers, h.bodies, h.paths = append(h.headers, r.Header.Clone()), append(h.bodies, b), append(h.paths, r.URL.Path)
 		status := http.StatusOK
-		if len(h.statuses) > 0 {
-			status, h.statuses = h.statuses[0], h.statuses[1:]
+		if st := h.statuses[r.URL.Path]; len(st) > 0 {
+			status, h.statuses[r.URL.Path] = st[0], st[1:]
 		}
 		h.mu.Unlock()
 		w.WriteHeader(status)
@@ -63,7 +63,7 @@ func TestServeWebhooks(t *testing.T) {
 	require.NoError(t, err)
 	dataDir := t.TempDir()
 	s := startServer(t, dataDir, token, "--allow-private-webhooks")
-	sink := newHookSink(t, http.StatusInternalServerError)
+	sink := newHookSink(t, map[string][]int{"/endpoint": {http.StatusInternalServerError}})
 
 	var hook struct {
 		ID     string `json:"id"`
@@ -83,8 +83,23 @@ func TestServeWebhooks(t *testing.T) {
 		map[string]any{"documents": tourDocs[:1], "webhook_url": sink.URL + "/job"}, &accepted))
 	require.Equal(t, "succeeded", s.waitJob(token, accepted.JobID, 60*time.Second).Status)
 
-	// The endpoint's first attempt fails (500); restart between attempts.
-	require.Eventually(t, func() bool { h, _ := sink.on("/endpoint"); return len(h) == 1 }, 30*time.Second, 20*time.Millisecond)
+	// The endpoint's first attempt fails (500) and is recorded; restart
+	// between attempts.
+	type deliveryList struct {
+		Deliveries []struct {
+			Status   string `json:"status"`
+			Attempts []struct {
+				StatusCode int `json:"status_code"`
+			} `json:"attempts"`
+		} `json:"deliveries"`
+	}
+	require.Eventually(t, func() bool {
+		var l deliveryList
+		code := s.call(token, http.MethodGet, "/v1/webhooks/"+hook.ID+"/deliveries", nil, &l)
+		return code == http.StatusOK && len(l.Deliveries) == 1 && len(l.Deliveries[0].Attempts) == 1
+	}, 30*time.Second, 20*time.Millisecond)
+	h, _ := sink.on("/endpoint")
+	require.Len(t, h, 1)
 	s.stop()
 	s = startServer(t, dataDir, token, "--allow-private-webhooks")
 	require.Eventually(t, func() bool { h, _ := sink.on("/endpoint"); return len(h) == 2 }, 60*time.Second, 50*time.Millisecond,
@@ -111,14 +126,7 @@ func TestServeWebhooks(t *testing.T) {
 	m := verify(def.Secret, headers[0], bodies[0])
 	require.Equal(t, accepted.JobID, m["data"].(map[string]any)["job_id"])
 
-	var list struct {
-		Deliveries []struct {
-			Status   string `json:"status"`
-			Attempts []struct {
-				StatusCode int `json:"status_code"`
-			} `json:"attempts"`
-		} `json:"deliveries"`
-	}
+	var list deliveryList
 	require.Eventually(t, func() bool {
 		code := s.call(token, http.MethodGet, "/v1/webhooks/"+hook.ID+"/deliveries", nil, &list)
 		return code == http.StatusOK && len(list.Deliveries) == 1 && list.Deliveries[0].Status == "succeeded"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -127,12 +128,23 @@ func (b *KV) Delete(ctx context.Context, key string) error {
 	return translate(b.kv.Delete(ctx, key), "delete", b.subject(key))
 }
 
+// listTimeout bounds a Keys call whose context has no deadline.
+const listTimeout = 30 * time.Second
+
 // Keys returns the keys that start with prefix, sorted. The server filters
 // on the prefix up to its last '.', this side on the rest, so "acct1."
 // never matches "acct10.x".
 func (b *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
 	if !storage.ValidKeyPrefix(prefix) {
 		return nil, invalidKey("keys", prefix)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// A listing is a watcher that ends when the server says it has sent
+		// every key; if that word never comes (a stream still recovering),
+		// it must not wait forever.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, listTimeout)
+		defer cancel()
 	}
 	var (
 		lister jetstream.KeyLister

@@ -278,7 +278,11 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 // free slot, while the global limit allows. A busy endpoint's deliveries
 // are skipped, not waited for, so they delay no one else.
 func (d *Dispatcher) startDue(ctx context.Context) {
-	due, err := d.recs.DueDeliveries(ctx, time.Now(), 10000)
+	// Bounded: a listing that gets no answer (a store still recovering after
+	// a restart) must not stall the scheduler; the next tick tries again.
+	lctx, cancel := context.WithTimeout(ctx, d.cfg.PollInterval+10*time.Second)
+	due, err := d.recs.DueDeliveries(lctx, time.Now(), 10000)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			d.cfg.Logger.Warn("list due webhook deliveries", "err", err)
