@@ -4,8 +4,8 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"time"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
