@@ -109,8 +109,8 @@ func TestDistributedKillWorker(t *testing.T) {
 	// Kill one worker once work is under way.
 	require.Eventually(t, func() bool {
 		var j jobView
-		require.Equal(t, http.StatusOK, apiProc.call(token, http.MethodGet, "/v1/jobs/"+jobIDs[0], nil, &j))
-		return j.Counts.DocumentsDone > 0
+		code, err := apiProc.try(token, http.MethodGet, "/v1/jobs/"+jobIDs[0], nil, &j)
+		return err == nil && code == http.StatusOK && j.Counts.DocumentsDone > 0
 	}, 2*time.Minute, 20*time.Millisecond)
 	w1.kill()
 

@@ -135,30 +135,49 @@ func (s *server) stop() {
 	}
 }
 
-// call sends a JSON request with token and decodes the JSON answer into out.
+// call sends a JSON request with token, decodes the JSON answer into out
+// and returns the status code; any transport or decoding error fails the test.
 func (s *server) call(token, method, path string, body, out any) int {
 	s.t.Helper()
+	code, err := s.try(token, method, path, body, out)
+	require.NoError(s.t, err)
+	return code
+}
+
+// try is call without failing the test: for conditions polled from another
+// goroutine (require.Eventually), where a test may not be failed.
+func (s *server) try(token, method, path string, body, out any) (int, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
-		require.NoError(s.t, err)
+		if err != nil {
+			return 0, err
+		}
 		r = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, s.base+path, r)
-	require.NoError(s.t, err)
+	if err != nil {
+		return 0, err
+	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(s.t, err)
+	if err != nil {
+		return 0, err
+	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	require.NoError(s.t, err)
-	if out != nil && len(raw) > 0 {
-		require.NoError(s.t, json.Unmarshal(raw, out), "body: %s", raw)
+	if err != nil {
+		return 0, err
 	}
-	return resp.StatusCode
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("body %s: %w", raw, err)
+		}
+	}
+	return resp.StatusCode, nil
 }
 
 type jobView struct {
@@ -173,9 +192,8 @@ func (s *server) waitJob(token, id string, timeout time.Duration) jobView {
 	s.t.Helper()
 	var j jobView
 	require.Eventually(s.t, func() bool {
-		code := s.call(token, http.MethodGet, "/v1/jobs/"+id, nil, &j)
-		require.Equal(s.t, http.StatusOK, code)
-		return apiary.JobStatus(j.Status).Final()
+		code, err := s.try(token, http.MethodGet, "/v1/jobs/"+id, nil, &j)
+		return err == nil && code == http.StatusOK && apiary.JobStatus(j.Status).Final()
 	}, timeout, 100*time.Millisecond, "job %s never finished", id)
 	return j
 }
@@ -301,8 +319,8 @@ func TestServeSurvivesKill9(t *testing.T) {
 
 	var j jobView
 	require.Eventually(t, func() bool {
-		require.Equal(t, http.StatusOK, s.call(token, http.MethodGet, "/v1/jobs/"+accepted.JobID, nil, &j))
-		return j.Counts.DocumentsDone >= 5
+		code, err := s.try(token, http.MethodGet, "/v1/jobs/"+accepted.JobID, nil, &j)
+		return err == nil && code == http.StatusOK && j.Counts.DocumentsDone >= 5
 	}, 60*time.Second, 5*time.Millisecond)
 	require.Less(t, j.Counts.DocumentsDone, n, "the job finished before it could be killed; make documents bigger")
 	s.kill()

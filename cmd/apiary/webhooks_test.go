@@ -95,8 +95,8 @@ func TestServeWebhooks(t *testing.T) {
 	}
 	require.Eventually(t, func() bool {
 		var l deliveryList
-		code := s.call(token, http.MethodGet, "/v1/webhooks/"+hook.ID+"/deliveries", nil, &l)
-		return code == http.StatusOK && len(l.Deliveries) == 1 && len(l.Deliveries[0].Attempts) == 1
+		code, err := s.try(token, http.MethodGet, "/v1/webhooks/"+hook.ID+"/deliveries", nil, &l)
+		return err == nil && code == http.StatusOK && len(l.Deliveries) == 1 && len(l.Deliveries[0].Attempts) == 1
 	}, 30*time.Second, 20*time.Millisecond)
 	h, _ := sink.on("/endpoint")
 	require.Len(t, h, 1)
@@ -128,8 +128,8 @@ func TestServeWebhooks(t *testing.T) {
 
 	var list deliveryList
 	require.Eventually(t, func() bool {
-		code := s.call(token, http.MethodGet, "/v1/webhooks/"+hook.ID+"/deliveries", nil, &list)
-		return code == http.StatusOK && len(list.Deliveries) == 1 && list.Deliveries[0].Status == "succeeded"
+		code, err := s.try(token, http.MethodGet, "/v1/webhooks/"+hook.ID+"/deliveries", nil, &list)
+		return err == nil && code == http.StatusOK && len(list.Deliveries) == 1 && list.Deliveries[0].Status == "succeeded"
 	}, 30*time.Second, 50*time.Millisecond)
 	require.Len(t, list.Deliveries[0].Attempts, 2)
 	require.Equal(t, 500, list.Deliveries[0].Attempts[0].StatusCode)
