@@ -214,16 +214,18 @@ func TestIngestHandler(t *testing.T) {
 			docs = append(docs, doc(fmt.Sprintf("d%d", i), strings.Repeat("word ", 50)))
 		}
 		j := e.submit(t, docs...)
+		cancelErr := make(chan error, 1) // the hook runs on a handler goroutine
 		e.ingest.beforeDoc = func(id apiary.DocumentID) {
 			if id == "d2" {
 				_, err := e.recs.UpdateJob(ctx, "acme", j.ID, func(j *apiary.Job) error {
 					j.Status = apiary.JobCanceled
 					return nil
 				})
-				require.NoError(t, err)
+				cancelErr <- err
 			}
 		}
 		require.NoError(t, e.handler.Handle(ctx, delivery(j, 1)))
+		require.NoError(t, <-cancelErr)
 		got := e.job(t, j.ID)
 		require.Equal(t, apiary.JobCanceled, got.Status)
 		require.Less(t, e.ingest.calls.Load(), int64(6))
@@ -277,7 +279,10 @@ func TestPoolRunsIngestJobs(t *testing.T) {
 		jobs = append(jobs, j)
 	}
 	for _, j := range jobs {
-		require.Eventually(t, func() bool { return e.job(t, j.ID).Status == apiary.JobSucceeded }, 30*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool {
+			got, err := e.recs.Job(ctx, "acme", j.ID)
+			return err == nil && got.Status == apiary.JobSucceeded
+		}, 30*time.Second, 20*time.Millisecond)
 	}
 }
 
