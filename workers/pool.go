@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/workers/queue"
@@ -370,7 +369,7 @@ func (p *Pool) settle(ctx context.Context, d *queue.Delivery, o outcome) {
 		if p.cfg.OnGiveUp != nil {
 			p.cfg.OnGiveUp(ctx, d, o.err)
 		}
-		err = p.q.Term(ctx, d, truncate(o.reason, 512))
+		err = p.q.Term(ctx, d, queue.Reason(o.reason))
 	}
 	if err != nil {
 		// The lease runs out and the queue delivers it again.
@@ -432,15 +431,4 @@ func (p *Pool) Stop(ctx context.Context) error {
 
 func logAttrs(d *queue.Delivery, kv ...any) []any {
 	return append([]any{"account", d.Msg.Account, "job", d.Msg.Job, "attempt", d.Attempt}, kv...)
-}
-
-// truncate cuts s to at most n bytes without splitting a character.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

@@ -17,6 +17,7 @@ package queue
 import (
 	"context"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apiaryhq/apiary"
 )
@@ -67,4 +68,21 @@ type BatchEnqueuer interface {
 	// delivery is at least once anyway, and a message stored twice is
 	// handled as a redelivery. An empty msgs is a no-op.
 	EnqueueBatch(ctx context.Context, msgs []apiary.JobMessage) error
+}
+
+// MaxReasonLen bounds the reason given to Term; adapters store it with the
+// dead letter.
+const MaxReasonLen = 512
+
+// Reason cuts a Term reason to MaxReasonLen bytes without splitting a UTF-8
+// character.
+func Reason(s string) string {
+	n := MaxReasonLen
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -39,7 +39,6 @@ import (
 	"regexp"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -63,8 +62,6 @@ const (
 	maxWait = 20 * time.Second
 	// dlqRetention keeps dead letters as long as SQS allows (14 days).
 	dlqRetention = 14 * 24 * time.Hour
-	// maxReasonLen bounds the reason attribute of a dead letter.
-	maxReasonLen = 1024
 	// maxAckBatchWindow bounds Config.AckBatchWindow: an ack held longer
 	// eats into the lease for little gain.
 	maxAckBatchWindow = time.Second
@@ -494,7 +491,7 @@ func (q *Queue) deadLetter(ctx context.Context, r *receipt, attempt int, reason 
 		reason = "terminated"
 	}
 	attrs := map[string]types.MessageAttributeValue{
-		ReasonAttribute: {DataType: aws.String("String"), StringValue: aws.String(truncate(reason, maxReasonLen))},
+		ReasonAttribute: {DataType: aws.String("String"), StringValue: aws.String(queue.Reason(reason))},
 	}
 	if attempt > 0 {
 		attrs[AttemptAttribute] = types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(attempt))}
@@ -533,16 +530,6 @@ func ceilSeconds(d time.Duration) int32 {
 }
 
 func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
 
 // classify translates an SDK error into the root package's kinds.
 func classify(ctx context.Context, err error, format string, args ...any) error {

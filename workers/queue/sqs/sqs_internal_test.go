@@ -36,8 +36,4 @@ func TestVisibilityBounds(t *testing.T) {
 	} {
 		require.Equal(t, want, ceilSeconds(d), "ceilSeconds(%s)", d)
 	}
-
-	require.Equal(t, "abc", truncate("abcdef", 3))
-	require.Equal(t, "a", truncate("aé", 2), "never cut inside a rune")
-	require.Equal(t, "aé", truncate("aé", 3))
 }
