@@ -126,46 +126,36 @@ func envOr(flagName, def string) string {
 	return def
 }
 
-func envInt(flagName string, def int) int {
-	if v, ok := os.LookupEnv(envName(flagName)); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-		badEnv = append(badEnv, fmt.Errorf("%s=%q is not a whole number", envName(flagName), v))
+// envParse returns flagName's APIARY_* variable parsed by parse, or def when
+// it is unset; an unparsable value is recorded for Validate (saying it is not
+// what) and def is used.
+func envParse[T any](flagName string, def T, parse func(string) (T, error), what string) T {
+	v, ok := os.LookupEnv(envName(flagName))
+	if !ok {
+		return def
 	}
-	return def
+	x, err := parse(v)
+	if err != nil {
+		badEnv = append(badEnv, fmt.Errorf("%s=%q is not %s", envName(flagName), v, what))
+		return def
+	}
+	return x
+}
+
+func envInt(flagName string, def int) int {
+	return envParse(flagName, def, strconv.Atoi, "a whole number")
 }
 
 func envFloat(flagName string, def float64) float64 {
-	if v, ok := os.LookupEnv(envName(flagName)); ok {
-		if n, err := strconv.ParseFloat(v, 64); err == nil {
-			return n
-		}
-		badEnv = append(badEnv, fmt.Errorf("%s=%q is not a number", envName(flagName), v))
-	}
-	return def
+	return envParse(flagName, def, func(v string) (float64, error) { return strconv.ParseFloat(v, 64) }, "a number")
 }
 
 func envDur(flagName string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(envName(flagName)); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-		badEnv = append(badEnv, fmt.Errorf("%s=%q is not a duration (like 30s or 5m)", envName(flagName), v))
-	}
-	return def
+	return envParse(flagName, def, time.ParseDuration, "a duration (like 30s or 5m)")
 }
 
 func envBool(flagName string) bool {
-	v, ok := os.LookupEnv(envName(flagName))
-	if !ok {
-		return false
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		badEnv = append(badEnv, fmt.Errorf("%s=%q is not true or false", envName(flagName), v))
-	}
-	return b
+	return envParse(flagName, false, strconv.ParseBool, "true or false")
 }
 
 // badEnv collects unparsable environment values; Validate reports them.
