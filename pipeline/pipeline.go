@@ -297,7 +297,7 @@ func (p *Pipeline) text(doc apiary.Document) (text, title string, size int, err 
 		if err != nil {
 			return "", "", size, err
 		}
-		t, extracted, err := extract.Extract(f, doc.Raw)
+		t, extracted, err := extract.Extract(f, doc.Raw, p.cfg.MaxDocumentBytes)
 		if err != nil {
 			return "", "", size, err
 		}

@@ -610,6 +610,7 @@ func TestIngestRejects(t *testing.T) {
 		{"bad utf-8 raw", job("acme", 1), apiary.Document{ID: "d.txt", Raw: []byte(secret + "\xff")}, apiary.KindInvalid, "not valid UTF-8"},
 		{"bad json", job("acme", 1), apiary.Document{ID: "d.json", Raw: []byte(`{"a": ` + secret)}, apiary.KindInvalid, "extract json"},
 		{"too large", job("acme", 1), apiary.Document{ID: "d", Text: strings.Repeat(secret+" ", 100)}, apiary.KindTooLarge, "limit is 1000"},
+		{"extracted text over the limit", job("acme", 1), apiary.Document{ID: "d.csv", Raw: []byte(secret + "\n" + strings.Repeat("1\n", 100))}, apiary.KindTooLarge, "extract csv: the text would pass the document limit of 1000 bytes"},
 		{"no version", job("acme", 0), apiary.Document{ID: "d", Text: secret}, apiary.KindInvalid, "version"},
 		{"bad account", job("ACME!", 1), apiary.Document{ID: "d", Text: secret}, apiary.KindInvalid, "account id"},
 		{"bad document id", job("acme", 1), apiary.Document{ID: " d", Text: secret}, apiary.KindInvalid, "document id"},
