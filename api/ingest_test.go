@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -136,6 +137,12 @@ func TestIngestRejects(t *testing.T) {
 		{"array metadata", docs(map[string]any{"id": "a", "text": "x", "metadata": map[string]any{"k": []int{1}}}), nil, 400, "nested"},
 		{"null metadata", docs(map[string]any{"id": "a", "text": "x", "metadata": map[string]any{"k": nil}}), nil, 400, "null"},
 		{"empty metadata key", docs(map[string]any{"id": "a", "text": "x", "metadata": map[string]any{"": "v"}}), nil, 400, "empty key"},
+		{"title too long", docs(map[string]any{"id": "a", "text": "x", "title": strings.Repeat("t", 1025)}), nil, 400, "documents[0].title: 1025 bytes, the limit is 1024"},
+		{"file name too long for a title", multipartBody([]filePart{{name: strings.Repeat("n", 1030) + ".txt", data: "x"}}, map[string]string{"id": "a"}), nil, 400, "documents[0].title: 1034 bytes, the limit is 1024"},
+		{"too many metadata keys", docs(map[string]any{"id": "a", "text": "x", "metadata": manyKeys(65, 1)}), nil, 400, "documents[0].metadata: at most 64 keys, got 65"},
+		{"metadata key too long", docs(map[string]any{"id": "a", "text": "x", "metadata": map[string]any{strings.Repeat("k", 129): "v"}}), nil, 400, "is 129 bytes, the limit is 128"},
+		{"metadata value too long", docs(doc("b", "x"), map[string]any{"id": "a", "text": "x", "metadata": map[string]any{"k": strings.Repeat("v", 1<<20)}}), nil, 400, `documents[1].metadata["k"]: value is 1048576 bytes, the limit is 2048`},
+		{"metadata too large in all", docs(map[string]any{"id": "a", "text": "x", "metadata": manyKeys(10, 2000)}), nil, 400, "documents[0].metadata: keys and values are 20020 bytes together, the limit is 16384"},
 		{"bad idempotency key", docs(doc("a", "x")), map[string]string{"Idempotency-Key": "has space"}, 400, "Idempotency-Key"},
 		{"long idempotency key", docs(doc("a", "x")), map[string]string{"Idempotency-Key": strings.Repeat("k", 256)}, 400, "1 to 255"},
 		{"unsupported file", multipartBody([]filePart{{name: "scan.pdf", contentType: "application/pdf", data: "%PDF"}}, nil), nil, 415, "supported are"},
@@ -165,6 +172,15 @@ func TestIngestRejects(t *testing.T) {
 	jobs, _, err := e.recs.Jobs(context.Background(), apiary.DefaultAccount, recordsFilterAll)
 	require.NoError(t, err)
 	require.Empty(t, jobs)
+}
+
+// manyKeys is metadata of n keys ("k0".."k9", …) with values of size bytes.
+func manyKeys(n, size int) map[string]any {
+	m := make(map[string]any, n)
+	for i := range n {
+		m[fmt.Sprintf("k%d", i)] = strings.Repeat("v", size)
+	}
+	return m
 }
 
 func TestBodyLimit(t *testing.T) {

@@ -108,7 +108,7 @@ const (
 	// before a value; longer ones are cut, marked with "…".
 	MaxLabelBytes = 128
 	// MaxTitleBytes is the longest title Extract returns.
-	MaxTitleBytes = 1024
+	MaxTitleBytes = apiary.MaxTitleBytes
 )
 
 // MaxText is the most text, in bytes, that Extract writes for a file of
@@ -151,7 +151,7 @@ func Extract(f Format, raw []byte, limit int) (text string, title string, err er
 	if err != nil {
 		return "", "", err
 	}
-	return text, cut(title, MaxTitleBytes), nil
+	return text, apiary.Truncate(title, MaxTitleBytes), nil
 }
 
 func tooLarge(f Format, rawLen, limit, max int) error {
@@ -193,17 +193,6 @@ func (w *writer) writeByte(c byte) {
 // String is the text written so far without trailing line breaks.
 func (w *writer) String() string { return strings.TrimRight(string(w.buf), "\n") }
 
-// cut returns s cut to at most n bytes on a code point boundary.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 // label returns s to be written before a value: whole when it fits in
 // MaxLabelBytes, otherwise its first bytes (keepEnd false) or its last
 // (keepEnd true), marked with "…".
@@ -214,7 +203,7 @@ func label(s string, keepEnd bool) string {
 	const mark = "…"
 	n := MaxLabelBytes - len(mark)
 	if !keepEnd {
-		return cut(s, n) + mark
+		return apiary.Truncate(s, n) + mark
 	}
 	i := len(s) - n
 	for i < len(s) && !utf8.RuneStart(s[i]) {
@@ -356,7 +345,7 @@ func (w *htmlWriter) walk(n *html.Node, pre bool, depth int) {
 	case html.ElementNode:
 		if n.DataAtom == atom.Title {
 			if w.title == "" {
-				w.title = cut(strings.Join(strings.Fields(nodeText(n)), " "), MaxTitleBytes)
+				w.title = apiary.Truncate(strings.Join(strings.Fields(nodeText(n)), " "), MaxTitleBytes)
 			}
 			return
 		}
@@ -506,7 +495,7 @@ func (w *jsonWalker) value(depth int) (string, error) {
 					if w.top == nil {
 						w.top = map[string]string{}
 					}
-					w.top[key] = cut(strings.Join(strings.Fields(s), " "), MaxTitleBytes)
+					w.top[key] = apiary.Truncate(strings.Join(strings.Fields(s), " "), MaxTitleBytes)
 				}
 			}
 		case '[':
