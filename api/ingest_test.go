@@ -211,6 +211,27 @@ func TestBodyLimit(t *testing.T) {
 	})
 }
 
+// What the body limit accepts stages, however the staged copy is encoded:
+// 12 MiB of "<" (which JSON escapes six times over) under the 32 MiB limit.
+func TestIngestStagesWhatTheLimitAccepts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	angles := strings.Repeat("<", 12<<20)
+	for name, req := range map[string]request{
+		"json":      rawBody("application/json", `{"documents":[{"id":"page.html","text":"`+angles+`"}]}`),
+		"multipart": multipartBody([]filePart{{name: "page.html", contentType: "text/html", data: angles}}, nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := e.do(http.MethodPost, "/v1/ingest", e.editor, req)
+			require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+			docs, err := e.stager.Load(t.Context(), apiary.DefaultAccount, decode[ingestResponse](t, rec).JobID)
+			require.NoError(t, err)
+			require.Len(t, docs, 1)
+			require.Equal(t, len(angles), len(docs[0].Text)+len(docs[0].Raw))
+		})
+	}
+}
+
 func TestIdempotency(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
