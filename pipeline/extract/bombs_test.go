@@ -2,6 +2,7 @@ package extract_test
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -122,4 +123,35 @@ func TestLongLabelsAreCut(t *testing.T) {
 	_, got, err := extract.Extract(extract.HTML, []byte("<title>"+title+"</title><p>x"), 0)
 	require.NoError(t, err)
 	require.Len(t, got, extract.MaxTitleBytes)
+}
+
+// HTML is read as a stream of tokens, not built into a tree (html.Parse
+// allocated some 30 times the file for empty elements): what extraction
+// allocates follows the file, however many or deep its elements. Not
+// parallel: it reads the process's allocation counter.
+func TestHTMLAllocationFollowsTheFile(t *testing.T) {
+	for name, raw := range map[string][]byte{
+		"empty elements": []byte(strings.Repeat("<i></i>", 1<<19)),
+		"line breaks":    []byte(strings.Repeat("<br>", 1<<20)),
+		"deep":           []byte(deepHTML(20000)),
+		"formatting":     []byte(strings.Repeat("<b id=1>", 400) + strings.Repeat("<p>x</p>", 50000)),
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		text, _, err := extract.Extract(extract.HTML, raw, 0)
+		runtime.ReadMemStats(&after)
+		require.NoError(t, err, name)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%s: %.1f", name, float64(alloc)/float64(len(raw)))
+		require.LessOrEqual(t, alloc, uint64(8*len(raw)+32*len(text)+1<<20),
+			"%s: %d bytes allocated for a file of %d", name, alloc, len(raw))
+	}
+}
+
+func TestHTMLTitle(t *testing.T) {
+	t.Parallel()
+	text, title, err := extract.Extract(extract.HTML, []byte("<title>First &amp; best</title><title>Second</title><p>body<svg><title>icon</title></svg>"), 0)
+	require.NoError(t, err)
+	require.Equal(t, "First & best", title)
+	require.Equal(t, "body", text)
 }

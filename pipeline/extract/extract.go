@@ -275,21 +275,114 @@ var skipAtoms = map[atom.Atom]bool{
 	atom.Svg: true, atom.Math: true, atom.Iframe: true, atom.Object: true,
 }
 
-// extractHTML walks the parsed tree: text of script, style and the like is
-// dropped, block elements become line breaks (paragraphs, headings, lists
-// and tables blank lines), table cells are separated by " | ", and runs of
-// white space inside text collapse as a browser would (except in <pre>).
+// extractHTML streams the document's tokens (no tree is built, so memory
+// follows the file, however deep its nesting): text of script, style and the
+// like is dropped, block elements become line breaks (paragraphs, headings,
+// lists and tables blank lines), table cells are separated by " | ", and
+// runs of white space inside text collapse as a browser would (except in
+// <pre>). The title is the first <title>'s text.
 func extractHTML(raw []byte, out *writer) (string, string, error) {
-	doc, err := html.Parse(bytes.NewReader(raw))
-	if err != nil {
-		return "", "", apiary.Wrap(err, apiary.KindInvalid, "extract html: parse")
-	}
+	z := html.NewTokenizer(bytes.NewReader(raw))
 	w := &htmlWriter{writer: out}
-	w.walk(doc, false, 0)
-	if w.full {
-		return "", "", nil
+	var (
+		skip     int  // open elements whose content is never text
+		pre      int  // open <pre> elements
+		preStart bool // a line break right after <pre> is not text
+		openP    bool // a <p> is open: the next block closes it, as a parser would
+		inTitle  bool
+		title    strings.Builder
+	)
+	for !w.full {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			if err := z.Err(); !errors.Is(err, io.EOF) {
+				return "", "", apiary.Wrap(err, apiary.KindInvalid, "extract html: read")
+			}
+			return collapseBlankLines(normalize(string(w.buf))), w.title, nil
+		case html.TextToken:
+			switch {
+			case inTitle:
+				if title.Len() <= MaxTitleBytes {
+					title.Write(z.Text())
+				}
+			case skip == 0:
+				text := string(z.Text())
+				if preStart {
+					text = strings.TrimPrefix(text, "\n")
+				}
+				w.text(text, pre > 0)
+			}
+			preStart = false
+		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
+			name, hasAttr := z.TagName()
+			a := atom.Lookup(name)
+			preStart = false
+			if tt == html.EndTagToken {
+				switch {
+				case a == atom.Title && inTitle:
+					inTitle = false
+					if w.title == "" {
+						w.title = apiary.Truncate(strings.Join(strings.Fields(title.String()), " "), MaxTitleBytes)
+					}
+				case skipAtoms[a]:
+					skip = max(skip-1, 0)
+				case skip > 0:
+				case a == atom.Pre:
+					pre = max(pre-1, 0)
+					w.breakLine(2)
+				case paragraphAtoms[a], openP && blockAtoms[a] && a != atom.Br:
+					w.breakLine(2)
+					openP = false
+				case blockAtoms[a]:
+					w.breakLine(1)
+				}
+				continue
+			}
+			switch {
+			case a == atom.Title:
+				inTitle = tt == html.StartTagToken // a later title's text is neither title nor text
+				title.Reset()
+			case skipAtoms[a]:
+				if tt == html.StartTagToken {
+					skip++
+				}
+			case skip > 0:
+			case a == atom.Td, a == atom.Th:
+				if !w.atLineStart() {
+					w.buf = bytes.TrimRight(w.buf, " \t")
+					w.write(" | ")
+					w.space = false
+				}
+			case a == atom.Img:
+				w.text(" "+altText(z, hasAttr)+" ", false)
+			case blockAtoms[a]:
+				if openP && a != atom.Br {
+					w.breakLine(2)
+					openP = false
+				}
+				w.breakLine(1)
+				openP = openP || a == atom.P && tt == html.StartTagToken
+				if a == atom.Pre && tt == html.StartTagToken {
+					pre++
+					preStart = true
+				}
+			}
+		}
 	}
-	return collapseBlankLines(normalize(string(w.buf))), w.title, nil
+	return "", "", nil // full: the caller reports the bound
+}
+
+// altText returns the alt attribute of the tag z is at.
+func altText(z *html.Tokenizer, more bool) string {
+	for more {
+		var key, val []byte
+		key, val, more = z.TagAttr()
+		if string(key) == "alt" {
+			return string(val)
+		}
+	}
+	return ""
 }
 
 type htmlWriter struct {
@@ -334,52 +427,6 @@ func (w *htmlWriter) text(s string, pre bool) {
 	}
 }
 
-func (w *htmlWriter) walk(n *html.Node, pre bool, depth int) {
-	if depth > 512 || w.full { // html.Parse bounds nesting too; this is a second guard
-		return
-	}
-	switch n.Type {
-	case html.TextNode:
-		w.text(n.Data, pre)
-		return
-	case html.ElementNode:
-		if n.DataAtom == atom.Title {
-			if w.title == "" {
-				w.title = apiary.Truncate(strings.Join(strings.Fields(nodeText(n)), " "), MaxTitleBytes)
-			}
-			return
-		}
-		if skipAtoms[n.DataAtom] {
-			return
-		}
-		switch n.DataAtom {
-		case atom.Td, atom.Th:
-			if !w.atLineStart() {
-				w.buf = bytes.TrimRight(w.buf, " \t")
-				w.write(" | ")
-				w.space = false
-			}
-		case atom.Img:
-			w.text(" "+attr(n, "alt")+" ", false)
-		case atom.Pre:
-			pre = true
-		}
-		if blockAtoms[n.DataAtom] {
-			w.breakLine(1)
-		}
-	}
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		w.walk(c, pre, depth+1)
-	}
-	if n.Type == html.ElementNode && blockAtoms[n.DataAtom] {
-		if paragraphAtoms[n.DataAtom] {
-			w.breakLine(2)
-		} else {
-			w.breakLine(1)
-		}
-	}
-}
-
 func startsWithSpace(s string) bool { return strings.TrimLeft(s, " \t\n\r\f") != s }
 func endsWithSpace(s string) bool   { return strings.TrimRight(s, " \t\n\r\f") != s }
 
@@ -401,25 +448,6 @@ func collapseBlankLines(s string) string {
 		out = append(out, l)
 	}
 	return strings.Trim(strings.Join(out, "\n"), "\n")
-}
-
-func nodeText(n *html.Node) string {
-	var b strings.Builder
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		if c.Type == html.TextNode {
-			b.WriteString(c.Data)
-		}
-	}
-	return b.String()
-}
-
-func attr(n *html.Node, key string) string {
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return a.Val
-		}
-	}
-	return ""
 }
 
 // maxJSONDepth bounds nesting so that a hostile document cannot exhaust the stack.

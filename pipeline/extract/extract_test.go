@@ -88,6 +88,11 @@ func TestExtract(t *testing.T) {
 			wantTitle: "My Page",
 		},
 		{
+			name: "html closes paragraphs as a parser would", format: extract.HTML,
+			raw:      "<p>one<p>two<div><p>three</div>four<ul><li><p>five<li>six</ul><p>seven<br>eight<pre>\nx\n y</pre><table><tr><td>a<td>b<tr><td>c</table>",
+			wantText: "one\n\ntwo\n\nthree\n\nfour\nfive\n\nsix\n\nseven\neight\n\nx\n y\n\na | b\nc",
+		},
+		{
 			name: "json paths", format: extract.JSON,
 			raw:       `{"title":"Spec","n":1.5,"ok":true,"none":null,"tags":["a","b"],"author":{"name":"Ann\nLee"},"rows":[{"x":1}]}`,
 			wantText:  "title: Spec\nn: 1.5\nok: true\ntags[0]: a\ntags[1]: b\nauthor.name: Ann Lee\nrows[0].x: 1",
