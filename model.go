@@ -165,7 +165,6 @@ type Chunk struct {
 	Version  uint64
 	Index    int
 	Text     string
-	Metadata map[string]string
 	Vector   []float32
 }
 

@@ -21,6 +21,9 @@
 //   - Secrets. No response and no log line holds a bearer token (except the
 //     one response that issues it), a key, a request body or document text.
 //   - Bodies are limited (Config.BodyLimit) while they are read: 413 beyond.
+//     A document's title and metadata are limited too (apiary.MaxTitleBytes,
+//     apiary.MaxMetadataKeys and the like): 400 naming the limit. Whatever
+//     the body limit accepts can be staged.
 //
 // The OpenAPI 3.1 description of every route is embedded (openapi.yaml) and
 // served at GET /v1/openapi.yaml; a test keeps it equal to the routes.

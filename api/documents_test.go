@@ -28,6 +28,8 @@ func TestQuery(t *testing.T) {
 			Results []map[string]any `json:"results"`
 		}](t, rec)
 		require.Len(t, got.Results, 1)
+		require.Equal(t, "Bees", got.Results[0]["title"])
+		require.Equal(t, map[string]any{"topic": "insects"}, got.Results[0]["metadata"])
 		require.Contains(t, rec.Body.String(), "bees")
 		require.NotContains(t, rec.Body.String(), "other account")
 	})
@@ -62,6 +64,7 @@ func TestQuery(t *testing.T) {
 		{"top_k too big", jsonBody(map[string]any{"query": "q", "top_k": 101}), 400, "top_k must be from 1 to 100"},
 		{"top_k fraction", jsonBody(map[string]any{"query": "q", "top_k": 1.5}), 400, "top_k"},
 		{"nested filter", jsonBody(map[string]any{"query": "q", "filter": map[string]any{"metadata": map[string]any{"a": []int{1}}}}), 400, "nested"},
+		{"filter over the metadata limits", jsonBody(map[string]any{"query": "q", "filter": map[string]any{"metadata": manyKeys(65, 1)}}), 400, "filter.metadata: at most 64 keys"},
 		{"unknown field", jsonBody(map[string]any{"query": "q", "k": 3}), 400, `unknown JSON field "k"`},
 		{"not JSON", rawBody("text/plain", "q"), 415, "application/json"},
 	} {

@@ -398,7 +398,9 @@ func decodeIngestMultipart(body []byte, boundary string, lim ingestLimits) ([]ap
 	return docs, hookURL, nil
 }
 
-// checkDocuments applies the checks common to every ingest body.
+// checkDocuments applies the checks common to every ingest body, the
+// limits on titles and metadata (apiary.MaxTitleBytes and the like) among
+// them.
 func checkDocuments(docs []apiary.Document, lim ingestLimits) error {
 	switch {
 	case len(docs) == 0:
@@ -420,6 +422,12 @@ func checkDocuments(docs []apiary.Document, lim ingestLimits) error {
 		seen[d.ID] = i
 		if d.Text == "" && len(d.Raw) == 0 {
 			return apiary.E(apiary.KindInvalid, "document %q is empty", d.ID)
+		}
+		if err := apiary.CheckTitle(fmt.Sprintf("documents[%d].title", i), d.Title); err != nil {
+			return err
+		}
+		if err := apiary.CheckMetadata(fmt.Sprintf("documents[%d].metadata", i), d.Metadata); err != nil {
+			return err
 		}
 	}
 	return nil

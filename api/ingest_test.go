@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -136,6 +137,12 @@ func TestIngestRejects(t *testing.T) {
 		{"array metadata", docs(map[string]any{"id": "a", "text": "x", "metadata": map[string]any{"k": []int{1}}}), nil, 400, "nested"},
 		{"null metadata", docs(map[string]any{"id": "a", "text": "x", "metadata": map[string]any{"k": nil}}), nil, 400, "null"},
 		{"empty metadata key", docs(map[string]any{"id": "a", "text": "x", "metadata": map[string]any{"": "v"}}), nil, 400, "empty key"},
+		{"title too long", docs(map[string]any{"id": "a", "text": "x", "title": strings.Repeat("t", 1025)}), nil, 400, "documents[0].title: 1025 bytes, the limit is 1024"},
+		{"file name too long for a title", multipartBody([]filePart{{name: strings.Repeat("n", 1030) + ".txt", data: "x"}}, map[string]string{"id": "a"}), nil, 400, "documents[0].title: 1034 bytes, the limit is 1024"},
+		{"too many metadata keys", docs(map[string]any{"id": "a", "text": "x", "metadata": manyKeys(65, 1)}), nil, 400, "documents[0].metadata: at most 64 keys, got 65"},
+		{"metadata key too long", docs(map[string]any{"id": "a", "text": "x", "metadata": map[string]any{strings.Repeat("k", 129): "v"}}), nil, 400, "is 129 bytes, the limit is 128"},
+		{"metadata value too long", docs(doc("b", "x"), map[string]any{"id": "a", "text": "x", "metadata": map[string]any{"k": strings.Repeat("v", 1<<20)}}), nil, 400, `documents[1].metadata["k"]: value is 1048576 bytes, the limit is 2048`},
+		{"metadata too large in all", docs(map[string]any{"id": "a", "text": "x", "metadata": manyKeys(10, 2000)}), nil, 400, "documents[0].metadata: keys and values are 20020 bytes together, the limit is 16384"},
 		{"bad idempotency key", docs(doc("a", "x")), map[string]string{"Idempotency-Key": "has space"}, 400, "Idempotency-Key"},
 		{"long idempotency key", docs(doc("a", "x")), map[string]string{"Idempotency-Key": strings.Repeat("k", 256)}, 400, "1 to 255"},
 		{"unsupported file", multipartBody([]filePart{{name: "scan.pdf", contentType: "application/pdf", data: "%PDF"}}, nil), nil, 415, "supported are"},
@@ -167,6 +174,15 @@ func TestIngestRejects(t *testing.T) {
 	require.Empty(t, jobs)
 }
 
+// manyKeys is metadata of n keys ("k0".."k9", …) with values of size bytes.
+func manyKeys(n, size int) map[string]any {
+	m := make(map[string]any, n)
+	for i := range n {
+		m[fmt.Sprintf("k%d", i)] = strings.Repeat("v", size)
+	}
+	return m
+}
+
 func TestBodyLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config, _ *Deps) { c.BodyLimit = 1024 })
@@ -193,6 +209,27 @@ func TestBodyLimit(t *testing.T) {
 		rec := e.do(http.MethodPost, "/v1/ingest", e.editor, jsonBody(map[string]any{"documents": []map[string]any{{"id": "a", "text": "small"}}}))
 		require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 	})
+}
+
+// What the body limit accepts stages, however the staged copy is encoded:
+// 12 MiB of "<" (which JSON escapes six times over) under the 32 MiB limit.
+func TestIngestStagesWhatTheLimitAccepts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	angles := strings.Repeat("<", 12<<20)
+	for name, req := range map[string]request{
+		"json":      rawBody("application/json", `{"documents":[{"id":"page.html","text":"`+angles+`"}]}`),
+		"multipart": multipartBody([]filePart{{name: "page.html", contentType: "text/html", data: angles}}, nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := e.do(http.MethodPost, "/v1/ingest", e.editor, req)
+			require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+			docs, err := e.stager.Load(t.Context(), apiary.DefaultAccount, decode[ingestResponse](t, rec).JobID)
+			require.NoError(t, err)
+			require.Len(t, docs, 1)
+			require.Equal(t, len(angles), len(docs[0].Text)+len(docs[0].Raw))
+		})
+	}
 }
 
 func TestIdempotency(t *testing.T) {

@@ -55,6 +55,9 @@ func (req queryRequest) toQuery() (pipeline.Query, error) {
 		q.Document = id
 	}
 	meta, err := scalarMap("filter.metadata", req.Filter.Metadata)
+	if err == nil {
+		err = apiary.CheckMetadata("filter.metadata", meta)
+	}
 	if err != nil {
 		return pipeline.Query{}, err
 	}

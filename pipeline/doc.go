@@ -7,8 +7,8 @@
 //
 // What it promises:
 //
-//   - Encryption before storage. Every chunk's text and metadata, and the
-//     document's title and metadata, are sealed (AES-256-GCM) with the
+//   - Encryption before storage. Every chunk's text, and the document's
+//     title and metadata, are sealed (AES-256-GCM) with the
 //     document's own data key before they reach the vector store or the
 //     record store; the data key is stored only wrapped by the account's key
 //     (encryption context: account and document). Chunks are bound to
@@ -26,6 +26,14 @@
 //     returned.
 //   - Tenancy. Every read and write takes the account; another account's
 //     documents answer NotFound and never appear in results.
+//   - Title and metadata once. They are sealed in the document record only,
+//     never copied into its chunks; Search opens each document's record once
+//     per query and gives every result of it that title and metadata.
+//   - Bounded work. A document's extracted text is at most a small multiple
+//     of its size and never over MaxDocumentBytes (package extract); its
+//     title and metadata stay within apiary's limits (MaxTitleBytes,
+//     MaxMetadataBytes and the like). Beyond them Ingest fails that document
+//     only, TooLarge or Invalid.
 //   - Privacy of errors. No error carries document text, a key or a token.
 //
 // Concurrent Ingest calls for the same document are not serialized here:

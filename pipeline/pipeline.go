@@ -42,8 +42,8 @@ const (
 	DefaultTopK             = 5
 	MaxTopK                 = 100
 	// metadataOverfetch: with a metadata filter, Search fetches this many
-	// times TopK hits (at most maxFetch), since metadata is sealed and can
-	// only be filtered after decryption.
+	// times TopK hits (at most maxFetch), since metadata is sealed (in the
+	// document record) and can only be filtered once the record is opened.
 	metadataOverfetch = 10
 	maxFetch          = 1000
 )
@@ -133,10 +133,12 @@ func New(cfg Config, emb embed.Embedder, keys encrypt.KeyProvider, vecs storage.
 	}, nil
 }
 
-// sealedChunk is what a chunk's Sealed bytes hold once opened.
+// sealedChunk is what a chunk's Sealed bytes hold once opened: its text
+// only. The document's title and metadata are sealed once, in its record
+// (chunks sealed by earlier releases also hold a copy of the metadata, which
+// is ignored).
 type sealedChunk struct {
-	Text     string            `json:"text"`
-	Metadata map[string]string `json:"metadata,omitempty"`
+	Text string `json:"text"`
 }
 
 // sealedRecord is what a document record's Sealed bytes hold once opened.
@@ -196,6 +198,12 @@ func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Docume
 	}
 	fail := func(err error) (apiary.DocumentRecord, error) {
 		return apiary.DocumentRecord{}, fmt.Errorf("pipeline: ingest %q: %w", string(doc.ID), err)
+	}
+	if err := apiary.CheckTitle("title", doc.Title); err != nil {
+		return fail(err)
+	}
+	if err := apiary.CheckMetadata("metadata", doc.Metadata); err != nil {
+		return fail(err)
 	}
 
 	text, title, size, err := p.text(doc)
@@ -297,7 +305,7 @@ func (p *Pipeline) text(doc apiary.Document) (text, title string, size int, err 
 		if err != nil {
 			return "", "", size, err
 		}
-		t, extracted, err := extract.Extract(f, doc.Raw)
+		t, extracted, err := extract.Extract(f, doc.Raw, p.cfg.MaxDocumentBytes)
 		if err != nil {
 			return "", "", size, err
 		}
@@ -354,7 +362,7 @@ func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc
 	for i, pc := range batch {
 		index := from + i
 		id := apiary.ChunkIDFor(account, doc.ID, version, index)
-		plain, err := json.Marshal(sealedChunk{Text: pc.Text, Metadata: doc.Metadata})
+		plain, err := json.Marshal(sealedChunk{Text: pc.Text})
 		if err != nil {
 			return fmt.Errorf("encode chunk %d: %w", index, err)
 		}
@@ -447,10 +455,10 @@ type Result struct {
 
 // openDoc is what Search learns about a document, once per query.
 type openDoc struct {
-	rec   apiary.DocumentRecord
-	key   []byte
-	title string
-	gone  bool // no record: the document was deleted
+	rec  apiary.DocumentRecord
+	key  []byte
+	info DocumentInfo // title and metadata, opened from the record
+	gone bool         // no record: the document was deleted
 }
 
 // Search returns up to q.TopK chunks of account closest to q.Text, best
@@ -556,6 +564,9 @@ func (p *Pipeline) openHit(ctx context.Context, account apiary.AccountID, h stor
 	if d.gone || h.Version != d.rec.Version {
 		return Result{}, false, nil // deleted, or an older or not yet committed version
 	}
+	if !matches(d.info.Metadata, filter) {
+		return Result{}, false, nil
+	}
 	plain, err := encrypt.Open(d.key, h.Sealed, chunkAAD(account, h.Document, h.ChunkID))
 	if err != nil {
 		return Result{}, false, fmt.Errorf("open chunk %s: %w: %w", h.ChunkID, errUnopened, err)
@@ -566,19 +577,13 @@ func (p *Pipeline) openHit(ctx context.Context, account apiary.AccountID, h stor
 	if err != nil {
 		return Result{}, false, apiary.E(apiary.KindOther, "chunk %s is malformed", h.ChunkID)
 	}
-	if !matches(c.Metadata, filter) {
-		return Result{}, false, nil
-	}
-	if c.Metadata == nil {
-		c.Metadata = map[string]string{}
-	}
 	return Result{
 		DocumentID: h.Document,
 		ChunkID:    h.ChunkID,
 		Text:       c.Text,
 		Score:      h.Score,
-		Metadata:   c.Metadata,
-		Title:      d.title,
+		Metadata:   d.info.Metadata,
+		Title:      d.info.Title,
 	}, true, nil
 }
 
@@ -603,11 +608,13 @@ func (p *Pipeline) openDocument(ctx context.Context, account apiary.AccountID, i
 	if err != nil {
 		return nil, fmt.Errorf("unwrap data key: %w", err)
 	}
-	info, err := openRecord(rec, d.key)
+	d.info, err = openRecord(rec, d.key)
 	if err != nil {
 		return nil, err
 	}
-	d.title = info.Title
+	if d.info.Metadata == nil {
+		d.info.Metadata = map[string]string{}
+	}
 	return d, nil
 }
 

@@ -489,6 +489,61 @@ func TestMetadataFilter(t *testing.T) {
 	}
 }
 
+// Title and metadata are kept once, in the document record: a chunk's
+// sealed bytes are the same size whatever the document's metadata, and
+// query results still carry both.
+func TestMetadataStoredOncePerDocument(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	big := map[string]string{}
+	for i := range 7 {
+		big[fmt.Sprintf("field%d", i)] = strings.Repeat(string(rune('a'+i)), apiary.MaxMetadataValueBytes)
+	}
+	text := longText("gardening", 30)
+	rich := e.ingest(t, "acme", 1, apiary.Document{ID: "rich", Title: "Rich", Text: text, Metadata: big})
+	bare := e.ingest(t, "acme", 1, apiary.Document{ID: "bare", Text: text})
+	require.Greater(t, rich.Chunks, 20)
+	require.Equal(t, rich.Chunks, bare.Chunks)
+
+	sealedSizes := func(doc apiary.DocumentID) map[int]int {
+		hits, err := e.vecs.Search(ctx, "acme", queryVector(t, "gardening"), 1000, storage.VectorFilter{Document: doc})
+		require.NoError(t, err)
+		require.Len(t, hits, rich.Chunks)
+		sizes := map[int]int{}
+		for _, h := range hits {
+			sizes[h.Index] = len(h.Sealed)
+		}
+		return sizes
+	}
+	require.Equal(t, sealedSizes("bare"), sealedSizes("rich"), "chunks carry the document's metadata")
+
+	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "gardening words", TopK: 100, Metadata: map[string]string{"field0": big["field0"]}})
+	require.NoError(t, err)
+	require.Len(t, res, rich.Chunks, "the metadata filter uses the document's metadata")
+	for _, r := range res {
+		require.Equal(t, apiary.DocumentID("rich"), r.DocumentID)
+		require.Equal(t, "Rich", r.Title)
+		require.Equal(t, big, r.Metadata)
+	}
+	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "gardening words", TopK: 100, Document: "bare"})
+	require.NoError(t, err)
+	require.NotEmpty(t, res)
+	require.Equal(t, map[string]string{}, res[0].Metadata, "a document without metadata shows an empty object")
+}
+
+func TestIngestChecksTitleAndMetadata(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, doc := range []apiary.Document{
+		{ID: "t", Text: gardening, Title: strings.Repeat("t", apiary.MaxTitleBytes+1)},
+		{ID: "m", Text: gardening, Metadata: map[string]string{"k": strings.Repeat("v", apiary.MaxMetadataValueBytes+1)}},
+	} {
+		_, err := e.p.Ingest(t.Context(), job("acme", 1), doc)
+		require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "%v", err)
+	}
+}
+
 func TestDocumentFilter(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -610,6 +665,7 @@ func TestIngestRejects(t *testing.T) {
 		{"bad utf-8 raw", job("acme", 1), apiary.Document{ID: "d.txt", Raw: []byte(secret + "\xff")}, apiary.KindInvalid, "not valid UTF-8"},
 		{"bad json", job("acme", 1), apiary.Document{ID: "d.json", Raw: []byte(`{"a": ` + secret)}, apiary.KindInvalid, "extract json"},
 		{"too large", job("acme", 1), apiary.Document{ID: "d", Text: strings.Repeat(secret+" ", 100)}, apiary.KindTooLarge, "limit is 1000"},
+		{"extracted text over the limit", job("acme", 1), apiary.Document{ID: "d.csv", Raw: []byte(secret + "\n" + strings.Repeat("1\n", 100))}, apiary.KindTooLarge, "extract csv: the text would pass the document limit of 1000 bytes"},
 		{"no version", job("acme", 0), apiary.Document{ID: "d", Text: secret}, apiary.KindInvalid, "version"},
 		{"bad account", job("ACME!", 1), apiary.Document{ID: "d", Text: secret}, apiary.KindInvalid, "account id"},
 		{"bad document id", job("acme", 1), apiary.Document{ID: " d", Text: secret}, apiary.KindInvalid, "document id"},

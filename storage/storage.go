@@ -60,8 +60,9 @@ type VectorRecord struct {
 	Version  uint64
 	Index    int
 	Vector   []float32
-	// Sealed is the chunk's text and metadata, encrypted with the document's
-	// data key; the vector store never sees them in the clear.
+	// Sealed is the chunk's text, encrypted with the document's data key;
+	// the vector store never sees it in the clear. The document's title and
+	// metadata are not here: they are sealed once, in the document record.
 	Sealed []byte
 	Model  string
 }

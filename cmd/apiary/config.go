@@ -9,7 +9,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/apiaryhq/apiary/storage/natskv"
 )
+
+// maxBodyLimitMiB is the largest --body-limit-mib: an ingest request stages
+// at about its body's size (upload stores text and files byte for byte) plus
+// a sealed envelope, in a blob of at most natskv.MaxBlobSize.
+const maxBodyLimitMiB = natskv.MaxBlobSize>>20 - 1
 
 // Config is everything `apiary` reads from flags and APIARY_* variables.
 // cmd/apiary is the only place that reads either.
@@ -177,8 +184,8 @@ func (c *Config) Validate(role string) error {
 	if c.Lease < 2*time.Second {
 		errs = append(errs, errors.New("--lease must be at least 2s"))
 	}
-	if c.BodyLimitMiB < 1 {
-		errs = append(errs, errors.New("--body-limit-mib must be at least 1"))
+	if c.BodyLimitMiB < 1 || c.BodyLimitMiB > maxBodyLimitMiB {
+		errs = append(errs, fmt.Errorf("--body-limit-mib must be 1 to %d: a request is staged whole, in a blob of at most %d MiB", maxBodyLimitMiB, natskv.MaxBlobSize>>20))
 	}
 	if c.ChunkOverlap >= c.ChunkSize {
 		errs = append(errs, errors.New("--chunk-overlap must be smaller than --chunk-size"))

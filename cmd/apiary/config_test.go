@@ -44,3 +44,20 @@ func TestConfigFromEnvironment(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "--nats-url") && strings.Contains(err.Error(), "--vectors milvus"), err.Error())
 }
+
+// The body limit stays under what the staging store holds, so that every
+// request the limit lets in can be staged.
+func TestBodyLimitFitsTheStagingStore(t *testing.T) {
+	for value, ok := range map[string]bool{"63": true, "64": false, "0": false} {
+		t.Setenv("APIARY_BODY_LIMIT_MIB", value)
+		badEnv = nil
+		var cfg Config
+		require.NoError(t, flagSet("serve", &cfg).Parse(nil))
+		err := cfg.Validate("serve")
+		if ok {
+			require.NoError(t, err, value)
+			continue
+		}
+		require.ErrorContains(t, err, "--body-limit-mib must be 1 to 63", value)
+	}
+}

@@ -8,6 +8,14 @@
 // Every input must be valid UTF-8 (Invalid otherwise). Output is always valid
 // UTF-8. Errors never contain document text: they name the format and, at
 // most, a position.
+//
+// Output is bounded while it is written. CSV and JSON repeat labels (a
+// column's header, a value's key path) before every value, so a small file
+// can stand for a huge text; Extract writes at most MaxText bytes of text
+// (TextRatio times the file plus TextSlack, and never more than the document
+// limit it is given) and stops with an error of kind TooLarge the moment the
+// text would pass it. Labels are cut to MaxLabelBytes and titles to
+// MaxTitleBytes.
 package extract
 
 import (
@@ -88,26 +96,120 @@ func Detect(filename, contentType string) (Format, error) {
 		"unsupported content type %q (file %q): supported are .txt .md .html .json .csv", contentType, filename)
 }
 
+// Bounds on what Extract writes.
+const (
+	// TextRatio and TextSlack bound the text of a file of n bytes to
+	// TextRatio×n + TextSlack bytes. Prose never grows (HTML and Markdown
+	// shrink); a CSV of short cells under long column names legitimately
+	// runs to several times its size, a bomb to thousands of times.
+	TextRatio = 8
+	TextSlack = 64 << 10
+	// MaxLabelBytes is the longest CSV column name or JSON key path written
+	// before a value; longer ones are cut, marked with "…".
+	MaxLabelBytes = 128
+	// MaxTitleBytes is the longest title Extract returns.
+	MaxTitleBytes = apiary.MaxTitleBytes
+)
+
+// MaxText is the most text, in bytes, that Extract writes for a file of
+// rawLen bytes under a document limit of limit bytes (0: no limit).
+func MaxText(rawLen, limit int) int {
+	n := TextRatio*rawLen + TextSlack
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	return n
+}
+
 // Extract returns the text and the title (empty when the document has none)
-// of raw in format f.
-func Extract(f Format, raw []byte) (text string, title string, err error) {
+// of raw in format f. limit is the document limit (0: none): the text is
+// never longer than MaxText(len(raw), limit), and a document whose text
+// would be is an error of kind TooLarge.
+func Extract(f Format, raw []byte, limit int) (text string, title string, err error) {
 	if !utf8.Valid(raw) {
 		return "", "", apiary.E(apiary.KindInvalid, "extract %s: document is not valid UTF-8", f)
 	}
+	w := &writer{max: MaxText(len(raw), limit)}
 	raw = bytes.TrimPrefix(raw, []byte("\uFEFF"))
 	switch f {
 	case Text:
-		return normalize(string(raw)), "", nil
+		text = normalize(string(raw))
 	case Markdown:
-		return extractMarkdown(string(raw))
+		text, title = extractMarkdown(string(raw))
 	case HTML:
-		return extractHTML(raw)
+		text, title, err = extractHTML(raw, w)
 	case JSON:
-		return extractJSON(raw)
+		text, title, err = extractJSON(raw, w)
 	case CSV:
-		return extractCSV(raw)
+		text, err = extractCSV(raw, w)
+	default:
+		return "", "", apiary.E(apiary.KindInvalid, "extract: unsupported format %q", string(f))
 	}
-	return "", "", apiary.E(apiary.KindInvalid, "extract: unsupported format %q", string(f))
+	if err == nil && (w.full || len(text) > w.max) {
+		err = tooLarge(f, len(raw), limit, w.max)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return text, apiary.Truncate(title, MaxTitleBytes), nil
+}
+
+func tooLarge(f Format, rawLen, limit, max int) error {
+	if limit > 0 && max == limit {
+		return apiary.E(apiary.KindTooLarge, "extract %s: the text would pass the document limit of %d bytes", f, limit)
+	}
+	return apiary.E(apiary.KindTooLarge, "extract %s: the text would pass %d bytes (%d times the %d-byte file plus %d)",
+		f, max, TextRatio, rawLen, TextSlack)
+}
+
+// writer collects text up to max bytes. A write that would pass max is
+// dropped and marks the writer full; extractors stop at the next check.
+type writer struct {
+	buf  []byte
+	max  int
+	full bool
+}
+
+func (w *writer) room(n int) bool {
+	if w.full || len(w.buf)+n > w.max {
+		w.full = true
+		return false
+	}
+	return true
+}
+
+func (w *writer) write(s string) {
+	if w.room(len(s)) {
+		w.buf = append(w.buf, s...)
+	}
+}
+
+func (w *writer) writeByte(c byte) {
+	if w.room(1) {
+		w.buf = append(w.buf, c)
+	}
+}
+
+// String is the text written so far without trailing line breaks.
+func (w *writer) String() string { return strings.TrimRight(string(w.buf), "\n") }
+
+// label returns s to be written before a value: whole when it fits in
+// MaxLabelBytes, otherwise its first bytes (keepEnd false) or its last
+// (keepEnd true), marked with "…".
+func label(s string, keepEnd bool) string {
+	if len(s) <= MaxLabelBytes {
+		return s
+	}
+	const mark = "…"
+	n := MaxLabelBytes - len(mark)
+	if !keepEnd {
+		return apiary.Truncate(s, n) + mark
+	}
+	i := len(s) - n
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return mark + s[i:]
 }
 
 // normalize turns CRLF and CR into LF, drops NUL bytes and trims trailing
@@ -125,7 +227,7 @@ func normalize(s string) string {
 
 // extractMarkdown keeps the text as written (headings, lists and code stay
 // lines of their own); the title is the first ATX "# " heading.
-func extractMarkdown(s string) (string, string, error) {
+func extractMarkdown(s string) (string, string) {
 	text := normalize(s)
 	title := ""
 	inFence := false
@@ -145,7 +247,7 @@ func extractMarkdown(s string) (string, string, error) {
 			}
 		}
 	}
-	return text, title, nil
+	return text, title
 }
 
 // blockAtoms are the elements that start a new line in the text.
@@ -173,22 +275,118 @@ var skipAtoms = map[atom.Atom]bool{
 	atom.Svg: true, atom.Math: true, atom.Iframe: true, atom.Object: true,
 }
 
-// extractHTML walks the parsed tree: text of script, style and the like is
-// dropped, block elements become line breaks (paragraphs, headings, lists
-// and tables blank lines), table cells are separated by " | ", and runs of
-// white space inside text collapse as a browser would (except in <pre>).
-func extractHTML(raw []byte) (string, string, error) {
-	doc, err := html.Parse(bytes.NewReader(raw))
-	if err != nil {
-		return "", "", apiary.Wrap(err, apiary.KindInvalid, "extract html: parse")
+// extractHTML streams the document's tokens (no tree is built, so memory
+// follows the file, however deep its nesting): text of script, style and the
+// like is dropped, block elements become line breaks (paragraphs, headings,
+// lists and tables blank lines), table cells are separated by " | ", and
+// runs of white space inside text collapse as a browser would (except in
+// <pre>). The title is the first <title>'s text.
+func extractHTML(raw []byte, out *writer) (string, string, error) {
+	z := html.NewTokenizer(bytes.NewReader(raw))
+	w := &htmlWriter{writer: out}
+	var (
+		skip     int  // open elements whose content is never text
+		pre      int  // open <pre> elements
+		preStart bool // a line break right after <pre> is not text
+		openP    bool // a <p> is open: the next block closes it, as a parser would
+		inTitle  bool
+		title    strings.Builder
+	)
+	for !w.full {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			if err := z.Err(); !errors.Is(err, io.EOF) {
+				return "", "", apiary.Wrap(err, apiary.KindInvalid, "extract html: read")
+			}
+			return collapseBlankLines(normalize(string(w.buf))), w.title, nil
+		case html.TextToken:
+			switch {
+			case inTitle:
+				if title.Len() <= MaxTitleBytes {
+					title.Write(z.Text())
+				}
+			case skip == 0:
+				text := string(z.Text())
+				if preStart {
+					text = strings.TrimPrefix(text, "\n")
+				}
+				w.text(text, pre > 0)
+			}
+			preStart = false
+		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
+			name, hasAttr := z.TagName()
+			a := atom.Lookup(name)
+			preStart = false
+			if tt == html.EndTagToken {
+				switch {
+				case a == atom.Title && inTitle:
+					inTitle = false
+					if w.title == "" {
+						w.title = apiary.Truncate(strings.Join(strings.Fields(title.String()), " "), MaxTitleBytes)
+					}
+				case skipAtoms[a]:
+					skip = max(skip-1, 0)
+				case skip > 0:
+				case a == atom.Pre:
+					pre = max(pre-1, 0)
+					w.breakLine(2)
+				case paragraphAtoms[a], openP && blockAtoms[a] && a != atom.Br:
+					w.breakLine(2)
+					openP = false
+				case blockAtoms[a]:
+					w.breakLine(1)
+				}
+				continue
+			}
+			switch {
+			case a == atom.Title:
+				inTitle = tt == html.StartTagToken // a later title's text is neither title nor text
+				title.Reset()
+			case skipAtoms[a]:
+				if tt == html.StartTagToken {
+					skip++
+				}
+			case skip > 0:
+			case a == atom.Td, a == atom.Th:
+				if !w.atLineStart() {
+					w.buf = bytes.TrimRight(w.buf, " \t")
+					w.write(" | ")
+					w.space = false
+				}
+			case a == atom.Img:
+				w.text(" "+altText(z, hasAttr)+" ", false)
+			case blockAtoms[a]:
+				if openP && a != atom.Br {
+					w.breakLine(2)
+					openP = false
+				}
+				w.breakLine(1)
+				openP = openP || a == atom.P && tt == html.StartTagToken
+				if a == atom.Pre && tt == html.StartTagToken {
+					pre++
+					preStart = true
+				}
+			}
+		}
 	}
-	w := &htmlWriter{}
-	w.walk(doc, false, 0)
-	return collapseBlankLines(normalize(string(w.buf))), w.title, nil
+	return "", "", nil // full: the caller reports the bound
+}
+
+// altText returns the alt attribute of the tag z is at.
+func altText(z *html.Tokenizer, more bool) string {
+	for more {
+		var key, val []byte
+		key, val, more = z.TagAttr()
+		if string(key) == "alt" {
+			return string(val)
+		}
+	}
+	return ""
 }
 
 type htmlWriter struct {
-	buf   []byte
+	*writer
 	space bool // a space is due before the next word
 	title string
 }
@@ -204,13 +402,13 @@ func (w *htmlWriter) breakLine(n int) {
 	}
 	have := len(w.buf) - len(bytes.TrimRight(w.buf, "\n"))
 	for ; have < n; have++ {
-		w.buf = append(w.buf, '\n')
+		w.writeByte('\n')
 	}
 }
 
 func (w *htmlWriter) text(s string, pre bool) {
 	if pre {
-		w.buf = append(w.buf, s...)
+		w.write(s)
 		w.space = false
 		return
 	}
@@ -219,58 +417,13 @@ func (w *htmlWriter) text(s string, pre bool) {
 	}
 	for _, word := range strings.Fields(s) {
 		if w.space && !w.atLineStart() {
-			w.buf = append(w.buf, ' ')
+			w.writeByte(' ')
 		}
-		w.buf = append(w.buf, word...)
+		w.write(word)
 		w.space = true
 	}
 	if s != "" {
 		w.space = endsWithSpace(s)
-	}
-}
-
-func (w *htmlWriter) walk(n *html.Node, pre bool, depth int) {
-	if depth > 512 { // html.Parse bounds nesting too; this is a second guard
-		return
-	}
-	switch n.Type {
-	case html.TextNode:
-		w.text(n.Data, pre)
-		return
-	case html.ElementNode:
-		if n.DataAtom == atom.Title {
-			if w.title == "" {
-				w.title = strings.Join(strings.Fields(nodeText(n)), " ")
-			}
-			return
-		}
-		if skipAtoms[n.DataAtom] {
-			return
-		}
-		switch n.DataAtom {
-		case atom.Td, atom.Th:
-			if !w.atLineStart() {
-				w.buf = append(bytes.TrimRight(w.buf, " \t"), " | "...)
-				w.space = false
-			}
-		case atom.Img:
-			w.text(" "+attr(n, "alt")+" ", false)
-		case atom.Pre:
-			pre = true
-		}
-		if blockAtoms[n.DataAtom] {
-			w.breakLine(1)
-		}
-	}
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		w.walk(c, pre, depth+1)
-	}
-	if n.Type == html.ElementNode && blockAtoms[n.DataAtom] {
-		if paragraphAtoms[n.DataAtom] {
-			w.breakLine(2)
-		} else {
-			w.breakLine(1)
-		}
 	}
 }
 
@@ -297,36 +450,21 @@ func collapseBlankLines(s string) string {
 	return strings.Trim(strings.Join(out, "\n"), "\n")
 }
 
-func nodeText(n *html.Node) string {
-	var b strings.Builder
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		if c.Type == html.TextNode {
-			b.WriteString(c.Data)
-		}
-	}
-	return b.String()
-}
-
-func attr(n *html.Node, key string) string {
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return a.Val
-		}
-	}
-	return ""
-}
-
 // maxJSONDepth bounds nesting so that a hostile document cannot exhaust the stack.
 const maxJSONDepth = 128
 
 // extractJSON writes one "path: value" line per string, number and boolean,
-// in document order; path is dotted keys and [i] indexes ("a.b[2].c"). A
-// top-level "title" (or else "name") string becomes the title.
-func extractJSON(raw []byte) (string, string, error) {
-	w := &jsonWalker{dec: json.NewDecoder(bytes.NewReader(raw))}
+// in document order; path is dotted keys and [i] indexes ("a.b[2].c"), cut
+// to its last MaxLabelBytes. A top-level "title" (or else "name") string
+// becomes the title.
+func extractJSON(raw []byte, out *writer) (string, string, error) {
+	w := &jsonWalker{dec: json.NewDecoder(bytes.NewReader(raw)), out: out}
 	w.dec.UseNumber()
-	if _, err := w.value("", 0); err != nil {
+	if _, err := w.value(0); err != nil {
 		return "", "", jsonError(err)
+	}
+	if out.full {
+		return "", "", nil
 	}
 	if _, err := w.dec.Token(); !errors.Is(err, io.EOF) {
 		return "", "", apiary.E(apiary.KindInvalid, "extract json: data after the top-level value")
@@ -335,25 +473,33 @@ func extractJSON(raw []byte) (string, string, error) {
 	if title == "" {
 		title = w.top["name"]
 	}
-	return strings.TrimRight(w.b.String(), "\n"), title, nil
+	return out.String(), title, nil
 }
 
 type jsonWalker struct {
-	dec *json.Decoder
-	b   strings.Builder
-	top map[string]string // top-level string members, for the title
+	dec  *json.Decoder
+	out  *writer
+	path []byte            // the current value's path; never longer than the document
+	top  map[string]string // top-level string members, for the title
 }
 
-// value writes the value at the decoder's position; it returns the value
-// when it is a string.
-func (w *jsonWalker) value(path string, depth int) (string, error) {
+// errFull stops a walk once its writer is full.
+var errFull = errors.New("extract: text bound reached")
+
+// value writes the value at the decoder's position, whose path is w.path;
+// it returns the value when it is a string.
+func (w *jsonWalker) value(depth int) (string, error) {
 	if depth > maxJSONDepth {
 		return "", apiary.E(apiary.KindInvalid, "extract json: nested deeper than %d", maxJSONDepth)
+	}
+	if w.out.full {
+		return "", errFull
 	}
 	tok, err := w.dec.Token()
 	if err != nil {
 		return "", err
 	}
+	at := len(w.path)
 	switch v := tok.(type) {
 	case json.Delim:
 		switch v {
@@ -364,11 +510,12 @@ func (w *jsonWalker) value(path string, depth int) (string, error) {
 					return "", err
 				}
 				key, _ := kt.(string)
-				p := key
-				if path != "" {
-					p = path + "." + key
+				if at > 0 {
+					w.path = append(w.path, '.')
 				}
-				s, err := w.value(p, depth+1)
+				w.path = append(w.path, key...)
+				s, err := w.value(depth + 1)
+				w.path = w.path[:at]
 				if err != nil {
 					return "", err
 				}
@@ -376,12 +523,15 @@ func (w *jsonWalker) value(path string, depth int) (string, error) {
 					if w.top == nil {
 						w.top = map[string]string{}
 					}
-					w.top[key] = strings.Join(strings.Fields(s), " ")
+					w.top[key] = apiary.Truncate(strings.Join(strings.Fields(s), " "), MaxTitleBytes)
 				}
 			}
 		case '[':
 			for i := 0; w.dec.More(); i++ {
-				if _, err := w.value(path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
+				w.path = append(append(append(w.path, '['), strconv.Itoa(i)...), ']')
+				_, err := w.value(depth + 1)
+				w.path = w.path[:at]
+				if err != nil {
 					return "", err
 				}
 			}
@@ -389,19 +539,37 @@ func (w *jsonWalker) value(path string, depth int) (string, error) {
 		_, err := w.dec.Token() // the closing delimiter
 		return "", err
 	case string:
-		writeLine(&w.b, path, v)
+		w.line(v)
 		return v, nil
 	case json.Number:
-		writeLine(&w.b, path, v.String())
+		w.line(v.String())
 	case bool:
-		writeLine(&w.b, path, strconv.FormatBool(v))
+		w.line(strconv.FormatBool(v))
 	}
 	return "", nil // null carries no text
+}
+
+// line writes "path: value" with the value's line breaks folded into
+// spaces so that each value stays one line.
+func (w *jsonWalker) line(value string) {
+	value = strings.Join(strings.Fields(value), " ")
+	if value == "" {
+		return
+	}
+	if len(w.path) > 0 {
+		w.out.write(label(string(w.path), true))
+		w.out.write(": ")
+	}
+	w.out.write(value)
+	w.out.writeByte('\n')
 }
 
 // jsonError classifies a decoding error without echoing document text
 // (encoding/json's syntax errors may quote a character of the input).
 func jsonError(err error) error {
+	if errors.Is(err, errFull) {
+		return nil // the caller reports the bound
+	}
 	if apiary.KindOf(err) != apiary.KindOther {
 		return err
 	}
@@ -415,34 +583,17 @@ func jsonError(err error) error {
 	return apiary.E(apiary.KindInvalid, "extract json: not a valid JSON document")
 }
 
-// writeLine writes "path: value" with the value's line breaks folded into
-// spaces so that each value stays one line.
-func writeLine(b *strings.Builder, path, value string) {
-	value = strings.Join(strings.Fields(value), " ")
-	if value == "" {
-		return
-	}
-	if path == "" {
-		b.WriteString(value)
-	} else {
-		b.WriteString(path)
-		b.WriteString(": ")
-		b.WriteString(value)
-	}
-	b.WriteByte('\n')
-}
-
 // extractCSV writes the header row as a line, then each record as
-// "col: value; col: value" (empty cells left out). Records longer than the
-// header name their extra cells by position ("column 5").
-func extractCSV(raw []byte) (string, string, error) {
+// "col: value; col: value" (empty cells left out), each column name cut to
+// MaxLabelBytes. Records longer than the header name their extra cells by
+// position ("column 5").
+func extractCSV(raw []byte, w *writer) (string, error) {
 	r := csv.NewReader(bytes.NewReader(raw))
 	r.FieldsPerRecord = -1
 	r.LazyQuotes = true
-	r.ReuseRecord = false
+	r.ReuseRecord = true
 	var header []string
-	var b strings.Builder
-	for {
+	for !w.full {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			break
@@ -450,20 +601,24 @@ func extractCSV(raw []byte) (string, string, error) {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				return "", "", apiary.E(apiary.KindInvalid, "extract csv: parse error on line %d", pe.Line)
+				return "", apiary.E(apiary.KindInvalid, "extract csv: parse error on line %d", pe.Line)
 			}
-			return "", "", apiary.E(apiary.KindInvalid, "extract csv: not a valid CSV document")
+			return "", apiary.E(apiary.KindInvalid, "extract csv: not a valid CSV document")
 		}
 		if header == nil {
 			header = make([]string, len(rec))
 			for i, h := range rec {
-				header[i] = strings.Join(strings.Fields(h), " ")
+				h = strings.Join(strings.Fields(h), " ")
+				if i > 0 {
+					w.write("; ")
+				}
+				w.write(h)
+				header[i] = label(h, false)
 			}
-			b.WriteString(strings.Join(header, "; "))
-			b.WriteByte('\n')
+			w.writeByte('\n')
 			continue
 		}
-		var cells []string
+		cells := 0
 		for i, v := range rec {
 			v = strings.Join(strings.Fields(v), " ")
 			if v == "" {
@@ -476,12 +631,17 @@ func extractCSV(raw []byte) (string, string, error) {
 			if name == "" {
 				name = "column " + strconv.Itoa(i+1)
 			}
-			cells = append(cells, name+": "+v)
+			if cells > 0 {
+				w.write("; ")
+			}
+			w.write(name)
+			w.write(": ")
+			w.write(v)
+			cells++
 		}
-		if len(cells) > 0 {
-			b.WriteString(strings.Join(cells, "; "))
-			b.WriteByte('\n')
+		if cells > 0 {
+			w.writeByte('\n')
 		}
 	}
-	return strings.TrimRight(b.String(), "\n"), "", nil
+	return w.String(), nil
 }

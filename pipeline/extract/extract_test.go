@@ -88,6 +88,11 @@ func TestExtract(t *testing.T) {
 			wantTitle: "My Page",
 		},
 		{
+			name: "html closes paragraphs as a parser would", format: extract.HTML,
+			raw:      "<p>one<p>two<div><p>three</div>four<ul><li><p>five<li>six</ul><p>seven<br>eight<pre>\nx\n y</pre><table><tr><td>a<td>b<tr><td>c</table>",
+			wantText: "one\n\ntwo\n\nthree\n\nfour\nfive\n\nsix\n\nseven\neight\n\nx\n y\n\na | b\nc",
+		},
+		{
 			name: "json paths", format: extract.JSON,
 			raw:       `{"title":"Spec","n":1.5,"ok":true,"none":null,"tags":["a","b"],"author":{"name":"Ann\nLee"},"rows":[{"x":1}]}`,
 			wantText:  "title: Spec\nn: 1.5\nok: true\ntags[0]: a\ntags[1]: b\nauthor.name: Ann Lee\nrows[0].x: 1",
@@ -110,7 +115,7 @@ func TestExtract(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			text, title, err := extract.Extract(tt.format, []byte(tt.raw))
+			text, title, err := extract.Extract(tt.format, []byte(tt.raw), 0)
 			require.NoError(t, err)
 			if diff := cmp.Diff(tt.wantText, text); diff != "" {
 				t.Errorf("text (-want +got):\n%s", diff)
@@ -136,7 +141,7 @@ func TestExtractErrorsHoldNoText(t *testing.T) {
 		{extract.Format("pdf"), secret},
 	}
 	for _, tt := range tests {
-		_, _, err := extract.Extract(tt.format, []byte(tt.raw))
+		_, _, err := extract.Extract(tt.format, []byte(tt.raw), 0)
 		if tt.format == extract.CSV && err == nil {
 			continue // lazy quotes accept it; nothing to check
 		}
@@ -152,34 +157,44 @@ func fuzzFormat(f *testing.F, format extract.Format, seeds ...string) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		text, title, err := extract.Extract(format, raw)
+		text, title, err := extract.Extract(format, raw, 0)
 		if err != nil {
-			require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "%v", err)
+			require.Contains(t, []apiary.Kind{apiary.KindInvalid, apiary.KindTooLarge}, apiary.KindOf(err), "%v", err)
 			return
 		}
+		require.LessOrEqual(t, len(text), extract.MaxText(len(raw), 0), "text over the bound")
+		require.LessOrEqual(t, len(title), extract.MaxTitleBytes, "title over the bound")
 		require.True(t, utf8.ValidString(text), "text is not valid UTF-8")
 		require.True(t, utf8.ValidString(title), "title is not valid UTF-8")
+		// Under a document limit the text never passes it either.
+		limit := len(raw)/2 + 1
+		text, _, err = extract.Extract(format, raw, limit)
+		if err == nil {
+			require.LessOrEqual(t, len(text), limit, "text over the document limit")
+		}
 	})
 }
 
 func FuzzText(f *testing.F) {
-	fuzzFormat(f, extract.Text, "hello\r\nworld", "\x00\xff", "")
+	fuzzFormat(f, extract.Text, "hello\r\nworld", "\x00\xff", "", strings.Repeat("a\r\n", 100))
 }
 
 func FuzzMarkdown(f *testing.F) {
-	fuzzFormat(f, extract.Markdown, "# T\n\nbody", "```\n# x", "# ")
+	fuzzFormat(f, extract.Markdown, "# T\n\nbody", "```\n# x", "# ", "# "+strings.Repeat("long title ", 200))
 }
 
 func FuzzHTML(f *testing.F) {
-	fuzzFormat(f, extract.HTML, "<title>t</title><p>x</p>", "<table><td>a<td>b", "<pre>\n x</pre>", "<script>", strings.Repeat("<div>", 600))
+	fuzzFormat(f, extract.HTML, "<title>t</title><p>x</p>", "<table><td>a<td>b", "<pre>\n x</pre>", "<script>", strings.Repeat("<div>", 600),
+		"<title>"+strings.Repeat("t", 2000)+"</title>", deepHTML(40))
 }
 
 func FuzzJSON(f *testing.F) {
-	fuzzFormat(f, extract.JSON, `{"a":[1,{"b":"c"}],"title":"t"}`, `[`, `1 2`, strings.Repeat("[", 300))
+	fuzzFormat(f, extract.JSON, `{"a":[1,{"b":"c"}],"title":"t"}`, `[`, `1 2`, strings.Repeat("[", 300),
+		jsonKeyPathBomb(20, 300, 200), `{"title":"`+strings.Repeat("t ", 1000)+`"}`)
 }
 
 func FuzzCSV(f *testing.F) {
-	fuzzFormat(f, extract.CSV, "a,b\n1,2\n", "\"a\"\"b\",c", "a\n\"")
+	fuzzFormat(f, extract.CSV, "a,b\n1,2\n", "\"a\"\"b\",c", "a\n\"", csvBomb(4<<10, 200), csvWide(10, 50))
 }
 
 func BenchmarkExtractHTML(b *testing.B) {
@@ -188,7 +203,7 @@ func BenchmarkExtractHTML(b *testing.B) {
 		"</body></html>")
 	b.SetBytes(int64(len(page)))
 	for b.Loop() {
-		if _, _, err := extract.Extract(extract.HTML, page); err != nil {
+		if _, _, err := extract.Extract(extract.HTML, page, 0); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -13,8 +13,8 @@
 //     live records it is rewritten as a snapshot: a temporary file, fsync,
 //     atomic rename over the log, fsync of the directory.
 //   - No plaintext at rest. The store writes identifiers, versions, float32
-//     vectors and the Sealed bytes it is given, verbatim; chunk text and
-//     metadata only ever reach it sealed.
+//     vectors and the Sealed bytes it is given, verbatim; chunk text only
+//     ever reaches it sealed (titles and metadata stay in document records).
 //   - Tenancy in one place. Every method goes through scoped(account), and a
 //     record whose Account differs from the call's account is Invalid.
 //   - One dimension. All vectors in a store share the dimension of the first

@@ -22,8 +22,8 @@
 // never replace a row of another, even with an equal chunk id; upserts by
 // the same (account, chunk id) replace, which makes redelivered jobs
 // idempotent. Milvus has no bytes scalar type, hence base64 in a VarChar.
-// Only ids, numbers, the vector and ciphertext are stored: chunk text and
-// metadata reach Milvus sealed.
+// Only ids, numbers, the vector and ciphertext are stored: chunk text
+// reaches Milvus sealed (titles and metadata stay in document records).
 //
 // Open is idempotent and safe when several processes start at once: it
 // creates the collection and index only if missing, tolerates losing the
