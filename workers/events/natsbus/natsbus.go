@@ -2,7 +2,8 @@
 //
 // An event of job J in account A is published as JSON on the subject
 // apiary.events.A.J and kept in one file-stored stream (default
-// "APIARY_EVENTS") capturing apiary.events.>, for Config.MaxAge. Publish
+// "APIARY_EVENTS") capturing apiary.events.>, for Config.MaxAge and within
+// Config.MaxBytes (the oldest events go first). Publish
 // waits for the stream's ack and sets Nats-Msg-Id to the event id, so a
 // republished event is stored once. An event's Seq is its stream sequence,
 // which increases across all jobs and accounts.
@@ -49,6 +50,9 @@ type Config struct {
 	Stream string
 	// MaxAge is how long events are kept for replay. Default 7 days.
 	MaxAge time.Duration
+	// MaxBytes bounds the stream's size: past it the oldest events are
+	// dropped, whatever their age. Default 1 GiB; at least 64 KiB.
+	MaxBytes int64
 	// Replicas is the stream's replication factor (3 on a cluster). Default 1.
 	Replicas int
 	// DuplicateWindow is how long an event id is remembered to drop a
@@ -63,6 +67,9 @@ func (c *Config) setDefaults() {
 	if c.MaxAge == 0 {
 		c.MaxAge = 7 * 24 * time.Hour
 	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 1 << 30
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
@@ -70,6 +77,9 @@ func (c *Config) setDefaults() {
 		c.DuplicateWindow = 2 * time.Minute
 	}
 }
+
+// minMaxBytes is the least MaxBytes: room for a few hundred events.
+const minMaxBytes = 64 << 10
 
 // Validate reports every problem with c (after defaults).
 func (c *Config) Validate() error {
@@ -79,6 +89,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAge < time.Minute {
 		errs = append(errs, fmt.Errorf("natsbus: MaxAge %s is under 1m", c.MaxAge))
+	}
+	if c.MaxBytes < minMaxBytes {
+		errs = append(errs, fmt.Errorf("natsbus: MaxBytes %d is under %d", c.MaxBytes, minMaxBytes))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("natsbus: Replicas %d is not in 1..5", c.Replicas))
@@ -120,6 +133,7 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		MaxAge:      cfg.MaxAge,
+		MaxBytes:    cfg.MaxBytes,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  cfg.DuplicateWindow,
 	})
