@@ -69,27 +69,40 @@ func (f *flaky) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document)
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	nc, _ := natstest.Connect(t)
+	return openEnv(t, nc, t.TempDir(), t.TempDir(), 5*time.Second)
+}
+
+// openEnv builds an env on nc, with the keyring and vector store kept in
+// keyDir and vecDir, and lease as the queue's and the job records' lease.
+// Opened again on the same server and directories, it is the same
+// deployment after a restart.
+func openEnv(t *testing.T, nc *nats.Conn, keyDir, vecDir string, lease time.Duration) *env {
+	t.Helper()
 	ctx := context.Background()
-	nc, js := natstest.Connect(t)
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
 	recs, err := records.Open(ctx, natskv.NewKVStore(js, natskv.Config{}))
 	require.NoError(t, err)
 	blobs, err := natskv.NewBlobs(ctx, js, "stage", natskv.Config{})
 	require.NoError(t, err)
-	keys, err := keyring.New(keyring.Config{Dir: t.TempDir(), RootKey: make([]byte, 32)})
+	keys, err := keyring.New(keyring.Config{Dir: keyDir, RootKey: make([]byte, 32)})
 	require.NoError(t, err)
-	require.NoError(t, keys.CreateAccountKey(ctx, "acme"))
-	vecs, err := localvec.Open(t.TempDir(), localvec.Options{})
+	if err := keys.CreateAccountKey(ctx, "acme"); err != nil {
+		require.ErrorIs(t, err, apiary.ErrConflict)
+	}
+	vecs, err := localvec.Open(vecDir, localvec.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { vecs.Close() })
 	pipe, err := pipeline.New(pipeline.Config{}, local.New(local.Config{}), keys, vecs, recs)
 	require.NoError(t, err)
 	bus, err := natsbus.New(ctx, natsbus.Config{Conn: nc})
 	require.NoError(t, err)
-	q, err := jsqueue.New(ctx, jsqueue.Config{Conn: nc, Lease: 5 * time.Second})
+	q, err := jsqueue.New(ctx, jsqueue.Config{Conn: nc, Lease: lease, PollWait: 100 * time.Millisecond})
 	require.NoError(t, err)
 	e := &env{url: nc.ConnectedUrl(), recs: recs, stager: upload.NewStager(blobs, keys), vecs: vecs, pipe: pipe, bus: bus, q: q}
 	e.ingest = &flaky{next: pipe, failOnce: map[apiary.DocumentID]error{}, failed: map[apiary.DocumentID]bool{}}
-	e.handler = workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, ProgressEvery: time.Nanosecond}, recs, e.stager, e.ingest, bus)
+	e.handler = workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, ProgressEvery: time.Nanosecond, Lease: lease}, recs, e.stager, e.ingest, bus)
 	return e
 }
 
