@@ -306,8 +306,9 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 	return out, nil
 }
 
-// handBack returns ds to the stream at once, best effort: whatever fails
-// comes back when its lease runs out.
+// handBack returns ds, never handed to a worker, to the stream at once,
+// without counting their delivery as an attempt; best effort: whatever
+// fails comes back when its lease runs out.
 func (q *Queue) handBack(ds []*queue.Delivery) {
 	if len(ds) == 0 {
 		return
@@ -315,7 +316,9 @@ func (q *Queue) handBack(ds []*queue.Delivery) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	for _, d := range ds {
-		_ = q.Nack(ctx, d, 0)
+		if m, err := receipt(d, "nack"); err == nil {
+			_ = q.requeue(ctx, d, m, d.Attempt-1)
+		}
 	}
 }
 
@@ -385,7 +388,7 @@ func (q *Queue) Nack(ctx context.Context, d *queue.Delivery, delay time.Duration
 		return err
 	}
 	if delay <= 0 {
-		return q.requeue(ctx, d, m)
+		return q.requeue(ctx, d, m, d.Attempt)
 	}
 	return q.settle(ctx, m, fmt.Sprintf(`-NAK {"delay": %d}`, delay.Nanoseconds()), "jetstream: nack %s", d.Msg.Job)
 }
@@ -395,13 +398,13 @@ func (q *Queue) Nack(ctx context.Context, d *queue.Delivery, delay time.Duration
 const attemptsHeader = "Apiary-Attempts"
 
 // requeue hands d back at once: it publishes d's message again, carrying
-// its attempt count, then acks d. A -NAK does the same while the server
+// attempts (the deliveries that count so far), then acks d. A -NAK does the same while the server
 // runs, but the server keeps a nak'd message's redelivery in memory only:
 // when the embedded server stops with the worker that handed a job back on
 // SIGTERM, the restarted one waits out the whole lease first. If the ack
 // fails after the publish, the job has two messages, handled as any
 // redelivery.
-func (q *Queue) requeue(ctx context.Context, d *queue.Delivery, m jetstream.Msg) error {
+func (q *Queue) requeue(ctx context.Context, d *queue.Delivery, m jetstream.Msg, attempts int) error {
 	ctx, cancel := settleContext(ctx)
 	defer cancel()
 	meta, err := m.Metadata()
@@ -410,7 +413,7 @@ func (q *Queue) requeue(ctx context.Context, d *queue.Delivery, m jetstream.Msg)
 	}
 	again := nats.NewMsg(q.cfg.Subject)
 	again.Data = m.Data()
-	again.Header.Set(attemptsHeader, strconv.Itoa(d.Attempt))
+	again.Header.Set(attemptsHeader, strconv.Itoa(attempts))
 	// One id per requeued delivery: a retried requeue stores it once.
 	again.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s.requeue.%d", d.Msg.Job, meta.Sequence.Stream))
 	if _, err := q.js.PublishMsg(ctx, again, jetstream.WithExpectStream(q.cfg.Stream)); err != nil {
