@@ -219,8 +219,9 @@ func (b *Bus) Publish(ctx context.Context, ev apiary.Event) error {
 			return fmt.Errorf("natsbus: publish %s of job %s: %w", ev.Type, ev.Job, err)
 		}
 		next := last.seq + 1
-		if last.streamSeq == 0 {
-			next = uint64(time.Now().UnixMicro())
+		if last.streamSeq == 0 || last.seq == last.streamSeq {
+			// No event kept, or only one from before per-account numbers.
+			next = max(next, uint64(time.Now().UnixMicro()))
 		}
 		msg := nats.NewMsg(subj)
 		msg.Data = data
@@ -270,7 +271,7 @@ func (b *Bus) last(ctx context.Context, subj string) (position, error) {
 	if err != nil {
 		return position{}, classify(err, "natsbus: last event")
 	}
-	return position{streamSeq: m.Sequence, seq: accountSeq(m.Header)}, nil
+	return position{streamSeq: m.Sequence, seq: accountSeq(m.Header, m.Sequence)}, nil
 }
 
 // nextFrom is the position of the first kept event on subj at or after
@@ -283,12 +284,17 @@ func (b *Bus) nextFrom(ctx context.Context, subj string, from uint64) (position,
 	if err != nil {
 		return position{}, classify(err, "natsbus: find event")
 	}
-	return position{streamSeq: m.Sequence, seq: accountSeq(m.Header)}, nil
+	return position{streamSeq: m.Sequence, seq: accountSeq(m.Header, m.Sequence)}, nil
 }
 
-func accountSeq(h nats.Header) uint64 {
-	n, _ := strconv.ParseUint(h.Get(seqHeader), 10, 64)
-	return n
+// accountSeq is the Seq of the event stored at streamSeq with headers h. An
+// event stored before Seq was per account has no header: its stream
+// sequence stands in, which is below every number the clock seeds.
+func accountSeq(h nats.Header, streamSeq uint64) uint64 {
+	if n, err := strconv.ParseUint(h.Get(seqHeader), 10, 64); err == nil && n > 0 {
+		return n
+	}
+	return streamSeq
 }
 
 // startAfter returns the stream sequence from which the events on subj
@@ -369,7 +375,7 @@ func decode(m jetstream.Msg) (ev apiary.Event, pending uint64, err error) {
 	if err := json.Unmarshal(m.Data(), &ev); err != nil {
 		return ev, 0, fmt.Errorf("natsbus: event %d: %w", meta.Sequence.Stream, err)
 	}
-	ev.Seq = accountSeq(m.Headers())
+	ev.Seq = accountSeq(m.Headers(), meta.Sequence.Stream)
 	return ev, meta.NumPending, nil
 }
 

@@ -1,6 +1,7 @@
 package natsbus_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -162,4 +163,32 @@ func streamInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.St
 	info, err := s.Info(t.Context())
 	require.NoError(t, err)
 	return info
+}
+
+// TestEventsFromBeforePerAccountSeq: events stored before Seq was per
+// account keep their stream sequence as Seq, and the account's new events
+// are numbered above them, so an old cursor still resumes.
+func TestEventsFromBeforePerAccountSeq(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	nc, js := natstest.Connect(t)
+	b, err := natsbus.New(ctx, natsbus.Config{Conn: nc})
+	require.NoError(t, err)
+	job := apiary.NewJobID()
+	subj, err := natsbus.Subject("acc_a", job)
+	require.NoError(t, err)
+	old, err := json.Marshal(apiary.Event{ID: "evt_old", Type: apiary.EventJobQueued, Account: "acc_a", Job: job})
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, subj, old) // as the bus stored it before
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, apiary.Event{ID: "evt_new", Type: apiary.EventJobStarted, Account: "acc_a", Job: job}))
+
+	got, err := b.Replay(ctx, events.Filter{Account: "acc_a"}, 10)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, uint64(1), got[0].Seq, "an old event's Seq is its stream sequence")
+	require.Greater(t, got[1].Seq, got[0].Seq)
+	after, err := b.Replay(ctx, events.Filter{Account: "acc_a", AfterSeq: got[0].Seq}, 10)
+	require.NoError(t, err)
+	require.Equal(t, got[1:], after, "an old cursor resumes")
 }
