@@ -68,6 +68,67 @@ func (rejectAll) Ingest(_ context.Context, _ apiary.Job, doc apiary.Document) (a
 	return apiary.DocumentRecord{}, apiary.Permanent(apiary.E(apiary.KindInvalid, "document %s: the text is not valid UTF-8", doc.ID))
 }
 
+// manyDocsJob is a staged job of n documents that all fail, on real
+// storage whose job-bucket writes are counted.
+type manyDocsJob struct {
+	kvs     *writeCounter
+	recs    *records.Store
+	bus     *natsbus.Bus
+	handler *workers.IngestHandler
+	job     apiary.Job
+}
+
+func newManyDocsJob(tb testing.TB, n int) manyDocsJob {
+	tb.Helper()
+	ctx := context.Background()
+	nc, js := natstest.Connect(tb)
+	kvs := &writeCounter{KVStore: natskv.NewKVStore(js, natskv.Config{}), bytes: map[string]int{}}
+	recs, err := records.Open(ctx, kvs)
+	require.NoError(tb, err)
+	blobs, err := natskv.NewBlobs(ctx, js, "stage", natskv.Config{})
+	require.NoError(tb, err)
+	keys, err := keyring.New(keyring.Config{Dir: tb.TempDir(), RootKey: make([]byte, 32)})
+	require.NoError(tb, err)
+	require.NoError(tb, keys.CreateAccountKey(ctx, "acme"))
+	stager := upload.NewStager(blobs, keys)
+	bus, err := natsbus.New(ctx, natsbus.Config{Conn: nc})
+	require.NoError(tb, err)
+	// Progress after every outcome: the worst case for the record's writes.
+	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 4, ProgressEvery: time.Nanosecond}, recs, stager, rejectAll{}, bus)
+
+	docs := make([]apiary.Document, n)
+	for i := range docs {
+		docs[i] = doc(fmt.Sprintf("doc-%04d", i), "some text")
+	}
+	now := time.Now().UTC()
+	j := apiary.Job{ID: apiary.NewJobID(), Account: "acme", Status: apiary.JobQueued, Version: uint64(now.UnixNano()),
+		Source: "upload", Counts: apiary.Counts{DocumentsTotal: n}, CreatedAt: now, UpdatedAt: now}
+	require.NoError(tb, stager.Stage(ctx, j.Account, j.ID, docs))
+	require.NoError(tb, recs.CreateJob(ctx, j))
+	return manyDocsJob{kvs: kvs, recs: recs, bus: bus, handler: h, job: j}
+}
+
+// BenchmarkJobOfManyFailingDocuments runs a 1,000-document job whose
+// documents all fail, reporting the job-record bytes written per document
+// outcome and the final record's size.
+func BenchmarkJobOfManyFailingDocuments(b *testing.B) {
+	const n = 1000
+	for b.Loop() {
+		b.StopTimer()
+		w := newManyDocsJob(b, n)
+		b.StartTimer()
+		require.NoError(b, w.handler.Handle(context.Background(), delivery(w.job, 1)))
+		b.StopTimer()
+		got, err := w.recs.Job(context.Background(), "acme", w.job.ID)
+		require.NoError(b, err)
+		rec, err := json.Marshal(got)
+		require.NoError(b, err)
+		b.ReportMetric(float64(w.kvs.written("jobs"))/n, "job-bytes/outcome")
+		b.ReportMetric(float64(len(rec)), "record-bytes")
+		b.StartTimer()
+	}
+}
+
 // TestJobRecordAndEventsStaySmall: a job of many failing documents keeps a
 // small record and small events, and each document outcome costs a bounded
 // number of bytes written to the job record, however many documents the job
@@ -79,33 +140,11 @@ func TestJobRecordAndEventsStaySmall(t *testing.T) {
 		maxBytes = 4 << 10 // of a record, an event, and the job-record bytes written per outcome
 	)
 	ctx := context.Background()
-	nc, js := natstest.Connect(t)
-	kvs := &writeCounter{KVStore: natskv.NewKVStore(js, natskv.Config{}), bytes: map[string]int{}}
-	recs, err := records.Open(ctx, kvs)
-	require.NoError(t, err)
-	blobs, err := natskv.NewBlobs(ctx, js, "stage", natskv.Config{})
-	require.NoError(t, err)
-	keys, err := keyring.New(keyring.Config{Dir: t.TempDir(), RootKey: make([]byte, 32)})
-	require.NoError(t, err)
-	require.NoError(t, keys.CreateAccountKey(ctx, "acme"))
-	stager := upload.NewStager(blobs, keys)
-	bus, err := natsbus.New(ctx, natsbus.Config{Conn: nc})
-	require.NoError(t, err)
-	// Progress after every outcome: the worst case for the record's writes.
-	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 4, ProgressEvery: time.Nanosecond}, recs, stager, rejectAll{}, bus)
-
-	docs := make([]apiary.Document, n)
-	for i := range docs {
-		docs[i] = doc(fmt.Sprintf("doc-%04d", i), "some text")
-	}
-	now := time.Now().UTC()
-	j := apiary.Job{ID: apiary.NewJobID(), Account: "acme", Status: apiary.JobQueued, Version: uint64(now.UnixNano()),
-		Source: "upload", Counts: apiary.Counts{DocumentsTotal: n}, CreatedAt: now, UpdatedAt: now}
-	require.NoError(t, stager.Stage(ctx, j.Account, j.ID, docs))
-	require.NoError(t, recs.CreateJob(ctx, j))
+	w := newManyDocsJob(t, n)
+	kvs, recs, bus, j := w.kvs, w.recs, w.bus, w.job
 	before := kvs.written("jobs")
 
-	require.NoError(t, h.Handle(ctx, delivery(j, 1)))
+	require.NoError(t, w.handler.Handle(ctx, delivery(j, 1)))
 
 	got, err := recs.Job(ctx, "acme", j.ID)
 	require.NoError(t, err)
