@@ -1,6 +1,7 @@
 package apiary
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -80,14 +81,54 @@ type DocumentError struct {
 	Reason     string     `json:"reason"`
 }
 
-// Job is an ingestion job's record, stored as JSON. The API renders it
-// through its own view, which leaves out the internal fields.
+// MaxErrorSample bounds the document errors a job record and a job event
+// carry: the first ones only. The full list is kept per document, apart
+// from the record (GET /v1/jobs/{id}/errors).
+const MaxErrorSample = 10
+
+// DocumentOutcome is how one document of a job ended. It is kept apart from
+// the job record, one per document, so that recording it costs the same for
+// the first document of a job as for the millionth.
+type DocumentOutcome struct {
+	Document DocumentID `json:"document_id"`
+	Chunks   int        `json:"chunks,omitempty"`
+	// Reason says why the document failed; empty when it succeeded.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Failed reports whether the document failed.
+func (o DocumentOutcome) Failed() bool { return o.Reason != "" }
+
+// Tally is what a job's document outcomes add up to.
+type Tally struct {
+	Done, Failed, Chunks int
+	// Sample is the first MaxErrorSample failures, by document id.
+	Sample []DocumentError
+}
+
+// Add counts o into t.
+func (t *Tally) Add(o DocumentOutcome) {
+	if !o.Failed() {
+		t.Done++
+		t.Chunks += o.Chunks
+		return
+	}
+	t.Failed++
+	if len(t.Sample) < MaxErrorSample {
+		t.Sample = append(t.Sample, DocumentError{DocumentID: o.Document, Reason: o.Reason})
+	}
+}
+
+// Job is an ingestion job's record, stored as JSON. It stays small whatever
+// the number of documents: per-document outcomes live apart from it. The
+// API renders it through its own view, which leaves out the internal fields.
 type Job struct {
 	ID      JobID     `json:"id"`
 	Account AccountID `json:"account_id"`
 	Status  JobStatus `json:"status"`
 	Counts  Counts    `json:"counts"`
-	// Errors lists the documents that failed, each with its reason.
+	// Errors is a sample of the documents that failed, each with its
+	// reason: at most MaxErrorSample; Counts.DocumentsFailed is the total.
 	Errors []DocumentError `json:"errors"`
 	// Error is the job-level reason when the whole job failed or was canceled.
 	Error    string `json:"error,omitempty"`
@@ -97,9 +138,10 @@ type Job struct {
 	Version uint64 `json:"version"`
 	// Source says where the documents come from ("upload").
 	Source string `json:"source"`
-	// Done lists the documents already finished, so that a redelivered job
-	// skips them and its counts stay exact.
-	Done []DocumentID `json:"done,omitempty"`
+	// Interrupted counts the runs of this job that ended with their worker
+	// process (their lease ran out, never released). At MaxInterrupted the
+	// job is failed instead of being run again.
+	Interrupted int `json:"interrupted,omitempty"`
 	// Owner names the worker run that holds the job while it runs, until
 	// LeaseUntil; another delivery of the same job waits instead of running
 	// it a second time at once.
@@ -119,6 +161,66 @@ type Job struct {
 	UpdatedAt      time.Time  `json:"updated_at"`
 	StartedAt      *time.Time `json:"started_at,omitempty"`
 	FinishedAt     *time.Time `json:"finished_at,omitempty"`
+}
+
+// MaxInterrupted is how many runs of a job may end with their worker
+// process before the job is given up, so that a document that kills its
+// worker cannot do so forever.
+const MaxInterrupted = 2
+
+// ReasonInterrupted is the Error of a job given up after MaxInterrupted.
+const ReasonInterrupted = "the worker stopped twice while running this job"
+
+// Start hands the job to run owner until now+lease, unless another run
+// holds an unexpired lease: then it returns false and that lease's end. A
+// lease of another run that ran out without being released is a run that
+// ended with its process: Start counts it in Interrupted. It reports
+// whether the job went from queued to running.
+func (j *Job) Start(owner string, now time.Time, lease time.Duration, attempt int) (started, ok bool, busyUntil time.Time) {
+	if j.Owner != "" && j.LeaseUntil != nil {
+		if j.LeaseUntil.After(now) {
+			return false, false, *j.LeaseUntil
+		}
+		j.Interrupted++
+	}
+	started = j.Status == JobQueued
+	until := now.Add(lease)
+	j.Status = JobRunning
+	j.Owner, j.LeaseUntil = owner, &until
+	j.Attempts = max(j.Attempts+1, attempt)
+	j.UpdatedAt = now
+	if j.StartedAt == nil {
+		j.StartedAt = &now
+	}
+	return started, true, time.Time{}
+}
+
+// Release lets go of the job's lease, so that its next run starts at once
+// and is not counted as interrupted.
+func (j *Job) Release() { j.Owner, j.LeaseUntil = "", nil }
+
+// SetTally sets the job's counts and error sample from t.
+func (j *Job) SetTally(t Tally) {
+	j.Counts.DocumentsDone, j.Counts.DocumentsFailed, j.Counts.Chunks = t.Done, t.Failed, t.Chunks
+	j.Errors = t.Sample
+}
+
+// Fail ends the job as failed with reason.
+func (j *Job) Fail(reason string, now time.Time) {
+	j.Status, j.Error = JobFailed, reason
+	j.UpdatedAt, j.FinishedAt = now, &now
+	j.Release()
+}
+
+// Succeed ends a job whose documents have all run: succeeded, or failed
+// when every document failed.
+func (j *Job) Succeed(now time.Time) {
+	if j.Counts.DocumentsTotal > 0 && j.Counts.DocumentsFailed == j.Counts.DocumentsTotal {
+		j.Fail(fmt.Sprintf("all %d documents failed; see errors", j.Counts.DocumentsTotal), now)
+		return
+	}
+	j.Status = JobSucceeded
+	j.UpdatedAt, j.FinishedAt = now, &now
 }
 
 // JobMessage is all a queue message carries: identifiers, never document
@@ -181,7 +283,27 @@ const (
 	EventWebhookTest  EventType = "webhook.test"
 )
 
-// Event is one job state change. It carries ids, status and counts: never
+// Final reports whether t is a job's last event: succeeded, failed or canceled.
+func (t EventType) Final() bool {
+	return t == EventJobSucceeded || t == EventJobFailed || t == EventJobCanceled
+}
+
+// FinalEvent is the event type that announces a job ending in s; empty when
+// s is not final.
+func (s JobStatus) FinalEvent() EventType {
+	switch s {
+	case JobSucceeded:
+		return EventJobSucceeded
+	case JobFailed:
+		return EventJobFailed
+	case JobCanceled:
+		return EventJobCanceled
+	}
+	return ""
+}
+
+// Event is one job state change. It carries ids, status, counts and at most
+// MaxErrorSample document errors, so every event stays small: never
 // document text, never a credential.
 type Event struct {
 	// Seq is the position in the event stream, set by the bus on delivery.
@@ -206,8 +328,7 @@ func FinalEventID(job JobID) string { return "evt_" + string(job) + "_final" }
 // publishing it twice stores it once.
 func NewJobEvent(job Job, typ EventType) Event {
 	id := RandomID("evt_")
-	switch typ {
-	case EventJobSucceeded, EventJobFailed, EventJobCanceled:
+	if typ.Final() {
 		id = FinalEventID(job.ID)
 	}
 	return Event{
@@ -217,7 +338,7 @@ func NewJobEvent(job Job, typ EventType) Event {
 		Job:     job.ID,
 		Status:  job.Status,
 		Counts:  job.Counts,
-		Errors:  job.Errors,
+		Errors:  job.Errors[:min(len(job.Errors), MaxErrorSample)],
 		Time:    time.Now().UTC(),
 	}
 }

@@ -42,15 +42,6 @@ func viewEvent(ev apiary.Event) eventView {
 		Errors: ev.Errors, Time: ev.Time, Seq: ev.Seq}
 }
 
-// isFinalEvent reports whether typ is a job's last event.
-func isFinalEvent(typ apiary.EventType) bool {
-	switch typ {
-	case apiary.EventJobSucceeded, apiary.EventJobFailed, apiary.EventJobCanceled:
-		return true
-	}
-	return false
-}
-
 // streamRetryAfter is the Retry-After of a refused stream.
 const streamRetryAfter = 5 * time.Second
 
@@ -118,6 +109,8 @@ func (s *Server) StopStreams() { s.streams.stopAll() }
 
 // lastEventID is the Seq after which a stream resumes: the Last-Event-ID
 // header (sent by an EventSource when it reconnects) or ?last_event_id=.
+// Seq counts the caller's account's events only (see events.Bus), so ids
+// and cursors reveal nothing of other accounts.
 func lastEventID(c echo.Context) (uint64, error) {
 	v := c.Request().Header.Get("Last-Event-ID")
 	if v == "" {
@@ -180,7 +173,7 @@ func (s *Server) jobEvents(c echo.Context) error {
 		followErr <- s.deps.Events.Follow(ctx, f, func(ev apiary.Event) (bool, error) {
 			select {
 			case evs <- ev:
-				return !isFinalEvent(ev.Type), nil
+				return !ev.Type.Final(), nil
 			case <-ctx.Done():
 				return false, nil
 			}
@@ -203,7 +196,7 @@ func (s *Server) jobEvents(c echo.Context) error {
 		select {
 		case ev := <-evs:
 			quiet = false
-			if err := w.event(ev); err != nil || isFinalEvent(ev.Type) {
+			if err := w.event(ev); err != nil || ev.Type.Final() {
 				return nil
 			}
 		case err := <-followErr:

@@ -13,8 +13,9 @@ import (
 )
 
 // jobView is a job as the API shows it: the public fields of the record
-// (not its bookkeeping: finished documents, idempotency, webhook) plus a
-// sentence when some documents failed.
+// (not its bookkeeping: lease, idempotency, webhook) plus a sentence when
+// some documents failed. Errors is the record's sample, the first
+// apiary.MaxErrorSample failures; GET /v1/jobs/{id}/errors pages through all.
 type jobView struct {
 	ID         apiary.JobID           `json:"id"`
 	Status     apiary.JobStatus       `json:"status"`
@@ -38,6 +39,10 @@ func viewJob(j apiary.Job) jobView {
 		Source: j.Source, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt}
 	if n := j.Counts.DocumentsFailed; n > 0 {
 		v.Message = fmt.Sprintf("%d of %d documents failed; see errors", n, j.Counts.DocumentsTotal)
+		if n > apiary.MaxErrorSample {
+			v.Message = fmt.Sprintf("%d of %d documents failed; errors shows the first %d, GET /v1/jobs/%s/errors lists all",
+				n, j.Counts.DocumentsTotal, len(j.Errors), j.ID)
+		}
 	}
 	return v
 }
@@ -62,6 +67,33 @@ func (s *Server) getJob(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, viewJob(j))
+}
+
+type jobErrorList struct {
+	Errors     []apiary.DocumentError `json:"errors"`
+	NextCursor string                 `json:"next_cursor"`
+}
+
+// listJobErrors pages through every failed document of a job with its
+// reason; the job record holds only the first few.
+func (s *Server) listJobErrors(c echo.Context) error {
+	id, err := jobID(c)
+	if err != nil {
+		return err
+	}
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
+	}
+	ctx, account := c.Request().Context(), principal(c).Account
+	if _, err := s.deps.Records.Job(ctx, account, id); err != nil {
+		return err
+	}
+	errs, next, err := s.deps.Records.JobErrors(ctx, account, id, limit, c.QueryParam("cursor"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, jobErrorList{Errors: errs, NextCursor: next})
 }
 
 // maxPageLimit is the largest limit= a listing takes.

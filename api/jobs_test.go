@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -53,6 +54,39 @@ func TestJobs(t *testing.T) {
 		j, err := e.recs.Job(ctx, otherAcc, foreign)
 		require.NoError(t, err)
 		require.Equal(t, apiary.JobQueued, j.Status, "untouched")
+	})
+	t.Run("errors page through every failed document", func(t *testing.T) {
+		for i := range 5 {
+			o := apiary.DocumentOutcome{Document: apiary.DocumentID(fmt.Sprintf("d%d", i)), Reason: "not valid UTF-8"}
+			if i == 2 {
+				o.Reason = "" // succeeded: not listed
+			}
+			_, err := e.recs.RecordOutcome(ctx, apiary.DefaultAccount, j2, o)
+			require.NoError(t, err)
+		}
+		var got []apiary.DocumentError
+		cursor := ""
+		for range 5 {
+			rec := e.do(http.MethodGet, "/v1/jobs/"+string(j2)+"/errors?limit=3&cursor="+cursor, e.viewer)
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			page := decode[jobErrorList](t, rec)
+			require.LessOrEqual(t, len(page.Errors), 3)
+			got = append(got, page.Errors...)
+			if cursor = page.NextCursor; cursor == "" {
+				break
+			}
+		}
+		require.ElementsMatch(t, []apiary.DocumentID{"d0", "d1", "d3", "d4"}, docIDs(got))
+		for _, d := range got {
+			require.Equal(t, "not valid UTF-8", d.Reason)
+		}
+
+		rec := e.do(http.MethodGet, "/v1/jobs/"+string(j1)+"/errors", e.viewer)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		require.Equal(t, jobErrorList{Errors: []apiary.DocumentError{}}, decode[jobErrorList](t, rec))
+		requireProblem(t, e.do(http.MethodGet, "/v1/jobs/"+string(j2)+"/errors?limit=0", e.viewer), http.StatusBadRequest, "limit")
+		requireProblem(t, e.do(http.MethodGet, "/v1/jobs/"+string(j2)+"/errors?cursor=%21", e.viewer), http.StatusBadRequest, "cursor")
+		requireProblem(t, e.do(http.MethodGet, "/v1/jobs/"+string(foreign)+"/errors", e.viewer), http.StatusNotFound, "no such job")
 	})
 	t.Run("malformed id", func(t *testing.T) {
 		rec := e.do(http.MethodGet, "/v1/jobs/nope", e.viewer)
@@ -122,6 +156,14 @@ func jobIDs(js []jobView) []apiary.JobID {
 	out := make([]apiary.JobID, 0, len(js))
 	for _, j := range js {
 		out = append(out, j.ID)
+	}
+	return out
+}
+
+func docIDs(errs []apiary.DocumentError) []apiary.DocumentID {
+	out := make([]apiary.DocumentID, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, e.DocumentID)
 	}
 	return out
 }

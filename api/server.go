@@ -71,6 +71,7 @@ func (s *Server) routes() {
 	e.GET("/v1/jobs/:id", s.getJob, viewer...)
 	e.POST("/v1/jobs/:id/cancel", s.cancelJob, editor...)
 	e.GET("/v1/jobs/:id/events", s.jobEvents, viewer...)
+	e.GET("/v1/jobs/:id/errors", s.listJobErrors, viewer...)
 	e.GET("/v1/events", s.listEvents, viewer...)
 	e.POST("/v1/query", s.query, viewer...)
 	e.GET("/v1/documents", s.listDocuments, viewer...)

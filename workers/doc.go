@@ -24,4 +24,13 @@
 //
 // Delivery is at least once: a handler must be idempotent, since a delivery
 // whose worker crashed, or whose settlement failed, is delivered again.
+//
+// The IngestHandler keeps each document's outcome in its own record, apart
+// from the job record, which holds counts and the first few errors only:
+// recording an outcome costs the same for any job size, and a redelivered
+// job skips the documents already done. A run holds the job record by a
+// lease and releases it when it ends, also on a hard stop; a run that finds
+// an expired lease never released knows the run before it died with its
+// process, and the second such death fails the job (apiary.ReasonInterrupted)
+// instead of running it again.
 package workers

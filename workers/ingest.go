@@ -94,27 +94,28 @@ func (h *IngestHandler) Handle(ctx context.Context, d *queue.Delivery) error {
 	if job.Status.Final() {
 		return h.finish(ctx, job)
 	}
+	// The outcomes stored by earlier runs: their documents are skipped and
+	// the counts start from them, exact after any redelivery.
+	done, tally, err := h.records.Outcomes(ctx, account, id)
+	if err != nil {
+		return err
+	}
 
-	started := false
 	owner := apiary.RandomID("run_")
+	var started, gaveUp bool
 	var busyUntil time.Time
 	job, err = h.records.UpdateJob(ctx, account, id, func(j *apiary.Job) error {
 		if j.Status.Final() {
 			return records.ErrNoChange
 		}
 		now := time.Now().UTC()
-		if j.Owner != "" && j.LeaseUntil != nil && j.LeaseUntil.After(now) {
-			busyUntil = *j.LeaseUntil
+		var ok bool
+		if started, ok, busyUntil = j.Start(owner, now, h.cfg.Lease, d.Attempt); !ok {
 			return errBusy
 		}
-		started = j.Status == apiary.JobQueued
-		until := now.Add(h.cfg.Lease)
-		j.Status = apiary.JobRunning
-		j.Owner, j.LeaseUntil = owner, &until
-		j.Attempts = max(j.Attempts+1, d.Attempt)
-		j.UpdatedAt = now
-		if j.StartedAt == nil {
-			j.StartedAt = &now
+		j.SetTally(tally)
+		if gaveUp = j.Interrupted >= apiary.MaxInterrupted; gaveUp {
+			j.Fail(apiary.ReasonInterrupted, now)
 		}
 		return nil
 	})
@@ -125,6 +126,9 @@ func (h *IngestHandler) Handle(ctx context.Context, d *queue.Delivery) error {
 	}
 	if err != nil {
 		return err
+	}
+	if gaveUp {
+		h.cfg.Logger.Warn("giving up on a job whose runs ended with their worker", "job", id, "account", account, "interrupted", job.Interrupted)
 	}
 	if job.Status.Final() {
 		return h.finish(ctx, job)
@@ -148,21 +152,16 @@ func (h *IngestHandler) Handle(ctx context.Context, d *queue.Delivery) error {
 		}
 	}()
 
-	if err := h.ingestAll(ctx, job, docs); err != nil {
+	tally, err = h.ingestAll(ctx, job, docs, done, tally)
+	if err != nil {
 		return err
 	}
-
 	job, err = h.records.UpdateJob(ctx, account, id, func(j *apiary.Job) error {
-		if j.Status.Final() {
-			return records.ErrNoChange
+		// A canceled job keeps its status; its counts become exact too.
+		j.SetTally(tally)
+		if !j.Status.Final() {
+			j.Succeed(time.Now().UTC())
 		}
-		now := time.Now().UTC()
-		j.Status = apiary.JobSucceeded
-		if j.Counts.DocumentsTotal > 0 && j.Counts.DocumentsFailed == j.Counts.DocumentsTotal {
-			j.Status = apiary.JobFailed
-			j.Error = fmt.Sprintf("all %d documents failed; see errors", j.Counts.DocumentsTotal)
-		}
-		j.UpdatedAt, j.FinishedAt = now, &now
 		return nil
 	})
 	if err != nil {
@@ -191,7 +190,7 @@ func (h *IngestHandler) hold(ctx context.Context, job apiary.Job, owner string) 
 				return errLostJob
 			}
 			if release || j.Status.Final() {
-				j.Owner, j.LeaseUntil = "", nil
+				j.Release()
 				return nil
 			}
 			until := time.Now().UTC().Add(h.cfg.Lease)
@@ -228,21 +227,22 @@ func (h *IngestHandler) hold(ctx context.Context, job apiary.Job, owner string) 
 	}
 }
 
-// ingestAll runs the job's unfinished documents, DocConcurrency at a time,
-// recording each outcome in the job record. It stops early, without error,
-// when the job is canceled; it returns the first transient error so that the
-// job is retried.
-func (h *IngestHandler) ingestAll(ctx context.Context, job apiary.Job, docs []apiary.Document) error {
+// ingestAll runs the job's documents not in done, DocConcurrency at a time,
+// storing each outcome on its own and adding it to tally, which it returns.
+// At most every ProgressEvery it writes the counts to the job record and
+// publishes a progress event. It stops early, without error, when the job is
+// canceled; it returns the first transient error so that the job is retried.
+func (h *IngestHandler) ingestAll(ctx context.Context, job apiary.Job, docs []apiary.Document, done map[apiary.DocumentID]bool, tally apiary.Tally) (apiary.Tally, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	errCanceled := errors.New("job canceled")
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(h.cfg.DocConcurrency)
-	var mu sync.Mutex
+	var mu sync.Mutex // guards tally and lastProgress
 	lastProgress := time.Time{}
 	for i := range docs {
-		if slices.Contains(job.Done, docs[i].ID) {
+		if done[docs[i].ID] {
 			continue
 		}
 		if gctx.Err() != nil {
@@ -251,56 +251,75 @@ func (h *IngestHandler) ingestAll(ctx context.Context, job apiary.Job, docs []ap
 		doc := docs[i]
 		g.Go(func() error {
 			rec, err := h.pipeline.Ingest(gctx, job, doc)
-			var reason string
+			o := apiary.DocumentOutcome{Document: doc.ID, Chunks: rec.Chunks}
 			switch {
 			case err == nil, errors.Is(err, apiary.ErrConflict):
 				// Conflict: a newer version of the document is already stored.
 			case apiary.IsPermanent(err):
-				if reason = apiary.Message(err); reason == "" {
-					reason = "the document could not be processed"
+				if o.Reason = apiary.Message(err); o.Reason == "" {
+					o.Reason = "the document could not be processed"
 				}
+				o.Chunks = 0
 			default:
 				return err
 			}
-			updated, err := h.records.UpdateJob(gctx, job.Account, job.ID, func(j *apiary.Job) error {
-				if slices.Contains(j.Done, doc.ID) || j.Status.Final() {
-					return records.ErrNoChange
-				}
-				j.Done = append(j.Done, doc.ID)
-				if reason != "" {
-					j.Counts.DocumentsFailed++
-					j.Errors = append(j.Errors, apiary.DocumentError{DocumentID: doc.ID, Reason: reason})
-				} else {
-					j.Counts.DocumentsDone++
-					j.Counts.Chunks += rec.Chunks
-				}
-				j.UpdatedAt = time.Now().UTC()
-				return nil
-			})
+			stored, err := h.records.RecordOutcome(gctx, job.Account, job.ID, o)
 			if err != nil {
 				return err
 			}
-			if updated.Status == apiary.JobCanceled {
+			mu.Lock()
+			if stored {
+				tally.Add(o)
+			}
+			now := time.Now()
+			due := now.Sub(lastProgress) >= h.cfg.ProgressEvery
+			if due {
+				lastProgress = now
+			}
+			snap := tally
+			snap.Sample = slices.Clone(tally.Sample)
+			mu.Unlock()
+			if !due {
+				return nil
+			}
+			if canceled := h.progress(gctx, job, snap); canceled {
 				cancel(errCanceled)
 				return errCanceled
-			}
-			mu.Lock()
-			due := time.Since(lastProgress) >= h.cfg.ProgressEvery
-			if due {
-				lastProgress = time.Now()
-			}
-			mu.Unlock()
-			if due {
-				h.publish(gctx, updated, apiary.EventJobProgress)
 			}
 			return nil
 		})
 	}
 	err := g.Wait()
+	mu.Lock()
+	defer mu.Unlock()
 	if errors.Is(err, errCanceled) || errors.Is(context.Cause(ctx), errCanceled) {
-		return nil
+		return tally, nil
 	}
-	return err
+	return tally, err
+}
+
+// progress writes t's counts to the job record, unless a later tally is
+// already there, and publishes a progress event. It reports whether the
+// job was canceled meanwhile. A failed write is logged: the next one, or
+// the final one, carries the counts.
+func (h *IngestHandler) progress(ctx context.Context, job apiary.Job, t apiary.Tally) (canceled bool) {
+	updated, err := h.records.UpdateJob(ctx, job.Account, job.ID, func(j *apiary.Job) error {
+		if j.Status.Final() || j.Counts.DocumentsDone+j.Counts.DocumentsFailed >= t.Done+t.Failed {
+			return records.ErrNoChange
+		}
+		j.SetTally(t)
+		j.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		h.cfg.Logger.Warn("write job progress", "job", job.ID, "err", err)
+		return false
+	}
+	if updated.Status == apiary.JobCanceled {
+		return true
+	}
+	h.publish(ctx, updated, apiary.EventJobProgress)
+	return false
 }
 
 // finish publishes a final job's event unless that was already done, then
@@ -333,6 +352,11 @@ func (h *IngestHandler) finish(ctx context.Context, job apiary.Job) error {
 func (h *IngestHandler) GiveUp(ctx context.Context, d *queue.Delivery, cause error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.FinalTimeout)
 	defer cancel()
+	// The documents that finished keep their outcomes, and the counts say so.
+	_, tally, terr := h.records.Outcomes(ctx, d.Msg.Account, d.Msg.Job)
+	if terr != nil {
+		h.cfg.Logger.Warn("count document outcomes", "job", d.Msg.Job, "err", terr)
+	}
 	heldElsewhere := false
 	job, err := h.records.UpdateJob(ctx, d.Msg.Account, d.Msg.Job, func(j *apiary.Job) error {
 		if j.Status.Final() {
@@ -345,9 +369,10 @@ func (h *IngestHandler) GiveUp(ctx context.Context, d *queue.Delivery, cause err
 			heldElsewhere = true
 			return records.ErrNoChange
 		}
-		j.Status = apiary.JobFailed
-		j.Error = failureReason(cause, d.Attempt)
-		j.UpdatedAt, j.FinishedAt = now, &now
+		if terr == nil {
+			j.SetTally(tally)
+		}
+		j.Fail(failureReason(cause, d.Attempt), now)
 		return nil
 	})
 	if err != nil {
@@ -375,12 +400,7 @@ func failureReason(err error, attempts int) string {
 }
 
 func finalEvent(job apiary.Job) apiary.Event {
-	typ := map[apiary.JobStatus]apiary.EventType{
-		apiary.JobSucceeded: apiary.EventJobSucceeded,
-		apiary.JobFailed:    apiary.EventJobFailed,
-		apiary.JobCanceled:  apiary.EventJobCanceled,
-	}[job.Status]
-	return apiary.NewJobEvent(job, typ)
+	return apiary.NewJobEvent(job, job.Status.FinalEvent())
 }
 
 // publish sends a non-final event; losing one is logged, not fatal.

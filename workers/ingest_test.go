@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/apiaryhq/apiary"
@@ -33,6 +35,7 @@ import (
 // nats-server, NATS KV records and blobs, the JetStream queue and event bus,
 // the local keyring, vector store and embedder.
 type env struct {
+	url     string // of the nats-server
 	recs    *records.Store
 	stager  *upload.Stager
 	vecs    *localvec.Store
@@ -66,27 +69,40 @@ func (f *flaky) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document)
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	nc, _ := natstest.Connect(t)
+	return openEnv(t, nc, t.TempDir(), t.TempDir(), 5*time.Second)
+}
+
+// openEnv builds an env on nc, with the keyring and vector store kept in
+// keyDir and vecDir, and lease as the queue's and the job records' lease.
+// Opened again on the same server and directories, it is the same
+// deployment after a restart.
+func openEnv(t *testing.T, nc *nats.Conn, keyDir, vecDir string, lease time.Duration) *env {
+	t.Helper()
 	ctx := context.Background()
-	nc, js := natstest.Connect(t)
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
 	recs, err := records.Open(ctx, natskv.NewKVStore(js, natskv.Config{}))
 	require.NoError(t, err)
 	blobs, err := natskv.NewBlobs(ctx, js, "stage", natskv.Config{})
 	require.NoError(t, err)
-	keys, err := keyring.New(keyring.Config{Dir: t.TempDir(), RootKey: make([]byte, 32)})
+	keys, err := keyring.New(keyring.Config{Dir: keyDir, RootKey: make([]byte, 32)})
 	require.NoError(t, err)
-	require.NoError(t, keys.CreateAccountKey(ctx, "acme"))
-	vecs, err := localvec.Open(t.TempDir(), localvec.Options{})
+	if err := keys.CreateAccountKey(ctx, "acme"); err != nil {
+		require.ErrorIs(t, err, apiary.ErrConflict)
+	}
+	vecs, err := localvec.Open(vecDir, localvec.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { vecs.Close() })
 	pipe, err := pipeline.New(pipeline.Config{}, local.New(local.Config{}), keys, vecs, recs)
 	require.NoError(t, err)
 	bus, err := natsbus.New(ctx, natsbus.Config{Conn: nc})
 	require.NoError(t, err)
-	q, err := jsqueue.New(ctx, jsqueue.Config{Conn: nc, Lease: 5 * time.Second})
+	q, err := jsqueue.New(ctx, jsqueue.Config{Conn: nc, Lease: lease, PollWait: 100 * time.Millisecond})
 	require.NoError(t, err)
-	e := &env{recs: recs, stager: upload.NewStager(blobs, keys), vecs: vecs, pipe: pipe, bus: bus, q: q}
+	e := &env{url: nc.ConnectedUrl(), recs: recs, stager: upload.NewStager(blobs, keys), vecs: vecs, pipe: pipe, bus: bus, q: q}
 	e.ingest = &flaky{next: pipe, failOnce: map[apiary.DocumentID]error{}, failed: map[apiary.DocumentID]bool{}}
-	e.handler = workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, ProgressEvery: time.Nanosecond}, recs, e.stager, e.ingest, bus)
+	e.handler = workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, ProgressEvery: time.Nanosecond, Lease: lease}, recs, e.stager, e.ingest, bus)
 	return e
 }
 
@@ -373,4 +389,96 @@ func TestFailedRunFreesTheJob(t *testing.T) {
 	require.Empty(t, e.job(t, j.ID).Owner)
 	e.handler.GiveUp(ctx, delivery(j, 5), apiary.E(apiary.KindUnavailable, "embedder unavailable"))
 	require.Equal(t, apiary.JobFailed, e.job(t, j.ID).Status)
+}
+
+// dying is an Ingester in a worker process that dies at one document: its
+// connection to NATS goes away, so nothing it holds is ever released.
+type dying struct {
+	next workers.Ingester
+	at   apiary.DocumentID
+	nc   *nats.Conn
+}
+
+func (d dying) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document) (apiary.DocumentRecord, error) {
+	if doc.ID == d.at {
+		d.nc.Close()
+		return apiary.DocumentRecord{}, errors.New("the worker process is gone")
+	}
+	return d.next.Ingest(ctx, job, doc)
+}
+
+// crashOn runs job j in a worker process of its own that dies at document
+// at, and waits until the lease that process left behind has run out.
+func (e *env) crashOn(t *testing.T, j apiary.Job, attempt int, at apiary.DocumentID) {
+	t.Helper()
+	ctx := context.Background()
+	nc, err := nats.Connect(e.url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	recs, err := records.Open(ctx, natskv.NewKVStore(js, natskv.Config{}))
+	require.NoError(t, err)
+	const lease = 300 * time.Millisecond
+	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, ProgressEvery: time.Nanosecond, Lease: lease, FinalTimeout: lease},
+		recs, e.stager, dying{next: e.ingest, at: at, nc: nc}, e.bus)
+	require.Error(t, h.Handle(ctx, delivery(j, attempt)))
+	held := e.job(t, j.ID)
+	require.NotEmpty(t, held.Owner, "the dead run never let go of the job")
+	require.Eventually(t, func() bool { return time.Now().After(*e.job(t, j.ID).LeaseUntil) }, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestJobThatStopsItsWorkerTwiceIsGivenUp: a job whose runs ended with their
+// worker process twice is failed with that reason instead of running a
+// third time; the documents that finished keep their results, and its
+// final event is published once.
+func TestJobThatStopsItsWorkerTwiceIsGivenUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	j := e.submit(t, doc("a", "alpha beta gamma"), doc("bomb", "kills its worker"), doc("c", "never reached"))
+	e.crashOn(t, j, 1, "bomb")
+	e.crashOn(t, j, 2, "bomb")
+	ran := e.ingest.calls.Load()
+
+	require.NoError(t, e.handler.Handle(ctx, delivery(j, 3)), "the delivery is settled, not retried")
+	require.Equal(t, ran, e.ingest.calls.Load(), "the job does not run a third time")
+	got := e.job(t, j.ID)
+	require.Equal(t, apiary.JobFailed, got.Status)
+	require.Equal(t, "the worker stopped twice while running this job", got.Error)
+	require.Equal(t, apiary.Counts{DocumentsTotal: 3, DocumentsDone: 1, Chunks: 1}, got.Counts, "document a's result is kept")
+	require.True(t, got.Notified)
+	_, err := e.recs.Document(ctx, "acme", "a")
+	require.NoError(t, err)
+
+	require.NoError(t, e.handler.Handle(ctx, delivery(j, 4)))
+	types := e.eventTypes(t, j.ID)
+	require.Equal(t, apiary.EventJobFailed, types[len(types)-1])
+	finals := 0
+	for _, typ := range types {
+		if typ == apiary.EventJobFailed {
+			finals++
+		}
+	}
+	require.Equal(t, 1, finals, "one final event: %v", types)
+}
+
+// TestHandBackIsNotACrash: runs that end under the worker's control (a
+// retry, a hard stop) release the job, and do not count towards giving it up.
+func TestHandBackIsNotACrash(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	j := e.submit(t, doc("a", "one"))
+	for attempt := 1; attempt <= 3; attempt++ {
+		hctx, cancel := context.WithCancel(ctx)
+		e.ingest.beforeDoc = func(apiary.DocumentID) { cancel() }
+		require.Error(t, e.handler.Handle(hctx, delivery(j, attempt)))
+		require.Empty(t, e.job(t, j.ID).Owner)
+	}
+	e.ingest.beforeDoc = nil
+	require.NoError(t, e.handler.Handle(ctx, delivery(j, 4)))
+	got := e.job(t, j.ID)
+	require.Equal(t, apiary.JobSucceeded, got.Status)
+	require.Zero(t, got.Interrupted)
 }

@@ -35,11 +35,13 @@ const (
 	bucketJobs        = "jobs"
 	bucketIdempotency = "idempotency"
 	bucketDocuments   = "documents"
+	bucketOutcomes    = "outcomes"
 )
 
 // Store is the typed record store. Safe for concurrent use.
 type Store struct {
 	accounts, tokens, jobs, idem, docs storage.KV
+	outcomes                           storage.KV // one per document of a job
 	webhooks, secrets, deliveries, due storage.KV // webhooks.go
 }
 
@@ -55,6 +57,7 @@ func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 		{bucketJobs, &s.jobs},
 		{bucketIdempotency, &s.idem},
 		{bucketDocuments, &s.docs},
+		{bucketOutcomes, &s.outcomes},
 		{bucketWebhooks, &s.webhooks},
 		{bucketWebhookSecrets, &s.secrets},
 		{bucketDeliveries, &s.deliveries},
@@ -249,6 +252,112 @@ func update[T any](ctx context.Context, kv storage.KV, key, what string, fn func
 			return v, err
 		}
 	}
+}
+
+// --- document outcomes of a job ---
+//
+// Each outcome is its own record, keyed under the job's scoped key, so that
+// recording one is one small write however many documents the job has. The
+// kind of outcome is part of the key: the failures of a job list without
+// reading its successes.
+
+const (
+	outcomeOK     = "ok"
+	outcomeFailed = "err"
+)
+
+// outcomePrefix is the key prefix of job's outcomes of kind ("" for both).
+func outcomePrefix(account apiary.AccountID, job apiary.JobID, kind string) string {
+	p := scopedKey(account, string(job)) + "."
+	if kind != "" {
+		p += kind + "."
+	}
+	return p
+}
+
+func outcomeKey(account apiary.AccountID, job apiary.JobID, o apiary.DocumentOutcome) string {
+	kind := outcomeOK
+	if o.Failed() {
+		kind = outcomeFailed
+	}
+	return outcomePrefix(account, job, kind) + encodeID(string(o.Document))
+}
+
+// RecordOutcome stores how one document of account's job ended: one small
+// write. It reports false, and stores nothing, when that outcome is already
+// stored (a redelivered job): the first one stands. A run learns which
+// documents are done from Outcomes before it starts, so it never records a
+// document of the other kind twice.
+func (s *Store) RecordOutcome(ctx context.Context, account apiary.AccountID, job apiary.JobID, o apiary.DocumentOutcome) (bool, error) {
+	err := create(ctx, s.outcomes, outcomeKey(account, job, o), "document outcome", o)
+	if errors.Is(err, apiary.ErrConflict) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Outcomes returns the documents of account's job whose outcome is stored
+// and what they add up to. It reads every outcome: call it once per run.
+func (s *Store) Outcomes(ctx context.Context, account apiary.AccountID, job apiary.JobID) (map[apiary.DocumentID]bool, apiary.Tally, error) {
+	var t apiary.Tally
+	prefix := outcomePrefix(account, job, "")
+	keys, err := s.outcomes.Keys(ctx, prefix)
+	if err != nil {
+		return nil, t, fmt.Errorf("records: list document outcomes: %w", err)
+	}
+	done := make(map[apiary.DocumentID]bool, len(keys))
+	for _, k := range keys {
+		o, _, err := get[apiary.DocumentOutcome](ctx, s.outcomes, k, "document outcome")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, t, err
+		}
+		if done[o.Document] {
+			continue // both kinds stored by racing runs: the first counts
+		}
+		done[o.Document] = true
+		t.Add(o)
+	}
+	return done, t, nil
+}
+
+// JobErrors lists the failed documents of account's job in a stable order,
+// up to limit (default 50, max 500), and returns the cursor of
+// the next page ("" when there is none). It does not check that the job
+// exists: the caller reads the job first.
+func (s *Store) JobErrors(ctx context.Context, account apiary.AccountID, job apiary.JobID, limit int, cursor string) ([]apiary.DocumentError, string, error) {
+	prefix := outcomePrefix(account, job, outcomeFailed)
+	keys, err := s.outcomes.Keys(ctx, prefix)
+	if err != nil {
+		return nil, "", fmt.Errorf("records: list document errors: %w", err)
+	}
+	if cursor != "" {
+		if id, err := decodeID(cursor); err != nil || id == "" {
+			return nil, "", apiary.E(apiary.KindInvalid, "cursor is not one this API returned")
+		}
+	}
+	limit = clampLimit(limit)
+	out := []apiary.DocumentError{}
+	for _, k := range keys {
+		tok := strings.TrimPrefix(k, prefix)
+		if cursor != "" && tok <= cursor {
+			continue
+		}
+		if len(out) == limit {
+			return out, encodeID(string(out[len(out)-1].DocumentID)), nil
+		}
+		o, _, err := get[apiary.DocumentOutcome](ctx, s.outcomes, k, "document outcome")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, apiary.DocumentError{DocumentID: o.Document, Reason: o.Reason})
+	}
+	return out, "", nil
 }
 
 // JobFilter narrows a job listing.

@@ -66,6 +66,50 @@ func TestRecords(t *testing.T) {
 				require.Empty(t, jobs)
 				require.ErrorIs(t, s.CreateJob(ctx, j), apiary.ErrConflict)
 			})
+			t.Run("document outcomes are kept once, per account and job", func(t *testing.T) {
+				t.Parallel()
+				s, ctx := open(t, newKVS), context.Background()
+				j := job("acme")
+				require.NoError(t, s.CreateJob(ctx, j))
+				outcomes := []apiary.DocumentOutcome{
+					{Document: "a", Chunks: 2},
+					{Document: "b.c/d", Reason: "not valid UTF-8"},
+					{Document: "e", Chunks: 1},
+					{Document: "f", Reason: "too large"},
+				}
+				for _, o := range outcomes {
+					stored, err := s.RecordOutcome(ctx, "acme", j.ID, o)
+					require.NoError(t, err)
+					require.True(t, stored)
+				}
+				stored, err := s.RecordOutcome(ctx, "acme", j.ID, apiary.DocumentOutcome{Document: "a", Chunks: 9})
+				require.NoError(t, err)
+				require.False(t, stored, "the first outcome of a document stands")
+				_, err = s.RecordOutcome(ctx, "globex", j.ID, apiary.DocumentOutcome{Document: "z", Reason: "elsewhere"})
+				require.NoError(t, err)
+
+				done, tally, err := s.Outcomes(ctx, "acme", j.ID)
+				require.NoError(t, err)
+				require.Equal(t, map[apiary.DocumentID]bool{"a": true, "b.c/d": true, "e": true, "f": true}, done)
+				require.Equal(t, 2, tally.Done)
+				require.Equal(t, 2, tally.Failed)
+				require.Equal(t, 3, tally.Chunks)
+				require.ElementsMatch(t, []apiary.DocumentError{{DocumentID: "b.c/d", Reason: "not valid UTF-8"}, {DocumentID: "f", Reason: "too large"}}, tally.Sample)
+
+				first, next, err := s.JobErrors(ctx, "acme", j.ID, 1, "")
+				require.NoError(t, err)
+				require.Len(t, first, 1)
+				require.NotEmpty(t, next)
+				second, next, err := s.JobErrors(ctx, "acme", j.ID, 1, next)
+				require.NoError(t, err)
+				require.Empty(t, next)
+				require.ElementsMatch(t, tally.Sample, append(first, second...))
+				other, _, err := s.JobErrors(ctx, "globex", j.ID, 10, "")
+				require.NoError(t, err)
+				require.Equal(t, []apiary.DocumentError{{DocumentID: "z", Reason: "elsewhere"}}, other, "each account sees its own")
+				_, _, err = s.JobErrors(ctx, "acme", j.ID, 10, "%%%")
+				require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+			})
 			t.Run("concurrent updates lose nothing", func(t *testing.T) {
 				t.Parallel()
 				s, ctx := open(t, newKVS), context.Background()

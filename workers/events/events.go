@@ -3,6 +3,10 @@
 //
 // Promises every adapter keeps (checked by eventstest):
 //   - Publish returns once the event is stored; Seq is assigned by the bus.
+//   - Seq is per account: each event of an account is numbered one more
+//     than the account's previous one, so a Seq (an API cursor) reveals
+//     nothing of other accounts' events. Concurrent publishers never share
+//     or skip a number.
 //   - Events of one job are replayed in publish order, with increasing Seq.
 //   - Replay and Follow only ever see the given account's events.
 package events
@@ -14,7 +18,8 @@ import (
 )
 
 // Filter selects events. Account is required; Job narrows to one job.
-// AfterSeq skips events up to and including that sequence number.
+// AfterSeq skips events up to and including that sequence number of the
+// account.
 type Filter struct {
 	Account  apiary.AccountID
 	Job      apiary.JobID

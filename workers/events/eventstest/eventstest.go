@@ -14,6 +14,7 @@ package eventstest
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,8 @@ func Run(t *testing.T, newBus func(t *testing.T) events.Bus) {
 		{"ReplayJobFilter", testReplayJobFilter},
 		{"ReplayEmpty", testReplayEmpty},
 		{"AccountIsolation", testAccountIsolation},
+		{"SeqIsPerAccount", testSeqIsPerAccount},
+		{"SeqUnderConcurrentPublishers", testSeqUnderConcurrentPublishers},
 		{"FollowStoredThenLive", testFollowStoredThenLive},
 		{"FollowAfterSeq", testFollowAfterSeq},
 		{"FollowStopsOnContext", testFollowStopsOnContext},
@@ -114,6 +117,79 @@ func requireSameEvents(t *testing.T, want, got []apiary.Event) {
 		require.FailNow(t, "events differ (-want +got)", diff)
 	}
 	requireIncreasingSeq(t, got)
+}
+
+// requireDenseSeq checks that evs are numbered one by one: an account's
+// cursor leaves no gap where other accounts' events went.
+func requireDenseSeq(t *testing.T, evs []apiary.Event) {
+	t.Helper()
+	for i := 1; i < len(evs); i++ {
+		require.Equal(t, evs[i-1].Seq+1, evs[i].Seq, "event %d: an account's events are numbered one by one", i)
+	}
+}
+
+// testSeqIsPerAccount: Seq (the cursor of Replay and Follow) counts the
+// account's own events only, so it reveals nothing of other accounts'
+// activity, and resuming after one works for the account and for a job.
+func testSeqIsPerAccount(t *testing.T, b events.Bus) {
+	ctx := t.Context()
+	jobA, jobA2, jobB := apiary.NewJobID(), apiary.NewJobID(), apiary.NewJobID()
+	for i := range 4 {
+		require.NoError(t, b.Publish(ctx, event("acc_a", jobA, apiary.EventJobProgress, i)))
+		for j := range 3 { // a busier neighbour
+			require.NoError(t, b.Publish(ctx, event("acc_b", jobB, apiary.EventJobProgress, 3*i+j)))
+		}
+		require.NoError(t, b.Publish(ctx, event("acc_a", jobA2, apiary.EventJobProgress, i)))
+	}
+	a, err := b.Replay(ctx, events.Filter{Account: "acc_a"}, 100)
+	require.NoError(t, err)
+	require.Len(t, a, 8)
+	requireDenseSeq(t, a)
+	other, err := b.Replay(ctx, events.Filter{Account: "acc_b"}, 100)
+	require.NoError(t, err)
+	require.Len(t, other, 12)
+	requireDenseSeq(t, other)
+
+	for cut := range a {
+		got, err := b.Replay(ctx, events.Filter{Account: "acc_a", AfterSeq: a[cut].Seq}, 100)
+		require.NoError(t, err)
+		require.Equal(t, a[cut+1:], append([]apiary.Event{}, got...), "after event %d", cut)
+	}
+	got, err := b.Replay(ctx, events.Filter{Account: "acc_a", Job: jobA2, AfterSeq: a[2].Seq}, 100)
+	require.NoError(t, err)
+	var want []apiary.Event
+	for _, ev := range a[3:] {
+		if ev.Job == jobA2 {
+			want = append(want, ev)
+		}
+	}
+	require.Equal(t, want, got, "a job's events after an account cursor")
+}
+
+// testSeqUnderConcurrentPublishers: publishers racing in one account never
+// take the same number, and leave none out.
+func testSeqUnderConcurrentPublishers(t *testing.T, b events.Bus) {
+	ctx := t.Context()
+	const publishers, each = 4, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, publishers*each)
+	for p := range publishers {
+		job := apiary.NewJobID()
+		wg.Go(func() {
+			for i := range each {
+				errs <- b.Publish(ctx, event("acc_a", job, apiary.EventJobProgress, p*each+i))
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	got, err := b.Replay(ctx, events.Filter{Account: "acc_a"}, 100)
+	require.NoError(t, err)
+	require.Len(t, got, publishers*each)
+	requireDenseSeq(t, got)
 }
 
 func testReplayInOrder(t *testing.T, b events.Bus) {

@@ -2,10 +2,20 @@
 //
 // An event of job J in account A is published as JSON on the subject
 // apiary.events.A.J and kept in one file-stored stream (default
-// "APIARY_EVENTS") capturing apiary.events.>, for Config.MaxAge. Publish
+// "APIARY_EVENTS") capturing apiary.events.>, for Config.MaxAge and within
+// Config.MaxBytes (the oldest events go first). Publish
 // waits for the stream's ack and sets Nats-Msg-Id to the event id, so a
-// republished event is stored once. An event's Seq is its stream sequence,
-// which increases across all jobs and accounts.
+// republished event is stored once.
+//
+// An event's Seq is its account's own sequence, kept in the Apiary-Seq
+// header: it grows by one with each event of the account and says nothing
+// of other accounts. Publish reads the account's last event and stores the
+// next with Nats-Expected-Last-Subject-Sequence over apiary.events.A.*, so
+// that concurrent publishers, in any process, never take the same number;
+// a publisher that loses the race reads again. An account with no event
+// kept (none yet, or all expired) starts from the clock in microseconds, so
+// its numbers only ever grow. Replay and Follow after a Seq find where to
+// start by a binary search over the account's events.
 //
 // Replay and Follow read through an ordered consumer filtered on
 // apiary.events.A.J (or apiary.events.A.* for a whole account), so one
@@ -22,6 +32,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,6 +60,9 @@ type Config struct {
 	Stream string
 	// MaxAge is how long events are kept for replay. Default 7 days.
 	MaxAge time.Duration
+	// MaxBytes bounds the stream's size: past it the oldest events are
+	// dropped, whatever their age. Default 1 GiB; at least 64 KiB.
+	MaxBytes int64
 	// Replicas is the stream's replication factor (3 on a cluster). Default 1.
 	Replicas int
 	// DuplicateWindow is how long an event id is remembered to drop a
@@ -63,6 +77,9 @@ func (c *Config) setDefaults() {
 	if c.MaxAge == 0 {
 		c.MaxAge = 7 * 24 * time.Hour
 	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 1 << 30
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
@@ -70,6 +87,9 @@ func (c *Config) setDefaults() {
 		c.DuplicateWindow = 2 * time.Minute
 	}
 }
+
+// minMaxBytes is the least MaxBytes: room for a few hundred events.
+const minMaxBytes = 64 << 10
 
 // Validate reports every problem with c (after defaults).
 func (c *Config) Validate() error {
@@ -79,6 +99,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAge < time.Minute {
 		errs = append(errs, fmt.Errorf("natsbus: MaxAge %s is under 1m", c.MaxAge))
+	}
+	if c.MaxBytes < minMaxBytes {
+		errs = append(errs, fmt.Errorf("natsbus: MaxBytes %d is under %d", c.MaxBytes, minMaxBytes))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("natsbus: Replicas %d is not in 1..5", c.Replicas))
@@ -92,8 +115,9 @@ func (c *Config) Validate() error {
 // Bus is the event bus on a JetStream stream. Its methods are safe for
 // concurrent use.
 type Bus struct {
-	cfg Config
-	js  jetstream.JetStream
+	cfg    Config
+	js     jetstream.JetStream
+	stream jetstream.Stream
 }
 
 var (
@@ -112,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, classify(err, "natsbus: new")
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "Apiary job events, kept for replay",
 		Subjects:    []string{SubjectPrefix + ".>"},
@@ -120,13 +144,14 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		MaxAge:      cfg.MaxAge,
+		MaxBytes:    cfg.MaxBytes,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  cfg.DuplicateWindow,
 	})
 	if err != nil {
 		return nil, classify(err, "natsbus: create stream %s", cfg.Stream)
 	}
-	return &Bus{cfg: cfg, js: js}, nil
+	return &Bus{cfg: cfg, js: js, stream: stream}, nil
 }
 
 // Subject returns the subject of job's events in account; an empty job
@@ -171,8 +196,12 @@ func validToken(s string) error {
 	return nil
 }
 
+// seqHeader holds an event's Seq: its account's sequence.
+const seqHeader = "Apiary-Seq"
+
 // Publish stores ev and returns once the stream has acked it. ev.Seq is
-// ignored; an empty ev.ID disables duplicate suppression for ev.
+// ignored: the bus numbers the account's events. An empty ev.ID disables
+// duplicate suppression for ev.
 func (b *Bus) Publish(ctx context.Context, ev apiary.Event) error {
 	subj, err := Subject(ev.Account, ev.Job)
 	if err != nil {
@@ -183,15 +212,118 @@ func (b *Bus) Publish(ctx context.Context, ev apiary.Event) error {
 	if err != nil {
 		return fmt.Errorf("natsbus: publish %s: %w", ev.Type, err)
 	}
-	var opts []jetstream.PublishOpt
-	if ev.ID != "" {
-		opts = append(opts, jetstream.WithMsgID(ev.ID))
+	account := accountSubject(ev.Account)
+	for {
+		last, err := b.last(ctx, account)
+		if err != nil {
+			return fmt.Errorf("natsbus: publish %s of job %s: %w", ev.Type, ev.Job, err)
+		}
+		next := last.seq + 1
+		if last.streamSeq == 0 || last.seq == last.streamSeq {
+			// No event kept, or only one from before per-account numbers.
+			next = max(next, uint64(time.Now().UnixMicro()))
+		}
+		msg := nats.NewMsg(subj)
+		msg.Data = data
+		msg.Header.Set(seqHeader, strconv.FormatUint(next, 10))
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.streamSeq, 10))
+		msg.Header.Set(expectedLastSubjSeqSubjHeader, account)
+		if ev.ID != "" {
+			msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+		}
+		_, err = b.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(b.cfg.Stream))
+		if err == nil {
+			return nil
+		}
+		if !wrongLastSequence(err) || ctx.Err() != nil {
+			return classify(err, "natsbus: publish %s of job %s", ev.Type, ev.Job)
+		}
+		// Another event of the account came first: number after it.
 	}
-	opts = append(opts, jetstream.WithExpectStream(b.cfg.Stream))
-	if _, err := b.js.Publish(ctx, subj, data, opts...); err != nil {
-		return classify(err, "natsbus: publish %s of job %s", ev.Type, ev.Job)
+}
+
+// expectedLastSubjSeqSubjHeader names the subject (here a wildcard over an
+// account's events) whose last sequence Nats-Expected-Last-Subject-Sequence
+// is checked against.
+const expectedLastSubjSeqSubjHeader = "Nats-Expected-Last-Subject-Sequence-Subject"
+
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// position is where an account's event sits: its stream sequence and its
+// account sequence. The zero position is "no event".
+type position struct{ streamSeq, seq uint64 }
+
+// accountSubject is the subject of all of account's events (valid account).
+func accountSubject(account apiary.AccountID) string {
+	return SubjectPrefix + "." + string(account) + ".*"
+}
+
+// last is the position of the last kept event on subj.
+func (b *Bus) last(ctx context.Context, subj string) (position, error) {
+	m, err := b.stream.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return position{}, nil
 	}
-	return nil
+	if err != nil {
+		return position{}, classify(err, "natsbus: last event")
+	}
+	return position{streamSeq: m.Sequence, seq: accountSeq(m.Header, m.Sequence)}, nil
+}
+
+// nextFrom is the position of the first kept event on subj at or after
+// stream sequence from.
+func (b *Bus) nextFrom(ctx context.Context, subj string, from uint64) (position, error) {
+	m, err := b.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subj))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return position{}, nil
+	}
+	if err != nil {
+		return position{}, classify(err, "natsbus: find event")
+	}
+	return position{streamSeq: m.Sequence, seq: accountSeq(m.Header, m.Sequence)}, nil
+}
+
+// accountSeq is the Seq of the event stored at streamSeq with headers h. An
+// event stored before Seq was per account has no header: its stream
+// sequence stands in, which is below every number the clock seeds.
+func accountSeq(h nats.Header, streamSeq uint64) uint64 {
+	if n, err := strconv.ParseUint(h.Get(seqHeader), 10, 64); err == nil && n > 0 {
+		return n
+	}
+	return streamSeq
+}
+
+// startAfter returns the stream sequence from which the events on subj
+// with an account sequence above after begin: a binary search over the
+// stream, whose events of one account are numbered in stream order.
+func (b *Bus) startAfter(ctx context.Context, subj string, after uint64) (uint64, error) {
+	last, err := b.last(ctx, subj)
+	if err != nil || last.streamSeq == 0 {
+		return 1, err
+	}
+	if last.seq <= after {
+		return last.streamSeq + 1, nil // nothing yet: from the next one
+	}
+	// The least stream sequence from which the first event on subj is
+	// numbered above after lies in [lo, hi].
+	lo, hi := uint64(1), last.streamSeq
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		p, err := b.nextFrom(ctx, subj, mid)
+		if err != nil {
+			return 0, err
+		}
+		if p.streamSeq != 0 && p.seq > after {
+			hi = mid
+		} else {
+			lo = max(mid+1, p.streamSeq+1) // no event up to p is above after
+		}
+	}
+	return lo, nil
 }
 
 // consumer opens an ordered consumer on f's subject from f.AfterSeq+1.
@@ -207,8 +339,12 @@ func (b *Bus) consumer(ctx context.Context, f events.Filter) (jetstream.Consumer
 		MaxResetAttempts:  3,
 	}
 	if f.AfterSeq > 0 {
+		start, err := b.startAfter(ctx, subj, f.AfterSeq)
+		if err != nil {
+			return nil, err
+		}
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = f.AfterSeq + 1
+		cfg.OptStartSeq = start
 	}
 	c, err := b.js.OrderedConsumer(ctx, b.cfg.Stream, cfg)
 	if err != nil {
@@ -239,7 +375,7 @@ func decode(m jetstream.Msg) (ev apiary.Event, pending uint64, err error) {
 	if err := json.Unmarshal(m.Data(), &ev); err != nil {
 		return ev, 0, fmt.Errorf("natsbus: event %d: %w", meta.Sequence.Stream, err)
 	}
-	ev.Seq = meta.Sequence.Stream
+	ev.Seq = accountSeq(m.Headers(), meta.Sequence.Stream)
 	return ev, meta.NumPending, nil
 }
 

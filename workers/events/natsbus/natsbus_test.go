@@ -1,10 +1,12 @@
 package natsbus_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -120,4 +122,73 @@ func TestClosedConnectionIsUnavailable(t *testing.T) {
 	nc.Close()
 	err = b.Publish(t.Context(), apiary.Event{ID: "e", Account: "acc_a", Job: apiary.NewJobID(), Type: apiary.EventJobQueued})
 	require.Equal(t, apiary.KindUnavailable, apiary.KindOf(err))
+}
+
+// TestStreamIsBoundedByBytes: the event stream has a byte bound besides its
+// age bound, by default and as configured; past it the oldest events go.
+func TestStreamIsBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	nc, js := natstest.Connect(t)
+	_, err := natsbus.New(ctx, natsbus.Config{Conn: nc})
+	require.NoError(t, err)
+	info := streamInfo(t, js, "APIARY_EVENTS")
+	require.Positive(t, info.Config.MaxBytes, "the default stream is bounded in bytes")
+	require.Equal(t, jetstream.DiscardOld, info.Config.Discard)
+
+	_, err = natsbus.New(ctx, natsbus.Config{Conn: nc, MaxBytes: 1024})
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "a bound too small to hold events is refused")
+
+	const bound = 64 << 10
+	b, err := natsbus.New(ctx, natsbus.Config{Conn: nc, MaxBytes: bound}) // updates the stream
+	require.NoError(t, err)
+	job := apiary.NewJobID()
+	for i := range 1000 { // about 200 KiB of events
+		require.NoError(t, b.Publish(ctx, apiary.Event{ID: apiary.RandomID("evt_"), Type: apiary.EventJobProgress,
+			Account: "acc_a", Job: job, Counts: apiary.Counts{DocumentsDone: i}, Time: time.Now().UTC()}))
+	}
+	info = streamInfo(t, js, "APIARY_EVENTS")
+	require.LessOrEqual(t, info.State.Bytes, uint64(bound))
+	got, err := b.Replay(ctx, events.Filter{Account: "acc_a", Job: job}, 1000)
+	require.NoError(t, err)
+	require.NotEmpty(t, got)
+	require.Less(t, len(got), 1000, "the oldest events were dropped")
+	require.Equal(t, 999, got[len(got)-1].Counts.DocumentsDone, "the newest are kept")
+}
+
+func streamInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.StreamInfo {
+	t.Helper()
+	s, err := js.Stream(t.Context(), name)
+	require.NoError(t, err)
+	info, err := s.Info(t.Context())
+	require.NoError(t, err)
+	return info
+}
+
+// TestEventsFromBeforePerAccountSeq: events stored before Seq was per
+// account keep their stream sequence as Seq, and the account's new events
+// are numbered above them, so an old cursor still resumes.
+func TestEventsFromBeforePerAccountSeq(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	nc, js := natstest.Connect(t)
+	b, err := natsbus.New(ctx, natsbus.Config{Conn: nc})
+	require.NoError(t, err)
+	job := apiary.NewJobID()
+	subj, err := natsbus.Subject("acc_a", job)
+	require.NoError(t, err)
+	old, err := json.Marshal(apiary.Event{ID: "evt_old", Type: apiary.EventJobQueued, Account: "acc_a", Job: job})
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, subj, old) // as the bus stored it before
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, apiary.Event{ID: "evt_new", Type: apiary.EventJobStarted, Account: "acc_a", Job: job}))
+
+	got, err := b.Replay(ctx, events.Filter{Account: "acc_a"}, 10)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, uint64(1), got[0].Seq, "an old event's Seq is its stream sequence")
+	require.Greater(t, got[1].Seq, got[0].Seq)
+	after, err := b.Replay(ctx, events.Filter{Account: "acc_a", AfterSeq: got[0].Seq}, 10)
+	require.NoError(t, err)
+	require.Equal(t, got[1:], after, "an old cursor resumes")
 }

@@ -4,8 +4,10 @@
 // WorkQueuePolicy, file-stored stream and read through one durable pull
 // consumer with explicit acks, shared by every worker process. The lease of
 // a delivery is the consumer's AckWait; Extend sends +WPI (in progress),
-// Nack sends -NAK with an optional delay, Term sends +TERM with the reason.
-// A message's Attempt is JetStream's delivery count.
+// Nack with a delay sends -NAK, without one it publishes the message again
+// and acks it (see Queue.Nack); Term sends +TERM with the reason. Ack, Nack
+// and Term return once the server has confirmed them. A message's Attempt
+// is JetStream's delivery count, plus the deliveries before a requeue.
 //
 // Enqueue sets Nats-Msg-Id to the job id, so that publishing the same job
 // twice within Config.DuplicateWindow stores it once. EnqueueBatch
@@ -17,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -294,15 +297,29 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 		}
 	}
 	if ctx.Err() != nil {
-		for _, d := range out {
-			_ = d.Receipt.(jetstream.Msg).Nak()
-		}
+		q.handBack(out)
 		return nil, fmt.Errorf("jetstream: receive: %w", ctx.Err())
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && len(out) == 0 {
 		return nil, classify(err, "jetstream: receive")
 	}
 	return out, nil
+}
+
+// handBack returns ds, never handed to a worker, to the stream at once,
+// without counting their delivery as an attempt; best effort: whatever
+// fails comes back when its lease runs out.
+func (q *Queue) handBack(ds []*queue.Delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	for _, d := range ds {
+		if m, err := receipt(d, "nack"); err == nil {
+			_ = q.requeue(ctx, d, m, d.Attempt-1)
+		}
+	}
 }
 
 // collect appends the deliveries of batch to out; a message whose body is
@@ -331,7 +348,11 @@ func delivery(m jetstream.Msg) (*queue.Delivery, error) {
 	if msg.Job == "" || msg.Account.Validate() != nil {
 		return nil, errors.New("jetstream: job message without ids")
 	}
-	return &queue.Delivery{Msg: msg, Attempt: int(meta.NumDelivered), Receipt: m}, nil
+	attempt := int(meta.NumDelivered)
+	if before, err := strconv.Atoi(m.Headers().Get(attemptsHeader)); err == nil && before > 0 {
+		attempt += before // a requeued message
+	}
+	return &queue.Delivery{Msg: msg, Attempt: attempt, Receipt: m}, nil
 }
 
 func receipt(d *queue.Delivery, op string) (jetstream.Msg, error) {
@@ -357,19 +378,71 @@ func (q *Queue) Ack(ctx context.Context, d *queue.Delivery) error {
 	return nil
 }
 
-// Nack hands d back for redelivery after delay (at once when delay ≤ 0).
-func (q *Queue) Nack(_ context.Context, d *queue.Delivery, delay time.Duration) error {
+// Nack hands d back for redelivery after delay, and returns once the
+// server has confirmed it. With a delay it sends -NAK; without one it
+// requeues d, so that d is deliverable at once also after a restart of the
+// server.
+func (q *Queue) Nack(ctx context.Context, d *queue.Delivery, delay time.Duration) error {
 	m, err := receipt(d, "nack")
 	if err != nil {
 		return err
 	}
-	if delay > 0 {
-		err = m.NakWithDelay(delay)
-	} else {
-		err = m.Nak()
+	if delay <= 0 {
+		return q.requeue(ctx, d, m, d.Attempt)
 	}
+	return q.settle(ctx, m, fmt.Sprintf(`-NAK {"delay": %d}`, delay.Nanoseconds()), "jetstream: nack %s", d.Msg.Job)
+}
+
+// attemptsHeader carries the deliveries a requeued message had before, so
+// that its Attempt goes on counting.
+const attemptsHeader = "Apiary-Attempts"
+
+// requeue hands d back at once: it publishes d's message again, carrying
+// attempts (the deliveries that count so far), then acks d. A -NAK does the same while the server
+// runs, but the server keeps a nak'd message's redelivery in memory only:
+// when the embedded server stops with the worker that handed a job back on
+// SIGTERM, the restarted one waits out the whole lease first. If the ack
+// fails after the publish, the job has two messages, handled as any
+// redelivery.
+func (q *Queue) requeue(ctx context.Context, d *queue.Delivery, m jetstream.Msg, attempts int) error {
+	ctx, cancel := settleContext(ctx)
+	defer cancel()
+	meta, err := m.Metadata()
 	if err != nil {
 		return classify(err, "jetstream: nack %s", d.Msg.Job)
+	}
+	again := nats.NewMsg(q.cfg.Subject)
+	again.Data = m.Data()
+	again.Header.Set(attemptsHeader, strconv.Itoa(attempts))
+	// One id per requeued delivery: a retried requeue stores it once.
+	again.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s.requeue.%d", d.Msg.Job, meta.Sequence.Stream))
+	if _, err := q.js.PublishMsg(ctx, again, jetstream.WithExpectStream(q.cfg.Stream)); err != nil {
+		return classify(err, "jetstream: nack %s", d.Msg.Job)
+	}
+	if err := m.DoubleAck(ctx); err != nil {
+		return classify(err, "jetstream: nack %s", d.Msg.Job)
+	}
+	return nil
+}
+
+// settleTimeout bounds a confirmed settle whose ctx has no deadline.
+const settleTimeout = 10 * time.Second
+
+// settleContext gives ctx a deadline of settleTimeout when it has none.
+func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, settleTimeout)
+}
+
+// settle sends an ack of kind body for m as a request, so that the server
+// confirms it has processed it (as DoubleAck does for +ACK).
+func (q *Queue) settle(ctx context.Context, m jetstream.Msg, body, format string, args ...any) error {
+	ctx, cancel := settleContext(ctx)
+	defer cancel()
+	if _, err := q.cfg.Conn.RequestWithContext(ctx, m.Reply(), []byte(body)); err != nil {
+		return classify(err, format, args...)
 	}
 	return nil
 }
@@ -387,21 +460,18 @@ func (q *Queue) Extend(_ context.Context, d *queue.Delivery) error {
 }
 
 // Term removes d for good; reason goes into the server's advisory.
-// JetStream has no dead-letter queue: the advisory is the record.
-func (q *Queue) Term(_ context.Context, d *queue.Delivery, reason string) error {
+// JetStream has no dead-letter queue: the advisory is the record. It
+// returns once the server has confirmed it.
+func (q *Queue) Term(ctx context.Context, d *queue.Delivery, reason string) error {
 	m, err := receipt(d, "term")
 	if err != nil {
 		return err
 	}
-	if reason == "" {
-		err = m.Term()
-	} else {
-		err = m.TermWithReason(reason)
+	body := "+TERM"
+	if reason != "" {
+		body += " " + reason
 	}
-	if err != nil {
-		return classify(err, "jetstream: term %s", d.Msg.Job)
-	}
-	return nil
+	return q.settle(ctx, m, body, "jetstream: term %s", d.Msg.Job)
 }
 
 // classify translates a NATS error into the root package's kinds.

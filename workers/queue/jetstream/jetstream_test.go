@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/natsserver"
 	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
 	"github.com/apiaryhq/apiary/workers/queue"
 	"github.com/apiaryhq/apiary/workers/queue/jetstream"
@@ -196,4 +197,47 @@ func TestEnqueueBatch(t *testing.T) {
 		require.Equal(t, apiary.KindUnavailable, apiary.KindOf(err), "%v", err)
 		require.Equal(t, uint64(5), stored("FULL"))
 	})
+}
+
+// TestNackWithoutDelaySurvivesARestart: a delivery handed back at once (a
+// worker stopping on SIGTERM) is delivered at once also after the server
+// restarts with the process, keeping its attempt count, and never twice.
+func TestNackWithoutDelaySurvivesARestart(t *testing.T) {
+	t.Parallel()
+	const lease = 10 * time.Minute
+	dir := t.TempDir()
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: dir})
+	require.NoError(t, err)
+	nc, err := nats.Connect(srv.URL())
+	require.NoError(t, err)
+	q := newQueue(t, nc, lease)
+	ctx := t.Context()
+	msg := apiary.JobMessage{Account: "acc_a", Job: apiary.NewJobID()}
+	require.NoError(t, q.Enqueue(ctx, msg))
+	ds, err := q.Receive(ctx, 1)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.NoError(t, q.Nack(ctx, ds[0], 0))
+	nc.Close()
+	srv.Shutdown()
+
+	srv, err = natsserver.Start(natsserver.Config{StoreDir: dir})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err = nats.Connect(srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	q = newQueue(t, nc, lease)
+	var again []*queue.Delivery
+	require.Eventually(t, func() bool {
+		again, err = q.Receive(ctx, 2)
+		return err == nil && len(again) > 0
+	}, 10*time.Second, 10*time.Millisecond, "handed back at once, not after the lease")
+	require.Len(t, again, 1)
+	require.Equal(t, msg, again[0].Msg)
+	require.Equal(t, 2, again[0].Attempt)
+	require.NoError(t, q.Ack(ctx, again[0]))
+	ds, err = q.Receive(ctx, 1)
+	require.NoError(t, err)
+	require.Empty(t, ds, "one message per job")
 }
