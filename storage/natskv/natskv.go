@@ -1,14 +1,13 @@
 package natskv
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/natserr"
 	"github.com/apiaryhq/apiary/storage"
 )
 
@@ -54,29 +53,7 @@ func invalidKey(op, key string) error {
 }
 
 // translate classifies an error of the NATS client under the root package's
-// kinds, naming op and subject; a nil err gives nil.
+// kinds (internal/natserr), naming op and subject; a nil err gives nil.
 func translate(err error, op, subject string) error {
-	var apiErr *jetstream.APIError
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrObjectNotFound),
-		errors.Is(err, jetstream.ErrBucketNotFound):
-		return apiary.Wrap(err, apiary.KindNotFound, "natskv: %s %s", op, subject)
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch),
-		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
-		return apiary.Wrap(err, apiary.KindConflict, "natskv: %s %s", op, subject)
-	case errors.Is(err, jetstream.ErrInvalidKey), errors.Is(err, jetstream.ErrInvalidBucketName),
-		errors.Is(err, jetstream.ErrInvalidStoreName):
-		return apiary.Wrap(err, apiary.KindInvalid, "natskv: %s %s", op, subject)
-	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("natskv: %s %s: %w", op, subject, err)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrConnectionClosed),
-		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrDisconnected),
-		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
-		return apiary.Wrap(err, apiary.KindUnavailable, "natskv: %s %s", op, subject)
-	}
-	return fmt.Errorf("natskv: %s %s: %w", op, subject, err)
+	return natserr.Wrap(err, "natskv: %s %s", op, subject)
 }

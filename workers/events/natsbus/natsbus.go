@@ -39,6 +39,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/natserr"
 	"github.com/apiaryhq/apiary/workers/events"
 )
 
@@ -569,19 +570,8 @@ func validDurable(s string) bool {
 	return true
 }
 
-// classify translates a NATS error into the root package's kinds.
+// classify translates a NATS error into the root package's kinds, as every
+// NATS adapter does (internal/natserr).
 func classify(err error, format string, args ...any) error {
-	msg := fmt.Sprintf(format, args...)
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", msg, err)
-	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound):
-		return apiary.Wrap(err, apiary.KindNotFound, "%s", msg)
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code == 400 {
-		return apiary.Wrap(err, apiary.KindInvalid, "%s", msg)
-	}
-	// Timeouts, a closed or reconnecting connection, no responders: all pass.
-	return apiary.Wrap(err, apiary.KindUnavailable, "%s", msg)
+	return natserr.Wrap(err, format, args...)
 }

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/natserr"
 	"github.com/apiaryhq/apiary/workers/queue"
 )
 
@@ -474,22 +475,8 @@ func (q *Queue) Term(ctx context.Context, d *queue.Delivery, reason string) erro
 	return q.settle(ctx, m, body, "jetstream: term %s", d.Msg.Job)
 }
 
-// classify translates a NATS error into the root package's kinds.
+// classify translates a NATS error into the root package's kinds, as every
+// NATS adapter does (internal/natserr).
 func classify(err error, format string, args ...any) error {
-	msg := fmt.Sprintf(format, args...)
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", msg, err)
-	case errors.Is(err, jetstream.ErrMsgAlreadyAckd):
-		return apiary.Wrap(err, apiary.KindConflict, "%s", msg)
-	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound):
-		return apiary.Wrap(err, apiary.KindNotFound, "%s", msg)
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code == 400 {
-		return apiary.Wrap(err, apiary.KindInvalid, "%s", msg)
-	}
-	// Timeouts, a closed or reconnecting connection, no responders, a full
-	// stream: all pass, so the caller retries.
-	return apiary.Wrap(err, apiary.KindUnavailable, "%s", msg)
+	return natserr.Wrap(err, format, args...)
 }
