@@ -123,8 +123,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 }
 
 // connectNATS connects to --nats-url, or starts the embedded server in the
-// data dir. The embedded job stream fsyncs before it acknowledges, so an
-// acknowledged job survives a crash.
+// data dir. The embedded server opens no port: this process is its only
+// client, connected in-process. Its job stream fsyncs before it
+// acknowledges, so an acknowledged job survives a crash.
 func (a *app) connectNATS() error {
 	url := a.cfg.NATSURL
 	opts := []nats.Option{nats.Name("apiary"), nats.MaxReconnects(-1)}
@@ -134,7 +135,7 @@ func (a *app) connectNATS() error {
 			return err
 		}
 		a.closers = append(a.closers, ns.Shutdown)
-		url = ns.URL()
+		opts = append(opts, nats.InProcessServer(ns))
 	}
 	if a.cfg.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(a.cfg.NATSCreds))
