@@ -104,5 +104,3 @@ func TestClusterNeedsASecret(t *testing.T) {
 	_, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Cluster: natsserver.Cluster{Name: "c", Port: -1}})
 	require.ErrorContains(t, err, "Secret is required")
 }
-
-
