@@ -25,7 +25,8 @@ import (
 
 // Config configures an embedded server.
 type Config struct {
-	// StoreDir is where JetStream keeps its streams. Required.
+	// StoreDir is where JetStream keeps its streams. Required; one server
+	// at a time (a second one on it fails with a Conflict).
 	StoreDir string
 	// Listen opens a client port on Host:Port, guarded by a user and
 	// password generated at start. Default false: no port, in-process
@@ -60,8 +61,9 @@ type Cluster struct {
 
 // Server is a running embedded nats-server.
 type Server struct {
-	srv *server.Server
-	url string // client URL with its credentials; "" without a port
+	srv  *server.Server
+	url  string   // client URL with its credentials; "" without a port
+	lock *os.File // held on StoreDir while the server runs
 }
 
 // routeUser is the user name nodes of a cluster present to each other.
@@ -134,23 +136,28 @@ func Start(cfg Config) (*Server, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	lock, err := lockStore(cfg.StoreDir)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
+		unlock(lock)
 		return nil, fmt.Errorf("natsserver: new: %w", err)
 	}
 	if !opts.NoLog {
 		srv.ConfigureLogger()
 	}
 	go srv.Start()
+	out := &Server{srv: srv, lock: lock}
 	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
-		srv.Shutdown()
+		out.Shutdown()
 		return nil, fmt.Errorf("natsserver: not ready after %s", cfg.ReadyTimeout)
 	}
-	out := &Server{srv: srv}
 	if listen {
 		u, err := url.Parse(srv.ClientURL())
 		if err != nil {
-			srv.Shutdown()
+			out.Shutdown()
 			return nil, fmt.Errorf("natsserver: client url: %w", err)
 		}
 		u.User = url.UserPassword(user, password)
@@ -172,8 +179,15 @@ func (s *Server) Addr() net.Addr { return s.srv.Addr() }
 // nats.Connect("", nats.InProcessServer(srv)) connects to it.
 func (s *Server) InProcessConn() (net.Conn, error) { return s.srv.InProcessConn() }
 
-// Shutdown stops the server and waits for it to finish.
+// Shutdown stops the server, waits for it to finish and releases its store.
 func (s *Server) Shutdown() {
 	s.srv.Shutdown()
 	s.srv.WaitForShutdown()
+	unlock(s.lock)
+}
+
+func unlock(f *os.File) {
+	if f != nil {
+		_ = f.Close()
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/internal/natsserver"
 )
 
@@ -103,4 +104,20 @@ func TestClusterNeedsASecret(t *testing.T) {
 	t.Parallel()
 	_, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Cluster: natsserver.Cluster{Name: "c", Port: -1}})
 	require.ErrorContains(t, err, "Secret is required")
+}
+
+// One store, one server: a second one on the same directory is refused
+// until the first has stopped.
+func TestStoreIsLocked(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first, err := natsserver.Start(natsserver.Config{StoreDir: dir})
+	require.NoError(t, err)
+	_, err = natsserver.Start(natsserver.Config{StoreDir: dir})
+	require.Equal(t, apiary.KindConflict, apiary.KindOf(err), "%v", err)
+	require.ErrorContains(t, err, "in use")
+	first.Shutdown()
+	again, err := natsserver.Start(natsserver.Config{StoreDir: dir})
+	require.NoError(t, err)
+	again.Shutdown()
 }
