@@ -151,11 +151,91 @@ func (s *specCheck) check(method, urlPath string, status int, header http.Header
 	if _, ok := content[mt]; !ok {
 		return fmt.Errorf("%s with Content-Type %s, but the spec lists %v", what, mt, keys(content))
 	}
+	if mt == "text/event-stream" {
+		if _, ok := content[mt].(map[string]any)["x-data-schema"]; ok {
+			return s.validateEvents(what, respPtr+pointer("content", mt, "x-data-schema"), body)
+		}
+	}
 	if !isJSON(mt) {
 		return nil
 	}
 	return s.validate(what, respPtr+pointer("content", mt, "schema"), mt, header, body)
 }
+
+// validateEvents checks the data of every Server-Sent Events message in
+// body against the schema at ptr.
+func (s *specCheck) validateEvents(what, ptr string, body []byte) error {
+	sch, err := s.schema(ptr)
+	if err != nil {
+		return fmt.Errorf("compile the spec's schema %s: %w", ptr, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(data))
+		if err != nil {
+			return fmt.Errorf("%s with an event whose data is not JSON: %w", what, err)
+		}
+		if err := sch.Validate(v); err != nil {
+			return fmt.Errorf("%s with an event the spec's schema (%s) refuses: %v\ndata: %.2000s", what, ptr, err, data)
+		}
+	}
+	return nil
+}
+
+// specHandler serves h and checks each answer against the spec once it is
+// complete, as env.do does: for tests that need a real HTTP server (event
+// streams). A mismatch fails t (t.Errorf: the check runs in the server's
+// goroutine).
+func specHandler(t testing.TB, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tw := &teeWriter{ResponseWriter: w}
+		h.ServeHTTP(tw, r)
+		spec, err := loadSpecCheck()
+		if err == nil {
+			err = spec.check(r.Method, r.URL.EscapedPath(), tw.status(), w.Header(), tw.body.Bytes())
+		}
+		if err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+}
+
+// teeWriter keeps a copy of what it passes on.
+type teeWriter struct {
+	http.ResponseWriter
+	code int
+	body bytes.Buffer
+}
+
+func (w *teeWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *teeWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	w.body.Write(p)
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *teeWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach the connection (Flush, deadlines).
+func (w *teeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *teeWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
 
 func (s *specCheck) component(section, name string) (map[string]any, bool) {
 	sec, _ := s.components[section].(map[string]any)
