@@ -101,7 +101,7 @@ func flagSet(name string, cfg *Config) *flag.FlagSet {
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight jobs may finish after SIGTERM before they are handed back")
 	dur(&cfg.HTTPShutdownTimeout, "http-shutdown-timeout", 10*time.Second, "how long open HTTP requests may finish after SIGTERM before their connections are closed; the workers' --shutdown-timeout starts after it")
 	dur(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers")
-	dur(&cfg.IdleTimeout, "idle-timeout", 60*time.Second, "how long an idle keep-alive connection stays open")
+	dur(&cfg.IdleTimeout, "idle-timeout", 30*time.Second, "how long an idle keep-alive connection stays open")
 	integer(&cfg.MaxHeaderKiB, "max-header-kib", 64, "largest request header block in KiB (431 beyond)")
 	dur(&cfg.BodyTimeout, "body-timeout", 10*time.Second, "time a request body gets on top of --body-min-rate-kib before it is cut off")
 	integer(&cfg.BodyMinRateKiB, "body-min-rate-kib", 16, "slowest accepted request body, in KiB/s (after --body-timeout)")
