@@ -84,6 +84,7 @@ func envName(flagName string) string {
 // flagSet registers the flags shared by the commands; each flag's default is
 // its APIARY_* variable when set.
 func flagSet(name string, cfg *Config) *flag.FlagSet {
+	badEnv = nil // this flag set's, not an earlier one's
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	str := func(p *string, n, def, usage string) { fs.StringVar(p, n, envOr(n, def), usage+" ("+envName(n)+")") }
 	integer := func(p *int, n string, def int, usage string) {
