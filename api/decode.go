@@ -2,12 +2,16 @@ package api
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"reflect"
+	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -74,7 +78,175 @@ func decodeJSON(body []byte, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return apiary.E(apiary.KindInvalid, "malformed JSON: unexpected data after the top-level value (%s)", position(body, int(dec.InputOffset())))
 	}
+	return checkKeys(body, reflect.TypeOf(v))
+}
+
+// checkKeys walks body (valid JSON, its nesting already bounded by the
+// decoder) beside t, the type it was decoded into, and refuses what
+// encoding/json lets through: a key sent twice in one object, at any depth
+// (the last would win), and an object key that matches a struct field only
+// case-insensitively. A gateway rule reading the body and Apiary so always
+// see the same request.
+func checkKeys(body []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	return checkValue(dec, t, "")
+}
+
+func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonError(nil, err)
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	t = knownShape(t)
+	switch delim {
+	case '[':
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := checkValue(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case '{':
+		var (
+			fields map[string]reflect.Type
+			elem   reflect.Type
+		)
+		switch {
+		case t == nil:
+		case t.Kind() == reflect.Struct:
+			fields = jsonFields(t)
+		case t.Kind() == reflect.Map:
+			elem = t.Elem()
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return jsonError(nil, err)
+			}
+			key, _ := tok.(string)
+			at := key
+			if path != "" {
+				at = path + "." + key
+			}
+			if seen[key] {
+				return apiary.E(apiary.KindInvalid, "duplicate JSON key %s; send each key once", quoteKey(at))
+			}
+			seen[key] = true
+			ft := elem
+			if fields != nil {
+				var known bool
+				if ft, known = fields[key]; !known {
+					return unknownKey(at, key, fields)
+				}
+			}
+			if err := checkValue(dec, ft, at); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = dec.Token() // the closing delimiter
+	if err != nil {
+		return jsonError(nil, err)
+	}
 	return nil
+}
+
+// unknownKey refuses key, which encoding/json matched to a field
+// case-insensitively (an unknown one it already refused).
+func unknownKey(at, key string, fields map[string]reflect.Type) error {
+	for name := range fields {
+		if strings.EqualFold(name, key) {
+			return apiary.E(apiary.KindInvalid, "unknown JSON field %s: keys are case-sensitive (did you mean %q?)", quoteKey(at), name)
+		}
+	}
+	return apiary.E(apiary.KindInvalid, "unknown JSON field %s: keys are case-sensitive; see /v1/openapi.yaml for the fields this route takes", quoteKey(at))
+}
+
+// quoteKey quotes a key path for a message, cut short when long.
+func quoteKey(k string) string {
+	const max = 64
+	if len(k) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(k[cut]) {
+			cut--
+		}
+		k = k[:cut] + "…"
+	}
+	return strconv.Quote(k)
+}
+
+var (
+	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// knownShape is t without pointers, or nil when its JSON shape is not known
+// from its fields: an interface, or a type that decodes itself.
+func knownShape(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() == reflect.Interface {
+		return nil
+	}
+	if p := reflect.PointerTo(t); p.Implements(jsonUnmarshaler) || (t.Kind() == reflect.Struct && p.Implements(textUnmarshaler)) {
+		return nil
+	}
+	return t
+}
+
+var fieldCache sync.Map // reflect.Type → map[string]reflect.Type
+
+// jsonFields maps the JSON names of struct t's fields, as encoding/json
+// names them (tags, untagged embedded structs inlined), to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
+	out := map[string]reflect.Type{}
+	for _, f := range reflect.VisibleFields(t) {
+		if f.Anonymous || !f.IsExported() {
+			continue
+		}
+		if len(f.Index) > 1 && !inlined(t, f.Index) {
+			continue // a field of an embedded struct that a tag names: not inlined
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	fieldCache.Store(t, out)
+	return out
+}
+
+// inlined reports whether the field at index of t is reached only through
+// untagged embedded structs, so that encoding/json inlines it.
+func inlined(t reflect.Type, index []int) bool {
+	for _, i := range index[:len(index)-1] {
+		f := t.Field(i)
+		if f.Tag.Get("json") != "" {
+			return false
+		}
+		t = f.Type
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+	}
+	return true
 }
 
 // jsonError turns a decoding error into a caller-safe message with a

@@ -196,7 +196,17 @@ func (e *env) do(method, target, token string, reqs ...request) *httptest.Respon
 	rec := httptest.NewRecorder()
 	e.srv.Echo().ServeHTTP(rec, req)
 	e.checkResponse(rec)
+	e.checkSpec(req, rec)
 	return rec
+}
+
+// checkSpec holds for every response: it is one that openapi.yaml promises
+// for its route and status, and its JSON body matches the schema there.
+func (e *env) checkSpec(req *http.Request, rec *httptest.ResponseRecorder) {
+	e.t.Helper()
+	spec, err := loadSpecCheck()
+	require.NoError(e.t, err)
+	require.NoError(e.t, spec.check(req.Method, req.URL.EscapedPath(), rec.Code, rec.Header(), rec.Body.Bytes()))
 }
 
 // checkResponse holds for every response: security headers and a request

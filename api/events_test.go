@@ -26,7 +26,7 @@ import (
 // httpServer serves e's API on a loopback port until the test ends.
 func httpServer(t *testing.T, e *env) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(e.srv.Handler())
+	srv := httptest.NewServer(specHandler(t, e.srv.Handler()))
 	t.Cleanup(srv.Close) // after the streams below are closed: it waits for them
 	return srv
 }

@@ -175,3 +175,15 @@ func Bootstrap(ctx context.Context, recs *records.Store, keys encrypt.KeyProvide
 	}
 	return "", true, nil
 }
+
+// NewOperatorToken mints a new operator token (an admin of
+// apiary.DefaultAccount that may also create accounts) named name and
+// returns its secret, to be shown once. It is how an operator who lost
+// theirs gets one back: `apiary token --operator`.
+func NewOperatorToken(ctx context.Context, recs *records.Store, name string) (string, error) {
+	if _, err := recs.Account(ctx, apiary.DefaultAccount); err != nil {
+		return "", fmt.Errorf("api: new operator token: %w", err)
+	}
+	_, secret, err := issueToken(ctx, recs, apiary.DefaultAccount, name, apiary.RoleAdmin, true)
+	return secret, err
+}

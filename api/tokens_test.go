@@ -2,6 +2,9 @@ package api
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -156,4 +159,79 @@ func TestBootstrap(t *testing.T) {
 		require.Len(t, toks, 1, "losers withdraw their tokens")
 		require.Equal(t, HashToken(issued[0]), toks[0].Hash)
 	})
+}
+
+// Two admins revoking each other at once: one of them always stays.
+func TestMutualAdminDeletionLeavesOne(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := range 25 {
+		account, first := e.otherAccount(fmt.Sprintf("acct %d", i))
+		rec := e.do(http.MethodPost, "/v1/tokens", first, jsonBody(map[string]string{"role": "admin", "name": "second"}))
+		require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+		second := decode[createTokenResponse](t, rec)
+		toks, err := e.recs.Tokens(context.Background(), account)
+		require.NoError(t, err)
+		firstID := toks[0].ID
+		if firstID == second.ID {
+			firstID = toks[1].ID
+		}
+
+		var (
+			wg    sync.WaitGroup
+			codes [2]int
+		)
+		for j, del := range []struct {
+			token string
+			id    apiary.TokenID
+		}{{first, second.ID}, {second.Token, firstID}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req := httptest.NewRequest(http.MethodDelete, "/v1/tokens/"+string(del.id), nil)
+				req.Header.Set("Authorization", "Bearer "+del.token)
+				rec := httptest.NewRecorder()
+				e.srv.Echo().ServeHTTP(rec, req)
+				codes[j] = rec.Code
+			}()
+		}
+		wg.Wait()
+		toks, err = e.recs.Tokens(context.Background(), account)
+		require.NoError(t, err)
+		require.Len(t, toks, 1, "iteration %d: answers %v", i, codes)
+		// One deletion succeeds; the other is refused as the last admin's, or
+		// its token was already revoked.
+		require.Contains(t, codes, http.StatusNoContent, "iteration %d", i)
+		require.Subset(t, []int{http.StatusNoContent, http.StatusConflict, http.StatusUnauthorized}, codes[:], "iteration %d", i)
+	}
+}
+
+// Operator tokens are the operator's: an admin of the default account
+// neither sees nor deletes them.
+func TestOperatorTokensAreTheOperators(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	op, err := e.recs.TokenByHash(context.Background(), HashToken(e.operator))
+	require.NoError(t, err)
+
+	rec := e.do(http.MethodGet, "/v1/tokens", e.admin)
+	require.Equal(t, http.StatusOK, rec.Code)
+	for _, v := range decode[map[string][]tokenView](t, rec)["tokens"] {
+		require.NotEqual(t, op.ID, v.ID, "an admin's listing holds no operator token")
+		require.False(t, v.Operator)
+	}
+	requireProblem(t, e.do(http.MethodDelete, "/v1/tokens/"+string(op.ID), e.admin), http.StatusNotFound, "no such token")
+	require.Equal(t, http.StatusCreated, e.do(http.MethodPost, "/v1/accounts", e.operator, jsonBody(map[string]string{"name": "x"})).Code, "the operator token still works")
+
+	rec = e.do(http.MethodGet, "/v1/tokens", e.operator)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), string(op.ID), "the operator sees it")
+
+	// The operator may delete an operator token (another admin remains);
+	// NewOperatorToken, behind `apiary token --operator`, mints a new one.
+	minted, err := NewOperatorToken(context.Background(), e.recs, "replacement")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNoContent, e.do(http.MethodDelete, "/v1/tokens/"+string(op.ID), minted).Code)
+	require.Equal(t, http.StatusCreated, e.do(http.MethodPost, "/v1/accounts", minted, jsonBody(map[string]string{"name": "y"})).Code)
+	requireProblem(t, e.do(http.MethodGet, "/v1/jobs", e.operator), http.StatusUnauthorized, "revoked")
 }

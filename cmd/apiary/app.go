@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/connectors/upload"
 	"github.com/apiaryhq/apiary/internal/natsserver"
 	"github.com/apiaryhq/apiary/pipeline"
@@ -68,16 +69,10 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 			a.Close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
-	}
-	if err := a.connectNATS(); err != nil {
+	if err := a.openRecords(ctx); err != nil {
 		return nil, err
 	}
 	kvCfg := natskv.Config{Replicas: cfg.NATSReplicas}
-	if a.recs, err = records.Open(ctx, natskv.NewKVStore(a.js, kvCfg)); err != nil {
-		return nil, err
-	}
 	if a.blobs, err = natskv.NewBlobs(ctx, a.js, "stage", kvCfg); err != nil {
 		return nil, err
 	}
@@ -122,19 +117,35 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	return a, nil
 }
 
+// openRecords connects to NATS (see connectNATS) and opens the record store.
+func (a *app) openRecords(ctx context.Context) (err error) {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if err := a.connectNATS(); err != nil {
+		return err
+	}
+	a.recs, err = records.Open(ctx, natskv.NewKVStore(a.js, natskv.Config{Replicas: a.cfg.NATSReplicas}))
+	return err
+}
+
 // connectNATS connects to --nats-url, or starts the embedded server in the
-// data dir. The embedded job stream fsyncs before it acknowledges, so an
-// acknowledged job survives a crash.
+// data dir. The embedded server opens no port: this process is its only
+// client, connected in-process. Its job stream fsyncs before it
+// acknowledges, so an acknowledged job survives a crash.
 func (a *app) connectNATS() error {
 	url := a.cfg.NATSURL
 	opts := []nats.Option{nats.Name("apiary"), nats.MaxReconnects(-1)}
 	if url == "" {
 		ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(a.cfg.DataDir, "nats"), SyncAlways: true})
+		if errors.Is(err, apiary.ErrConflict) {
+			return fmt.Errorf("data dir %s is in use by another apiary process: stop it first, or use --nats-url: %w", a.cfg.DataDir, err)
+		}
 		if err != nil {
 			return err
 		}
 		a.closers = append(a.closers, ns.Shutdown)
-		url = ns.URL()
+		opts = append(opts, nats.InProcessServer(ns))
 	}
 	if a.cfg.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(a.cfg.NATSCreds))

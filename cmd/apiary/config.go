@@ -28,13 +28,22 @@ type Config struct {
 	MaxAttempts     int
 	Lease           time.Duration
 	ShutdownTimeout time.Duration
-	BodyLimitMiB    int
-	MaxDocuments    int
-	ChunkSize       int
-	ChunkOverlap    int
-	EmbedDim        int
-	RateLimit       float64
-	RateBurst       int
+
+	// HTTP connection limits (newHTTPServer) and the HTTP server's own stop
+	// budget, apart from the workers' ShutdownTimeout.
+	ReadHeaderTimeout   time.Duration
+	IdleTimeout         time.Duration
+	MaxHeaderKiB        int
+	BodyTimeout         time.Duration
+	BodyMinRateKiB      int
+	HTTPShutdownTimeout time.Duration
+	BodyLimitMiB        int
+	MaxDocuments        int
+	ChunkSize           int
+	ChunkOverlap        int
+	EmbedDim            int
+	RateLimit           float64
+	RateBurst           int
 
 	// Engines: embedded by default, distributed when set.
 	NATSURL          string // external NATS (cluster); empty: embedded server in the data dir
@@ -82,6 +91,7 @@ func envName(flagName string) string {
 // flagSet registers the flags shared by the commands; each flag's default is
 // its APIARY_* variable when set.
 func flagSet(name string, cfg *Config) *flag.FlagSet {
+	badEnv = nil // this flag set's, not an earlier one's
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	str := func(p *string, n, def, usage string) { fs.StringVar(p, n, envOr(n, def), usage+" ("+envName(n)+")") }
 	integer := func(p *int, n string, def int, usage string) {
@@ -97,6 +107,12 @@ func flagSet(name string, cfg *Config) *flag.FlagSet {
 	integer(&cfg.MaxAttempts, "max-attempts", 5, "deliveries of a job before it is marked failed")
 	dur(&cfg.Lease, "lease", 60*time.Second, "job lease (queue ack wait); extended while a job runs")
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight jobs may finish after SIGTERM before they are handed back")
+	dur(&cfg.HTTPShutdownTimeout, "http-shutdown-timeout", 10*time.Second, "how long open HTTP requests may finish after SIGTERM before their connections are closed; the workers' --shutdown-timeout starts after it")
+	dur(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers")
+	dur(&cfg.IdleTimeout, "idle-timeout", 30*time.Second, "how long an idle keep-alive connection stays open")
+	integer(&cfg.MaxHeaderKiB, "max-header-kib", 64, "largest request header block in KiB (431 beyond)")
+	dur(&cfg.BodyTimeout, "body-timeout", 10*time.Second, "time a request body gets on top of --body-min-rate-kib before it is cut off")
+	integer(&cfg.BodyMinRateKiB, "body-min-rate-kib", 16, "slowest accepted request body, in KiB/s (after --body-timeout)")
 	integer(&cfg.BodyLimitMiB, "body-limit-mib", 32, "largest request body in MiB (413 beyond)")
 	integer(&cfg.MaxDocuments, "max-documents", 1000, "most documents in one ingest request")
 	integer(&cfg.ChunkSize, "chunk-size", 512, "chunk size in tokens (approximate)")
@@ -183,6 +199,12 @@ func (c *Config) Validate(role string) error {
 	}
 	if c.Lease < 2*time.Second {
 		errs = append(errs, errors.New("--lease must be at least 2s"))
+	}
+	if c.ReadHeaderTimeout <= 0 || c.IdleTimeout <= 0 || c.BodyTimeout <= 0 || c.HTTPShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--read-header-timeout, --idle-timeout, --body-timeout and --http-shutdown-timeout must be positive"))
+	}
+	if c.MaxHeaderKiB < 1 || c.BodyMinRateKiB < 1 {
+		errs = append(errs, errors.New("--max-header-kib and --body-min-rate-kib must be at least 1"))
 	}
 	if c.BodyLimitMiB < 1 || c.BodyLimitMiB > maxBodyLimitMiB {
 		errs = append(errs, fmt.Errorf("--body-limit-mib must be 1 to %d: a request is staged whole, in a blob of at most %d MiB", maxBodyLimitMiB, natskv.MaxBlobSize>>20))

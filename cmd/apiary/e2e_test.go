@@ -9,9 +9,11 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -217,6 +219,12 @@ func TestServeEndToEnd(t *testing.T) {
 	dataDir := t.TempDir()
 	s := startServer(t, dataDir, token)
 
+	// The one port open is the API's: the embedded NATS server, which holds
+	// the token records, has none that another local process could write to.
+	u, err := url.Parse(s.base)
+	require.NoError(t, err)
+	require.Equal(t, []string{u.Port()}, listeningPorts(t, s.cmd.Process.Pid))
+
 	var accepted struct {
 		JobID  string `json:"job_id"`
 		Status string `json:"status"`
@@ -266,6 +274,42 @@ func TestServeEndToEnd(t *testing.T) {
 	for _, d := range tourDocs {
 		require.NotContains(t, s.stderr.String(), d.Text[:40], "document text was logged")
 	}
+}
+
+// listeningPorts returns the TCP ports process pid listens on, from /proc
+// (the test skips where there is none).
+func listeningPorts(t *testing.T, pid int) []string {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Skipf("no /proc to list the process's sockets: %v", err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(target, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
+		}
+	}
+	var ports []string
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			port, err := strconv.ParseUint(hexPort, 16, 16)
+			require.NoError(t, err)
+			ports = append(ports, strconv.FormatUint(port, 10))
+		}
+	}
+	return ports
 }
 
 func assertNoPlaintext(t *testing.T, dataDir, token string) {

@@ -5,6 +5,7 @@
 //	apiary worker         workers and webhook dispatch only
 //	apiary bench          documents/s on embedded vs distributed engines, in one run
 //	apiary token          print a new, well-formed API token (for APIARY_BOOTSTRAP_TOKEN)
+//	apiary token --operator  mint a new operator token in the installation and print it once
 //	apiary version        print the version
 //
 // Every flag is also an APIARY_* environment variable (--data-dir is
@@ -22,6 +23,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/api"
 )
 
@@ -44,7 +46,9 @@ commands:
   worker    run the workers only (needs --nats-url and --vectors milvus)
   bench     ingest the same documents on embedded and distributed engines; report documents/s
   healthcheck  GET --url (default http://127.0.0.1:8080/readyz); exit 0 on 200 (container health checks)
-  token     print a new API token, e.g. for APIARY_BOOTSTRAP_TOKEN
+  token     print a new API token, e.g. for APIARY_BOOTSTRAP_TOKEN; with --operator, mint a
+            new operator token in the installation at --data-dir (apiary serve stopped) or
+            --nats-url, and print it once
   version   print the version
 
 Run 'apiary <command> -h' for the flags of a command.
@@ -74,12 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "token":
-		tok, err := api.NewToken()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, tok)
-		return nil
+		return tokenCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "apiary", version)
 		return nil
@@ -89,4 +88,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// tokenCommand prints a new token; with --operator it mints a new operator
+// token in the installation (the data dir, or the cluster at --nats-url)
+// and prints it once: the way back for an operator who lost theirs.
+func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg Config
+	fs := flagSet("token", &cfg)
+	fs.SetOutput(stderr)
+	operator := fs.Bool("operator", false, "mint a new operator token in the installation at --data-dir (with apiary serve stopped) or --nats-url, and print it once")
+	name := fs.String("name", "operator", "name of the new operator token")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*operator {
+		tok, err := api.NewToken()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok)
+		return nil
+	}
+	if err := cfg.Validate(roleServe); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	a := &app{cfg: cfg, log: newLogger(cfg.LogLevel, stderr)}
+	defer a.Close()
+	if err := a.openRecords(ctx); err != nil {
+		return err
+	}
+	tok, err := api.NewOperatorToken(ctx, a.recs, *name)
+	if errors.Is(err, apiary.ErrNotFound) {
+		return errors.New("no installation here yet: run apiary serve once first (it creates the first operator token)")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
 }

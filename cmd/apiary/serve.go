@@ -72,25 +72,23 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 
 	select {
 	case <-ctx.Done():
-		log.Info("stopping: no new requests or jobs; in-flight jobs may finish", "timeout", cfg.ShutdownTimeout)
+		log.Info("stopping: no new requests or jobs; in-flight jobs may finish",
+			"http_timeout", cfg.HTTPShutdownTimeout, "timeout", cfg.ShutdownTimeout)
 	case err := <-errs:
 		return err
 	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
 	// Senders stop before receivers: first the API (no new jobs), then workers.
-	if httpSrv != nil {
-		if err := httpSrv.Shutdown(stopCtx); err != nil {
-			log.Warn("http shutdown", "err", err)
-		}
-	}
+	var stopWorkers func(context.Context)
 	if pool != nil {
-		if err := pool.Stop(stopCtx); err != nil {
-			log.Warn("workers handed back unfinished jobs", "err", err)
+		stopWorkers = func(stopCtx context.Context) {
+			if err := pool.Stop(stopCtx); err != nil {
+				log.Warn("workers handed back unfinished jobs", "err", err)
+			}
+			cancelRun()
+			<-poolDone
 		}
-		cancelRun()
-		<-poolDone
 	}
+	shutdown(log, httpSrv, cfg, stopWorkers)
 	log.Info("stopped")
 	return nil
 }
@@ -130,7 +128,7 @@ func startHTTP(ctx context.Context, a *app, stderr io.Writer, errs chan<- error)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := newHTTPServer(srv.Handler(), a.cfg)
 	httpSrv.RegisterOnShutdown(srv.StopStreams) // open event streams end at once
 	a.log.Info("apiary serving", "addr", ln.Addr().String(), "tls", a.cfg.TLSCert != "", "data_dir", a.cfg.DataDir)
 	go func() {
@@ -172,7 +170,7 @@ func startHealth(a *app, errs chan<- error) (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(mux, a.cfg)
 	go func() {
 		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 			errs <- fmt.Errorf("health server: %w", err)

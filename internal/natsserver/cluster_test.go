@@ -42,10 +42,12 @@ func TestThreeNodeCluster(t *testing.T) {
 	}
 	servers := make([]*natsserver.Server, nodes)
 	urls := make([]string, nodes)
+	secret, err := natsserver.NewSecret()
+	require.NoError(t, err)
 	for i := range servers {
 		srv, err := natsserver.Start(natsserver.Config{
 			StoreDir: t.TempDir(), Name: fmt.Sprintf("n%d", i+1), ReadyTimeout: 30 * time.Second,
-			Cluster: natsserver.Cluster{Name: "apiary-test", Port: ports[i], Routes: routes},
+			Cluster: natsserver.Cluster{Name: "apiary-test", Port: ports[i], Routes: routes, Secret: secret},
 		})
 		require.NoError(t, err)
 		servers[i] = srv
@@ -59,6 +61,11 @@ func TestThreeNodeCluster(t *testing.T) {
 			}
 		}
 	})
+
+	for i, u := range urls {
+		requireAuthenticated(t, u)
+		requireRawRefused(t, fmt.Sprintf("127.0.0.1:%d", ports[i])) // the route port
+	}
 
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	require.NoError(t, err)

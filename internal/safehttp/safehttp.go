@@ -252,16 +252,22 @@ func parseAtonPart(p string) (uint64, bool) {
 	return v, true
 }
 
+// errDialRefused is Control's refusal. Its caller-safe message names neither
+// the address a host name resolved to nor why that address is refused: a
+// delivery error that did would answer questions about internal DNS.
+var errDialRefused = apiary.Wrap(ErrForbiddenAddress, apiary.KindInvalid, "the address is refused")
+
 // Control is a net.Dialer.Control that refuses to connect to a refused
 // address. It runs after name resolution, on the very address about to be
-// connected, so DNS rebinding cannot slip past it.
+// connected, so DNS rebinding cannot slip past it. Its error says only that
+// the address is refused (errors.Is ErrForbiddenAddress, kind Invalid).
 func Control(allowPrivate bool) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
-		if err != nil {
-			return forbidden(address, "not an IP address and port")
+		if err != nil || CheckIP(ap.Addr(), allowPrivate) != nil {
+			return errDialRefused
 		}
-		return CheckIP(ap.Addr(), allowPrivate)
+		return nil
 	}
 }
 

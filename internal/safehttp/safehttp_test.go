@@ -200,3 +200,27 @@ func TestCheckIPPolicy(t *testing.T) {
 	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
 	require.True(t, strings.Contains(err.Error(), "loopback"))
 }
+
+// A refusal at dial time names neither the address a host name resolved to
+// nor why it is refused: that would make the client an oracle of internal
+// DNS. It says only that the address is refused.
+func TestDialRefusalNamesNoAddress(t *testing.T) {
+	t.Parallel()
+	lookup := func(ctx context.Context, host string) ([]string, error) {
+		return []string{"10.11.12.13", "127.0.0.1", "169.254.169.254"}, nil
+	}
+	c := safehttp.NewClient(safehttp.Config{LookupHost: lookup})
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://hooks.example.test:8080/")
+	if resp != nil {
+		_ = resp.Body.Close()
+	}
+	require.ErrorIs(t, err, safehttp.ErrForbiddenAddress)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+	var ae *apiary.Error
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, "the address is refused", ae.Msg, "the caller-safe message says only that")
+	for _, leak := range []string{"10.11.12.13", "127.0.0.1", "169.254.169.254", "private", "loopback", "metadata"} {
+		require.NotContains(t, ae.Msg, leak)
+	}
+}

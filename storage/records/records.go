@@ -1,4 +1,5 @@
-// Package records keeps Apiary's records — accounts, tokens, jobs,
+// Package records keeps Apiary's records — accounts, tokens (with each
+// account's admin set, tokens.go), jobs,
 // idempotency keys, documents, webhook endpoints, their default secrets and
 // deliveries (with a due-time index for retries) — as JSON in key-value
 // buckets.
@@ -36,12 +37,14 @@ const (
 	bucketIdempotency = "idempotency"
 	bucketDocuments   = "documents"
 	bucketOutcomes    = "outcomes"
+	bucketAdminSets   = "admin_sets"
 )
 
 // Store is the typed record store. Safe for concurrent use.
 type Store struct {
 	accounts, tokens, jobs, idem, docs storage.KV
 	outcomes                           storage.KV // one per document of a job
+	admins                             storage.KV // tokens.go
 	webhooks, secrets, deliveries, due storage.KV // webhooks.go
 }
 
@@ -58,6 +61,7 @@ func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 		{bucketIdempotency, &s.idem},
 		{bucketDocuments, &s.docs},
 		{bucketOutcomes, &s.outcomes},
+		{bucketAdminSets, &s.admins},
 		{bucketWebhooks, &s.webhooks},
 		{bucketWebhookSecrets, &s.secrets},
 		{bucketDeliveries, &s.deliveries},
@@ -140,65 +144,6 @@ func (s *Store) HasAccounts(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("records: list accounts: %w", err)
 	}
 	return len(keys) > 0, nil
-}
-
-// --- tokens ---
-
-// CreateToken stores a token record, keyed by its hash.
-func (s *Store) CreateToken(ctx context.Context, t apiary.Token) error {
-	if t.Hash == "" {
-		return apiary.E(apiary.KindInvalid, "token hash is required")
-	}
-	return create(ctx, s.tokens, t.Hash, "token", t)
-}
-
-// TokenByHash returns the token whose hex SHA-256 is hash.
-func (s *Store) TokenByHash(ctx context.Context, hash string) (apiary.Token, error) {
-	t, _, err := get[apiary.Token](ctx, s.tokens, hash, "token")
-	if err == nil {
-		t.Hash = hash // not serialized
-	}
-	return t, err
-}
-
-// Tokens lists account's tokens (without secrets), oldest first.
-func (s *Store) Tokens(ctx context.Context, account apiary.AccountID) ([]apiary.Token, error) {
-	keys, err := s.tokens.Keys(ctx, "")
-	if err != nil {
-		return nil, fmt.Errorf("records: list tokens: %w", err)
-	}
-	var out []apiary.Token
-	for _, k := range keys {
-		t, err := s.TokenByHash(ctx, k)
-		if errors.Is(err, apiary.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if t.Account == account {
-			out = append(out, t)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
-// DeleteToken revokes account's token id; NotFound when account has no such token.
-func (s *Store) DeleteToken(ctx context.Context, account apiary.AccountID, id apiary.TokenID) error {
-	toks, err := s.Tokens(ctx, account)
-	if err != nil {
-		return err
-	}
-	for _, t := range toks {
-		if t.ID == id {
-			if err := s.tokens.Delete(ctx, t.Hash); err != nil {
-				return fmt.Errorf("records: delete token: %w", err)
-			}
-			return nil
-		}
-	}
-	return apiary.E(apiary.KindNotFound, "no such token")
 }
 
 // --- jobs ---

@@ -483,7 +483,13 @@ func TestPrivateTargetsRefusedAtDialTime(t *testing.T) {
 		r.waitStatus("acme", w.ID, apiary.FinalEventID(job.ID), records.DeliveryFailed)
 		d := r.delivery("acme", w.ID, apiary.FinalEventID(job.ID))
 		require.Contains(t, d.Error, "refused")
-		require.Contains(t, d.Error, "loopback")
+		if w.ID == wNamed.ID {
+			// What the name resolved to stays unsaid: no internal-DNS oracle.
+			require.NotContains(t, d.Error, "127.0.0.1")
+			require.NotContains(t, d.Error, "loopback")
+		} else {
+			require.Contains(t, d.Error, "loopback", "a literal address is the caller's own")
+		}
 	}
 	ep := records.JobURLEndpoint("http://localhost:" + u.Port() + "/job")
 	r.waitStatus("acme", ep, apiary.FinalEventID(job.ID), records.DeliveryFailed)

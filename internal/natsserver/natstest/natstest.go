@@ -12,10 +12,11 @@ import (
 )
 
 // Start runs a nats-server with JetStream on a free loopback port, stored in
-// t.TempDir(), and shuts it down when the test ends. It returns the client URL.
+// t.TempDir(), and shuts it down when the test ends. It returns the client
+// URL, which carries the user and password generated for this server.
 func Start(tb testing.TB) string {
 	tb.Helper()
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: tb.TempDir()})
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: tb.TempDir(), Listen: true})
 	if err != nil {
 		tb.Fatalf("start nats-server: %v", err)
 	}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/testutil"
+)
+
+// shortLimits are the HTTP limits of these tests: short, so that a cut-off
+// comes quickly; no test asserts how quickly.
+func shortLimits() Config {
+	return Config{
+		ReadHeaderTimeout:   200 * time.Millisecond,
+		IdleTimeout:         200 * time.Millisecond,
+		MaxHeaderKiB:        4,
+		BodyTimeout:         200 * time.Millisecond,
+		BodyMinRateKiB:      1,
+		HTTPShutdownTimeout: 100 * time.Millisecond,
+		ShutdownTimeout:     time.Hour,
+	}
+}
+
+// bodyReader is a handler that reads the whole body and reports the result.
+type bodyReader struct {
+	started chan struct{}
+	results chan error
+	sizes   chan int
+}
+
+func newBodyReader() *bodyReader {
+	return &bodyReader{started: make(chan struct{}, 8), results: make(chan error, 8), sizes: make(chan int, 8)}
+}
+
+func (h *bodyReader) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.started <- struct{}{}
+	b, err := io.ReadAll(r.Body)
+	h.results <- err
+	h.sizes <- len(b)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// within receives from ch, failing the test after a generous polling deadline.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s never happened", what)
+		panic("unreachable")
+	}
+}
+
+// serveHTTPTest serves h with cfg's limits on a loopback port.
+func serveHTTPTest(t *testing.T, h http.Handler, cfg Config) (*http.Server, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := newHTTPServer(h, cfg)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close(); <-done })
+	return srv, ln.Addr().String()
+}
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// requireClosedByServer reads c until the server closes it; it fails if the
+// connection is still open after a generous polling deadline.
+func requireClosedByServer(t *testing.T, c net.Conn) {
+	t.Helper()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the server kept the connection open: %v", err)
+}
+
+func TestSlowHeadersAreCutOff(t *testing.T) {
+	t.Parallel()
+	h := newBodyReader()
+	_, addr := serveHTTPTest(t, h, shortLimits())
+	c := dial(t, addr)
+	_, err := io.WriteString(c, "POST /v1/ingest HTTP/1.1\r\nHost: apiary\r\n") // and nothing more
+	require.NoError(t, err)
+	requireClosedByServer(t, c)
+	require.Empty(t, h.started, "no handler ran")
+}
+
+func TestSlowBodiesAreCutOff(t *testing.T) {
+	t.Parallel()
+	for name, send := range map[string]func(c net.Conn, stop <-chan struct{}){
+		"stalled": func(c net.Conn, _ <-chan struct{}) {
+			_, _ = io.WriteString(c, "0123456789")
+		},
+		"trickle": func(c net.Conn, stop <-chan struct{}) {
+			tick := time.NewTicker(10 * time.Millisecond) // pacing, ~100 B/s
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := c.Write([]byte{'x'}); err != nil {
+						return
+					}
+				}
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h := newBodyReader()
+			_, addr := serveHTTPTest(t, h, shortLimits())
+			c := dial(t, addr)
+			_, err := io.WriteString(c, "POST /v1/ingest HTTP/1.1\r\nHost: apiary\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n")
+			require.NoError(t, err)
+			stop := make(chan struct{})
+			sent := make(chan struct{})
+			go func() { defer close(sent); send(c, stop) }()
+			defer func() { close(stop); <-sent }()
+			err = within(t, h.results, "the body read ending")
+			require.Error(t, err, "the handler's body read fails")
+			require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
+			require.Contains(t, err.Error(), "slower than 1 KiB/s")
+			requireClosedByServer(t, c)
+		})
+	}
+}
+
+func TestFastLargeBodyPasses(t *testing.T) {
+	t.Parallel()
+	cfg := shortLimits()
+	cfg.BodyTimeout = 10 * time.Second
+	h := newBodyReader()
+	_, addr := serveHTTPTest(t, h, cfg)
+	const size = 4 << 20
+	resp, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader(strings.Repeat("a", size)))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, <-h.results)
+	require.Equal(t, size, <-h.sizes)
+}
+
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	t.Parallel()
+	_, addr := serveHTTPTest(t, newBodyReader(), shortLimits())
+	c := dial(t, addr)
+	_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: apiary\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	requireClosedByServer(t, c) // kept alive, then closed when idle
+}
+
+func TestOversizedHeadersAreRefused(t *testing.T) {
+	t.Parallel()
+	_, addr := serveHTTPTest(t, newBodyReader(), shortLimits())
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Big", strings.Repeat("b", 16<<10))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+}
+
+// A client stuck sending a body holds the HTTP stop for its own budget
+// only: the workers still get a fresh, whole budget of their own.
+func TestShutdownBudgetsAreSeparate(t *testing.T) {
+	t.Parallel()
+	cfg := shortLimits()
+	cfg.BodyTimeout = time.Hour // the client is stuck, not cut off by rate
+	h := newBodyReader()
+	srv, addr := serveHTTPTest(t, h, cfg)
+	c := dial(t, addr)
+	_, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: apiary\r\nContent-Length: 100\r\n\r\nhalf")
+	require.NoError(t, err)
+	within(t, h.started, "the handler starting")
+
+	type budget struct {
+		err  error
+		left time.Duration
+	}
+	workers := make(chan budget, 1)
+	done := make(chan struct{})
+	logs := &testutil.Buffer{}
+	go func() {
+		defer close(done)
+		shutdown(slog.New(slog.NewTextHandler(logs, nil)), srv, cfg, func(ctx context.Context) {
+			d, _ := ctx.Deadline()
+			workers <- budget{ctx.Err(), time.Until(d)}
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("shutdown did not return while a client was stuck")
+	}
+	b := <-workers
+	require.NoError(t, b.err, "the workers' budget was not used up by the HTTP stop")
+	require.Greater(t, b.left, cfg.ShutdownTimeout/2, "the workers get their own budget")
+	require.Contains(t, logs.String(), "closing the connections still open")
+	requireClosedByServer(t, c)
+	require.Error(t, within(t, h.results, "the stuck request ending"), "the stuck request ended")
+}
