@@ -41,6 +41,11 @@ type Config struct {
 	// MaxSearchesPerAccount is the most searches (POST /v1/query) one
 	// account may run at once; one more gets 429 at once. Default 4.
 	MaxSearchesPerAccount int
+	// RefusalDelay is how long a 429 of a budget or of the search cap is
+	// held before it is sent (never longer than its Retry-After), so that a
+	// client that retries at once cannot spin on refusals. Default 250 ms;
+	// negative: none.
+	RefusalDelay time.Duration
 	// MaxTokensPerAccount is the most tokens one account may hold; creating
 	// one more gets 409. Default 100.
 	MaxTokensPerAccount int
@@ -87,6 +92,7 @@ const (
 	DefaultMaxTokensPerAccount   = 100
 	DefaultMaxWebhooksPerAccount = 50
 	DefaultBodyWait              = 2 * time.Second
+	DefaultRefusalDelay          = 250 * time.Millisecond
 
 	DefaultSSEHeartbeat         = 15 * time.Second
 	DefaultMaxStreamsPerAccount = 20
@@ -128,6 +134,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BodyWait == 0 {
 		c.BodyWait = DefaultBodyWait
+	}
+	if c.RefusalDelay == 0 {
+		c.RefusalDelay = DefaultRefusalDelay
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

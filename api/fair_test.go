@@ -192,6 +192,7 @@ func TestFairnessConfig(t *testing.T) {
 	require.Equal(t, DefaultMaxWebhooksPerAccount, c.MaxWebhooksPerAccount)
 	require.EqualValues(t, 3*c.BodyLimit, c.MaxBodyBytesInFlight)
 	require.Equal(t, DefaultBodyWait, c.BodyWait)
+	require.Equal(t, DefaultRefusalDelay, c.RefusalDelay)
 
 	bad := Config{AccountRateLimit: -1, AccountRateBurst: -1, MaxSearchesPerAccount: -1, MaxTokensPerAccount: -1,
 		MaxWebhooksPerAccount: -1, BodyWait: -1, BodyLimit: 10, MaxBodyBytesInFlight: 5}

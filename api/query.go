@@ -80,12 +80,12 @@ func (s *Server) query(c echo.Context) error {
 	}
 	account := principal(c).Account
 	if !s.searches.enter(account) {
-		return &apiary.Error{
+		return s.refuse(c, &apiary.Error{
 			Kind: apiary.KindRateLimited,
 			Msg: fmt.Sprintf("this account has %d searches running, the most it may run at once; retry after the number of seconds in Retry-After",
 				s.cfg.MaxSearchesPerAccount),
 			RetryAfter: time.Second,
-		}
+		})
 	}
 	defer s.searches.leave(account)
 	res, err := s.deps.Search.Search(c.Request().Context(), account, q)

@@ -106,11 +106,11 @@ func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		now := time.Now()
 		if wait, ok := s.limiter.reserve(principal(c).TokenID, 1, now); !ok {
-			return &apiary.Error{
+			return s.refuse(c, &apiary.Error{
 				Kind:       apiary.KindRateLimited,
 				Msg:        "too many requests for this token; retry after the number of seconds in Retry-After",
 				RetryAfter: wait,
-			}
+			})
 		}
 		if err := s.chargeAccount(c, 1+int(max(c.Request().ContentLength, 0)>>20)); err != nil {
 			return err
@@ -126,13 +126,28 @@ func (s *Server) chargeAccount(c echo.Context, cost int) error {
 		return nil
 	}
 	if wait, ok := s.accounts.reserve(principal(c).Account, cost, time.Now()); !ok {
-		return &apiary.Error{
+		return s.refuse(c, &apiary.Error{
 			Kind:       apiary.KindRateLimited,
 			Msg:        "too many requests for this account (its tokens share one budget; searches with a large top_k or a metadata filter cost more); retry after the number of seconds in Retry-After",
 			RetryAfter: wait,
-		}
+		})
 	}
 	return nil
+}
+
+// refuse answers err (a 429) after RefusalDelay, or its Retry-After when
+// shorter: a client that ignores Retry-After and retries at once makes a
+// few requests a second, not thousands, and leaves the CPU to others.
+func (s *Server) refuse(c echo.Context, err *apiary.Error) error {
+	if d := min(err.RetryAfter, s.cfg.RefusalDelay); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.Request().Context().Done():
+		}
+	}
+	return err
 }
 
 // queryCost is what a search costs of its account's budget: it grows with
