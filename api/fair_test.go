@@ -167,6 +167,7 @@ func TestBodyBytesInFlightBound(t *testing.T) {
 			require.FailNow(t, "every body was admitted at once", "got %d answers while the bodies stalled", len(refused))
 		}
 	}
+	require.EqualValues(t, 2*len(body), e.srv.bodies.inFlight(), "the two admitted bodies, within the bound")
 	close(release)
 	wg.Wait()
 	close(codes)
