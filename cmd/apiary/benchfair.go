@@ -24,14 +24,15 @@ import (
 // under each flood of a noisy account, in one run on the embedded engines,
 // through a real HTTP listener with the default limits.
 const (
-	fairNoisyTokens   = 10  // noisy tokens flooding queries
-	fairNoisyJobs     = 12  // noisy jobs kept queued or running
-	fairNoisyJobDocs  = 500 // documents in each
-	fairNoisyHooks    = 20  // noisy slow webhook endpoints
-	fairQueryPeriod   = 50 * time.Millisecond
-	fairQueryProbes   = 60 // quiet queries per measurement
-	fairJobProbes     = 8  // quiet one-document jobs per measurement
-	fairWebhookProbes = 10 // quiet test deliveries per measurement
+	fairNoisyTokens    = 10  // noisy tokens flooding queries
+	fairNoisyJobs      = 12  // noisy jobs kept queued or running
+	fairNoisyJobDocs   = 500 // documents in each
+	fairNoisyHooks     = 20  // noisy slow webhook endpoints
+	fairNoisyHookSends = 5   // test deliveries to each
+	fairQueryPeriod    = 50 * time.Millisecond
+	fairQueryProbes    = 60 // quiet queries per measurement
+	fairJobProbes      = 8  // quiet one-document jobs per measurement
+	fairWebhookProbes  = 10 // quiet test deliveries per measurement
 )
 
 // fairRig is a running Apiary with a quiet and a noisy account.
@@ -70,7 +71,7 @@ func (r *fairRig) call(ctx context.Context, token, method, path string, body, ou
 		return resp.StatusCode, err
 	}
 	if resp.StatusCode >= 300 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		return resp.StatusCode, &statusErr{resp.StatusCode, fmt.Sprintf("%s %s: %d %s", method, path, resp.StatusCode, b)}
 	}
 	if out != nil {
 		return resp.StatusCode, json.Unmarshal(b, out)
@@ -312,7 +313,24 @@ func flood(ctx context.Context, tokens []string, f func(ctx context.Context, tok
 	return func() { cancel(); wg.Wait() }
 }
 
-// refusal tells whether err is a 429 or 503 answer.
+// statusOf is the HTTP status of a call's error, 0 when none.
+func statusOf(err error) int {
+	var se *statusErr
+	if errors.As(err, &se) {
+		return se.code
+	}
+	return 0
+}
+
+// statusErr is a call's non-2xx answer.
+type statusErr struct {
+	code int
+	msg  string
+}
+
+func (e *statusErr) Error() string { return e.msg }
+
+// refusal tells whether code is a 429 or 503 answer.
 func refusal(code int) bool {
 	return code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable
 }
@@ -497,7 +515,8 @@ func (r *fairRig) probeWebhooks(ctx context.Context) (measured, error) {
 }
 
 // floodWebhooks gives the noisy account fairNoisyHooks endpoints that hold
-// every delivery until stop, and sends them test deliveries all along.
+// every delivery until stop, and sends each fairNoisyHookSends test
+// deliveries.
 func (r *fairRig) floodWebhooks(ctx context.Context) (func(), error) {
 	release := make(chan struct{})
 	var ids []string
@@ -513,31 +532,32 @@ func (r *fairRig) floodWebhooks(ctx context.Context) (func(), error) {
 		}
 		ids = append(ids, id)
 	}
-	stop := flood(ctx, r.noisy, func(ctx context.Context, token string) {
-		for _, id := range ids {
-			_, _ = r.call(ctx, token, http.MethodPost, "/v1/webhooks/"+id+"/test", nil, nil)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
-	})
+	// Each endpoint gets fairNoisyHookSends test deliveries: more than the
+	// dispatcher's slots in all, every one held until stop.
+	var sends sync.WaitGroup
+	for i, token := range r.noisy {
+		sends.Go(func() {
+			for j := i; j < fairNoisyHooks*fairNoisyHookSends && ctx.Err() == nil; j += len(r.noisy) {
+				if _, err := r.call(ctx, token, http.MethodPost, "/v1/webhooks/"+ids[j%len(ids)]+"/test", nil, nil); refusal(statusOf(err)) {
+					j -= len(r.noisy) // refused: send the same one again
+				}
+			}
+		})
+	}
+	sends.Wait()
 	// Let the noisy deliveries take what slots they may (a quarter of the
 	// dispatcher's by default) before the quiet account starts.
 	for blocked.Load() < 16 {
 		if err := pause(ctx, 10*time.Millisecond); err != nil {
-			stop()
 			close(release)
 			return nil, err
 		}
 	}
 	if err := pause(ctx, time.Second); err != nil {
-		stop()
 		close(release)
 		return nil, err
 	}
 	return func() {
-		stop()
 		for _, id := range ids {
 			_, _ = r.call(context.WithoutCancel(ctx), r.noisy[0], http.MethodDelete, "/v1/webhooks/"+id, nil, nil)
 		}
