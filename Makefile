@@ -29,10 +29,13 @@ services-stop:
 # bench: chunking, embedding, encryption, the pipeline in documents/s, query
 # latency over 10k and 100k chunks, ingest requests/s against a bare echo
 # handler (ratio in the same run), then `apiary bench` (embedded engines; add
-# the distributed flags to compare).
+# the distributed flags to compare), then `apiary bench --fair`: a quiet
+# account's p50/p95 alone and under a noisy account's query, job and webhook
+# floods.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./pipeline/... ./storage/local/... ./api/...
 	$(GO) run ./cmd/apiary bench
+	$(GO) run ./cmd/apiary bench --fair
 
 build:
 	$(GO) build -o bin/apiary ./cmd/apiary

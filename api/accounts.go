@@ -85,7 +85,15 @@ func (s *Server) createToken(c echo.Context) error {
 	if err := checkName("name", req.Name, maxNameLen); err != nil {
 		return err
 	}
-	tok, secret, err := issueToken(c.Request().Context(), s.deps.Records, principal(c).Account, req.Name, req.Role, false)
+	p, ctx := principal(c), c.Request().Context()
+	existing, err := s.deps.Records.Tokens(ctx, p.Account)
+	if err != nil {
+		return err
+	}
+	if len(existing) >= s.cfg.MaxTokensPerAccount {
+		return apiary.E(apiary.KindConflict, "the account has %d tokens, the most it may have; delete one first", len(existing))
+	}
+	tok, secret, err := issueToken(ctx, s.deps.Records, p.Account, req.Name, req.Role, false)
 	if err != nil {
 		return err
 	}

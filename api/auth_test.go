@@ -113,24 +113,24 @@ func TestRateLimit(t *testing.T) {
 
 func TestLimiterMapBounded(t *testing.T) {
 	t.Parallel()
-	l := newLimiterMap(10, 1, 3) // refills in 100 ms
+	l := newLimiterMap[apiary.TokenID](10, 1, 3) // refills in 100 ms
 	now := time.Unix(1000, 0)
 	for i, id := range []apiary.TokenID{"a", "b", "c"} {
-		_, ok := l.reserve(id, now.Add(time.Duration(i)*time.Millisecond))
+		_, ok := l.reserve(id, 1, now.Add(time.Duration(i)*time.Millisecond))
 		require.True(t, ok)
 	}
-	_, ok := l.reserve("a", now.Add(3*time.Millisecond))
+	_, ok := l.reserve("a", 1, now.Add(3*time.Millisecond))
 	require.False(t, ok, "a's bucket is empty")
 
 	// Full and nobody idle: the least recently used (b) goes.
-	_, ok = l.reserve("d", now.Add(4*time.Millisecond))
+	_, ok = l.reserve("d", 1, now.Add(4*time.Millisecond))
 	require.True(t, ok)
 	require.Equal(t, 3, l.len())
-	_, ok = l.reserve("a", now.Add(5*time.Millisecond))
+	_, ok = l.reserve("a", 1, now.Add(5*time.Millisecond))
 	require.False(t, ok, "a kept its (empty) bucket")
 
 	// Everybody idle past a refill: all are evicted to make room.
-	_, ok = l.reserve("e", now.Add(time.Second))
+	_, ok = l.reserve("e", 1, now.Add(time.Second))
 	require.True(t, ok)
 	require.Equal(t, 1, l.len())
 }

@@ -30,6 +30,36 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is how many requests a token may make at once. Default 100.
 	RateBurst int
+	// AccountRateLimit is each account's sustained budget per second, in
+	// cost units shared by all of its tokens: a request costs 1, plus 1 per
+	// MiB of body; a search costs 1 + top_k/10, ten times that with a
+	// metadata filter. Default 200.
+	AccountRateLimit float64
+	// AccountRateBurst is the most cost units an account may spend at once.
+	// Default 400.
+	AccountRateBurst int
+	// MaxSearchesPerAccount is the most searches (POST /v1/query) one
+	// account may run at once; one more gets 429 at once. Default 4.
+	MaxSearchesPerAccount int
+	// RefusalDelay is how long a 429 of a budget or of the search cap is
+	// held before it is sent (never longer than its Retry-After), so that a
+	// client that retries at once cannot spin on refusals. Default 250 ms;
+	// negative: none.
+	RefusalDelay time.Duration
+	// MaxTokensPerAccount is the most tokens one account may hold; creating
+	// one more gets 409. Default 100.
+	MaxTokensPerAccount int
+	// MaxWebhooksPerAccount is the most webhooks one account may register;
+	// one more gets 409. Default 50.
+	MaxWebhooksPerAccount int
+	// MaxBodyBytesInFlight bounds the bytes of request bodies being read and
+	// handled at once, across all callers (a body weighs its Content-Length,
+	// or BodyLimit when it has none). Default 3 × BodyLimit; at least
+	// BodyLimit.
+	MaxBodyBytesInFlight int64
+	// BodyWait is how long a request waits for room in MaxBodyBytesInFlight
+	// before it gets 503 with Retry-After. Default 2 s.
+	BodyWait time.Duration
 	// Logger receives one line per request and the causes of 5xx answers.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -56,6 +86,14 @@ const (
 	DefaultRateLimit    = 50
 	DefaultRateBurst    = 100
 
+	DefaultAccountRateLimit      = 200
+	DefaultAccountRateBurst      = 400
+	DefaultMaxSearchesPerAccount = 4
+	DefaultMaxTokensPerAccount   = 100
+	DefaultMaxWebhooksPerAccount = 50
+	DefaultBodyWait              = 2 * time.Second
+	DefaultRefusalDelay          = 250 * time.Millisecond
+
 	DefaultSSEHeartbeat         = 15 * time.Second
 	DefaultMaxStreamsPerAccount = 20
 )
@@ -75,6 +113,30 @@ func (c *Config) setDefaults() {
 	}
 	if c.RateBurst == 0 {
 		c.RateBurst = DefaultRateBurst
+	}
+	if c.AccountRateLimit == 0 {
+		c.AccountRateLimit = DefaultAccountRateLimit
+	}
+	if c.AccountRateBurst == 0 {
+		c.AccountRateBurst = DefaultAccountRateBurst
+	}
+	if c.MaxSearchesPerAccount == 0 {
+		c.MaxSearchesPerAccount = DefaultMaxSearchesPerAccount
+	}
+	if c.MaxTokensPerAccount == 0 {
+		c.MaxTokensPerAccount = DefaultMaxTokensPerAccount
+	}
+	if c.MaxWebhooksPerAccount == 0 {
+		c.MaxWebhooksPerAccount = DefaultMaxWebhooksPerAccount
+	}
+	if c.MaxBodyBytesInFlight == 0 {
+		c.MaxBodyBytesInFlight = 3 * c.BodyLimit
+	}
+	if c.BodyWait == 0 {
+		c.BodyWait = DefaultBodyWait
+	}
+	if c.RefusalDelay == 0 {
+		c.RefusalDelay = DefaultRefusalDelay
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -104,6 +166,24 @@ func (c *Config) Validate() error {
 	}
 	if c.RateBurst < 0 {
 		errs = append(errs, errors.New("api: RateBurst must be positive"))
+	}
+	for _, f := range []struct {
+		name string
+		bad  bool
+	}{
+		{"AccountRateLimit", c.AccountRateLimit < 0},
+		{"AccountRateBurst", c.AccountRateBurst < 0},
+		{"MaxSearchesPerAccount", c.MaxSearchesPerAccount < 0},
+		{"MaxTokensPerAccount", c.MaxTokensPerAccount < 0},
+		{"MaxWebhooksPerAccount", c.MaxWebhooksPerAccount < 0},
+		{"BodyWait", c.BodyWait < 0},
+	} {
+		if f.bad {
+			errs = append(errs, fmt.Errorf("api: %s must be positive", f.name))
+		}
+	}
+	if c.MaxBodyBytesInFlight < c.BodyLimit {
+		errs = append(errs, errors.New("api: MaxBodyBytesInFlight must be at least BodyLimit"))
 	}
 	if c.SSEHeartbeat < 0 {
 		errs = append(errs, errors.New("api: SSEHeartbeat must be positive"))

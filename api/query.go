@@ -2,7 +2,9 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -75,7 +77,21 @@ func (s *Server) query(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.deps.Search.Search(c.Request().Context(), principal(c).Account, q)
+	// The request's base cost is already paid.
+	if err := s.chargeAccount(c, queryCost(q)-1); err != nil {
+		return err
+	}
+	account := principal(c).Account
+	if !s.searches.enter(account) {
+		return s.refuse(c, &apiary.Error{
+			Kind: apiary.KindRateLimited,
+			Msg: fmt.Sprintf("this account has %d searches running, the most it may run at once; retry after the number of seconds in Retry-After",
+				s.cfg.MaxSearchesPerAccount),
+			RetryAfter: time.Second,
+		})
+	}
+	defer s.searches.leave(account)
+	res, err := s.deps.Search.Search(c.Request().Context(), account, q)
 	if err != nil {
 		return err
 	}

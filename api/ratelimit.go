@@ -1,23 +1,28 @@
 package api
 
 import (
+	"context"
+	"errors"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/pipeline"
 )
 
-// maxLimiters bounds the per-token limiter map.
+// maxLimiters bounds each limiter map (tokens, accounts).
 const maxLimiters = 10_000
 
-// limiterMap holds one token bucket per token id, at most max of them. A
-// bucket that has been idle long enough to refill is the same as a new one,
-// so it can be evicted without changing anyone's budget; when the map is
-// full of busy buckets the least recently used goes.
-type limiterMap struct {
+// limiterMap holds one token bucket per key, at most max of them. A bucket
+// that has been idle long enough to refill is the same as a new one, so it
+// can be evicted without changing anyone's budget; when the map is full of
+// busy buckets the least recently used goes.
+type limiterMap[K comparable] struct {
 	limit rate.Limit
 	burst int
 	max   int
@@ -25,7 +30,7 @@ type limiterMap struct {
 	idle time.Duration
 
 	mu sync.Mutex
-	m  map[apiary.TokenID]*limiterEntry
+	m  map[K]*limiterEntry
 }
 
 type limiterEntry struct {
@@ -33,31 +38,32 @@ type limiterEntry struct {
 	last time.Time
 }
 
-func newLimiterMap(perSecond float64, burst, max int) *limiterMap {
-	return &limiterMap{
+func newLimiterMap[K comparable](perSecond float64, burst, max int) *limiterMap[K] {
+	return &limiterMap[K]{
 		limit: rate.Limit(perSecond),
 		burst: burst,
 		max:   max,
 		idle:  time.Duration(float64(burst) / perSecond * float64(time.Second)),
-		m:     make(map[apiary.TokenID]*limiterEntry),
+		m:     make(map[K]*limiterEntry),
 	}
 }
 
-// reserve takes one request from id's bucket; it returns how long to wait
-// when the bucket is empty (the request is then refused and not counted).
-func (l *limiterMap) reserve(id apiary.TokenID, now time.Time) (wait time.Duration, ok bool) {
+// reserve takes n (at most the burst) from key's bucket; it returns how
+// long to wait when the bucket holds less (the request is then refused and
+// nothing is taken).
+func (l *limiterMap[K]) reserve(key K, n int, now time.Time) (wait time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.m[id]
+	e := l.m[key]
 	if e == nil {
 		if len(l.m) >= l.max {
 			l.evict(now)
 		}
 		e = &limiterEntry{lim: rate.NewLimiter(l.limit, l.burst)}
-		l.m[id] = e
+		l.m[key] = e
 	}
 	e.last = now
-	r := e.lim.ReserveN(now, 1)
+	r := e.lim.ReserveN(now, min(n, l.burst))
 	if !r.OK() {
 		return time.Second, false
 	}
@@ -69,16 +75,16 @@ func (l *limiterMap) reserve(id apiary.TokenID, now time.Time) (wait time.Durati
 }
 
 // evict drops every idle bucket, or the least recently used one if none is.
-func (l *limiterMap) evict(now time.Time) {
-	var oldest apiary.TokenID
+func (l *limiterMap[K]) evict(now time.Time) {
+	var oldest K
 	var oldestAt time.Time
-	for id, e := range l.m {
+	for key, e := range l.m {
 		if now.Sub(e.last) >= l.idle {
-			delete(l.m, id)
+			delete(l.m, key)
 			continue
 		}
 		if oldestAt.IsZero() || e.last.Before(oldestAt) {
-			oldest, oldestAt = id, e.last
+			oldest, oldestAt = key, e.last
 		}
 	}
 	if len(l.m) >= l.max {
@@ -86,22 +92,168 @@ func (l *limiterMap) evict(now time.Time) {
 	}
 }
 
-func (l *limiterMap) len() int {
+func (l *limiterMap[K]) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.m)
 }
 
-// rateLimit throttles each token to its own bucket; 429 with Retry-After beyond.
+// rateLimit throttles each token to its own bucket (one per request) and
+// each account to its own budget, charged by cost: a request costs 1 plus
+// 1 per MiB of body, and a search more (see chargeAccount). Beyond either,
+// 429 with Retry-After.
 func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if wait, ok := s.limiter.reserve(principal(c).TokenID, time.Now()); !ok {
-			return &apiary.Error{
+		now := time.Now()
+		if wait, ok := s.limiter.reserve(principal(c).TokenID, 1, now); !ok {
+			return s.refuse(c, &apiary.Error{
 				Kind:       apiary.KindRateLimited,
 				Msg:        "too many requests for this token; retry after the number of seconds in Retry-After",
 				RetryAfter: wait,
-			}
+			})
 		}
+		if err := s.chargeAccount(c, 1+int(max(c.Request().ContentLength, 0)>>20)); err != nil {
+			return err
+		}
+		return next(c)
+	}
+}
+
+// chargeAccount takes cost from the caller's account budget, shared by all
+// of the account's tokens.
+func (s *Server) chargeAccount(c echo.Context, cost int) error {
+	if cost <= 0 {
+		return nil
+	}
+	if wait, ok := s.accounts.reserve(principal(c).Account, cost, time.Now()); !ok {
+		return s.refuse(c, &apiary.Error{
+			Kind:       apiary.KindRateLimited,
+			Msg:        "too many requests for this account (its tokens share one budget; searches with a large top_k or a metadata filter cost more); retry after the number of seconds in Retry-After",
+			RetryAfter: wait,
+		})
+	}
+	return nil
+}
+
+// refuse answers err (a 429) after RefusalDelay, or its Retry-After when
+// shorter: a client that ignores Retry-After and retries at once makes a
+// few requests a second, not thousands, and leaves the CPU to others.
+func (s *Server) refuse(c echo.Context, err *apiary.Error) error {
+	if d := min(err.RetryAfter, s.cfg.RefusalDelay); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.Request().Context().Done():
+		}
+	}
+	return err
+}
+
+// queryCost is what a search costs of its account's budget: it grows with
+// the hits it fetches and opens, top_k, tenfold with a metadata filter
+// (metadata is sealed, so the search over-fetches and filters after
+// opening).
+func queryCost(q pipeline.Query) int {
+	cost := 1 + q.TopK/10
+	if len(q.Metadata) > 0 {
+		cost *= 10
+	}
+	return cost
+}
+
+// accountGate bounds the operations one account runs at once. Safe for
+// concurrent use; its zero value is not ready, use newAccountGate.
+type accountGate struct {
+	max int
+	mu  sync.Mutex
+	n   map[apiary.AccountID]int
+}
+
+func newAccountGate(max int) *accountGate {
+	return &accountGate{max: max, n: make(map[apiary.AccountID]int)}
+}
+
+// enter takes a slot of account, or reports false when all are taken.
+func (g *accountGate) enter(account apiary.AccountID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n[account] >= g.max {
+		return false
+	}
+	g.n[account]++
+	return true
+}
+
+func (g *accountGate) leave(account apiary.AccountID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n[account]--; g.n[account] <= 0 {
+		delete(g.n, account)
+	}
+}
+
+// bodyBudget bounds the bytes of request bodies being read and handled at
+// once, across all callers.
+type bodyBudget struct {
+	sem   *semaphore.Weighted
+	limit int64 // the largest body; a body of unknown length weighs this
+	wait  time.Duration
+
+	mu sync.Mutex
+	n  int64 // bytes held, for tests and metrics
+}
+
+func newBodyBudget(total, bodyLimit int64, wait time.Duration) *bodyBudget {
+	return &bodyBudget{sem: semaphore.NewWeighted(total), limit: bodyLimit, wait: wait}
+}
+
+func (b *bodyBudget) inFlight() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n
+}
+
+// errBodiesBusy answers a body that found no room within BodyWait.
+var errBodiesBusy = &apiary.Error{
+	Kind:       apiary.KindUnavailable,
+	Msg:        "the server is reading as many request bodies as it may at once; retry after the number of seconds in Retry-After",
+	RetryAfter: time.Second,
+}
+
+// admitBody holds the request's body size (Content-Length, or the body
+// limit when unknown) of the body budget while the handler runs; when it
+// cannot be had within BodyWait the answer is 503 with Retry-After.
+func (s *Server) admitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	b := s.bodies
+	return func(c echo.Context) error {
+		req := c.Request()
+		n := req.ContentLength
+		if n < 0 {
+			n = b.limit
+		}
+		n = min(n, b.limit)
+		if n == 0 || req.Body == nil || req.Body == http.NoBody {
+			return next(c)
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), b.wait)
+		err := b.sem.Acquire(ctx, n)
+		cancel()
+		if err != nil {
+			if errors.Is(req.Context().Err(), context.Canceled) {
+				return req.Context().Err()
+			}
+			return errBodiesBusy
+		}
+		b.mu.Lock()
+		b.n += n
+		b.mu.Unlock()
+		defer func() {
+			b.mu.Lock()
+			b.n -= n
+			b.mu.Unlock()
+			b.sem.Release(n)
+		}()
 		return next(c)
 	}
 }

@@ -16,12 +16,15 @@ import (
 
 // Server is the HTTP API. Safe for concurrent use.
 type Server struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	e       *echo.Echo
-	limiter *limiterMap
-	streams streamSet // open event streams; its zero value is ready
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	e        *echo.Echo
+	limiter  *limiterMap[apiary.TokenID]
+	accounts *limiterMap[apiary.AccountID] // cost-weighted budgets
+	searches *accountGate                  // searches running per account
+	bodies   *bodyBudget                   // request body bytes in flight
+	streams  streamSet                     // open event streams; its zero value is ready
 }
 
 // New builds the API over deps.
@@ -31,10 +34,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, apiary.Wrap(err, apiary.KindInvalid, "api: config")
 	}
 	s := &Server{
-		cfg:     cfg,
-		deps:    deps,
-		log:     cfg.Logger,
-		limiter: newLimiterMap(cfg.RateLimit, cfg.RateBurst, maxLimiters),
+		cfg:      cfg,
+		deps:     deps,
+		log:      cfg.Logger,
+		limiter:  newLimiterMap[apiary.TokenID](cfg.RateLimit, cfg.RateBurst, maxLimiters),
+		accounts: newLimiterMap[apiary.AccountID](cfg.AccountRateLimit, cfg.AccountRateBurst, maxLimiters),
+		searches: newAccountGate(cfg.MaxSearchesPerAccount),
+		bodies:   newBodyBudget(cfg.MaxBodyBytesInFlight, cfg.BodyLimit, cfg.BodyWait),
 	}
 	e := echo.New()
 	e.HideBanner = true
@@ -53,18 +59,19 @@ func (s *Server) Handler() http.Handler { return s.e }
 func (s *Server) Echo() *echo.Echo { return s.e }
 
 // routes registers every route. Middleware is given per route (never with
-// Group.Use, which would add catch-all routes): authenticate, throttle, then
-// check the role.
+// Group.Use, which would add catch-all routes): authenticate, throttle,
+// check the role, then wait for room to read the body (so that neither an
+// unknown caller nor a refused one holds any of it).
 func (s *Server) routes() {
 	e := s.e
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/v1/openapi.yaml", s.openapi)
 
-	viewer := []echo.MiddlewareFunc{s.authenticate, s.rateLimit, requireRole(apiary.RoleViewer)}
-	editor := []echo.MiddlewareFunc{s.authenticate, s.rateLimit, requireRole(apiary.RoleEditor)}
-	admin := []echo.MiddlewareFunc{s.authenticate, s.rateLimit, requireRole(apiary.RoleAdmin)}
-	operator := []echo.MiddlewareFunc{s.authenticate, s.rateLimit, requireOperator}
+	viewer := []echo.MiddlewareFunc{s.authenticate, s.rateLimit, requireRole(apiary.RoleViewer), s.admitBody}
+	editor := []echo.MiddlewareFunc{s.authenticate, s.rateLimit, requireRole(apiary.RoleEditor), s.admitBody}
+	admin := []echo.MiddlewareFunc{s.authenticate, s.rateLimit, requireRole(apiary.RoleAdmin), s.admitBody}
+	operator := []echo.MiddlewareFunc{s.authenticate, s.rateLimit, requireOperator, s.admitBody}
 
 	e.POST("/v1/ingest", s.ingest, editor...)
 	e.GET("/v1/jobs", s.listJobs, viewer...)

@@ -17,7 +17,6 @@ import (
 
 // Webhook limits.
 const (
-	maxWebhooksPerAccount   = 50
 	maxWebhookDescription   = 500
 	defaultWebhookGrace     = 24 * time.Hour
 	defaultSecretRotatePath = "/v1/webhooks/default-secret/rotate"
@@ -138,7 +137,7 @@ func (s *Server) createWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(existing) >= maxWebhooksPerAccount {
+	if len(existing) >= s.cfg.MaxWebhooksPerAccount {
 		return apiary.E(apiary.KindConflict, "the account has %d webhooks, the most it may have; delete one first", len(existing))
 	}
 	id := apiary.RandomID("wh_")

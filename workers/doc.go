@@ -1,7 +1,11 @@
 // Package workers runs jobs taken from the queue port.
 //
 // A Pool keeps at most Concurrency jobs running. It takes a free slot before
-// it asks the queue for work, so it never holds a delivery it cannot start.
+// it asks the queue for work. It shares the slots among accounts (fair.go):
+// at most Fair.MaxPerAccount jobs of one account run at once, and while an
+// account is at its cap the pool looks further down the queue for other
+// accounts' jobs, holding (leases renewed, at most Fair.MaxHeld) the ones it
+// passes over; held deliveries go back to the queue at once on Stop.
 // Each delivery runs in its own goroutine under a context derived from Run's;
 // while the Handler runs, the pool extends the delivery's lease every
 // ExtendEvery so that a long job is not redelivered to another worker.

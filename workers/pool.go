@@ -50,6 +50,8 @@ type PoolConfig struct {
 	// with the error that ended it, so that the job can be marked failed
 	// with its reason. It runs under a context that outlives the pool's.
 	OnGiveUp func(ctx context.Context, d *queue.Delivery, err error)
+	// Fair shares the slots among accounts (see FairConfig).
+	Fair FairConfig
 	// Logger receives the pool's logs: ids, attempts and errors, never
 	// payloads. Default slog.Default().
 	Logger *slog.Logger
@@ -77,6 +79,7 @@ func (c *PoolConfig) setDefaults(lease time.Duration) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Fair.setDefaults(c.Concurrency)
 }
 
 // Validate reports every problem with c (after defaults) for a queue whose
@@ -98,6 +101,7 @@ func (c *PoolConfig) Validate(lease time.Duration) error {
 	if c.SettleTimeout <= 0 {
 		errs = append(errs, errors.New("workers: SettleTimeout must be positive"))
 	}
+	errs = append(errs, c.Fair.validate(c.Concurrency))
 	return errors.Join(errs...)
 }
 
@@ -116,6 +120,7 @@ type Pool struct {
 	cfg  PoolConfig
 	log  *slog.Logger
 	sem  chan struct{} // one token per running handler
+	fair *fairness
 	wg   sync.WaitGroup
 	done chan struct{} // closed when Run has returned
 
@@ -146,6 +151,7 @@ func NewPool(q queue.Queue, h Handler, cfg PoolConfig) (*Pool, error) {
 		cfg:  cfg,
 		log:  cfg.Logger,
 		sem:  make(chan struct{}, cfg.Concurrency),
+		fair: newFairness(q, cfg),
 		done: make(chan struct{}),
 	}, nil
 }
@@ -173,7 +179,11 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer stopWork(nil)
 	defer stopRecv(nil)
 
+	p.wg.Go(func() { p.fair.keepLeases(recvCtx) })
 	p.receive(recvCtx, workCtx)
+	for _, d := range p.fair.drain() {
+		p.settle(workCtx, d, outcome{action: actNack})
+	}
 	p.wg.Wait()
 
 	if ctx.Err() != nil {
@@ -208,7 +218,7 @@ func (p *Pool) receive(recvCtx, workCtx context.Context) {
 			}
 		}
 
-		ds, err := p.q.Receive(recvCtx, slots)
+		ds, err := p.fair.receive(recvCtx, slots)
 		if len(ds) > slots {
 			// A queue that breaks its contract: hand back the excess.
 			p.log.Error("workers: queue returned more deliveries than asked", "asked", slots, "got", len(ds))
@@ -254,6 +264,7 @@ func (p *Pool) release(n int) {
 func (p *Pool) work(workCtx context.Context, d *queue.Delivery) {
 	defer p.wg.Done()
 	defer p.release(1)
+	defer p.fair.done(d)
 
 	if d.Attempt > p.cfg.MaxAttempts {
 		// Delivered past the limit without ever failing in a handler: the

@@ -146,6 +146,8 @@ func TestNewPoolValidates(t *testing.T) {
 		{"negative attempts", workers.PoolConfig{MaxAttempts: -1}},
 		{"max under base", workers.PoolConfig{BackoffBase: time.Minute, BackoffMax: time.Second}},
 		{"extend not under lease", workers.PoolConfig{ExtendEvery: 2 * time.Second}},
+		{"per-account cap over concurrency", workers.PoolConfig{Concurrency: 2, Fair: workers.FairConfig{MaxPerAccount: 3}}},
+		{"negative hold", workers.PoolConfig{Fair: workers.FairConfig{MaxHeld: -1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -336,7 +338,9 @@ func TestConcurrencyNeverExceedsLimit(t *testing.T) {
 		}
 		finished.Add(1)
 		return nil
-	}), workers.PoolConfig{Concurrency: limit, Logger: quiet()})
+	}), workers.PoolConfig{Concurrency: limit, Logger: quiet(),
+		// One account with every slot: nothing is held for fairness.
+		Fair: workers.FairConfig{MaxPerAccount: limit}})
 	require.NoError(t, err)
 	for range jobs {
 		e.enqueue(t)

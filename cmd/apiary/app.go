@@ -220,6 +220,7 @@ func (a *app) newPool(log *slog.Logger) (*workers.Pool, error) {
 	handler := workers.NewIngestHandler(workers.IngestConfig{Lease: a.cfg.Lease, Logger: log}, a.recs, a.stager, a.pipe, a.bus)
 	return workers.NewPool(a.queue, handler, workers.PoolConfig{
 		Concurrency: a.cfg.Workers,
+		Fair:        workers.FairConfig{MaxPerAccount: a.cfg.JobsPerAccount},
 		MaxAttempts: a.cfg.MaxAttempts,
 		OnGiveUp:    handler.GiveUp,
 		Logger:      log,

@@ -36,8 +36,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&opt.Documents, "documents", 400, "documents per run")
 	fs.IntVar(&opt.DocBytes, "doc-bytes", 2000, "approximate size of each document")
 	fs.IntVar(&opt.Jobs, "jobs", 4, "ingest requests the documents are split into")
+	fair := fs.Bool("fair", false, "instead: a quiet account's latency alone and under a noisy account's floods (benchfair.go)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *fair {
+		return runFairBench(ctx, dist, stdout, stderr)
 	}
 	if opt.Documents < 1 || opt.Jobs < 1 || opt.DocBytes < 100 {
 		return errors.New("--documents and --jobs must be positive, --doc-bytes at least 100")

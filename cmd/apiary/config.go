@@ -25,6 +25,7 @@ type Config struct {
 	Addr            string
 	LogLevel        string
 	Workers         int
+	JobsPerAccount  int // 0: workers.FairConfig's default
 	MaxAttempts     int
 	Lease           time.Duration
 	ShutdownTimeout time.Duration
@@ -104,6 +105,7 @@ func flagSet(name string, cfg *Config) *flag.FlagSet {
 	str(&cfg.Addr, "addr", "127.0.0.1:8080", "HTTP listen address")
 	str(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	integer(&cfg.Workers, "workers", 4, "jobs processed at once by this process")
+	integer(&cfg.JobsPerAccount, "jobs-per-account", 0, "most of one account's jobs processed at once (0: three quarters of --workers)")
 	integer(&cfg.MaxAttempts, "max-attempts", 5, "deliveries of a job before it is marked failed")
 	dur(&cfg.Lease, "lease", 60*time.Second, "job lease (queue ack wait); extended while a job runs")
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight jobs may finish after SIGTERM before they are handed back")
@@ -193,6 +195,9 @@ func (c *Config) Validate(role string) error {
 	}
 	if c.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	if c.JobsPerAccount < 0 || c.JobsPerAccount > c.Workers {
+		errs = append(errs, errors.New("--jobs-per-account must be from 0 to --workers"))
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, errors.New("--max-attempts must be at least 1"))

@@ -46,6 +46,11 @@ type Config struct {
 	PerEndpoint int
 	// Concurrency bounds the attempts in flight in all. Default 64.
 	Concurrency int
+	// PerAccount bounds the attempts in flight for one account, so that one
+	// account's slow or dead endpoints cannot hold every slot. Default a
+	// quarter of Concurrency, but at least PerEndpoint+1 (one slow endpoint
+	// leaves its account a slot) and at most Concurrency.
+	PerAccount int
 	// PollInterval is how often the due index is read. Default 1 s.
 	PollInterval time.Duration
 	// Lease is how long a claimed delivery is held before another round
@@ -83,6 +88,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 64
+	}
+	if c.PerAccount == 0 {
+		c.PerAccount = min(c.Concurrency, max(c.Concurrency/4, c.PerEndpoint+1))
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = time.Second
@@ -132,6 +140,9 @@ func (c *Config) Validate() error {
 	if c.PerEndpoint < 1 || c.Concurrency < 1 {
 		errs = append(errs, errors.New("webhook: PerEndpoint and Concurrency must be at least 1"))
 	}
+	if c.PerAccount < 1 || c.PerAccount > c.Concurrency {
+		errs = append(errs, errors.New("webhook: PerAccount must be from 1 to Concurrency"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -147,6 +158,7 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	inflight map[string]bool // delivery keys being attempted
 	perEP    map[string]int  // attempts in flight per account+endpoint
+	perAcct  map[apiary.AccountID]int
 	total    int
 	wg       sync.WaitGroup
 }
@@ -171,6 +183,7 @@ func New(cfg Config, recs *records.Store, keys encrypt.KeyProvider, bus events.C
 		kick:     make(chan struct{}, 1),
 		inflight: make(map[string]bool),
 		perEP:    make(map[string]int),
+		perAcct:  make(map[apiary.AccountID]int),
 	}, nil
 }
 
@@ -274,9 +287,10 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 	}
 }
 
-// startDue starts an attempt for each due delivery whose endpoint has a
-// free slot, while the global limit allows. A busy endpoint's deliveries
-// are skipped, not waited for, so they delay no one else.
+// startDue starts an attempt for each due delivery whose endpoint and
+// account have a free slot, while the global limit allows. A busy
+// endpoint's or account's deliveries are skipped, not waited for, so they
+// delay no one else.
 func (d *Dispatcher) startDue(ctx context.Context) {
 	// Bounded: a listing that gets no answer (a store still recovering after
 	// a restart) must not stall the scheduler; the next tick tries again.
@@ -300,12 +314,13 @@ func (d *Dispatcher) startDue(ctx context.Context) {
 			d.mu.Unlock()
 			return
 		}
-		if d.inflight[key] || d.perEP[ep] >= d.cfg.PerEndpoint {
+		if d.inflight[key] || d.perEP[ep] >= d.cfg.PerEndpoint || d.perAcct[e.Account] >= d.cfg.PerAccount {
 			d.mu.Unlock()
 			continue
 		}
 		d.inflight[key] = true
 		d.perEP[ep]++
+		d.perAcct[e.Account]++
 		d.total++
 		d.mu.Unlock()
 		d.wg.Add(1)
@@ -316,6 +331,9 @@ func (d *Dispatcher) startDue(ctx context.Context) {
 				delete(d.inflight, key)
 				if d.perEP[ep]--; d.perEP[ep] <= 0 {
 					delete(d.perEP, ep)
+				}
+				if d.perAcct[e.Account]--; d.perAcct[e.Account] <= 0 {
+					delete(d.perAcct, e.Account)
 				}
 				d.total--
 				d.mu.Unlock()

@@ -520,3 +520,35 @@ func TestSendTestAndRedeliver(t *testing.T) {
 	_, err = webhook.Redeliver(t.Context(), r.recs, "acme", w.ID, "dlv_nope")
 	require.ErrorIs(t, err, apiary.ErrNotFound)
 }
+
+// One account's slow endpoints take at most its share of the dispatcher's
+// slots: another account's delivery goes out while they are still blocked.
+func TestSlowAccountDelaysNoOtherAccount(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	release := make(chan struct{})
+	defer close(release)
+	var slow []*receiver
+	for range 20 {
+		rc := newReceiver(t)
+		rc.block = release
+		r.endpoint("acme", rc.URL)
+		slow = append(slow, rc)
+	}
+	quiet := newReceiver(t)
+	r.endpoint("beta", quiet.URL, apiary.EventJobSucceeded)
+	// Attempts outlast the test's wait: only a free slot lets beta through.
+	r.start(fast(webhook.Config{Concurrency: 8, PerAccount: 2, Timeout: time.Hour}))
+	r.runJob("acme", "")
+	blocked := func() int {
+		n := 0
+		for _, rc := range slow {
+			n += len(rc.all())
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return blocked() >= 2 }, waitFor, 10*time.Millisecond)
+	r.runJob("beta", "")
+	quiet.waitN(t, 1)
+	require.LessOrEqual(t, blocked(), 2, "acme holds at most PerAccount slots")
+}

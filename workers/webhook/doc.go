@@ -20,9 +20,9 @@
 //     schedule (default at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h,
 //     ±20%), then the delivery is exhausted; an endpoint failing for 5 days
 //     straight is disabled.
-//   - Isolation: at most Config.PerEndpoint attempts in flight per endpoint
-//     and Config.Concurrency in all; a busy endpoint's due deliveries are
-//     skipped, never waited for.
+//   - Isolation: at most Config.PerEndpoint attempts in flight per endpoint,
+//     Config.PerAccount per account and Config.Concurrency in all; a busy
+//     endpoint's or account's due deliveries are skipped, never waited for.
 //   - Every URL goes through internal/safehttp (checked when accepted and
 //     at dial time).
 package webhook
