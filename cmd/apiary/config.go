@@ -197,7 +197,8 @@ func (c Config) embedded() Config {
 type table[T any] []adapter[T]
 
 type adapter[T any] struct {
-	name string
+	name  string
+	about string // for --help, when the name does not say it all
 	// check, when set, reports what this adapter needs of cfg in role.
 	check func(cfg *Config, role string) error
 	// open returns the adapter. It may use what a has opened before it
@@ -206,10 +207,22 @@ type adapter[T any] struct {
 }
 
 // choices lists the names: "a or b", "a, b or c".
-func (t table[T]) choices() string {
+func (t table[T]) choices() string { return t.list(func(e adapter[T]) string { return e.name }) }
+
+// help lists the names, each with what it is about.
+func (t table[T]) help() string {
+	return t.list(func(e adapter[T]) string {
+		if e.about == "" {
+			return e.name
+		}
+		return e.name + " (" + e.about + ")"
+	})
+}
+
+func (t table[T]) list(item func(adapter[T]) string) string {
 	names := make([]string, len(t))
 	for i, e := range t {
-		names[i] = e.name
+		names[i] = item(e)
 	}
 	if len(names) == 1 {
 		return names[0]
@@ -281,7 +294,7 @@ func (f *flags) str(p *string, name, def, usage string) {
 
 // choice registers the flag that picks an adapter of t, defaulting to its first.
 func choice[T any](f *flags, p *string, name string, t table[T], usage string) {
-	f.str(p, name, t[0].name, usage+": "+t.choices())
+	f.str(p, name, t[0].name, usage+": "+t.help())
 }
 
 func (f *flags) int(p *int, name string, def int, usage string) {

@@ -23,7 +23,8 @@ func (c *EmbedderConfig) register(f *flags) {
 // for the chosen one's dimension.
 var embedders = table[embed.Embedder]{
 	{
-		name: "local",
+		name:  "local",
+		about: "built in, in-process",
 		check: func(cfg *Config, _ string) error {
 			if err := (local.Config{Dim: cfg.Embedder.Dim}).Validate(); err != nil {
 				return fmt.Errorf("--embed-dim %d: %w", cfg.Embedder.Dim, err)

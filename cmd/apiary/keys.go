@@ -20,21 +20,21 @@ type KeysConfig struct {
 }
 
 func (c *KeysConfig) register(f *flags) {
-	choice(f, &c.Name, "keys", keyProviders, "account keys (local: keyring in the data dir; awskms: one KMS key per account)")
+	choice(f, &c.Name, "keys", keyProviders, "account keys")
 	f.str(&c.KMSEndpoint, "kms-endpoint", "", "KMS endpoint URL (empty: AWS's, from AWS_REGION)")
 	c.RootKey = secret(os.Getenv("APIARY_ROOT_KEY"))
 }
 
 // keyProviders are the key providers --keys names.
 var keyProviders = table[encrypt.KeyProvider]{
-	{name: "local", open: func(_ context.Context, a *app) (encrypt.KeyProvider, error) {
+	{name: "local", about: "keyring in the data dir", open: func(_ context.Context, a *app) (encrypt.KeyProvider, error) {
 		rootKey, err := loadRootKey(a.cfg)
 		if err != nil {
 			return nil, err
 		}
 		return keyring.New(keyring.Config{Dir: filepath.Join(a.cfg.DataDir, "keys"), RootKey: rootKey})
 	}},
-	{name: "awskms", open: func(ctx context.Context, a *app) (encrypt.KeyProvider, error) {
+	{name: "awskms", about: "one KMS key per account", open: func(ctx context.Context, a *app) (encrypt.KeyProvider, error) {
 		aws, err := a.aws(ctx)
 		if err != nil {
 			return nil, err

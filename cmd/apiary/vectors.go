@@ -20,7 +20,7 @@ type VectorsConfig struct {
 }
 
 func (c *VectorsConfig) register(f *flags) {
-	choice(f, &c.Name, "vectors", vectorStores, "vector store (local: in the data dir)")
+	choice(f, &c.Name, "vectors", vectorStores, "vector store")
 	f.str(&c.MilvusAddr, "milvus-addr", "", "Milvus address HOST:PORT")
 	f.str(&c.MilvusCollection, "milvus-collection", "apiary_chunks", "Milvus collection")
 }
@@ -29,7 +29,8 @@ func (c *VectorsConfig) register(f *flags) {
 // the embedder's dimension (a.emb) and closed after the workers stop.
 var vectorStores = table[storage.VectorStore]{
 	{
-		name: "local",
+		name:  "local",
+		about: "in the data dir",
 		check: func(_ *Config, role string) error {
 			if role != roleServe {
 				return fmt.Errorf("apiary %s: the local vector store belongs to one process; use --vectors milvus (or apiary serve)", role)
