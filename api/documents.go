@@ -37,14 +37,10 @@ func (s *Server) viewDocument(c echo.Context, rec apiary.DocumentRecord) (docume
 	if err != nil {
 		return documentView{}, fmt.Errorf("api: describe document: %w", err)
 	}
-	meta := info.Metadata
-	if meta == nil {
-		meta = map[string]string{}
-	}
 	return documentView{
 		ID:          rec.ID,
 		Title:       info.Title,
-		Metadata:    meta,
+		Metadata:    orEmpty(info.Metadata),
 		Version:     rec.Version,
 		Chunks:      rec.Chunks,
 		Bytes:       rec.Bytes,
@@ -53,6 +49,14 @@ func (s *Server) viewDocument(c echo.Context, rec apiary.DocumentRecord) (docume
 		CreatedAt:   rec.CreatedAt,
 		UpdatedAt:   rec.UpdatedAt,
 	}, nil
+}
+
+// orEmpty renders nil metadata as {}, as openapi.yaml promises.
+func orEmpty(meta map[string]string) map[string]string {
+	if meta == nil {
+		return map[string]string{}
+	}
+	return meta
 }
 
 // documentID returns the URL-escaped :id path parameter, decoded once.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
@@ -53,6 +54,20 @@ func TestQuery(t *testing.T) {
 		require.NotContains(t, rec.Body.String(), "nectar")
 		require.Contains(t, rec.Body.String(), "other account")
 	})
+	t.Run("top_k defaults to 10", func(t *testing.T) {
+		many, manyAdmin := e.otherAccount("many")
+		var docs []apiary.Document
+		for i := range DefaultTopK + 2 {
+			docs = append(docs, apiary.Document{ID: apiary.DocumentID(fmt.Sprintf("hive-%02d", i)), Text: "Honey bees of hive number " + fmt.Sprint(i)})
+		}
+		e.seed(many, docs...)
+		rec := e.do(http.MethodPost, "/v1/query", manyAdmin, jsonBody(map[string]any{"query": "honey bees"}))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		got := decode[struct {
+			Results []map[string]any `json:"results"`
+		}](t, rec)
+		require.Len(t, got.Results, DefaultTopK)
+	})
 	for _, tc := range []struct {
 		name string
 		req  request
@@ -60,6 +75,7 @@ func TestQuery(t *testing.T) {
 		want string
 	}{
 		{"no query", jsonBody(map[string]any{"top_k": 3}), 400, "query is required"},
+		{"blank query", jsonBody(map[string]any{"query": " \n\t"}), 400, "query is required"},
 		{"top_k zero", jsonBody(map[string]any{"query": "q", "top_k": 0}), 400, "top_k must be from 1 to 100"},
 		{"top_k too big", jsonBody(map[string]any{"query": "q", "top_k": 101}), 400, "top_k must be from 1 to 100"},
 		{"top_k fraction", jsonBody(map[string]any{"query": "q", "top_k": 1.5}), 400, "top_k"},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -12,10 +13,11 @@ import (
 	"github.com/apiaryhq/apiary/pipeline"
 )
 
-// Query limits.
+// Query limits. The API owns a query's defaults and the wording of its
+// errors; pipeline.Search only refuses a query that breaks its invariants.
 const (
 	DefaultTopK     = 10
-	MaxTopK         = 100
+	MaxTopK         = pipeline.MaxTopK
 	maxQueryTextLen = 8 << 10
 )
 
@@ -30,13 +32,39 @@ type queryFilter struct {
 	Metadata   map[string]json.RawMessage `json:"metadata"`
 }
 
+// queryResult is one matching chunk as the API shows it (QueryResult in
+// openapi.yaml).
+type queryResult struct {
+	DocumentID apiary.DocumentID `json:"document_id"`
+	ChunkID    apiary.ChunkID    `json:"chunk_id"`
+	Text       string            `json:"text"`
+	Score      float32           `json:"score"`
+	Metadata   map[string]string `json:"metadata"`
+	Title      string            `json:"title,omitempty"`
+}
+
 type queryResponse struct {
-	Results []pipeline.Result `json:"results"`
+	Results []queryResult `json:"results"`
+}
+
+func viewResults(res []pipeline.Result) queryResponse {
+	out := queryResponse{Results: make([]queryResult, 0, len(res))}
+	for _, r := range res {
+		out.Results = append(out.Results, queryResult{
+			DocumentID: r.DocumentID,
+			ChunkID:    r.ChunkID,
+			Text:       r.Text,
+			Score:      r.Score,
+			Metadata:   orEmpty(r.Metadata),
+			Title:      r.Title,
+		})
+	}
+	return out
 }
 
 func (req queryRequest) toQuery() (pipeline.Query, error) {
 	switch {
-	case req.Query == "":
+	case strings.TrimSpace(req.Query) == "":
 		return pipeline.Query{}, apiary.E(apiary.KindInvalid, "query is required")
 	case len(req.Query) > maxQueryTextLen:
 		return pipeline.Query{}, apiary.E(apiary.KindInvalid, "query is longer than %d bytes", maxQueryTextLen)
@@ -95,8 +123,5 @@ func (s *Server) query(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if res == nil {
-		res = []pipeline.Result{}
-	}
-	return c.JSON(http.StatusOK, queryResponse{Results: res})
+	return c.JSON(http.StatusOK, viewResults(res))
 }

@@ -39,8 +39,8 @@ const (
 	DefaultEmbedBatch       = 64
 	DefaultMaxDocumentBytes = 32 << 20
 	DefaultEmbedConcurrency = 2
-	DefaultTopK             = 5
-	MaxTopK                 = 100
+	// MaxTopK is the most results one Search returns.
+	MaxTopK = 100
 	// metadataOverfetch: with a metadata filter, Search fetches this many
 	// times TopK hits (at most maxFetch), since metadata is sealed (in the
 	// document record) and can only be filtered once the record is opened.
@@ -434,7 +434,8 @@ func (p *Pipeline) sealRecord(account apiary.AccountID, doc apiary.DocumentID, t
 type Query struct {
 	// Text is what to look for. Required.
 	Text string
-	// TopK is how many results at most: default 5, at most 100.
+	// TopK is how many results at most: 1 to MaxTopK. Required: the
+	// caller (the API) owns the default.
 	TopK int
 	// Document, when set, limits the search to that document.
 	Document apiary.DocumentID
@@ -443,14 +444,15 @@ type Query struct {
 	Metadata map[string]string
 }
 
-// Result is one matching chunk, opened.
+// Result is one matching chunk, opened. It is no wire type: the API
+// renders it through a view of its own.
 type Result struct {
-	DocumentID apiary.DocumentID `json:"document_id"`
-	ChunkID    apiary.ChunkID    `json:"chunk_id"`
-	Text       string            `json:"text"`
-	Score      float32           `json:"score"`
-	Metadata   map[string]string `json:"metadata"`
-	Title      string            `json:"title,omitempty"`
+	DocumentID apiary.DocumentID
+	ChunkID    apiary.ChunkID
+	Text       string
+	Score      float32
+	Metadata   map[string]string // never nil
+	Title      string
 }
 
 // openDoc is what Search learns about a document, once per query.
@@ -462,7 +464,9 @@ type openDoc struct {
 }
 
 // Search returns up to q.TopK chunks of account closest to q.Text, best
-// first. Invalid for an empty query or a TopK outside 1..100 (0 means 5).
+// first. It asserts its invariants and defaults nothing: Invalid for blank
+// or non-UTF-8 text, a TopK outside 1..MaxTopK (0 included) or a malformed
+// document id.
 //
 // A chunk that does not open with its document's current key (sealed by a
 // losing concurrent attempt, see Ingest) is skipped, not an error: the query
@@ -477,9 +481,6 @@ func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query
 	}
 	if !utf8.ValidString(q.Text) {
 		return nil, apiary.E(apiary.KindInvalid, "query text is not valid UTF-8")
-	}
-	if q.TopK == 0 {
-		q.TopK = DefaultTopK
 	}
 	if q.TopK < 1 || q.TopK > MaxTopK {
 		return nil, apiary.E(apiary.KindInvalid, "top_k must be between 1 and %d", MaxTopK)

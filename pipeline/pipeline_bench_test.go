@@ -53,8 +53,8 @@ func BenchmarkSearch(b *testing.B) {
 		name string
 		q    pipeline.Query
 	}{
-		{"top5", pipeline.Query{Text: "invoices mentioning topic7 and item42"}},
-		{"top5-metadata", pipeline.Query{Text: "invoices mentioning topic7 and item42", Metadata: map[string]string{"n": "3"}}},
+		{"top5", pipeline.Query{Text: "invoices mentioning topic7 and item42", TopK: 5}},
+		{"top5-metadata", pipeline.Query{Text: "invoices mentioning topic7 and item42", Metadata: map[string]string{"n": "3"}, TopK: 5}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -135,7 +135,7 @@ func TestIngestThenSearch(t *testing.T) {
 		"hash index for equality lookups":        "db.md",
 		"reef the mainsail in strong wind":       "sail.txt",
 	} {
-		res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: q})
+		res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: q, TopK: 5})
 		require.NoError(t, err, q)
 		require.NotEmpty(t, res, q)
 		require.Equal(t, want, res[0].DocumentID, q)
@@ -167,13 +167,13 @@ func TestIngestRawFormats(t *testing.T) {
 
 	e.ingest(t, "acme", 1, apiary.Document{ID: "people.csv", Raw: []byte("name,role\nAnn,pilot\nBob,baker\n")})
 
-	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "parquet exporter"})
+	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "parquet exporter", TopK: 5})
 	require.NoError(t, err)
 	require.Equal(t, apiary.DocumentID("notes"), res[0].DocumentID)
 	require.Equal(t, "Release notes", res[0].Title)
 	require.NotContains(t, res[0].Text, "secret", "script text was indexed")
 
-	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "who is the pilot", Document: "people.csv"})
+	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "who is the pilot", Document: "people.csv", TopK: 5})
 	require.NoError(t, err)
 	require.NotEmpty(t, res)
 	require.Contains(t, res[0].Text, "name: Ann; role: pilot")
@@ -268,7 +268,7 @@ func TestRetryAfterFailedRecordWrite(t *testing.T) {
 	rec, err := e.p.Ingest(ctx, j, apiary.Document{ID: "doc", Text: longText("sailing", 6)})
 	require.NoError(t, err)
 	require.Equal(t, rec.Chunks, e.count(t, "acme", "doc"))
-	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "sailing words"})
+	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "sailing words", TopK: 5})
 	require.NoError(t, err)
 	require.NotEmpty(t, res)
 	require.Contains(t, res[0].Text, "sailing")
@@ -330,7 +330,7 @@ func TestOlderVersionConflicts(t *testing.T) {
 	require.Equal(t, rec2.Version, got.Version)
 	require.Equal(t, rec2.WrappedKey, got.WrappedKey)
 	require.Equal(t, rec2.Chunks, e.count(t, "acme", "doc"))
-	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "database index"})
+	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "database index", TopK: 5})
 	require.NoError(t, err)
 	require.NotEmpty(t, res)
 	require.Equal(t, apiary.DocumentID("doc"), res[0].DocumentID)
@@ -441,10 +441,10 @@ func TestAccountsAreIsolated(t *testing.T) {
 	ctx := t.Context()
 	e.ingest(t, "acme", 1, apiary.Document{ID: "secret-plan", Text: gardening})
 
-	res, err := e.p.Search(ctx, "globex", pipeline.Query{Text: "tomato compost"})
+	res, err := e.p.Search(ctx, "globex", pipeline.Query{Text: "tomato compost", TopK: 5})
 	require.NoError(t, err)
 	require.Empty(t, res)
-	res, err = e.p.Search(ctx, "globex", pipeline.Query{Text: "tomato compost", Document: "secret-plan"})
+	res, err = e.p.Search(ctx, "globex", pipeline.Query{Text: "tomato compost", Document: "secret-plan", TopK: 5})
 	require.NoError(t, err)
 	require.Empty(t, res)
 
@@ -459,7 +459,7 @@ func TestAccountsAreIsolated(t *testing.T) {
 	for _, r := range res {
 		require.NotContains(t, r.Text, "omato")
 	}
-	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato compost"})
+	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato compost", TopK: 5})
 	require.NoError(t, err)
 	require.Contains(t, res[0].Text, "omato")
 }
@@ -554,7 +554,7 @@ func TestDocumentFilter(t *testing.T) {
 	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato compost", Document: "db", TopK: 100})
 	require.NoError(t, err)
 	require.Equal(t, []apiary.DocumentID{"db"}, docSet(res))
-	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato", Document: "missing"})
+	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato", Document: "missing", TopK: 5})
 	require.NoError(t, err)
 	require.Empty(t, res)
 }
@@ -691,13 +691,14 @@ func TestSearchRejects(t *testing.T) {
 		"empty":        {},
 		"blank":        {Text: "  \n"},
 		"topk high":    {Text: "x", TopK: 101},
+		"topk zero":    {Text: "x"},
 		"topk neg":     {Text: "x", TopK: -1},
 		"bad document": {Text: "x", Document: "\x00"},
 	} {
 		_, err := e.p.Search(ctx, "acme", q)
 		require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "%s: %v", name, err)
 	}
-	_, err := e.p.Search(ctx, "", pipeline.Query{Text: "x"})
+	_, err := e.p.Search(ctx, "", pipeline.Query{Text: "x", TopK: 1})
 	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
 }
 
@@ -707,9 +708,9 @@ func TestSearchTopK(t *testing.T) {
 	ctx := t.Context()
 	rec := e.ingest(t, "acme", 1, apiary.Document{ID: "doc", Text: longText("tomato", 20)})
 	require.Greater(t, rec.Chunks, 7)
-	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato"})
+	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato", TopK: 5})
 	require.NoError(t, err)
-	require.Len(t, res, pipeline.DefaultTopK)
+	require.Len(t, res, 5)
 	res, err = e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato", TopK: 100})
 	require.NoError(t, err)
 	require.Len(t, res, rec.Chunks)

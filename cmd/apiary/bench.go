@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,7 +31,7 @@ type benchOptions struct {
 // reports documents/s for each and their ratio.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var dist Config
-	fs := flagSet("bench", &dist)
+	fs, envErr := flagSet("bench", &dist)
 	fs.SetOutput(stderr)
 	var opt benchOptions
 	fs.IntVar(&opt.Documents, "documents", 400, "documents per run")
@@ -46,10 +47,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if opt.Documents < 1 || opt.Jobs < 1 || opt.DocBytes < 100 {
 		return errors.New("--documents and --jobs must be positive, --doc-bytes at least 100")
 	}
-	distributed := dist.NATSURL != "" || dist.Queue != "jetstream" || dist.Keys != "local" || dist.Vectors != "local"
-
-	embedded := dist
-	embedded.NATSURL, embedded.Queue, embedded.Keys, embedded.Vectors = "", "jetstream", "local", "local"
+	embedded := dist.embedded()
+	distributed := !slices.Equal(dist.engines(), embedded.engines())
 	runs := []struct {
 		name string
 		cfg  Config
@@ -61,7 +60,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}{"distributed", dist})
 	}
 
-	fmt.Fprintf(stdout, "apiary bench: %d documents of ~%d bytes in %d jobs, %d workers\n", opt.Documents, opt.DocBytes, opt.Jobs, dist.Workers)
+	fmt.Fprintf(stdout, "apiary bench: %d documents of ~%d bytes in %d jobs, %d workers\n", opt.Documents, opt.DocBytes, opt.Jobs, dist.Workers.Count)
 	var base float64
 	for _, r := range runs {
 		dir, err := os.MkdirTemp("", "apiary-bench-*")
@@ -69,10 +68,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		r.cfg.DataDir = dir
-		r.cfg.RateLimit, r.cfg.RateBurst = 1e9, 1<<30
-		if err := r.cfg.Validate("serve"); err != nil {
+		r.cfg.API.RateLimit, r.cfg.API.RateBurst = 1e9, 1<<30
+		if err := checkConfig(envErr, &r.cfg, roleServe); err != nil {
 			os.RemoveAll(dir)
-			return fmt.Errorf("%s configuration:\n%w", r.name, err)
+			return fmt.Errorf("%s %w", r.name, err)
 		}
 		rate, err := benchOnce(ctx, r.cfg, opt, stderr)
 		os.RemoveAll(dir)
@@ -112,27 +111,15 @@ func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 		Role: apiary.RoleEditor, Hash: api.HashToken(token), CreatedAt: time.Now().UTC()}); err != nil {
 		return 0, err
 	}
-	srv, err := api.New(api.Config{RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Logger: log}, api.Deps{
-		Records: a.recs, Queue: a.queue, Events: a.bus, Stager: a.stager, Search: a.pipe, Keys: a.keys, Ready: a.ready,
-	})
+	srv, err := a.newAPI()
 	if err != nil {
 		return 0, err
 	}
-	pool, err := a.newPool(log)
+	pool, err := a.poolComponent()
 	if err != nil {
 		return 0, err
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	poolDone := make(chan error, 1)
-	go func() { poolDone <- pool.Run(runCtx) }()
-	defer func() {
-		stopCtx, c := context.WithTimeout(context.Background(), 30*time.Second)
-		defer c()
-		_ = pool.Stop(stopCtx)
-		cancel()
-		<-poolDone
-	}()
+	a.lc.start(ctx, pool) // stopped by a.Close
 
 	call := func(method, path string, body any, out any) error {
 		var r io.Reader

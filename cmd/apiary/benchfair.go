@@ -105,8 +105,8 @@ func runFairBench(ctx context.Context, cfg Config, stdout, stderr io.Writer) err
 	}
 	defer os.RemoveAll(dir)
 	cfg.DataDir = dir
-	cfg.NATSURL, cfg.Queue, cfg.Keys, cfg.Vectors = "", "jetstream", "local", "local"
-	cfg.AllowPrivateWebhooks = true
+	cfg = cfg.embedded()
+	cfg.Webhooks.AllowPrivate = true
 	if err := cfg.Validate("serve"); err != nil {
 		return err
 	}
@@ -134,11 +134,11 @@ func runFairBench(ctx context.Context, cfg Config, stdout, stderr io.Writer) err
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	defer cancel()
-	pool, err := a.newPool(log)
+	pool, err := a.poolComponent()
 	if err != nil {
 		return err
 	}
-	bg.Go(func() { _ = pool.Run(runCtx) })
+	bg.Go(func() { _ = pool.run(runCtx) })
 	disp, err := webhook.New(webhook.Config{AllowPrivate: true, PollInterval: 50 * time.Millisecond, Logger: log}, a.recs, a.keys, a.bus)
 	if err != nil {
 		return err
@@ -150,7 +150,7 @@ func runFairBench(ctx context.Context, cfg Config, stdout, stderr io.Writer) err
 	if err := r.setUp(ctx, operator); err != nil {
 		return fmt.Errorf("set up: %w", err)
 	}
-	fmt.Fprintf(stdout, "apiary bench --fair: a quiet account alone and under a noisy account's floods, %d workers, default limits\n", cfg.Workers)
+	fmt.Fprintf(stdout, "apiary bench --fair: a quiet account alone and under a noisy account's floods, %d workers, default limits\n", cfg.Workers.Count)
 	fmt.Fprintf(stdout, "%-9s %10s %10s %9s   %10s %10s %9s %8s   %9s %7s\n",
 		"flood", "alone p50", "p95", "per s", "flooded p50", "p95", "per s", "refused", "rate kept", "p95 ×")
 	for _, k := range []struct {

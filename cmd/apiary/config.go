@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,57 +20,257 @@ import (
 const maxBodyLimitMiB = natskv.MaxBlobSize>>20 - 1
 
 // Config is everything `apiary` reads from flags and APIARY_* variables.
-// cmd/apiary is the only place that reads either.
+// cmd/apiary is the only place that reads either. Each port's part lives in
+// the port's file, beside its flags, validation and table of adapters.
 type Config struct {
-	DataDir         string
-	Addr            string
-	LogLevel        string
-	Workers         int
-	JobsPerAccount  int // 0: workers.FairConfig's default
-	MaxAttempts     int
-	Lease           time.Duration
-	ShutdownTimeout time.Duration
+	DataDir  string
+	LogLevel string
 
-	// HTTP connection limits (newHTTPServer) and the HTTP server's own stop
-	// budget, apart from the workers' ShutdownTimeout.
-	ReadHeaderTimeout   time.Duration
-	IdleTimeout         time.Duration
-	MaxHeaderKiB        int
-	BodyTimeout         time.Duration
-	BodyMinRateKiB      int
-	HTTPShutdownTimeout time.Duration
-	BodyLimitMiB        int
-	MaxDocuments        int
-	ChunkSize           int
-	ChunkOverlap        int
-	EmbedDim            int
-	RateLimit           float64
-	RateBurst           int
+	HTTP     HTTPConfig     // httpserver.go: listener, TLS, connection limits, HTTP stop budget
+	API      APIConfig      // request limits and per-token budgets
+	Workers  WorkersConfig  // the worker pool and its stop budget
+	Pipeline PipelineConfig // chunking
+	Webhooks WebhooksConfig // webhooks.go
+	NATS     NATSConfig     // nats.go: records, events and the embedded server
+	Queue    QueueConfig    // queue.go
+	Keys     KeysConfig     // keys.go
+	Vectors  VectorsConfig  // vectors.go
+	Embedder EmbedderConfig // embedder.go
+}
 
-	// Engines: embedded by default, distributed when set.
-	NATSURL          string // external NATS (cluster); empty: embedded server in the data dir
-	NATSCreds        string // NATS credentials file
-	NATSCA           string // CA bundle for NATS TLS
-	NATSCert         string // client certificate for NATS mTLS
-	NATSKey          string // client key for NATS mTLS
-	NATSReplicas     int    // replicas of streams and buckets
-	Queue            string // jetstream | sqs
-	SQSQueue         string
-	SQSEndpoint      string
-	Keys             string // local | awskms
-	KMSEndpoint      string
-	Vectors          string // local | milvus
-	MilvusAddr       string
-	MilvusCollection string
+// APIConfig limits what a request may ask of the API.
+type APIConfig struct {
+	BodyLimitMiB int
+	MaxDocuments int
 
-	AllowPrivateWebhooks bool
+	// Per-token request budget, and the per-account budget in cost units
+	// shared by all of an account's tokens.
+	RateLimit    float64
+	RateBurst    int
+	AccountRate  float64
+	AccountBurst int
 
-	TLSCert string // PEM certificate (chain) for HTTPS
-	TLSKey  string // PEM private key for HTTPS
+	BootstrapToken secret // APIARY_BOOTSTRAP_TOKEN, environment only
+}
 
-	// Secrets come from the environment only and are never printed.
-	RootKey        secret // APIARY_ROOT_KEY
-	BootstrapToken secret // APIARY_BOOTSTRAP_TOKEN
+func (c *APIConfig) register(f *flags) {
+	f.int(&c.BodyLimitMiB, "body-limit-mib", 32, "largest request body in MiB (413 beyond)")
+	f.int(&c.MaxDocuments, "max-documents", 1000, "most documents in one ingest request")
+	f.float(&c.RateLimit, "rate-limit", 50, "requests per second per token")
+	f.int(&c.RateBurst, "rate-burst", 100, "burst of requests per token")
+	f.float(&c.AccountRate, "account-rate-limit", 200, "cost units per second per account, shared by its tokens")
+	f.int(&c.AccountBurst, "account-rate-burst", 400, "burst of cost units per account")
+	c.BootstrapToken = secret(os.Getenv("APIARY_BOOTSTRAP_TOKEN"))
+}
+
+func (c APIConfig) validate() error {
+	var errs []error
+	if c.BodyLimitMiB < 1 || c.BodyLimitMiB > maxBodyLimitMiB {
+		errs = append(errs, fmt.Errorf("--body-limit-mib must be 1 to %d: a request is staged whole, in a blob of at most %d MiB", maxBodyLimitMiB, natskv.MaxBlobSize>>20))
+	}
+	if c.RateLimit <= 0 || c.RateBurst < 1 {
+		errs = append(errs, errors.New("--rate-limit must be positive and --rate-burst at least 1"))
+	}
+	if c.AccountRate <= 0 || c.AccountBurst < 1 {
+		errs = append(errs, errors.New("--account-rate-limit must be positive and --account-rate-burst at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// WorkersConfig sizes the worker pool.
+type WorkersConfig struct {
+	Count           int           // --workers
+	JobsPerAccount  int           // 0: workers.FairConfig's default
+	MaxAttempts     int           // deliveries before a job is marked failed
+	Lease           time.Duration // queue ack wait and job record lease
+	ShutdownTimeout time.Duration // the workers' stop budget, after the HTTP server's
+}
+
+func (c *WorkersConfig) register(f *flags) {
+	f.int(&c.Count, "workers", 4, "jobs processed at once by this process")
+	f.int(&c.JobsPerAccount, "jobs-per-account", 0, "most of one account's jobs processed at once (0: three quarters of --workers)")
+	f.int(&c.MaxAttempts, "max-attempts", 5, "deliveries of a job before it is marked failed")
+	f.dur(&c.Lease, "lease", 60*time.Second, "job lease (queue ack wait); extended while a job runs")
+	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight jobs may finish after SIGTERM before they are handed back")
+}
+
+func (c WorkersConfig) validate() error {
+	var errs []error
+	if c.Count < 1 {
+		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	if c.JobsPerAccount < 0 || c.JobsPerAccount > c.Count {
+		errs = append(errs, errors.New("--jobs-per-account must be from 0 to --workers"))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, errors.New("--max-attempts must be at least 1"))
+	}
+	if c.Lease < 2*time.Second {
+		errs = append(errs, errors.New("--lease must be at least 2s"))
+	}
+	return errors.Join(errs...)
+}
+
+// PipelineConfig sizes chunks.
+type PipelineConfig struct {
+	ChunkSize    int
+	ChunkOverlap int
+}
+
+func (c *PipelineConfig) register(f *flags) {
+	f.int(&c.ChunkSize, "chunk-size", 512, "chunk size in tokens (approximate)")
+	f.int(&c.ChunkOverlap, "chunk-overlap", 64, "tokens carried over between chunks")
+}
+
+func (c PipelineConfig) validate() error {
+	if c.ChunkOverlap >= c.ChunkSize {
+		return errors.New("--chunk-overlap must be smaller than --chunk-size")
+	}
+	return nil
+}
+
+// flagSet registers the flags shared by the commands; each flag's default is
+// its APIARY_* variable when set. The error names every variable that does
+// not parse (its flag then starts at its built-in default).
+func flagSet(name string, cfg *Config) (*flag.FlagSet, error) {
+	f := &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f.str(&cfg.DataDir, "data-dir", "./apiary-data", "directory for the embedded NATS store, keyring and vector store")
+	f.str(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	cfg.HTTP.register(f)
+	cfg.API.register(f)
+	cfg.Workers.register(f)
+	cfg.Pipeline.register(f)
+	cfg.Webhooks.register(f)
+	cfg.NATS.register(f)
+	cfg.Queue.register(f)
+	cfg.Keys.register(f)
+	cfg.Vectors.register(f)
+	cfg.Embedder.register(f)
+	return f.FlagSet, errors.Join(f.errs...)
+}
+
+// Validate reports every problem with cfg for the command role ("serve",
+// "api" or "worker") at once.
+func (c *Config) Validate(role string) error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(append(errs,
+		c.HTTP.validate(),
+		c.API.validate(),
+		c.Workers.validate(),
+		c.Pipeline.validate(),
+		c.NATS.validate(role),
+		queues.check(c, role, "--queue", c.Queue.Name),
+		keyProviders.check(c, role, "--keys", c.Keys.Name),
+		vectorStores.check(c, role, "--vectors", c.Vectors.Name),
+		embedders.check(c, role, "--embedder", c.Embedder.Name),
+	)...)
+}
+
+// checkConfig reports every problem of the environment (flagSet's error)
+// and of cfg for role at once.
+func checkConfig(envErr error, cfg *Config, role string) error {
+	if err := errors.Join(envErr, cfg.Validate(role)); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	return nil
+}
+
+// engines names the engines cfg selects, for logs and for `apiary bench` to
+// tell embedded from distributed.
+func (c Config) engines() []any {
+	nats := c.NATS.URL
+	if nats == "" {
+		nats = "embedded"
+	} else {
+		nats = "external" // the URL may hold credentials
+	}
+	return []any{"nats", nats, "queue", c.Queue.Name, "keys", c.Keys.Name, "vectors", c.Vectors.Name, "embedder", c.Embedder.Name}
+}
+
+// embedded returns cfg with every engine at its embedded default: the first
+// entry of each table, and no external NATS.
+func (c Config) embedded() Config {
+	c.NATS.URL = ""
+	c.Queue.Name = queues[0].name
+	c.Keys.Name = keyProviders[0].name
+	c.Vectors.Name = vectorStores[0].name
+	return c
+}
+
+// A table is a port's adapters by the name its flag takes; the first entry
+// is the flag's default. Adding an adapter is adding an entry.
+type table[T any] []adapter[T]
+
+type adapter[T any] struct {
+	name  string
+	about string // for --help, when the name does not say it all
+	// check, when set, reports what this adapter needs of cfg in role.
+	check func(cfg *Config, role string) error
+	// open returns the adapter. It may use what a has opened before it
+	// (see newApp for the order) and hand a.closeLater what to release.
+	open func(ctx context.Context, a *app) (T, error)
+}
+
+// choices lists the names: "a or b", "a, b or c".
+func (t table[T]) choices() string { return t.list(func(e adapter[T]) string { return e.name }) }
+
+// help lists the names, each with what it is about.
+func (t table[T]) help() string {
+	return t.list(func(e adapter[T]) string {
+		if e.about == "" {
+			return e.name
+		}
+		return e.name + " (" + e.about + ")"
+	})
+}
+
+func (t table[T]) list(item func(adapter[T]) string) string {
+	names := make([]string, len(t))
+	for i, e := range t {
+		names[i] = item(e)
+	}
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+func (t table[T]) find(name string) (adapter[T], bool) {
+	for _, e := range t {
+		if e.name == name {
+			return e, true
+		}
+	}
+	return adapter[T]{}, false
+}
+
+// check reports an unknown name, or what the named adapter misses in cfg.
+func (t table[T]) check(cfg *Config, role, flagName, name string) error {
+	e, ok := t.find(name)
+	switch {
+	case !ok:
+		return fmt.Errorf("%s %q: use %s", flagName, name, t.choices())
+	case e.check != nil:
+		return e.check(cfg, role)
+	}
+	return nil
+}
+
+// open opens the named adapter (checked by Config.Validate).
+func (t table[T]) open(ctx context.Context, a *app, name string) (T, error) {
+	e, ok := t.find(name)
+	if !ok {
+		var zero T
+		return zero, fmt.Errorf("no adapter %q: use %s", name, t.choices())
+	}
+	return e.open(ctx, a)
 }
 
 // secret is a string that prints as a redaction.
@@ -89,169 +290,54 @@ func envName(flagName string) string {
 	return "APIARY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// flagSet registers the flags shared by the commands; each flag's default is
-// its APIARY_* variable when set.
-func flagSet(name string, cfg *Config) *flag.FlagSet {
-	badEnv = nil // this flag set's, not an earlier one's
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	str := func(p *string, n, def, usage string) { fs.StringVar(p, n, envOr(n, def), usage+" ("+envName(n)+")") }
-	integer := func(p *int, n string, def int, usage string) {
-		fs.IntVar(p, n, envInt(n, def), usage+" ("+envName(n)+")")
-	}
-	dur := func(p *time.Duration, n string, def time.Duration, usage string) {
-		fs.DurationVar(p, n, envDur(n, def), usage+" ("+envName(n)+")")
-	}
-	str(&cfg.DataDir, "data-dir", "./apiary-data", "directory for the embedded NATS store, keyring and vector store")
-	str(&cfg.Addr, "addr", "127.0.0.1:8080", "HTTP listen address")
-	str(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
-	integer(&cfg.Workers, "workers", 4, "jobs processed at once by this process")
-	integer(&cfg.JobsPerAccount, "jobs-per-account", 0, "most of one account's jobs processed at once (0: three quarters of --workers)")
-	integer(&cfg.MaxAttempts, "max-attempts", 5, "deliveries of a job before it is marked failed")
-	dur(&cfg.Lease, "lease", 60*time.Second, "job lease (queue ack wait); extended while a job runs")
-	dur(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight jobs may finish after SIGTERM before they are handed back")
-	dur(&cfg.HTTPShutdownTimeout, "http-shutdown-timeout", 10*time.Second, "how long open HTTP requests may finish after SIGTERM before their connections are closed; the workers' --shutdown-timeout starts after it")
-	dur(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers")
-	dur(&cfg.IdleTimeout, "idle-timeout", 30*time.Second, "how long an idle keep-alive connection stays open")
-	integer(&cfg.MaxHeaderKiB, "max-header-kib", 64, "largest request header block in KiB (431 beyond)")
-	dur(&cfg.BodyTimeout, "body-timeout", 10*time.Second, "time a request body gets on top of --body-min-rate-kib before it is cut off")
-	integer(&cfg.BodyMinRateKiB, "body-min-rate-kib", 16, "slowest accepted request body, in KiB/s (after --body-timeout)")
-	integer(&cfg.BodyLimitMiB, "body-limit-mib", 32, "largest request body in MiB (413 beyond)")
-	integer(&cfg.MaxDocuments, "max-documents", 1000, "most documents in one ingest request")
-	integer(&cfg.ChunkSize, "chunk-size", 512, "chunk size in tokens (approximate)")
-	integer(&cfg.ChunkOverlap, "chunk-overlap", 64, "tokens carried over between chunks")
-	integer(&cfg.EmbedDim, "embed-dim", 384, "dimension of the local embedder's vectors")
-	str(&cfg.NATSURL, "nats-url", "", "external NATS server or cluster URL(s); empty runs an embedded server in the data dir")
-	str(&cfg.NATSCreds, "nats-creds", "", "NATS credentials (.creds) file")
-	str(&cfg.NATSCA, "nats-ca", "", "CA certificates (PEM) that sign the NATS servers' TLS certificates")
-	str(&cfg.NATSCert, "nats-cert", "", "client certificate (PEM) for NATS mutual TLS")
-	str(&cfg.NATSKey, "nats-key", "", "client key (PEM) for NATS mutual TLS")
-	integer(&cfg.NATSReplicas, "nats-replicas", 1, "replicas of every stream and bucket (3 on a three-node cluster)")
-	str(&cfg.Queue, "queue", "jetstream", "job queue: jetstream or sqs")
-	str(&cfg.SQSQueue, "sqs-queue", "apiary-jobs", "SQS queue name; it and <name>-dlq are created if missing")
-	str(&cfg.SQSEndpoint, "sqs-endpoint", "", "SQS endpoint URL (empty: AWS's, from AWS_REGION)")
-	str(&cfg.Keys, "keys", "local", "account keys: local (keyring in the data dir) or awskms (one KMS key per account)")
-	str(&cfg.KMSEndpoint, "kms-endpoint", "", "KMS endpoint URL (empty: AWS's, from AWS_REGION)")
-	str(&cfg.Vectors, "vectors", "local", "vector store: local (in the data dir) or milvus")
-	str(&cfg.MilvusAddr, "milvus-addr", "", "Milvus address HOST:PORT")
-	str(&cfg.MilvusCollection, "milvus-collection", "apiary_chunks", "Milvus collection")
-	str(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS (TLS 1.2+) instead of HTTP")
-	str(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
-	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", envBool("allow-private-webhooks"), "let webhooks call private and loopback addresses (self-hosted installs, tests) ("+envName("allow-private-webhooks")+")")
-	fs.Float64Var(&cfg.RateLimit, "rate-limit", envFloat("rate-limit", 50), "requests per second per token ("+envName("rate-limit")+")")
-	integer(&cfg.RateBurst, "rate-burst", 100, "burst of requests per token")
-	cfg.RootKey = secret(os.Getenv("APIARY_ROOT_KEY"))
-	cfg.BootstrapToken = secret(os.Getenv("APIARY_BOOTSTRAP_TOKEN"))
-	return fs
+// flags registers flags whose defaults are their APIARY_* variables, and
+// keeps the variables that do not parse in errs.
+type flags struct {
+	*flag.FlagSet
+	errs []error
 }
 
-func envOr(flagName, def string) string {
-	if v, ok := os.LookupEnv(envName(flagName)); ok {
-		return v
+func (f *flags) str(p *string, name, def, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		def = v
 	}
-	return def
+	f.StringVar(p, name, def, usage+" ("+envName(name)+")")
 }
 
-// envParse returns flagName's APIARY_* variable parsed by parse, or def when
-// it is unset; an unparsable value is recorded for Validate (saying it is not
-// what) and def is used.
-func envParse[T any](flagName string, def T, parse func(string) (T, error), what string) T {
-	v, ok := os.LookupEnv(envName(flagName))
+// choice registers the flag that picks an adapter of t, defaulting to its first.
+func choice[T any](f *flags, p *string, name string, t table[T], usage string) {
+	f.str(p, name, t[0].name, usage+": "+t.help())
+}
+
+func (f *flags) int(p *int, name string, def int, usage string) {
+	f.IntVar(p, name, envParse(f, name, def, strconv.Atoi, "a whole number"), usage+" ("+envName(name)+")")
+}
+
+func (f *flags) float(p *float64, name string, def float64, usage string) {
+	parse := func(v string) (float64, error) { return strconv.ParseFloat(v, 64) }
+	f.Float64Var(p, name, envParse(f, name, def, parse, "a number"), usage+" ("+envName(name)+")")
+}
+
+func (f *flags) dur(p *time.Duration, name string, def time.Duration, usage string) {
+	f.DurationVar(p, name, envParse(f, name, def, time.ParseDuration, "a duration (like 30s or 5m)"), usage+" ("+envName(name)+")")
+}
+
+func (f *flags) bool(p *bool, name, usage string) {
+	f.BoolVar(p, name, envParse(f, name, false, strconv.ParseBool, "true or false"), usage+" ("+envName(name)+")")
+}
+
+// envParse returns name's APIARY_* variable parsed by parse, or def when it
+// is unset; an unparsable value is kept in f.errs (saying it is not what)
+// and def is used.
+func envParse[T any](f *flags, name string, def T, parse func(string) (T, error), what string) T {
+	v, ok := os.LookupEnv(envName(name))
 	if !ok {
 		return def
 	}
 	x, err := parse(v)
 	if err != nil {
-		badEnv = append(badEnv, fmt.Errorf("%s=%q is not %s", envName(flagName), v, what))
+		f.errs = append(f.errs, fmt.Errorf("%s=%q is not %s", envName(name), v, what))
 		return def
 	}
 	return x
-}
-
-func envInt(flagName string, def int) int {
-	return envParse(flagName, def, strconv.Atoi, "a whole number")
-}
-
-func envFloat(flagName string, def float64) float64 {
-	return envParse(flagName, def, func(v string) (float64, error) { return strconv.ParseFloat(v, 64) }, "a number")
-}
-
-func envDur(flagName string, def time.Duration) time.Duration {
-	return envParse(flagName, def, time.ParseDuration, "a duration (like 30s or 5m)")
-}
-
-func envBool(flagName string) bool {
-	return envParse(flagName, false, strconv.ParseBool, "true or false")
-}
-
-// badEnv collects unparsable environment values; Validate reports them.
-var badEnv []error
-
-// Validate reports every problem with cfg for the command role ("serve",
-// "api" or "worker") at once.
-func (c *Config) Validate(role string) error {
-	errs := append([]error(nil), badEnv...)
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("--data-dir must not be empty"))
-	}
-	if c.Workers < 1 {
-		errs = append(errs, errors.New("--workers must be at least 1"))
-	}
-	if c.JobsPerAccount < 0 || c.JobsPerAccount > c.Workers {
-		errs = append(errs, errors.New("--jobs-per-account must be from 0 to --workers"))
-	}
-	if c.MaxAttempts < 1 {
-		errs = append(errs, errors.New("--max-attempts must be at least 1"))
-	}
-	if c.Lease < 2*time.Second {
-		errs = append(errs, errors.New("--lease must be at least 2s"))
-	}
-	if c.ReadHeaderTimeout <= 0 || c.IdleTimeout <= 0 || c.BodyTimeout <= 0 || c.HTTPShutdownTimeout <= 0 {
-		errs = append(errs, errors.New("--read-header-timeout, --idle-timeout, --body-timeout and --http-shutdown-timeout must be positive"))
-	}
-	if c.MaxHeaderKiB < 1 || c.BodyMinRateKiB < 1 {
-		errs = append(errs, errors.New("--max-header-kib and --body-min-rate-kib must be at least 1"))
-	}
-	if c.BodyLimitMiB < 1 || c.BodyLimitMiB > maxBodyLimitMiB {
-		errs = append(errs, fmt.Errorf("--body-limit-mib must be 1 to %d: a request is staged whole, in a blob of at most %d MiB", maxBodyLimitMiB, natskv.MaxBlobSize>>20))
-	}
-	if c.ChunkOverlap >= c.ChunkSize {
-		errs = append(errs, errors.New("--chunk-overlap must be smaller than --chunk-size"))
-	}
-	if c.RateLimit <= 0 || c.RateBurst < 1 {
-		errs = append(errs, errors.New("--rate-limit must be positive and --rate-burst at least 1"))
-	}
-	if c.Queue != "jetstream" && c.Queue != "sqs" {
-		errs = append(errs, fmt.Errorf("--queue %q: use jetstream or sqs", c.Queue))
-	}
-	if c.Keys != "local" && c.Keys != "awskms" {
-		errs = append(errs, fmt.Errorf("--keys %q: use local or awskms", c.Keys))
-	}
-	if c.Vectors != "local" && c.Vectors != "milvus" {
-		errs = append(errs, fmt.Errorf("--vectors %q: use local or milvus", c.Vectors))
-	}
-	if c.Vectors == "milvus" && c.MilvusAddr == "" {
-		errs = append(errs, errors.New("--vectors milvus needs --milvus-addr HOST:PORT"))
-	}
-	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
-		errs = append(errs, errors.New("--nats-replicas must be 1 to 5"))
-	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
-	}
-	if (c.NATSCert == "") != (c.NATSKey == "") {
-		errs = append(errs, errors.New("--nats-cert and --nats-key go together"))
-	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel))
-	}
-	if role != "serve" {
-		if c.NATSURL == "" {
-			errs = append(errs, fmt.Errorf("apiary %s shares NATS with the other processes: set --nats-url", role))
-		}
-		if c.Vectors == "local" {
-			errs = append(errs, fmt.Errorf("apiary %s: the local vector store belongs to one process; use --vectors milvus (or apiary serve)", role))
-		}
-	}
-	return errors.Join(errs...)
 }

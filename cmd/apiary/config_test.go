@@ -9,40 +9,81 @@ import (
 )
 
 // TestConfigFromEnvironment: every flag takes its APIARY_* variable, and a
-// value that does not parse is reported by Validate, naming the variable.
+// value that does not parse is reported by flagSet, naming the variable.
 func TestConfigFromEnvironment(t *testing.T) {
 	t.Setenv("APIARY_WORKERS", "7")
 	t.Setenv("APIARY_LEASE", "90s")
 	t.Setenv("APIARY_RATE_LIMIT", "12.5")
 	t.Setenv("APIARY_ALLOW_PRIVATE_WEBHOOKS", "true")
 	t.Setenv("APIARY_QUEUE", "sqs")
-	badEnv = nil
+	t.Setenv("APIARY_EMBEDDER", "local")
 	var cfg Config
-	require.NoError(t, flagSet("serve", &cfg).Parse(nil))
-	require.Equal(t, 7, cfg.Workers)
-	require.Equal(t, 90*time.Second, cfg.Lease)
-	require.InDelta(t, 12.5, cfg.RateLimit, 1e-9)
-	require.True(t, cfg.AllowPrivateWebhooks)
-	require.Equal(t, "sqs", cfg.Queue)
+	fs, envErr := flagSet("serve", &cfg)
+	require.NoError(t, envErr)
+	require.NoError(t, fs.Parse(nil))
+	require.Equal(t, 7, cfg.Workers.Count)
+	require.Equal(t, 90*time.Second, cfg.Workers.Lease)
+	require.InDelta(t, 12.5, cfg.API.RateLimit, 1e-9)
+	require.True(t, cfg.Webhooks.AllowPrivate)
+	require.Equal(t, "sqs", cfg.Queue.Name)
+	require.Equal(t, "local", cfg.Embedder.Name)
 	require.NoError(t, cfg.Validate("serve"))
 
 	t.Setenv("APIARY_MAX_ATTEMPTS", "many")
 	t.Setenv("APIARY_SHUTDOWN_TIMEOUT", "soon")
-	badEnv = nil
 	cfg = Config{}
-	require.NoError(t, flagSet("serve", &cfg).Parse(nil))
-	err := cfg.Validate("serve")
+	fs, envErr = flagSet("serve", &cfg)
+	require.NoError(t, fs.Parse(nil))
+	err := checkConfig(envErr, &cfg, "serve")
 	require.Error(t, err)
 	require.Contains(t, err.Error(), `APIARY_MAX_ATTEMPTS="many" is not a whole number`)
 	require.Contains(t, err.Error(), `APIARY_SHUTDOWN_TIMEOUT="soon" is not a duration`)
 
-	// api and worker processes share NATS and vectors with others.
-	badEnv = nil
+	// A later flag set reports its own environment, not an earlier one's.
+	t.Setenv("APIARY_MAX_ATTEMPTS", "3")
+	t.Setenv("APIARY_SHUTDOWN_TIMEOUT", "5s")
 	cfg = Config{}
-	require.NoError(t, flagSet("api", &cfg).Parse(nil))
+	_, envErr = flagSet("serve", &cfg)
+	require.NoError(t, envErr)
+
+	// api and worker processes share NATS and vectors with others.
+	cfg = Config{}
+	fs, envErr = flagSet("api", &cfg)
+	require.NoError(t, envErr)
+	require.NoError(t, fs.Parse(nil))
 	err = cfg.Validate("api")
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "--nats-url") && strings.Contains(err.Error(), "--vectors milvus"), err.Error())
+}
+
+// TestAdapterChoices: each port's flag takes the names in its table, and
+// refuses others naming the choices; an adapter's own needs are checked
+// only when it is chosen.
+func TestAdapterChoices(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" is valid
+	}{
+		{[]string{"--queue", "jetstream", "--keys", "local", "--vectors", "local", "--embedder", "local"}, ""},
+		{[]string{"--queue", "kafka"}, `--queue "kafka": use jetstream or sqs`},
+		{[]string{"--keys", "vault"}, `--keys "vault": use local or awskms`},
+		{[]string{"--vectors", "pgvector"}, `--vectors "pgvector": use local or milvus`},
+		{[]string{"--vectors", "milvus"}, "--vectors milvus needs --milvus-addr HOST:PORT"},
+		{[]string{"--vectors", "milvus", "--milvus-addr", "milvus:19530"}, ""},
+		{[]string{"--embedder", "openai"}, `--embedder "openai": use local`},
+		{[]string{"--embed-dim", "4"}, "--embed-dim 4: local: Dim must be between 8 and 65536"},
+	} {
+		var cfg Config
+		fs, envErr := flagSet("serve", &cfg)
+		require.NoError(t, envErr)
+		require.NoError(t, fs.Parse(tc.args))
+		err := cfg.Validate("serve")
+		if tc.want == "" {
+			require.NoError(t, err, tc.args)
+			continue
+		}
+		require.ErrorContains(t, err, tc.want, tc.args)
+	}
 }
 
 // The body limit stays under what the staging store holds, so that every
@@ -50,9 +91,10 @@ func TestConfigFromEnvironment(t *testing.T) {
 func TestBodyLimitFitsTheStagingStore(t *testing.T) {
 	for value, ok := range map[string]bool{"63": true, "64": false, "0": false} {
 		t.Setenv("APIARY_BODY_LIMIT_MIB", value)
-		badEnv = nil
 		var cfg Config
-		require.NoError(t, flagSet("serve", &cfg).Parse(nil))
+		fs, envErr := flagSet("serve", &cfg)
+		require.NoError(t, envErr)
+		require.NoError(t, fs.Parse(nil))
 		err := cfg.Validate("serve")
 		if ok {
 			require.NoError(t, err, value)

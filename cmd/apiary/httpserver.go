@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
-	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -12,17 +14,98 @@ import (
 	"github.com/apiaryhq/apiary"
 )
 
+// HTTPConfig is the HTTP listener: address, TLS, connection limits
+// (newHTTPServer) and the HTTP server's own stop budget, apart from the
+// workers' WorkersConfig.ShutdownTimeout.
+type HTTPConfig struct {
+	Addr    string
+	TLSCert string // PEM certificate (chain) for HTTPS
+	TLSKey  string // PEM private key for HTTPS
+
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderKiB      int
+	BodyTimeout       time.Duration
+	BodyMinRateKiB    int
+	ShutdownTimeout   time.Duration // --http-shutdown-timeout
+}
+
+func (c *HTTPConfig) register(f *flags) {
+	f.str(&c.Addr, "addr", "127.0.0.1:8080", "HTTP listen address")
+	f.str(&c.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS (TLS 1.2+) instead of HTTP")
+	f.str(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	f.dur(&c.ShutdownTimeout, "http-shutdown-timeout", 10*time.Second, "how long open HTTP requests may finish after SIGTERM before their connections are closed; the workers' --shutdown-timeout starts after it")
+	f.dur(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers")
+	f.dur(&c.IdleTimeout, "idle-timeout", 30*time.Second, "how long an idle keep-alive connection stays open")
+	f.int(&c.MaxHeaderKiB, "max-header-kib", 64, "largest request header block in KiB (431 beyond)")
+	f.dur(&c.BodyTimeout, "body-timeout", 10*time.Second, "time a request body gets on top of --body-min-rate-kib before it is cut off")
+	f.int(&c.BodyMinRateKiB, "body-min-rate-kib", 16, "slowest accepted request body, in KiB/s (after --body-timeout)")
+}
+
+func (c HTTPConfig) validate() error {
+	var errs []error
+	if c.ReadHeaderTimeout <= 0 || c.IdleTimeout <= 0 || c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--read-header-timeout, --idle-timeout, --body-timeout and --http-shutdown-timeout must be positive"))
+	}
+	if c.MaxHeaderKiB < 1 || c.BodyMinRateKiB < 1 {
+		errs = append(errs, errors.New("--max-header-kib and --body-min-rate-kib must be at least 1"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	return errors.Join(errs...)
+}
+
 // newHTTPServer returns an http.Server for h with cfg's connection limits:
 // headers within ReadHeaderTimeout and MaxHeaderKiB, bodies at
 // BodyMinRateKiB or faster after BodyTimeout, idle keep-alive connections
 // closed after IdleTimeout. No write timeout: event streams stay open.
-func newHTTPServer(h http.Handler, cfg Config) *http.Server {
+func newHTTPServer(h http.Handler, cfg HTTPConfig) *http.Server {
 	return &http.Server{
 		Handler:           minBodyRate(h, cfg.BodyTimeout, int64(cfg.BodyMinRateKiB)<<10),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderKiB << 10,
 	}
+}
+
+// httpComponent serves srv on ln, over TLS (1.2 and up) when cfg has a
+// certificate, until it stops: no new requests; requests still open after
+// cfg.ShutdownTimeout have their connections closed. The workers, stopped
+// after it, have a budget of their own, so a slow client never eats theirs.
+func httpComponent(name string, srv *http.Server, ln net.Listener, cfg HTTPConfig) component {
+	return component{
+		name: name,
+		run: func(context.Context) error {
+			var err error
+			if cfg.TLSCert == "" {
+				err = srv.Serve(ln)
+			} else {
+				srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+				err = srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return err
+		},
+		stop: func(ctx context.Context) error {
+			if err := srv.Shutdown(ctx); err != nil {
+				return errors.Join(fmt.Errorf("closing the connections still open: %w", err), srv.Close())
+			}
+			return nil
+		},
+		budget: cfg.ShutdownTimeout,
+	}
+}
+
+// listen listens on cfg.Addr.
+func listen(cfg HTTPConfig) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	return ln, nil
 }
 
 // minBodyRate holds every request body to a minimum transfer rate: the
@@ -68,28 +151,4 @@ func (b *rateBody) Read(p []byte) (int, error) {
 		b.extend()
 	}
 	return n, err
-}
-
-// shutdown stops in order, each step with its own budget, so that a slow
-// client can never use up the workers' time: first the HTTP server (no new
-// requests or jobs; connections still open after HTTPShutdownTimeout are
-// closed), then the workers (stopWorkers gets ShutdownTimeout to let jobs
-// finish or hand them back). Either may be nil.
-func shutdown(log *slog.Logger, srv *http.Server, cfg Config, stopWorkers func(context.Context)) {
-	if srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.HTTPShutdownTimeout)
-		err := srv.Shutdown(ctx)
-		cancel()
-		if err != nil {
-			log.Warn("http shutdown: closing the connections still open", "err", err)
-			if err := srv.Close(); err != nil {
-				log.Warn("http close", "err", err)
-			}
-		}
-	}
-	if stopWorkers != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-		defer cancel()
-		stopWorkers(ctx)
-	}
 }

@@ -21,15 +21,14 @@ import (
 
 // shortLimits are the HTTP limits of these tests: short, so that a cut-off
 // comes quickly; no test asserts how quickly.
-func shortLimits() Config {
-	return Config{
-		ReadHeaderTimeout:   200 * time.Millisecond,
-		IdleTimeout:         200 * time.Millisecond,
-		MaxHeaderKiB:        4,
-		BodyTimeout:         200 * time.Millisecond,
-		BodyMinRateKiB:      1,
-		HTTPShutdownTimeout: 100 * time.Millisecond,
-		ShutdownTimeout:     time.Hour,
+func shortLimits() HTTPConfig {
+	return HTTPConfig{
+		ReadHeaderTimeout: 200 * time.Millisecond,
+		IdleTimeout:       200 * time.Millisecond,
+		MaxHeaderKiB:      4,
+		BodyTimeout:       200 * time.Millisecond,
+		BodyMinRateKiB:    1,
+		ShutdownTimeout:   100 * time.Millisecond,
 	}
 }
 
@@ -69,7 +68,7 @@ func within[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 // serveHTTPTest serves h with cfg's limits on a loopback port.
-func serveHTTPTest(t *testing.T, h http.Handler, cfg Config) (*http.Server, string) {
+func serveHTTPTest(t *testing.T, h http.Handler, cfg HTTPConfig) (*http.Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -191,31 +190,40 @@ func TestOversizedHeadersAreRefused(t *testing.T) {
 }
 
 // A client stuck sending a body holds the HTTP stop for its own budget
-// only: the workers still get a fresh, whole budget of their own.
+// only: the workers, started before the HTTP server and so stopped after
+// it, still get a fresh, whole budget of their own.
 func TestShutdownBudgetsAreSeparate(t *testing.T) {
 	t.Parallel()
 	cfg := shortLimits()
 	cfg.BodyTimeout = time.Hour // the client is stuck, not cut off by rate
 	h := newBodyReader()
-	srv, addr := serveHTTPTest(t, h, cfg)
-	c := dial(t, addr)
-	_, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: apiary\r\nContent-Length: 100\r\n\r\nhalf")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	within(t, h.started, "the handler starting")
 
 	type budget struct {
 		err  error
 		left time.Duration
 	}
+	const workersBudget = time.Hour
 	workers := make(chan budget, 1)
-	done := make(chan struct{})
 	logs := &testutil.Buffer{}
+	lc := newLifecycle(slog.New(slog.NewTextHandler(logs, nil)))
+	lc.start(t.Context(), component{name: "workers", budget: workersBudget, stop: func(ctx context.Context) error {
+		d, _ := ctx.Deadline()
+		workers <- budget{ctx.Err(), time.Until(d)}
+		return nil
+	}})
+	lc.start(t.Context(), httpComponent("http server", newHTTPServer(h, cfg), ln, cfg))
+
+	c := dial(t, ln.Addr().String())
+	_, err = io.WriteString(c, "POST / HTTP/1.1\r\nHost: apiary\r\nContent-Length: 100\r\n\r\nhalf")
+	require.NoError(t, err)
+	within(t, h.started, "the handler starting")
+
+	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		shutdown(slog.New(slog.NewTextHandler(logs, nil)), srv, cfg, func(ctx context.Context) {
-			d, _ := ctx.Deadline()
-			workers <- budget{ctx.Err(), time.Until(d)}
-		})
+		lc.stopAll()
 	}()
 	select {
 	case <-done:
@@ -224,7 +232,7 @@ func TestShutdownBudgetsAreSeparate(t *testing.T) {
 	}
 	b := <-workers
 	require.NoError(t, b.err, "the workers' budget was not used up by the HTTP stop")
-	require.Greater(t, b.left, cfg.ShutdownTimeout/2, "the workers get their own budget")
+	require.Greater(t, b.left, workersBudget/2, "the workers get their own budget")
 	require.Contains(t, logs.String(), "closing the connections still open")
 	requireClosedByServer(t, c)
 	require.Error(t, within(t, h.results, "the stuck request ending"), "the stuck request ended")

@@ -62,13 +62,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case roleServe, roleAPI, roleWorker:
 		var cfg Config
-		fs := flagSet(args[0], &cfg)
+		fs, envErr := flagSet(args[0], &cfg)
 		fs.SetOutput(stderr)
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		if err := cfg.Validate(args[0]); err != nil {
-			return fmt.Errorf("configuration:\n%w", err)
+		if err := checkConfig(envErr, &cfg, args[0]); err != nil {
+			return err
 		}
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // and prints it once: the way back for an operator who lost theirs.
 func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg Config
-	fs := flagSet("token", &cfg)
+	fs, envErr := flagSet("token", &cfg)
 	fs.SetOutput(stderr)
 	operator := fs.Bool("operator", false, "mint a new operator token in the installation at --data-dir (with apiary serve stopped) or --nats-url, and print it once")
 	name := fs.String("name", "operator", "name of the new operator token")
@@ -110,10 +110,10 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stdout, tok)
 		return nil
 	}
-	if err := cfg.Validate(roleServe); err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
+	if err := checkConfig(envErr, &cfg, roleServe); err != nil {
+		return err
 	}
-	a := &app{cfg: cfg, log: newLogger(cfg.LogLevel, stderr)}
+	a := bareApp(cfg, newLogger(cfg.LogLevel, stderr))
 	defer a.Close()
 	if err := a.openRecords(ctx); err != nil {
 		return err

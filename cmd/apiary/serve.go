@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
 	"github.com/apiaryhq/apiary/api"
-	"github.com/apiaryhq/apiary/workers"
 )
 
 // Roles of a process.
@@ -22,9 +19,11 @@ const (
 	roleWorker = "worker" // workers and webhook dispatch only
 )
 
-// run runs the parts of Apiary that role names until ctx ends, then stops in
-// order: HTTP first (no new jobs), then workers (finish or hand back), then
-// the engines.
+// runRole runs the parts of Apiary that role names until ctx ends, then
+// stops them in reverse order of starting: HTTP first (no new jobs), then
+// the workers (finish or hand back), the webhook dispatcher and the sweeper,
+// then the engines. The HTTP server and the workers each stop within their
+// own budget.
 func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) error {
 	log := newLogger(cfg.LogLevel, stderr).With("role", role)
 	a, err := newApp(ctx, cfg, log)
@@ -33,85 +32,83 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 	}
 	defer a.Close()
 
-	var (
-		httpSrv *http.Server
-		pool    *workers.Pool
-		errs    = make(chan error, 4)
-	)
-	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRun()
-
-	if role != roleWorker {
-		if httpSrv, err = startHTTP(ctx, a, stderr, errs); err != nil {
-			return err
+	// Receivers start before senders, so they stop after them.
+	if role != roleAPI {
+		parts := []func() (component, error){
+			func() (component, error) { return a.sweeperComponent(), nil },
+			a.webhookComponent,
+			a.poolComponent,
 		}
-	} else if httpSrv, err = startHealth(a, errs); err != nil {
+		for _, part := range parts {
+			c, err := part()
+			if err != nil {
+				return err
+			}
+			a.lc.start(ctx, c)
+		}
+		log.Info("workers started", append([]any{"workers", cfg.Workers.Count, "allow_private_webhooks", cfg.Webhooks.AllowPrivate}, cfg.engines()...)...)
+	}
+	serve := a.apiComponent
+	if role == roleWorker {
+		serve = a.healthComponent
+	}
+	c, err := serve(ctx, stderr)
+	if err != nil {
 		return err
 	}
-	var poolDone chan struct{}
-	if role != roleAPI {
-		if pool, err = a.newPool(log); err != nil {
-			return err
-		}
-		poolDone = make(chan struct{})
-		go func() {
-			defer close(poolDone)
-			if err := pool.Run(runCtx); err != nil {
-				errs <- fmt.Errorf("worker pool: %w", err)
-			}
-		}()
-		sweeperDone := make(chan struct{})
-		go func() {
-			defer close(sweeperDone)
-			workers.NewSweeper(workers.SweeperConfig{Logger: log}, a.recs, a.queue).Run(runCtx)
-		}()
-		defer func() { cancelRun(); <-sweeperDone }()
-		defer startWebhooks(runCtx, a, log, errs)()
-		log.Info("workers started", "workers", cfg.Workers, "queue", cfg.Queue, "vectors", cfg.Vectors, "keys", cfg.Keys)
-	}
+	a.lc.start(ctx, c)
 
 	select {
 	case <-ctx.Done():
 		log.Info("stopping: no new requests or jobs; in-flight jobs may finish",
-			"http_timeout", cfg.HTTPShutdownTimeout, "timeout", cfg.ShutdownTimeout)
-	case err := <-errs:
+			"http_timeout", cfg.HTTP.ShutdownTimeout, "timeout", cfg.Workers.ShutdownTimeout)
+	case err := <-a.lc.failed:
 		return err
 	}
-	// Senders stop before receivers: first the API (no new jobs), then workers.
-	var stopWorkers func(context.Context)
-	if pool != nil {
-		stopWorkers = func(stopCtx context.Context) {
-			if err := pool.Stop(stopCtx); err != nil {
-				log.Warn("workers handed back unfinished jobs", "err", err)
-			}
-			cancelRun()
-			<-poolDone
-		}
-	}
-	shutdown(log, httpSrv, cfg, stopWorkers)
+	a.Close()
 	log.Info("stopped")
 	return nil
 }
 
-// startHTTP bootstraps the first account if there is none, then serves the
-// API until Shutdown.
-func startHTTP(ctx context.Context, a *app, stderr io.Writer, errs chan<- error) (*http.Server, error) {
-	issued, created, err := api.Bootstrap(ctx, a.recs, a.keys, string(a.cfg.BootstrapToken))
+// apiComponent bootstraps the first account if there is none, and serves
+// the API on --addr.
+func (a *app) apiComponent(ctx context.Context, stderr io.Writer) (component, error) {
+	issued, created, err := api.Bootstrap(ctx, a.recs, a.keys, string(a.cfg.API.BootstrapToken))
 	if err != nil {
-		return nil, err
+		return component{}, err
 	}
-	if created && a.cfg.BootstrapToken == "" {
+	if created && a.cfg.API.BootstrapToken == "" {
 		// Printed once, to stderr, on the first start only.
 		fmt.Fprintf(stderr, "admin token: %s\n", issued)
 	}
-	srv, err := api.New(api.Config{
-		BodyLimit:    int64(a.cfg.BodyLimitMiB) << 20,
-		MaxDocuments: a.cfg.MaxDocuments,
-		RateLimit:    a.cfg.RateLimit,
-		RateBurst:    a.cfg.RateBurst,
+	srv, err := a.newAPI()
+	if err != nil {
+		return component{}, err
+	}
+	ln, err := listen(a.cfg.HTTP)
+	if err != nil {
+		return component{}, err
+	}
+	httpSrv := newHTTPServer(srv.Handler(), a.cfg.HTTP)
+	httpSrv.RegisterOnShutdown(srv.StopStreams) // open event streams end at once
+	a.log.Info("apiary serving", "addr", ln.Addr().String(), "tls", a.cfg.HTTP.TLSCert != "", "data_dir", a.cfg.DataDir)
+	return httpComponent("http server", httpSrv, ln, a.cfg.HTTP), nil
+}
+
+// newAPI returns the API over the app's engines.
+func (a *app) newAPI() (*api.Server, error) {
+	cfg := a.cfg.API
+	return api.New(api.Config{
+		BodyLimit:    int64(cfg.BodyLimitMiB) << 20,
+		MaxDocuments: cfg.MaxDocuments,
+		RateLimit:    cfg.RateLimit,
+		RateBurst:    cfg.RateBurst,
 		Logger:       a.log,
 
-		AllowPrivateWebhooks: a.cfg.AllowPrivateWebhooks,
+		AccountRateLimit: cfg.AccountRate,
+		AccountRateBurst: cfg.AccountBurst,
+
+		AllowPrivateWebhooks: a.cfg.Webhooks.AllowPrivate,
 	}, api.Deps{
 		Records: a.recs,
 		Queue:   a.queue,
@@ -121,37 +118,11 @@ func startHTTP(ctx context.Context, a *app, stderr io.Writer, errs chan<- error)
 		Keys:    a.keys,
 		Ready:   a.ready,
 	})
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", a.cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
-	}
-	httpSrv := newHTTPServer(srv.Handler(), a.cfg)
-	httpSrv.RegisterOnShutdown(srv.StopStreams) // open event streams end at once
-	a.log.Info("apiary serving", "addr", ln.Addr().String(), "tls", a.cfg.TLSCert != "", "data_dir", a.cfg.DataDir)
-	go func() {
-		if err := serveHTTP(httpSrv, ln, a.cfg); err != nil && err != http.ErrServerClosed {
-			errs <- fmt.Errorf("http server: %w", err)
-		}
-	}()
-	return httpSrv, nil
 }
 
-// serveHTTP serves srv on ln, over TLS (1.2 and up) when a certificate is
-// configured.
-func serveHTTP(srv *http.Server, ln net.Listener, cfg Config) error {
-	if cfg.TLSCert == "" {
-		return srv.Serve(ln)
-	}
-	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	return srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
-}
-
-// startHealth serves only /healthz and /readyz on --addr, for a worker's
-// container health checks; a worker has no API.
-func startHealth(a *app, errs chan<- error) (*http.Server, error) {
+// healthComponent serves only /healthz and /readyz on --addr, for a
+// worker's container health checks; a worker has no API.
+func (a *app) healthComponent(context.Context, io.Writer) (component, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -166,17 +137,13 @@ func startHealth(a *app, errs chan<- error) (*http.Server, error) {
 		}
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
-	ln, err := net.Listen("tcp", a.cfg.Addr)
+	ln, err := listen(a.cfg.HTTP)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+		return component{}, err
 	}
-	srv := newHTTPServer(mux, a.cfg)
-	go func() {
-		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-			errs <- fmt.Errorf("health server: %w", err)
-		}
-	}()
-	return srv, nil
+	health := a.cfg.HTTP
+	health.TLSCert, health.TLSKey = "", "" // plain HTTP: the container's health check calls it
+	return httpComponent("health server", newHTTPServer(mux, a.cfg.HTTP), ln, health), nil
 }
 
 // healthcheck GETs url and succeeds on 200: the container health check of

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/apiaryhq/apiary/storage"
+	localvec "github.com/apiaryhq/apiary/storage/local"
+	"github.com/apiaryhq/apiary/storage/milvus"
+)
+
+// VectorsConfig chooses the vector store (--vectors, an entry of
+// vectorStores).
+type VectorsConfig struct {
+	Name             string
+	MilvusAddr       string
+	MilvusCollection string
+}
+
+func (c *VectorsConfig) register(f *flags) {
+	choice(f, &c.Name, "vectors", vectorStores, "vector store")
+	f.str(&c.MilvusAddr, "milvus-addr", "", "Milvus address HOST:PORT")
+	f.str(&c.MilvusCollection, "milvus-collection", "apiary_chunks", "Milvus collection")
+}
+
+// vectorStores are the vector stores --vectors names. Each is opened for
+// the embedder's dimension (a.emb) and closed after the workers stop.
+var vectorStores = table[storage.VectorStore]{
+	{
+		name:  "local",
+		about: "in the data dir",
+		check: func(_ *Config, role string) error {
+			if role != roleServe {
+				return fmt.Errorf("apiary %s: the local vector store belongs to one process; use --vectors milvus (or apiary serve)", role)
+			}
+			return nil
+		},
+		open: func(_ context.Context, a *app) (storage.VectorStore, error) {
+			return localvec.Open(filepath.Join(a.cfg.DataDir, "vectors"), localvec.Options{Logger: a.log})
+		},
+	},
+	{
+		name: "milvus",
+		check: func(cfg *Config, _ string) error {
+			if cfg.Vectors.MilvusAddr == "" {
+				return errors.New("--vectors milvus needs --milvus-addr HOST:PORT")
+			}
+			return nil
+		},
+		open: func(ctx context.Context, a *app) (storage.VectorStore, error) {
+			return milvus.Open(ctx, milvus.Config{Addr: a.cfg.Vectors.MilvusAddr, Collection: a.cfg.Vectors.MilvusCollection, Dim: a.emb.Dim()})
+		},
+	},
+}
