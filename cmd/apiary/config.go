@@ -29,6 +29,8 @@ type Config struct {
 	EmbedDim        int
 	RateLimit       float64
 	RateBurst       int
+	AccountRate     float64
+	AccountBurst    int
 
 	// Engines: embedded by default, distributed when set.
 	NATSURL          string // external NATS (cluster); empty: embedded server in the data dir
@@ -116,6 +118,8 @@ func flagSet(name string, cfg *Config) *flag.FlagSet {
 	fs.BoolVar(&cfg.AllowPrivateWebhooks, "allow-private-webhooks", envBool("allow-private-webhooks"), "let webhooks call private and loopback addresses (self-hosted installs, tests) ("+envName("allow-private-webhooks")+")")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", envFloat("rate-limit", 50), "requests per second per token ("+envName("rate-limit")+")")
 	integer(&cfg.RateBurst, "rate-burst", 100, "burst of requests per token")
+	fs.Float64Var(&cfg.AccountRate, "account-rate-limit", envFloat("account-rate-limit", 200), "cost units per second per account, shared by its tokens ("+envName("account-rate-limit")+")")
+	integer(&cfg.AccountBurst, "account-rate-burst", 400, "burst of cost units per account")
 	cfg.RootKey = secret(os.Getenv("APIARY_ROOT_KEY"))
 	cfg.BootstrapToken = secret(os.Getenv("APIARY_BOOTSTRAP_TOKEN"))
 	return fs
@@ -190,6 +194,9 @@ func (c *Config) Validate(role string) error {
 	}
 	if c.RateLimit <= 0 || c.RateBurst < 1 {
 		errs = append(errs, errors.New("--rate-limit must be positive and --rate-burst at least 1"))
+	}
+	if c.AccountRate <= 0 || c.AccountBurst < 1 {
+		errs = append(errs, errors.New("--account-rate-limit must be positive and --account-rate-burst at least 1"))
 	}
 	if c.Queue != "jetstream" && c.Queue != "sqs" {
 		errs = append(errs, fmt.Errorf("--queue %q: use jetstream or sqs", c.Queue))

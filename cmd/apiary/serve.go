@@ -113,6 +113,9 @@ func startHTTP(ctx context.Context, a *app, stderr io.Writer, errs chan<- error)
 		RateBurst:    a.cfg.RateBurst,
 		Logger:       a.log,
 
+		AccountRateLimit: a.cfg.AccountRate,
+		AccountRateBurst: a.cfg.AccountBurst,
+
 		AllowPrivateWebhooks: a.cfg.AllowPrivateWebhooks,
 	}, api.Deps{
 		Records: a.recs,
