@@ -78,7 +78,7 @@ func TestDistributedKillWorker(t *testing.T) {
 		"--queue", "sqs", "--sqs-queue", "apiary-e2e-" + suffix, "--sqs-endpoint", sqsEndpoint,
 		"--keys", "awskms", "--kms-endpoint", kmsEndpoint,
 		"--vectors", "milvus", "--milvus-addr", milvusAddr, "--milvus-collection", collection,
-		"--lease", "5s", "--rate-limit", "10000", "--rate-burst", "10000", "--workers", "2",
+		"--lease", "5s", "--rate-limit", "10000", "--rate-burst", "10000", "--account-rate-limit", "100000", "--account-rate-burst", "100000", "--workers", "2",
 	}
 	token, err := api.NewToken()
 	require.NoError(t, err)

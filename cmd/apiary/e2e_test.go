@@ -348,7 +348,7 @@ func TestServeSurvivesKill9(t *testing.T) {
 	require.NoError(t, err)
 	dataDir := t.TempDir()
 	// One job at a time, slow enough per document that we can kill it mid-way.
-	flags := []string{"--workers", "1", "--lease", "3s", "--chunk-size", "64", "--chunk-overlap", "8", "--rate-limit", "10000", "--rate-burst", "10000"}
+	flags := []string{"--workers", "1", "--lease", "3s", "--chunk-size", "64", "--chunk-overlap", "8", "--rate-limit", "10000", "--rate-burst", "10000", "--account-rate-limit", "100000", "--account-rate-burst", "100000"}
 	s := startServer(t, dataDir, token, flags...)
 
 	const n = 200
