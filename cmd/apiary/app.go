@@ -70,7 +70,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.blobs, err = natskv.NewBlobs(ctx, a.js, "stage", a.kvConfig()); err != nil {
 		return nil, err
 	}
-	if a.bus, err = natsbus.New(ctx, natsbus.Config{Conn: a.nc, Replicas: cfg.NATS.Replicas}); err != nil {
+	if a.bus, err = natsbus.New(ctx, natsbus.Config{Conn: a.nc, Replicas: cfg.NATS.Replicas, MaxAge: cfg.NATS.EventsMaxAge, MaxBytes: int64(cfg.NATS.EventsMaxMiB) << 20}); err != nil {
 		return nil, err
 	}
 	if a.keys, err = keyProviders.open(ctx, a, cfg.Keys.Name); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -26,6 +27,9 @@ type NATSConfig struct {
 	Cert     string // client certificate for NATS mTLS
 	Key      string // client key for NATS mTLS
 	Replicas int    // replicas of streams and buckets
+
+	EventsMaxAge time.Duration // how long job events are kept for replay
+	EventsMaxMiB int           // the event stream's size bound; the oldest go first
 }
 
 func (c *NATSConfig) register(f *flags) {
@@ -35,12 +39,17 @@ func (c *NATSConfig) register(f *flags) {
 	f.str(&c.Cert, "nats-cert", "", "client certificate (PEM) for NATS mutual TLS")
 	f.str(&c.Key, "nats-key", "", "client key (PEM) for NATS mutual TLS")
 	f.int(&c.Replicas, "nats-replicas", 1, "replicas of every stream and bucket (3 on a three-node cluster)")
+	f.dur(&c.EventsMaxAge, "events-max-age", 7*24*time.Hour, "how long job events are kept for replay (GET /v1/events, SSE resume, webhooks catching up)")
+	f.int(&c.EventsMaxMiB, "events-max-mib", 1024, "size bound of the event stream in MiB; past it the oldest events go first")
 }
 
 func (c NATSConfig) validate(role string) error {
 	var errs []error
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, errors.New("--nats-replicas must be 1 to 5"))
+	}
+	if c.EventsMaxAge < time.Minute || c.EventsMaxMiB < 1 {
+		errs = append(errs, errors.New("--events-max-age must be at least 1m and --events-max-mib at least 1"))
 	}
 	if (c.Cert == "") != (c.Key == "") {
 		errs = append(errs, errors.New("--nats-cert and --nats-key go together"))
