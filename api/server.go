@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
 // Server is the HTTP API. Safe for concurrent use.
@@ -22,6 +23,7 @@ type Server struct {
 	e       *echo.Echo
 	limiter *limiterMap
 	streams streamSet // open event streams; its zero value is ready
+	jobs    *jobs.Service
 }
 
 // New builds the API over deps.
@@ -35,6 +37,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps:    deps,
 		log:     cfg.Logger,
 		limiter: newLimiterMap(cfg.RateLimit, cfg.RateBurst, maxLimiters),
+		jobs:    jobs.New(jobs.Config{Logger: cfg.Logger}, deps.Records, deps.Queue, deps.Events, deps.Stager),
 	}
 	e := echo.New()
 	e.HideBanner = true

@@ -29,6 +29,7 @@ import (
 	"github.com/apiaryhq/apiary/storage/records"
 	"github.com/apiaryhq/apiary/workers"
 	"github.com/apiaryhq/apiary/workers/events/natsbus"
+	"github.com/apiaryhq/apiary/workers/jobs"
 	"github.com/apiaryhq/apiary/workers/queue"
 	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
 	sqsqueue "github.com/apiaryhq/apiary/workers/queue/sqs"
@@ -215,10 +216,19 @@ func (a *app) openVectors(ctx context.Context, dim int) (storage.VectorStore, er
 	return vs, nil
 }
 
-// newPool returns the ingestion worker pool over the app's queue.
+// jobService returns the job lifecycle over the app's records, queue, bus
+// and stage.
+func (a *app) jobService(log *slog.Logger) *jobs.Service {
+	return jobs.New(jobs.Config{Lease: a.cfg.Lease, Logger: log}, a.recs, a.queue, a.bus, a.stager)
+}
+
+// newPool returns the worker pool over the app's queue: a mux of the job
+// kinds and their handlers.
 func (a *app) newPool(log *slog.Logger) (*workers.Pool, error) {
-	handler := workers.NewIngestHandler(workers.IngestConfig{Lease: a.cfg.Lease, Logger: log}, a.recs, a.stager, a.pipe, a.bus)
-	return workers.NewPool(a.queue, handler, workers.PoolConfig{
+	handler := workers.NewIngestHandler(workers.IngestConfig{}, a.jobService(log), a.stager, a.pipe)
+	mux := workers.NewMux()
+	mux.Register(apiary.JobKindIngest, handler)
+	return workers.NewPool(a.queue, mux, workers.PoolConfig{
 		Concurrency: a.cfg.Workers,
 		MaxAttempts: a.cfg.MaxAttempts,
 		OnGiveUp:    handler.GiveUp,

@@ -63,7 +63,7 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 		sweeperDone := make(chan struct{})
 		go func() {
 			defer close(sweeperDone)
-			workers.NewSweeper(workers.SweeperConfig{Logger: log}, a.recs, a.queue).Run(runCtx)
+			workers.NewSweeper(workers.SweeperConfig{Logger: log}, a.jobService(log)).Run(runCtx)
 		}()
 		defer func() { cancelRun(); <-sweeperDone }()
 		defer startWebhooks(runCtx, a, log, errs)()
