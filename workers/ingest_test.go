@@ -273,12 +273,16 @@ func TestIngestHandler(t *testing.T) {
 	})
 }
 
-// TestPoolRunsIngestJobs runs jobs through the real queue and pool.
+// TestPoolRunsIngestJobs runs jobs through the real queue and pool, and a
+// mux of job kinds as the composition root wires it: messages from before
+// kinds run as ingest jobs too.
 func TestPoolRunsIngestJobs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t)
-	pool, err := workers.NewPool(e.q, e.handler, workers.PoolConfig{Concurrency: 2, MaxAttempts: 3, OnGiveUp: e.handler.GiveUp})
+	mux := workers.NewMux()
+	mux.Register(apiary.JobKindIngest, e.handler)
+	pool, err := workers.NewPool(e.q, mux, workers.PoolConfig{Concurrency: 2, MaxAttempts: 3, OnGiveUp: e.handler.GiveUp})
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -294,7 +298,11 @@ func TestPoolRunsIngestJobs(t *testing.T) {
 	var jobs []apiary.Job
 	for i := range 4 {
 		j := e.submit(t, doc(fmt.Sprintf("p%d", i), "pollen and nectar"))
-		require.NoError(t, e.q.Enqueue(ctx, apiary.JobMessage{Account: j.Account, Job: j.ID}))
+		msg := j.Message()
+		if i%2 == 0 {
+			msg.Kind = apiary.JobKindIngest
+		}
+		require.NoError(t, e.q.Enqueue(ctx, msg))
 		jobs = append(jobs, j)
 	}
 	for _, j := range jobs {
