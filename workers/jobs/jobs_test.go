@@ -78,6 +78,19 @@ func (w *world) submit(t *testing.T, key, hash string) (apiary.Job, bool, error)
 	})
 }
 
+// started submits a job and starts its first run; the run is released
+// when the test ends.
+func (w *world) started(t *testing.T) (apiary.Job, *jobs.Run, context.Context) {
+	t.Helper()
+	job, _, err := w.submit(t, "", "")
+	require.NoError(t, err)
+	run, ctx, err := w.svc.Start(t.Context(), "acme", job.ID, 1)
+	require.NoError(t, err)
+	require.NotNil(t, run)
+	t.Cleanup(run.Release)
+	return job, run, ctx
+}
+
 func (w *world) job(t *testing.T, id apiary.JobID) apiary.Job {
 	t.Helper()
 	j, err := w.recs.Job(t.Context(), "acme", id)
@@ -252,17 +265,12 @@ func TestRun(t *testing.T) {
 func TestRunOutcomesStandAcrossRuns(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, jobs.Config{ProgressEvery: time.Nanosecond})
-	ctx := t.Context()
-	job, _, err := w.submit(t, "", "")
-	require.NoError(t, err)
-
-	first, runCtx, err := w.svc.Start(ctx, "acme", job.ID, 1)
-	require.NoError(t, err)
-	_, err = first.Record(runCtx, apiary.DocumentOutcome{Document: "a", Chunks: 4})
+	job, first, runCtx := w.started(t)
+	_, err := first.Record(runCtx, apiary.DocumentOutcome{Document: "a", Chunks: 4})
 	require.NoError(t, err)
 	first.Release() // a retry: the run hands the job back
 
-	second, runCtx, err := w.svc.Start(ctx, "acme", job.ID, 2)
+	second, runCtx, err := w.svc.Start(t.Context(), "acme", job.ID, 2)
 	require.NoError(t, err)
 	defer second.Release()
 	require.True(t, second.Done("a"))
@@ -282,13 +290,8 @@ func TestRunOutcomesStandAcrossRuns(t *testing.T) {
 func TestRunStopsOnCancel(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, jobs.Config{ProgressEvery: time.Nanosecond})
-	ctx := t.Context()
-	job, _, err := w.submit(t, "", "")
-	require.NoError(t, err)
-	run, runCtx, err := w.svc.Start(ctx, "acme", job.ID, 1)
-	require.NoError(t, err)
-	defer run.Release()
-	_, err = w.svc.Cancel(ctx, "acme", job.ID)
+	job, run, runCtx := w.started(t)
+	_, err := w.svc.Cancel(t.Context(), "acme", job.ID)
 	require.NoError(t, err)
 	canceled, err := run.Record(runCtx, apiary.DocumentOutcome{Document: "a", Chunks: 1})
 	require.NoError(t, err)
@@ -305,11 +308,8 @@ func TestGiveUp(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, jobs.Config{})
 	ctx := t.Context()
-	job, _, err := w.submit(t, "", "")
-	require.NoError(t, err)
-	run, runCtx, err := w.svc.Start(ctx, "acme", job.ID, 1)
-	require.NoError(t, err)
-	_, err = run.Record(runCtx, apiary.DocumentOutcome{Document: "a", Chunks: 1})
+	job, run, runCtx := w.started(t)
+	_, err := run.Record(runCtx, apiary.DocumentOutcome{Document: "a", Chunks: 1})
 	require.NoError(t, err)
 
 	w.svc.GiveUp(ctx, "acme", job.ID, 9, errors.New("a duplicate delivery's error"))

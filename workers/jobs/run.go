@@ -23,6 +23,7 @@ type Run struct {
 	owner string
 	done  map[apiary.DocumentID]bool
 	stop  func() // ends the lease renewals and releases the lease
+	once  sync.Once
 
 	mu           sync.Mutex // guards tally and lastProgress
 	tally        apiary.Tally
@@ -152,8 +153,9 @@ func (r *Run) hold(ctx context.Context) context.Context {
 
 // Release ends the run: the lease renewals stop and the lease is let go,
 // so that the job's next run, if it needs one, starts at once and is not
-// counted as interrupted. It runs even when the run's context is canceled.
-func (r *Run) Release() { r.stop() }
+// counted as interrupted. It runs even when the run's context is canceled;
+// calls after the first do nothing.
+func (r *Run) Release() { r.once.Do(r.stop) }
 
 // Record stores how one document of the job ended; an outcome an earlier
 // run stored stands. At most every ProgressEvery it also writes the counts
