@@ -66,6 +66,7 @@ var roles = map[string]role{
 	"pipeline/extract": roleApp,
 	"storage/records":  roleApp,
 	"workers":          roleApp,
+	"workers/jobs":     roleApp,
 	"workers/webhook":  roleApp,
 
 	"internal/natserr":    roleInternal,

@@ -125,8 +125,11 @@ func (t *Tally) Add(o DocumentOutcome) {
 type Job struct {
 	ID      JobID     `json:"id"`
 	Account AccountID `json:"account_id"`
-	Status  JobStatus `json:"status"`
-	Counts  Counts    `json:"counts"`
+	// Kind is what the job does; empty in records from before kinds
+	// (JobKindIngest).
+	Kind   JobKind   `json:"kind,omitempty"`
+	Status JobStatus `json:"status"`
+	Counts Counts    `json:"counts"`
 	// Errors is a sample of the documents that failed, each with its
 	// reason: at most MaxErrorSample; Counts.DocumentsFailed is the total.
 	Errors []DocumentError `json:"errors"`
@@ -171,16 +174,25 @@ const MaxInterrupted = 2
 // ReasonInterrupted is the Error of a job given up after MaxInterrupted.
 const ReasonInterrupted = "the worker stopped twice while running this job"
 
+// Transitions. Each one changes the record in memory only and reports
+// whether it changed anything, so that a caller writing the record (the job
+// service, workers/jobs) skips a write that would change nothing.
+
+// Leased reports whether a run holds the job's lease at now.
+func (j *Job) Leased(now time.Time) bool {
+	return j.Owner != "" && j.LeaseUntil != nil && j.LeaseUntil.After(now)
+}
+
 // Start hands the job to run owner until now+lease, unless another run
 // holds an unexpired lease: then it returns false and that lease's end. A
 // lease of another run that ran out without being released is a run that
 // ended with its process: Start counts it in Interrupted. It reports
 // whether the job went from queued to running.
 func (j *Job) Start(owner string, now time.Time, lease time.Duration, attempt int) (started, ok bool, busyUntil time.Time) {
+	if j.Leased(now) {
+		return false, false, *j.LeaseUntil
+	}
 	if j.Owner != "" && j.LeaseUntil != nil {
-		if j.LeaseUntil.After(now) {
-			return false, false, *j.LeaseUntil
-		}
 		j.Interrupted++
 	}
 	started = j.Status == JobQueued
@@ -195,9 +207,34 @@ func (j *Job) Start(owner string, now time.Time, lease time.Duration, attempt in
 	return started, true, time.Time{}
 }
 
-// Release lets go of the job's lease, so that its next run starts at once
-// and is not counted as interrupted.
-func (j *Job) Release() { j.Owner, j.LeaseUntil = "", nil }
+// Renew extends owner's lease to now+lease; a final job's lease is released
+// instead, since nothing runs it any more. It returns false, changing
+// nothing, when owner no longer holds the job (another run took it over).
+func (j *Job) Renew(owner string, now time.Time, lease time.Duration) bool {
+	if j.Owner != owner {
+		return false
+	}
+	if j.Status.Final() {
+		j.clearLease()
+		return true
+	}
+	until := now.Add(lease)
+	j.LeaseUntil = &until
+	return true
+}
+
+// Release lets go of owner's lease, so that the job's next run starts at
+// once and is not counted as interrupted. It returns false, changing
+// nothing, when owner does not hold the job.
+func (j *Job) Release(owner string) bool {
+	if j.Owner != owner {
+		return false
+	}
+	j.clearLease()
+	return true
+}
+
+func (j *Job) clearLease() { j.Owner, j.LeaseUntil = "", nil }
 
 // SetTally sets the job's counts and error sample from t.
 func (j *Job) SetTally(t Tally) {
@@ -205,11 +242,47 @@ func (j *Job) SetTally(t Tally) {
 	j.Errors = t.Sample
 }
 
-// Fail ends the job as failed with reason.
+// Progress records the document outcomes that t adds up to, unless the job
+// is final or already counts as many outcomes (a later tally got there
+// first).
+func (j *Job) Progress(t Tally, now time.Time) bool {
+	if j.Status.Final() || j.Counts.DocumentsDone+j.Counts.DocumentsFailed >= t.Done+t.Failed {
+		return false
+	}
+	j.SetTally(t)
+	j.UpdatedAt = now
+	return true
+}
+
+// Finish ends a job that is not final yet in status (a final one) with
+// reason, and reports whether it did. The lease stays: the run holding it
+// sees the final status and lets go.
+func (j *Job) Finish(status JobStatus, reason string, now time.Time) bool {
+	if j.Status.Final() || !status.Final() {
+		return false
+	}
+	j.Status, j.Error = status, reason
+	j.UpdatedAt, j.FinishedAt = now, &now
+	return true
+}
+
+// ReasonCanceled is the Error of a job canceled by its owner's request.
+const ReasonCanceled = "canceled by request"
+
+// Cancel ends the job as canceled by request; a job already final cannot
+// be canceled (KindConflict).
+func (j *Job) Cancel(now time.Time) error {
+	if !j.Finish(JobCanceled, ReasonCanceled, now) {
+		return E(KindConflict, "job already %s", j.Status)
+	}
+	return nil
+}
+
+// Fail ends the job as failed with reason and lets go of its lease.
 func (j *Job) Fail(reason string, now time.Time) {
 	j.Status, j.Error = JobFailed, reason
 	j.UpdatedAt, j.FinishedAt = now, &now
-	j.Release()
+	j.clearLease()
 }
 
 // Succeed ends a job whose documents have all run: succeeded, or failed
@@ -223,11 +296,66 @@ func (j *Job) Succeed(now time.Time) {
 	j.UpdatedAt, j.FinishedAt = now, &now
 }
 
+// Complete ends a run that went through all the job's documents: the
+// counts become t, exact, and a job not final yet succeeds (Succeed). A
+// job canceled meanwhile keeps its status.
+func (j *Job) Complete(t Tally, now time.Time) {
+	j.SetTally(t)
+	if !j.Status.Final() {
+		j.Succeed(now)
+	}
+}
+
+// MarkEnqueued records that the job's message is on the queue. Only a
+// queued job that was not marked yet changes: one that left the queued
+// state needs no sweeping.
+func (j *Job) MarkEnqueued() bool {
+	if j.Enqueued || j.Status != JobQueued {
+		return false
+	}
+	j.Enqueued = true
+	return true
+}
+
+// MarkNotified records that the job's final event went out.
+func (j *Job) MarkNotified() bool {
+	if j.Notified {
+		return false
+	}
+	j.Notified = true
+	return true
+}
+
+// Message is the queue message that runs the job.
+func (j *Job) Message() JobMessage {
+	return JobMessage{Kind: j.Kind, Account: j.Account, Job: j.ID}
+}
+
+// JobKind names what a job does, and so which handler runs it. It is a
+// stable string, stored in job records and queue messages: renaming the
+// code that runs a kind never renames the kind.
+type JobKind string
+
+// JobKindIngest ingests documents (from an upload). A record or message
+// without a kind is of this kind: they predate kinds.
+const JobKindIngest JobKind = "ingest"
+
 // JobMessage is all a queue message carries: identifiers, never document
 // text, never a credential.
 type JobMessage struct {
+	// Kind says which handler runs the job; empty (a message from before
+	// kinds) means JobKindIngest. Read it through JobKind.
+	Kind    JobKind   `json:"kind,omitempty"`
 	Account AccountID `json:"account"`
 	Job     JobID     `json:"job"`
+}
+
+// JobKind is the message's kind: JobKindIngest when it names none.
+func (m JobMessage) JobKind() JobKind {
+	if m.Kind == "" {
+		return JobKindIngest
+	}
+	return m.Kind
 }
 
 // Document is a document to ingest, as it arrives (from an upload or a

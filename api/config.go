@@ -12,6 +12,7 @@ import (
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/storage/records"
 	"github.com/apiaryhq/apiary/workers/events"
+	"github.com/apiaryhq/apiary/workers/jobs"
 	"github.com/apiaryhq/apiary/workers/queue"
 )
 
@@ -194,13 +195,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Stager keeps an upload's documents, sealed, until a worker takes the job
-// (connectors/upload.Stager).
-type Stager interface {
-	Stage(ctx context.Context, account apiary.AccountID, job apiary.JobID, docs []apiary.Document) error
-	Drop(ctx context.Context, account apiary.AccountID, job apiary.JobID) error
-}
-
 // Searcher answers queries and reads and deletes ingested documents
 // (pipeline.Pipeline).
 type Searcher interface {
@@ -209,14 +203,18 @@ type Searcher interface {
 	Describe(ctx context.Context, rec apiary.DocumentRecord) (pipeline.DocumentInfo, error)
 }
 
-// Deps are the API's collaborators. All are required but Ready.
+// Deps are the API's collaborators. All are required but Ready. The API
+// submits and cancels jobs through a job service (workers/jobs) over
+// Records, Queue, Events and Stager; it writes no job record itself.
 type Deps struct {
 	Records *records.Store
 	Queue   queue.Queue
 	Events  events.Bus
-	Stager  Stager
-	Search  Searcher
-	Keys    encrypt.KeyProvider
+	// Stager keeps an upload's documents, sealed, until a worker takes
+	// the job (connectors/upload.Stager).
+	Stager jobs.Stage
+	Search Searcher
+	Keys   encrypt.KeyProvider
 	// Ready reports whether the process can serve (GET /readyz); nil means
 	// always ready.
 	Ready func(context.Context) error

@@ -17,6 +17,7 @@ import (
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/workers"
+	"github.com/apiaryhq/apiary/workers/jobs"
 	"github.com/apiaryhq/apiary/workers/queue"
 )
 
@@ -230,8 +231,8 @@ func TestJobEventsStreamAWorkersJob(t *testing.T) {
 	require.Equal(t, apiary.JobQueued, queued.view(t).Status)
 
 	// The client is following: the real ingestion handler runs the job now.
-	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, ProgressEvery: time.Nanosecond},
-		e.recs, e.stager, e.pipe, e.bus)
+	svc := jobs.New(jobs.Config{ProgressEvery: time.Nanosecond}, e.recs, e.queue, e.bus, e.stager)
+	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1}, svc, e.stager, e.pipe)
 	d := e.delivery(t)
 	require.Equal(t, job, d.Msg.Job)
 	require.NoError(t, h.Handle(t.Context(), d))

@@ -2,23 +2,20 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime/multipart"
 	"net/http"
-	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/apiaryhq/apiary"
-	"github.com/apiaryhq/apiary/storage/records"
+	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
 // MaxIdempotencyKeyLen is the longest accepted Idempotency-Key header.
@@ -52,8 +49,8 @@ func (s *Server) limits() ingestLimits {
 	return ingestLimits{maxDocuments: s.cfg.MaxDocuments, maxIDLen: s.cfg.MaxDocumentIDLen}
 }
 
-// ingest accepts documents (JSON or multipart files), stages them sealed,
-// records a queued job and enqueues it.
+// ingest accepts documents (JSON or multipart files) and submits them as a
+// job (jobs.Service.Submit: staged sealed, recorded, queued).
 func (s *Server) ingest(c echo.Context) error {
 	key, err := idempotencyKey(c)
 	if err != nil {
@@ -92,74 +89,25 @@ func (s *Server) ingest(c echo.Context) error {
 		return err
 	}
 
-	p := principal(c)
-	ctx := c.Request().Context()
-	now := time.Now().UTC()
-	job := apiary.Job{
-		ID:             apiary.NewJobID(),
-		Account:        p.Account,
-		Status:         apiary.JobQueued,
-		Counts:         apiary.Counts{DocumentsTotal: len(docs)},
-		Errors:         []apiary.DocumentError{},
-		Version:        uint64(time.Now().UnixNano()),
+	sub := jobs.Submission{
+		Account:        principal(c).Account,
+		Kind:           apiary.JobKindIngest,
 		Source:         "upload",
-		IdempotencyKey: key,
+		Documents:      docs,
 		WebhookURL:     hookURL,
-		CreatedAt:      now,
-		UpdatedAt:      now,
+		IdempotencyKey: key,
 	}
 	if key != "" {
-		job.RequestHash = requestHash(c.Request().Header.Get(echo.HeaderContentType), body)
+		sub.RequestHash = requestHash(c.Request().Header.Get(echo.HeaderContentType), body)
 	}
-	if err := s.deps.Stager.Stage(ctx, p.Account, job.ID, docs); err != nil {
-		return fmt.Errorf("api: stage job %s: %w", job.ID, err)
+	job, replayed, err := s.jobs.Submit(c.Request().Context(), sub)
+	if err != nil {
+		return err
 	}
-	if err := s.deps.Records.CreateJob(ctx, job); err != nil {
-		s.dropStage(ctx, job)
-		return fmt.Errorf("api: create job %s: %w", job.ID, err)
+	if replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
-	if key != "" {
-		earlier, err := s.deps.Records.ClaimIdempotencyKey(ctx, p.Account, key, job.RequestHash, job.ID)
-		if err != nil {
-			s.abandon(ctx, job, "request refused: Idempotency-Key reused with a different body")
-			return err
-		}
-		if earlier != job.ID {
-			s.abandon(ctx, job, fmt.Sprintf("duplicate request: Idempotency-Key already used by job %s", earlier))
-			prev, err := s.deps.Records.Job(ctx, p.Account, earlier)
-			if err != nil {
-				return fmt.Errorf("api: earlier job %s of idempotency key: %w", earlier, err)
-			}
-			c.Response().Header().Set("Idempotent-Replayed", "true")
-			return acceptedJob(c, prev)
-		}
-	}
-	if err := s.deps.Queue.Enqueue(ctx, apiary.JobMessage{Account: p.Account, Job: job.ID}); err != nil {
-		s.failUnqueued(ctx, job)
-		return &apiary.Error{
-			Kind:       apiary.KindUnavailable,
-			Msg:        "the job could not be queued; retry later",
-			Err:        err,
-			RetryAfter: defaultUnavailableRetry,
-		}
-	}
-	s.markEnqueued(ctx, job)
-	s.publish(ctx, apiary.EventJobQueued, job)
 	return acceptedJob(c, job)
-}
-
-// markEnqueued records that job's message is on the queue, so that the
-// sweeper leaves it alone. Failing here costs at most one duplicate message,
-// which workers take in their stride.
-func (s *Server) markEnqueued(ctx context.Context, job apiary.Job) {
-	ctx, cancel := cleanupCtx(ctx)
-	defer cancel()
-	if _, err := s.deps.Records.UpdateJob(ctx, job.Account, job.ID, func(j *apiary.Job) error {
-		j.Enqueued = true
-		return nil
-	}); err != nil {
-		s.log.Warn("could not mark job enqueued", "account", string(job.Account), "job_id", string(job.ID), "error", err.Error())
-	}
 }
 
 func acceptedJob(c echo.Context, j apiary.Job) error {
@@ -197,95 +145,6 @@ func idempotencyKey(c echo.Context) (string, error) {
 		}
 	}
 	return key, nil
-}
-
-// cleanupCtx is for writes that must happen even when the request is gone.
-func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-}
-
-func (s *Server) dropStage(ctx context.Context, job apiary.Job) {
-	ctx, cancel := cleanupCtx(ctx)
-	defer cancel()
-	if err := s.deps.Stager.Drop(ctx, job.Account, job.ID); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "could not drop staged documents",
-			slog.String("account", string(job.Account)), slog.String("job_id", string(job.ID)), slog.String("error", err.Error()))
-	}
-}
-
-// abandon undoes a job that will never run: its staged documents go and
-// its record ends canceled with reason.
-func (s *Server) abandon(ctx context.Context, job apiary.Job, reason string) {
-	s.dropStage(ctx, job)
-	s.finish(ctx, job, apiary.JobCanceled, reason)
-}
-
-// failUnqueued marks a job that could not be enqueued as failed.
-func (s *Server) failUnqueued(ctx context.Context, job apiary.Job) {
-	s.dropStage(ctx, job)
-	if job.IdempotencyKey != "" {
-		// The client is told to retry: the same key must get a fresh attempt,
-		// not this failed job.
-		rctx, cancel := cleanupCtx(ctx)
-		err := s.deps.Records.ReleaseIdempotencyKey(rctx, job.Account, job.IdempotencyKey, job.ID)
-		cancel()
-		if err != nil {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "could not release idempotency key",
-				slog.String("account", string(job.Account)), slog.String("job_id", string(job.ID)), slog.String("error", err.Error()))
-		}
-	}
-	if j, ok := s.finish(ctx, job, apiary.JobFailed, "could not be queued"); ok {
-		s.publish(ctx, apiary.EventJobFailed, j)
-	}
-}
-
-// finish moves a job that is not final yet to status with reason.
-func (s *Server) finish(ctx context.Context, job apiary.Job, status apiary.JobStatus, reason string) (apiary.Job, bool) {
-	ctx, cancel := cleanupCtx(ctx)
-	defer cancel()
-	j, err := s.deps.Records.UpdateJob(ctx, job.Account, job.ID, func(j *apiary.Job) error {
-		if j.Status.Final() {
-			return records.ErrNoChange
-		}
-		now := time.Now().UTC()
-		j.Status, j.Error, j.UpdatedAt, j.FinishedAt = status, reason, now, &now
-		return nil
-	})
-	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "could not finish job",
-			slog.String("account", string(job.Account)), slog.String("job_id", string(job.ID)),
-			slog.String("status", string(status)), slog.String("error", err.Error()))
-		return j, false
-	}
-	return j, j.Status == status
-}
-
-// publish announces a job event; a failure is logged, not returned: the job
-// record is the truth and the event stream is a notification. A final event
-// that went out is recorded on the job (Notified), so that a worker picking
-// the job up later does not publish it again.
-func (s *Server) publish(ctx context.Context, typ apiary.EventType, j apiary.Job) {
-	ctx, cancel := cleanupCtx(ctx)
-	defer cancel()
-	if err := s.deps.Events.Publish(ctx, apiary.NewJobEvent(j, typ)); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "could not publish job event",
-			slog.String("account", string(j.Account)), slog.String("job_id", string(j.ID)),
-			slog.String("type", string(typ)), slog.String("error", err.Error()))
-		return
-	}
-	if !j.Status.Final() {
-		return
-	}
-	if _, err := s.deps.Records.UpdateJob(ctx, j.Account, j.ID, func(j *apiary.Job) error {
-		if j.Notified {
-			return records.ErrNoChange
-		}
-		j.Notified = true
-		return nil
-	}); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "could not record the final event",
-			slog.String("account", string(j.Account)), slog.String("job_id", string(j.ID)), slog.String("error", err.Error()))
-	}
 }
 
 // decodeIngestJSON parses {"documents":[...]} and validates it.

@@ -47,8 +47,8 @@ func TestIngestJSON(t *testing.T) {
 	require.Equal(t, "alpha text", docs[0].Text)
 	require.Equal(t, map[string]string{"lang": "en", "n": "3", "draft": "false"}, docs[0].Metadata)
 
-	// The queue message: ids only.
-	require.Equal(t, []apiary.JobMessage{{Account: apiary.DefaultAccount, Job: out.JobID}}, e.receive(1))
+	// The queue message: its kind and ids only.
+	require.Equal(t, []apiary.JobMessage{{Kind: apiary.JobKindIngest, Account: apiary.DefaultAccount, Job: out.JobID}}, e.receive(1))
 
 	// The job.queued event.
 	evs, err := e.bus.Replay(ctx, events.Filter{Account: apiary.DefaultAccount, Job: out.JobID}, 10)

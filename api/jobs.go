@@ -140,19 +140,9 @@ func (s *Server) cancelJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := principal(c)
-	ctx := c.Request().Context()
-	j, err := s.deps.Records.UpdateJob(ctx, p.Account, id, func(j *apiary.Job) error {
-		if j.Status.Final() {
-			return apiary.E(apiary.KindConflict, "job already %s", j.Status)
-		}
-		now := time.Now().UTC()
-		j.Status, j.Error, j.UpdatedAt, j.FinishedAt = apiary.JobCanceled, "canceled by request", now, &now
-		return nil
-	})
+	j, err := s.jobs.Cancel(c.Request().Context(), principal(c).Account, id)
 	if err != nil {
 		return err
 	}
-	s.publish(ctx, apiary.EventJobCanceled, j)
 	return c.JSON(http.StatusOK, viewJob(j))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
 // Server is the HTTP API. Safe for concurrent use.
@@ -25,6 +26,7 @@ type Server struct {
 	searches *accountGate                  // searches running per account
 	bodies   *bodyBudget                   // request body bytes in flight
 	streams  streamSet                     // open event streams; its zero value is ready
+	jobs     *jobs.Service
 }
 
 // New builds the API over deps.
@@ -41,6 +43,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		accounts: newLimiterMap[apiary.AccountID](cfg.AccountRateLimit, cfg.AccountRateBurst, maxLimiters),
 		searches: newAccountGate(cfg.MaxSearchesPerAccount),
 		bodies:   newBodyBudget(cfg.MaxBodyBytesInFlight, cfg.BodyLimit, cfg.BodyWait),
+		jobs:     jobs.New(jobs.Config{Logger: cfg.Logger}, deps.Records, deps.Queue, deps.Events, deps.Stager),
 	}
 	e := echo.New()
 	e.HideBanner = true

@@ -29,12 +29,17 @@
 // Delivery is at least once: a handler must be idempotent, since a delivery
 // whose worker crashed, or whose settlement failed, is delivered again.
 //
-// The IngestHandler keeps each document's outcome in its own record, apart
-// from the job record, which holds counts and the first few errors only:
-// recording an outcome costs the same for any job size, and a redelivered
-// job skips the documents already done. A run holds the job record by a
-// lease and releases it when it ends, also on a hard stop; a run that finds
-// an expired lease never released knows the run before it died with its
-// process, and the second such death fails the job (apiary.ReasonInterrupted)
-// instead of running it again.
+// A Mux dispatches each delivery to the Handler of its job kind
+// (apiary.JobMessage.JobKind; a message without a kind is an ingest job)
+// through Middleware, func(Handler) Handler, so that metrics, audit and
+// tracing wrap handlers instead of editing them. A kind with no handler
+// fails its delivery for good, saying so.
+//
+// Handlers and the Sweeper change job records only through the job service
+// (workers/jobs): it holds a running job by a lease on its record, keeps each
+// document's outcome apart from the record, writes progress at most every
+// ProgressEvery, fails a job whose runs ended with their process
+// apiary.MaxInterrupted times, and publishes each job's final event once.
+// The IngestHandler runs ingestion jobs: a redelivered job skips the
+// documents already done.
 package workers

@@ -12,6 +12,7 @@ import (
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/internal/natsserver"
 	"github.com/apiaryhq/apiary/workers"
+	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
 // stall is an Ingester that holds document at until its context ends, as
@@ -51,8 +52,8 @@ func TestStoppedWorkerHandsTheJobBackAtOnce(t *testing.T) {
 	j := e.submit(t, doc("a", "alpha beta"), doc("b", "a long document"))
 	require.NoError(t, e.q.Enqueue(ctx, apiary.JobMessage{Account: j.Account, Job: j.ID}))
 	reached := make(chan struct{})
-	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, Lease: lease}, e.recs, e.stager,
-		stall{next: e.pipe, at: "b", reached: reached, once: &sync.Once{}}, e.bus)
+	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1}, jobs.New(jobs.Config{Lease: lease}, e.recs, e.q, e.bus, e.stager),
+		e.stager, stall{next: e.pipe, at: "b", reached: reached, once: &sync.Once{}})
 	pool, err := workers.NewPool(e.q, h, workers.PoolConfig{Concurrency: 1, OnGiveUp: h.GiveUp, Logger: quiet()})
 	require.NoError(t, err)
 	ran := runPool(t, pool)

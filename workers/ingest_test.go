@@ -27,6 +27,7 @@ import (
 	"github.com/apiaryhq/apiary/workers"
 	"github.com/apiaryhq/apiary/workers/events"
 	"github.com/apiaryhq/apiary/workers/events/natsbus"
+	"github.com/apiaryhq/apiary/workers/jobs"
 	"github.com/apiaryhq/apiary/workers/queue"
 	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
 )
@@ -43,6 +44,7 @@ type env struct {
 	bus     *natsbus.Bus
 	q       *jsqueue.Queue
 	ingest  *flaky
+	jobs    *jobs.Service
 	handler *workers.IngestHandler
 }
 
@@ -102,7 +104,8 @@ func openEnv(t *testing.T, nc *nats.Conn, keyDir, vecDir string, lease time.Dura
 	require.NoError(t, err)
 	e := &env{url: nc.ConnectedUrl(), recs: recs, stager: upload.NewStager(blobs, keys), vecs: vecs, pipe: pipe, bus: bus, q: q}
 	e.ingest = &flaky{next: pipe, failOnce: map[apiary.DocumentID]error{}, failed: map[apiary.DocumentID]bool{}}
-	e.handler = workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, ProgressEvery: time.Nanosecond, Lease: lease}, recs, e.stager, e.ingest, bus)
+	e.jobs = jobs.New(jobs.Config{ProgressEvery: time.Nanosecond, Lease: lease}, recs, q, bus, e.stager)
+	e.handler = workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1}, e.jobs, e.stager, e.ingest)
 	return e
 }
 
@@ -270,12 +273,16 @@ func TestIngestHandler(t *testing.T) {
 	})
 }
 
-// TestPoolRunsIngestJobs runs jobs through the real queue and pool.
+// TestPoolRunsIngestJobs runs jobs through the real queue and pool, and a
+// mux of job kinds as the composition root wires it: messages from before
+// kinds run as ingest jobs too.
 func TestPoolRunsIngestJobs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t)
-	pool, err := workers.NewPool(e.q, e.handler, workers.PoolConfig{Concurrency: 2, MaxAttempts: 3, OnGiveUp: e.handler.GiveUp})
+	mux := workers.NewMux()
+	mux.Register(apiary.JobKindIngest, e.handler)
+	pool, err := workers.NewPool(e.q, mux, workers.PoolConfig{Concurrency: 2, MaxAttempts: 3, OnGiveUp: e.handler.GiveUp})
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -291,7 +298,11 @@ func TestPoolRunsIngestJobs(t *testing.T) {
 	var jobs []apiary.Job
 	for i := range 4 {
 		j := e.submit(t, doc(fmt.Sprintf("p%d", i), "pollen and nectar"))
-		require.NoError(t, e.q.Enqueue(ctx, apiary.JobMessage{Account: j.Account, Job: j.ID}))
+		msg := j.Message()
+		if i%2 == 0 {
+			msg.Kind = apiary.JobKindIngest
+		}
+		require.NoError(t, e.q.Enqueue(ctx, msg))
 		jobs = append(jobs, j)
 	}
 	for _, j := range jobs {
@@ -314,12 +325,12 @@ func TestSweeperQueuesJobsThatMissedTheQueue(t *testing.T) {
 	_, err := e.recs.UpdateJob(ctx, "acme", queued.ID, func(j *apiary.Job) error { j.Enqueued = true; return nil })
 	require.NoError(t, err)
 
-	young := workers.NewSweeper(workers.SweeperConfig{Grace: time.Hour}, e.recs, e.q)
+	young := workers.NewSweeper(workers.SweeperConfig{Grace: time.Hour}, e.jobs)
 	n, err := young.Sweep(ctx)
 	require.NoError(t, err)
 	require.Zero(t, n, "a job inside its grace period is left alone")
 
-	s := workers.NewSweeper(workers.SweeperConfig{Grace: time.Nanosecond}, e.recs, e.q)
+	s := workers.NewSweeper(workers.SweeperConfig{Grace: time.Nanosecond}, e.jobs)
 	n, err = s.Sweep(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
@@ -420,8 +431,8 @@ func (e *env) crashOn(t *testing.T, j apiary.Job, attempt int, at apiary.Documen
 	recs, err := records.Open(ctx, natskv.NewKVStore(js, natskv.Config{}))
 	require.NoError(t, err)
 	const lease = 300 * time.Millisecond
-	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1, ProgressEvery: time.Nanosecond, Lease: lease, FinalTimeout: lease},
-		recs, e.stager, dying{next: e.ingest, at: at, nc: nc}, e.bus)
+	svc := jobs.New(jobs.Config{ProgressEvery: time.Nanosecond, Lease: lease, FinalTimeout: lease}, recs, e.q, e.bus, e.stager)
+	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1}, svc, e.stager, dying{next: e.ingest, at: at, nc: nc})
 	require.Error(t, h.Handle(ctx, delivery(j, attempt)))
 	held := e.job(t, j.ID)
 	require.NotEmpty(t, held.Owner, "the dead run never let go of the job")

@@ -20,6 +20,7 @@ import (
 	"github.com/apiaryhq/apiary/workers"
 	"github.com/apiaryhq/apiary/workers/events"
 	"github.com/apiaryhq/apiary/workers/events/natsbus"
+	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
 // writeCounter is a KVStore that counts the bytes written to each bucket:
@@ -94,7 +95,8 @@ func newManyDocsJob(tb testing.TB, n int) manyDocsJob {
 	bus, err := natsbus.New(ctx, natsbus.Config{Conn: nc})
 	require.NoError(tb, err)
 	// Progress after every outcome: the worst case for the record's writes.
-	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 4, ProgressEvery: time.Nanosecond}, recs, stager, rejectAll{}, bus)
+	svc := jobs.New(jobs.Config{ProgressEvery: time.Nanosecond}, recs, nil, bus, stager)
+	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 4}, svc, stager, rejectAll{})
 
 	docs := make([]apiary.Document, n)
 	for i := range docs {

@@ -5,9 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/apiaryhq/apiary"
-	"github.com/apiaryhq/apiary/storage/records"
-	"github.com/apiaryhq/apiary/workers/queue"
+	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
 // SweeperConfig configures the sweeper.
@@ -39,18 +37,17 @@ func (c *SweeperConfig) setDefaults() {
 }
 
 // Sweeper keeps invariant 1 — every job reaches a final state — when the API
-// stops between writing a job and putting it on the queue: it finds queued
-// jobs that never reached the queue and queues them.
+// stops between writing a job and putting it on the queue: every Every it
+// has the job service queue the jobs that never reached the queue.
 type Sweeper struct {
-	cfg     SweeperConfig
-	records *records.Store
-	q       queue.Queue
+	cfg  SweeperConfig
+	jobs *jobs.Service
 }
 
-// NewSweeper returns a sweeper over recs and q.
-func NewSweeper(cfg SweeperConfig, recs *records.Store, q queue.Queue) *Sweeper {
+// NewSweeper returns a sweeper over svc.
+func NewSweeper(cfg SweeperConfig, svc *jobs.Service) *Sweeper {
 	cfg.setDefaults()
-	return &Sweeper{cfg: cfg, records: recs, q: q}
+	return &Sweeper{cfg: cfg, jobs: svc}
 }
 
 // Run sweeps every cfg.Every until ctx ends.
@@ -71,47 +68,8 @@ func (s *Sweeper) Run(ctx context.Context) {
 	}
 }
 
-// Sweep queues the jobs that missed the queue and returns how many it queued.
+// Sweep queues the jobs that missed the queue for longer than Grace, at most
+// Batch of them, and returns how many it queued.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
-	jobs, err := s.records.UnqueuedJobs(ctx, time.Now().Add(-s.cfg.Grace), s.cfg.Batch)
-	if err != nil {
-		return 0, err
-	}
-	if len(jobs) == 0 {
-		return 0, nil
-	}
-	msgs := make([]apiary.JobMessage, len(jobs))
-	for i, j := range jobs {
-		msgs[i] = apiary.JobMessage{Account: j.Account, Job: j.ID}
-	}
-	if err := enqueueAll(ctx, s.q, msgs); err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, j := range jobs {
-		if _, err := s.records.UpdateJob(ctx, j.Account, j.ID, func(j *apiary.Job) error {
-			if j.Enqueued || j.Status != apiary.JobQueued {
-				return records.ErrNoChange
-			}
-			j.Enqueued = true
-			return nil
-		}); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
-}
-
-// enqueueAll puts msgs on q, in batches where the queue takes them.
-func enqueueAll(ctx context.Context, q queue.Queue, msgs []apiary.JobMessage) error {
-	if b, ok := q.(queue.BatchEnqueuer); ok {
-		return b.EnqueueBatch(ctx, msgs)
-	}
-	for _, m := range msgs {
-		if err := q.Enqueue(ctx, m); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.jobs.Sweep(ctx, time.Now().Add(-s.cfg.Grace), s.cfg.Batch)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/connectors/upload"
 	"github.com/apiaryhq/apiary/pipeline"
 	"github.com/apiaryhq/apiary/pipeline/chunk"
@@ -21,6 +22,7 @@ import (
 	"github.com/apiaryhq/apiary/storage/records"
 	"github.com/apiaryhq/apiary/workers"
 	"github.com/apiaryhq/apiary/workers/events/natsbus"
+	"github.com/apiaryhq/apiary/workers/jobs"
 	"github.com/apiaryhq/apiary/workers/queue"
 )
 
@@ -120,13 +122,21 @@ func (a *app) aws(ctx context.Context) (aws.Config, error) {
 	return a.awsCfg, a.awsErr
 }
 
-// poolComponent is the ingestion worker pool over the app's queue. Its stop
-// lets jobs in flight finish within --shutdown-timeout, then hands the rest
-// back.
+// jobService returns the job lifecycle over the app's records, queue, bus
+// and stage.
+func (a *app) jobService() *jobs.Service {
+	return jobs.New(jobs.Config{Lease: a.cfg.Workers.Lease, Logger: a.log}, a.recs, a.queue, a.bus, a.stager)
+}
+
+// poolComponent is the worker pool over the app's queue, a mux of the job
+// kinds and their handlers. Its stop lets jobs in flight finish within
+// --shutdown-timeout, then hands the rest back.
 func (a *app) poolComponent() (component, error) {
 	log := a.log
-	handler := workers.NewIngestHandler(workers.IngestConfig{Lease: a.cfg.Workers.Lease, Logger: log}, a.recs, a.stager, a.pipe, a.bus)
-	pool, err := workers.NewPool(a.queue, handler, workers.PoolConfig{
+	handler := workers.NewIngestHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe)
+	mux := workers.NewMux()
+	mux.Register(apiary.JobKindIngest, handler)
+	pool, err := workers.NewPool(a.queue, mux, workers.PoolConfig{
 		Concurrency: a.cfg.Workers.Count,
 		Fair:        workers.FairConfig{MaxPerAccount: a.cfg.Workers.JobsPerAccount},
 		MaxAttempts: a.cfg.Workers.MaxAttempts,
@@ -151,6 +161,6 @@ func (a *app) poolComponent() (component, error) {
 
 // sweeperComponent re-enqueues jobs that were recorded but never queued.
 func (a *app) sweeperComponent() component {
-	sw := workers.NewSweeper(workers.SweeperConfig{Logger: a.log}, a.recs, a.queue)
+	sw := workers.NewSweeper(workers.SweeperConfig{Logger: a.log}, a.jobService())
 	return component{name: "sweeper", run: func(ctx context.Context) error { sw.Run(ctx); return nil }}
 }

@@ -244,7 +244,7 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, ev apiary.Event) error {
 		}
 		queued = true
 	}
-	if IsFinal(ev.Type) && ev.Job != "" {
+	if ev.Type.Final() && ev.Job != "" {
 		job, err := d.recs.Job(ctx, ev.Account, ev.Job)
 		switch {
 		case errors.Is(err, apiary.ErrNotFound):

@@ -44,11 +44,6 @@ func Subscribed(events []apiary.EventType, typ apiary.EventType) bool {
 	return len(events) == 0 || slices.Contains(events, typ)
 }
 
-// IsFinal reports whether typ is a job's completion event.
-func IsFinal(typ apiary.EventType) bool {
-	return typ == apiary.EventJobSucceeded || typ == apiary.EventJobFailed || typ == apiary.EventJobCanceled
-}
-
 // message is the body of every delivery.
 type message struct {
 	Type      apiary.EventType `json:"type"`
