@@ -43,7 +43,7 @@ func TestStoppedWorkerHandsTheJobBackAtOnce(t *testing.T) {
 	storeDir, keyDir, vecDir := t.TempDir(), t.TempDir(), t.TempDir()
 
 	// The first process: runs the job and stops in its middle.
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: storeDir})
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: storeDir, Listen: true})
 	require.NoError(t, err)
 	nc, err := nats.Connect(srv.URL())
 	require.NoError(t, err)
@@ -71,7 +71,7 @@ func TestStoppedWorkerHandsTheJobBackAtOnce(t *testing.T) {
 	e.vecs.Close()
 
 	// The restarted process.
-	srv, err = natsserver.Start(natsserver.Config{StoreDir: storeDir})
+	srv, err = natsserver.Start(natsserver.Config{StoreDir: storeDir, Listen: true})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	nc, err = nats.Connect(srv.URL())
