@@ -65,6 +65,7 @@ var roles = map[string]role{
 	"pipeline/chunk":   roleApp,
 	"pipeline/extract": roleApp,
 	"storage/records":  roleApp,
+	"webhooks":         roleApp,
 	"workers":          roleApp,
 	"workers/webhook":  roleApp,
 
@@ -128,6 +129,7 @@ const (
 	ruleLayerSDK     = "api, workers, pipeline and the ports depend on ports, never on a vendor SDK"
 	ruleSDKHome      = "each vendor SDK lives in its own folder"
 	ruleHelper       = "test helpers and conformance suites are imported by test code only"
+	ruleAPIWorkers   = "api never imports a worker package (only the queue and event ports under workers/); shared domain logic lives outside workers/"
 )
 
 // violation is one import that breaks one rule.
@@ -185,6 +187,8 @@ func checkImport(pkg string, r role, imp string) string {
 			return ruleAdapters
 		case r == roleAdapter && dr != roleRoot && dr != rolePort && dr != roleInternal:
 			return ruleAdapterUp
+		case pkg == "api" && hasPrefix(dep, "workers") && dr != rolePort:
+			return ruleAPIWorkers
 		}
 		return ""
 	}
@@ -300,7 +304,7 @@ func TestCheckDepsReportsEachRule(t *testing.T) {
 		"storage":                 {"context", module},
 		"storage/natskv":          {module, ours("storage"), ours("internal/natserr"), "github.com/nats-io/nats.go/jetstream"},
 		"internal/natserr":        {module, "github.com/nats-io/nats.go"},
-		"api":                     {ours("storage"), "github.com/labstack/echo/v4", "golang.org/x/time/rate"},
+		"api":                     {ours("storage"), ours("workers/queue"), ours("webhooks"), "github.com/labstack/echo/v4", "golang.org/x/time/rate"},
 		"storage/storagetest":     {ours("storage"), "github.com/stretchr/testify/require"},
 		"cmd/apiary":              {ours("storage/natskv"), ours("api"), "github.com/aws/aws-sdk-go-v2/config", "github.com/nats-io/nats.go"},
 		"workers/queue/sqs":       {ours("workers/queue"), "github.com/aws/aws-sdk-go-v2/service/sqs/types", "github.com/aws/aws-sdk-go-v2/aws"},
@@ -345,6 +349,10 @@ func TestCheckDepsReportsEachRule(t *testing.T) {
 			"workers/queue/sqs imports github.com/aws/aws-sdk-go-v2/config: " + ruleSDKHome + ": it is imported only by cmd/apiary"},
 		{"a suite in non-test code", "workers", ours("workers/queue/queuetest"),
 			"workers imports " + ours("workers/queue/queuetest") + ": " + ruleHelper},
+		{"api imports a worker package", "api", ours("workers/webhook"),
+			"api imports " + ours("workers/webhook") + ": " + ruleAPIWorkers},
+		{"api imports the workers", "api", ours("workers"),
+			"api imports " + ours("workers") + ": " + ruleAPIWorkers},
 		{"testutil in non-test code", "cmd/apiary", ours("internal/testutil"),
 			"cmd/apiary imports " + ours("internal/testutil") + ": " + ruleHelper},
 	}

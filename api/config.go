@@ -10,7 +10,6 @@ import (
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/pipeline"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
-	"github.com/apiaryhq/apiary/storage/records"
 	"github.com/apiaryhq/apiary/workers/events"
 	"github.com/apiaryhq/apiary/workers/queue"
 )
@@ -131,7 +130,7 @@ type Searcher interface {
 
 // Deps are the API's collaborators. All are required but Ready.
 type Deps struct {
-	Records *records.Store
+	Records Records
 	Queue   queue.Queue
 	Events  events.Bus
 	Stager  Stager

@@ -67,7 +67,7 @@ func (c *IngestConfig) setDefaults() {
 // chunk ids, and publishes the job's final event once.
 type IngestHandler struct {
 	cfg      IngestConfig
-	records  *records.Store
+	records  JobRecords
 	stage    Stage
 	pipeline Ingester
 	events   events.Bus
@@ -76,7 +76,7 @@ type IngestHandler struct {
 var _ Handler = (*IngestHandler)(nil)
 
 // NewIngestHandler returns a handler over its dependencies.
-func NewIngestHandler(cfg IngestConfig, recs *records.Store, stage Stage, p Ingester, bus events.Bus) *IngestHandler {
+func NewIngestHandler(cfg IngestConfig, recs JobRecords, stage Stage, p Ingester, bus events.Bus) *IngestHandler {
 	cfg.setDefaults()
 	return &IngestHandler{cfg: cfg, records: recs, stage: stage, pipeline: p, events: bus}
 }

@@ -43,12 +43,12 @@ func (c *SweeperConfig) setDefaults() {
 // jobs that never reached the queue and queues them.
 type Sweeper struct {
 	cfg     SweeperConfig
-	records *records.Store
+	records SweepRecords
 	q       queue.Queue
 }
 
 // NewSweeper returns a sweeper over recs and q.
-func NewSweeper(cfg SweeperConfig, recs *records.Store, q queue.Queue) *Sweeper {
+func NewSweeper(cfg SweeperConfig, recs SweepRecords, q queue.Queue) *Sweeper {
 	cfg.setDefaults()
 	return &Sweeper{cfg: cfg, records: recs, q: q}
 }
