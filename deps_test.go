@@ -65,6 +65,7 @@ var roles = map[string]role{
 	"pipeline/chunk":   roleApp,
 	"pipeline/extract": roleApp,
 	"storage/records":  roleApp,
+	"webhooks":         roleApp,
 	"workers":          roleApp,
 	"workers/jobs":     roleApp,
 	"workers/webhook":  roleApp,
@@ -129,6 +130,7 @@ const (
 	ruleLayerSDK     = "api, workers, pipeline and the ports depend on ports, never on a vendor SDK"
 	ruleSDKHome      = "each vendor SDK lives in its own folder"
 	ruleHelper       = "test helpers and conformance suites are imported by test code only"
+	ruleAPIWorkers   = "api never imports a worker package (only the queue and event ports and the job service under workers/); shared domain logic lives outside workers/"
 )
 
 // violation is one import that breaks one rule.
@@ -186,6 +188,8 @@ func checkImport(pkg string, r role, imp string) string {
 			return ruleAdapters
 		case r == roleAdapter && dr != roleRoot && dr != rolePort && dr != roleInternal:
 			return ruleAdapterUp
+		case pkg == "api" && hasPrefix(dep, "workers") && dr != rolePort && dep != "workers/jobs":
+			return ruleAPIWorkers
 		}
 		return ""
 	}
@@ -301,7 +305,7 @@ func TestCheckDepsReportsEachRule(t *testing.T) {
 		"storage":                 {"context", module},
 		"storage/natskv":          {module, ours("storage"), ours("internal/natserr"), "github.com/nats-io/nats.go/jetstream"},
 		"internal/natserr":        {module, "github.com/nats-io/nats.go"},
-		"api":                     {ours("storage"), "github.com/labstack/echo/v4", "golang.org/x/time/rate"},
+		"api":                     {ours("storage"), ours("workers/queue"), ours("webhooks"), "github.com/labstack/echo/v4", "golang.org/x/time/rate"},
 		"storage/storagetest":     {ours("storage"), "github.com/stretchr/testify/require"},
 		"cmd/apiary":              {ours("storage/natskv"), ours("api"), "github.com/aws/aws-sdk-go-v2/config", "github.com/nats-io/nats.go"},
 		"workers/queue/sqs":       {ours("workers/queue"), "github.com/aws/aws-sdk-go-v2/service/sqs/types", "github.com/aws/aws-sdk-go-v2/aws"},
@@ -346,6 +350,10 @@ func TestCheckDepsReportsEachRule(t *testing.T) {
 			"workers/queue/sqs imports github.com/aws/aws-sdk-go-v2/config: " + ruleSDKHome + ": it is imported only by cmd/apiary"},
 		{"a suite in non-test code", "workers", ours("workers/queue/queuetest"),
 			"workers imports " + ours("workers/queue/queuetest") + ": " + ruleHelper},
+		{"api imports a worker package", "api", ours("workers/webhook"),
+			"api imports " + ours("workers/webhook") + ": " + ruleAPIWorkers},
+		{"api imports the workers", "api", ours("workers"),
+			"api imports " + ours("workers") + ": " + ruleAPIWorkers},
 		{"testutil in non-test code", "cmd/apiary", ours("internal/testutil"),
 			"cmd/apiary imports " + ours("internal/testutil") + ": " + ruleHelper},
 	}

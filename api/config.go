@@ -10,7 +10,6 @@ import (
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/pipeline"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
-	"github.com/apiaryhq/apiary/storage/records"
 	"github.com/apiaryhq/apiary/workers/events"
 	"github.com/apiaryhq/apiary/workers/jobs"
 	"github.com/apiaryhq/apiary/workers/queue"
@@ -207,7 +206,7 @@ type Searcher interface {
 // submits and cancels jobs through a job service (workers/jobs) over
 // Records, Queue, Events and Stager; it writes no job record itself.
 type Deps struct {
-	Records *records.Store
+	Records Records
 	Queue   queue.Queue
 	Events  events.Bus
 	// Stager keeps an upload's documents, sealed, until a worker takes

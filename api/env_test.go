@@ -284,7 +284,7 @@ func (e *env) receive(n int) []apiary.JobMessage {
 		require.NoError(e.t, err)
 		for _, d := range ds {
 			out = append(out, d.Msg)
-			require.NoError(e.t, e.queue.Ack(ctx, d))
+			require.NoError(e.t, d.Ack(ctx))
 		}
 	}
 	return out

@@ -236,7 +236,7 @@ func TestJobEventsStreamAWorkersJob(t *testing.T) {
 	d := e.delivery(t)
 	require.Equal(t, job, d.Msg.Job)
 	require.NoError(t, h.Handle(t.Context(), d))
-	require.NoError(t, e.queue.Ack(t.Context(), d))
+	require.NoError(t, d.Ack(t.Context()))
 
 	live := s.rest() // ends by itself after the final event
 	all := append([]sseMsg{queued}, live...)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
-	"github.com/apiaryhq/apiary/storage/records"
 )
 
 // Token format: "apy_" + 33 base62 characters encoding 24 random bytes
@@ -87,7 +86,7 @@ func HashToken(token string) string {
 }
 
 // issueToken makes a new token for account and stores its record.
-func issueToken(ctx context.Context, recs *records.Store, account apiary.AccountID, name string, role apiary.Role, operator bool) (apiary.Token, string, error) {
+func issueToken(ctx context.Context, recs AccountRecords, account apiary.AccountID, name string, role apiary.Role, operator bool) (apiary.Token, string, error) {
 	secret, err := NewToken()
 	if err != nil {
 		return apiary.Token{}, "", err
@@ -116,7 +115,7 @@ func issueToken(ctx context.Context, recs *records.Store, account apiary.Account
 //
 // Bootstrap is safe to run concurrently and to rerun after a crash: the token
 // is stored before the account, so an account never exists without a token.
-func Bootstrap(ctx context.Context, recs *records.Store, keys encrypt.KeyProvider, token string) (issued string, created bool, err error) {
+func Bootstrap(ctx context.Context, recs AccountRecords, keys encrypt.KeyProvider, token string) (issued string, created bool, err error) {
 	if token != "" {
 		if err := CheckTokenFormat(token); err != nil {
 			return "", false, apiary.Wrap(err, apiary.KindInvalid,
@@ -180,7 +179,7 @@ func Bootstrap(ctx context.Context, recs *records.Store, keys encrypt.KeyProvide
 // apiary.DefaultAccount that may also create accounts) named name and
 // returns its secret, to be shown once. It is how an operator who lost
 // theirs gets one back: `apiary token --operator`.
-func NewOperatorToken(ctx context.Context, recs *records.Store, name string) (string, error) {
+func NewOperatorToken(ctx context.Context, recs AccountRecords, name string) (string, error) {
 	if _, err := recs.Account(ctx, apiary.DefaultAccount); err != nil {
 		return "", fmt.Errorf("api: new operator token: %w", err)
 	}

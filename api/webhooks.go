@@ -12,7 +12,7 @@ import (
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/internal/safehttp"
 	"github.com/apiaryhq/apiary/storage/records"
-	"github.com/apiaryhq/apiary/workers/webhook"
+	"github.com/apiaryhq/apiary/webhooks"
 )
 
 // Webhook limits.
@@ -125,7 +125,7 @@ func (s *Server) createWebhook(c echo.Context) error {
 	if err := s.checkWebhookURL("url", req.URL); err != nil {
 		return err
 	}
-	evs, err := webhook.ParseEvents(req.Events)
+	evs, err := webhooks.ParseEvents(req.Events)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (s *Server) createWebhook(c echo.Context) error {
 		return apiary.E(apiary.KindConflict, "the account has %d webhooks, the most it may have; delete one first", len(existing))
 	}
 	id := apiary.RandomID("wh_")
-	secret, sealed, err := webhook.NewSecrets(ctx, s.deps.Keys, p.Account, id)
+	secret, sealed, err := webhooks.NewSecrets(ctx, s.deps.Keys, p.Account, id)
 	if err != nil {
 		return err
 	}
@@ -213,7 +213,7 @@ func (s *Server) updateWebhook(c echo.Context) error {
 	}
 	var evs []apiary.EventType
 	if req.Events != nil {
-		if evs, err = webhook.ParseEvents(*req.Events); err != nil {
+		if evs, err = webhooks.ParseEvents(*req.Events); err != nil {
 			return err
 		}
 	}
@@ -267,7 +267,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	var out secretView
 	_, err = s.deps.Records.UpdateWebhook(ctx, p.Account, id, func(w *records.Webhook) error {
 		now := time.Now().UTC()
-		secret, next, err := webhook.Rotate(ctx, s.deps.Keys, p.Account, w.ID, w.Secrets, s.webhookGrace(), now)
+		secret, next, err := webhooks.Rotate(ctx, s.deps.Keys, p.Account, w.ID, w.Secrets, s.webhookGrace(), now)
 		if err != nil {
 			return err
 		}
@@ -289,7 +289,7 @@ func (s *Server) testWebhook(c echo.Context) error {
 	if !w.Enabled {
 		return apiary.E(apiary.KindConflict, "the webhook is disabled; enable it with PATCH {\"enabled\": true} first")
 	}
-	d, err := webhook.SendTest(c.Request().Context(), s.deps.Records, w)
+	d, err := webhooks.SendTest(c.Request().Context(), s.deps.Records, w)
 	if err != nil {
 		return err
 	}
@@ -353,7 +353,7 @@ func (s *Server) redeliver(c echo.Context) error {
 	if !strings.HasPrefix(id, "dlv_") || len(id) > 64 {
 		return apiary.E(apiary.KindNotFound, "no such delivery")
 	}
-	d, err := webhook.Redeliver(c.Request().Context(), s.deps.Records, w.Account, w.ID, id)
+	d, err := webhooks.Redeliver(c.Request().Context(), s.deps.Records, w.Account, w.ID, id)
 	if err != nil {
 		return err
 	}
@@ -364,7 +364,7 @@ func (s *Server) redeliver(c echo.Context) error {
 // deliveries to a job's own webhook_url) once: 201 the first time, 409 after.
 func (s *Server) revealDefaultSecret(c echo.Context) error {
 	p, ctx := principal(c), c.Request().Context()
-	d, secret, created, err := webhook.EnsureDefaultSecret(ctx, s.deps.Records, s.deps.Keys, p.Account, true)
+	d, secret, created, err := webhooks.EnsureDefaultSecret(ctx, s.deps.Records, s.deps.Keys, p.Account, true)
 	if err != nil {
 		return err
 	}
@@ -388,7 +388,7 @@ func (s *Server) revealDefaultSecret(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	secret, err = webhook.OpenSecret(ctx, s.deps.Keys, p.Account, webhook.DefaultSecretID, d.Sealed)
+	secret, err = webhooks.OpenSecret(ctx, s.deps.Keys, p.Account, webhooks.DefaultSecretID, d.Sealed)
 	if err != nil {
 		return err
 	}
@@ -399,7 +399,7 @@ func (s *Server) revealDefaultSecret(c echo.Context) error {
 // signing for the grace period.
 func (s *Server) rotateDefaultSecret(c echo.Context) error {
 	p, ctx := principal(c), c.Request().Context()
-	_, secret, created, err := webhook.EnsureDefaultSecret(ctx, s.deps.Records, s.deps.Keys, p.Account, true)
+	_, secret, created, err := webhooks.EnsureDefaultSecret(ctx, s.deps.Records, s.deps.Keys, p.Account, true)
 	if err != nil {
 		return err
 	}
@@ -409,7 +409,7 @@ func (s *Server) rotateDefaultSecret(c echo.Context) error {
 	var out secretView
 	_, err = s.deps.Records.UpdateDefaultSecret(ctx, p.Account, func(d *records.DefaultSecret) error {
 		now := time.Now().UTC()
-		secret, next, err := webhook.Rotate(ctx, s.deps.Keys, p.Account, webhook.DefaultSecretID, d.Secrets, s.webhookGrace(), now)
+		secret, next, err := webhooks.Rotate(ctx, s.deps.Keys, p.Account, webhooks.DefaultSecretID, d.Secrets, s.webhookGrace(), now)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/storage/records"
+	"github.com/apiaryhq/apiary/webhooks"
 	"github.com/apiaryhq/apiary/workers/events"
 	"github.com/apiaryhq/apiary/workers/webhook"
 )
@@ -59,7 +60,7 @@ func TestWebhookCRUD(t *testing.T) {
 	w, err := e.recs.Webhook(context.Background(), apiary.DefaultAccount, created.ID)
 	require.NoError(t, err)
 	require.NotContains(t, string(w.Sealed), strings.TrimPrefix(created.Secret, "whsec_"))
-	plain, err := webhook.OpenSecret(context.Background(), e.keys, apiary.DefaultAccount, created.ID, w.Sealed)
+	plain, err := webhooks.OpenSecret(context.Background(), e.keys, apiary.DefaultAccount, created.ID, w.Sealed)
 	require.NoError(t, err)
 	require.Equal(t, created.Secret, plain)
 
@@ -236,10 +237,10 @@ func TestWebhookSecretRotation(t *testing.T) {
 
 	rec2, err := e.recs.Webhook(context.Background(), apiary.DefaultAccount, w.ID)
 	require.NoError(t, err)
-	live, err := webhook.LiveSecrets(context.Background(), e.keys, apiary.DefaultAccount, w.ID, rec2.Secrets, time.Now())
+	live, err := webhooks.LiveSecrets(context.Background(), e.keys, apiary.DefaultAccount, w.ID, rec2.Secrets, time.Now())
 	require.NoError(t, err)
 	require.Equal(t, []string{rotated.Secret, w.Secret}, live, "both sign during the grace period")
-	live, err = webhook.LiveSecrets(context.Background(), e.keys, apiary.DefaultAccount, w.ID, rec2.Secrets, time.Now().Add(25*time.Hour))
+	live, err = webhooks.LiveSecrets(context.Background(), e.keys, apiary.DefaultAccount, w.ID, rec2.Secrets, time.Now().Add(25*time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, []string{rotated.Secret}, live, "the old one stops after it")
 	require.NotContains(t, e.logs.String(), rotated.Secret)
@@ -267,7 +268,7 @@ func TestDefaultSecretShownOnce(t *testing.T) {
 
 	// A secret the dispatcher made on first use (never shown) is shown once.
 	other, otherAdmin := e.otherAccount("other")
-	_, _, created, err := webhook.EnsureDefaultSecret(context.Background(), e.recs, e.keys, other, false)
+	_, _, created, err := webhooks.EnsureDefaultSecret(context.Background(), e.recs, e.keys, other, false)
 	require.NoError(t, err)
 	require.True(t, created)
 	rec = e.do(http.MethodPost, "/v1/webhooks/default-secret", otherAdmin)

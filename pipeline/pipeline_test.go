@@ -31,7 +31,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var _ pipeline.Docs = (*records.Store)(nil)
+var _ pipeline.Docs = (*records.DocumentStore)(nil)
 
 // env is a pipeline over real adapters: the local vector store in a
 // temporary directory, the record store over an in-memory KV, the local

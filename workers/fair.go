@@ -150,7 +150,7 @@ func (f *fairness) keepLeases(ctx context.Context) {
 		held := append([]*queue.Delivery(nil), f.held...)
 		f.mu.Unlock()
 		for _, d := range held {
-			if err := f.q.Extend(ctx, d); err != nil && ctx.Err() == nil {
+			if err := d.Extend(ctx); err != nil && ctx.Err() == nil {
 				f.log.Warn("workers: extend lease of a held job failed", logAttrs(d, "err", err)...)
 			}
 		}

@@ -343,7 +343,7 @@ func TestSweeperQueuesJobsThatMissedTheQueue(t *testing.T) {
 	require.Len(t, ds, 1)
 	require.Equal(t, missed.ID, ds[0].Msg.Job)
 	require.NoError(t, e.handler.Handle(ctx, ds[0]))
-	require.NoError(t, e.q.Ack(ctx, ds[0]))
+	require.NoError(t, ds[0].Ack(ctx))
 	require.Equal(t, apiary.JobSucceeded, e.job(t, missed.ID).Status)
 }
 

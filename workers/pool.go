@@ -296,7 +296,7 @@ func (p *Pool) extend(ctx context.Context, d *queue.Delivery, done <-chan struct
 		case <-done:
 			return
 		case <-t.C:
-			if err := p.q.Extend(ctx, d); err != nil && ctx.Err() == nil {
+			if err := d.Extend(ctx); err != nil && ctx.Err() == nil {
 				p.log.Warn("workers: extend lease failed", logAttrs(d, "err", err)...)
 			}
 		}
@@ -371,16 +371,16 @@ func (p *Pool) settle(ctx context.Context, d *queue.Delivery, o outcome) {
 	var err error
 	switch o.action {
 	case actAck:
-		err = p.q.Ack(ctx, d)
+		err = d.Ack(ctx)
 	case actNack:
 		p.log.Info("workers: job will be retried", logAttrs(d, "err", o.err, "delay", o.delay)...)
-		err = p.q.Nack(ctx, d, o.delay)
+		err = d.Nack(ctx, o.delay)
 	case actGiveUp:
 		p.log.Warn("workers: giving up on job", logAttrs(d, "err", o.err)...)
 		if p.cfg.OnGiveUp != nil {
 			p.cfg.OnGiveUp(ctx, d, o.err)
 		}
-		err = p.q.Term(ctx, d, queue.Reason(o.reason))
+		err = d.Term(ctx, queue.Reason(o.reason))
 	}
 	if err != nil {
 		// The lease runs out and the queue delivers it again.

@@ -297,22 +297,31 @@ func (q *heldQueue) Receive(ctx context.Context, max int) ([]*queue.Delivery, er
 			break
 		}
 	}
+	for i, d := range ds {
+		ds[i] = queue.NewDelivery(d.Msg, d.Attempt, heldDelivery{d, q})
+	}
 	return ds, err
 }
 
-func (q *heldQueue) Ack(ctx context.Context, d *queue.Delivery) error {
-	q.held.Add(-1)
-	return q.Queue.Ack(ctx, d)
+// heldDelivery settles the delivery it wraps, counting it off q's held.
+type heldDelivery struct {
+	*queue.Delivery
+	q *heldQueue
 }
 
-func (q *heldQueue) Nack(ctx context.Context, d *queue.Delivery, delay time.Duration) error {
-	q.held.Add(-1)
-	return q.Queue.Nack(ctx, d, delay)
+func (d heldDelivery) Ack(ctx context.Context) error {
+	d.q.held.Add(-1)
+	return d.Delivery.Ack(ctx)
 }
 
-func (q *heldQueue) Term(ctx context.Context, d *queue.Delivery, reason string) error {
-	q.held.Add(-1)
-	return q.Queue.Term(ctx, d, reason)
+func (d heldDelivery) Nack(ctx context.Context, delay time.Duration) error {
+	d.q.held.Add(-1)
+	return d.Delivery.Nack(ctx, delay)
+}
+
+func (d heldDelivery) Term(ctx context.Context, reason string) error {
+	d.q.held.Add(-1)
+	return d.Delivery.Term(ctx, reason)
 }
 
 func TestConcurrencyNeverExceedsLimit(t *testing.T) {

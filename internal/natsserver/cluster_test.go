@@ -122,7 +122,7 @@ func TestThreeNodeCluster(t *testing.T) {
 			return false
 		}
 		delivered = ds[0].Msg.Job == job.ID
-		return q.Ack(ctx, ds[0]) == nil
+		return ds[0].Ack(ctx) == nil
 	}, time.Minute, 100*time.Millisecond, "the queued job survives a node")
 	require.True(t, delivered)
 	var evs []apiary.Event

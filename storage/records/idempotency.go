@@ -11,7 +11,7 @@ import (
 // ReleaseIdempotencyKey unbinds account's key if it is bound to job, so that
 // a request whose job could not be queued may be retried with the same key.
 // A key bound to another job, or to none, is left alone.
-func (s *Store) ReleaseIdempotencyKey(ctx context.Context, account apiary.AccountID, key string, job apiary.JobID) error {
+func (s *JobStore) ReleaseIdempotencyKey(ctx context.Context, account apiary.AccountID, key string, job apiary.JobID) error {
 	k := scopedKey(account, key)
 	prev, _, err := get[idemRecord](ctx, s.idem, k, "idempotency key")
 	if errors.Is(err, apiary.ErrNotFound) {

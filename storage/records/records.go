@@ -1,8 +1,11 @@
-// Package records keeps Apiary's records — accounts, tokens (with each
-// account's admin set, tokens.go), jobs,
-// idempotency keys, documents, webhook endpoints, their default secrets and
-// deliveries (with a due-time index for retries) — as JSON in key-value
-// buckets.
+// Package records keeps Apiary's records as JSON in key-value buckets, one
+// store per aggregate, each owning its buckets: AccountStore (accounts,
+// tokens and each account's admin set), JobStore (jobs, their document
+// outcomes, idempotency keys), DocumentStore (ingested documents),
+// WebhookStore (endpoints and default secrets) and DeliveryStore (webhook
+// deliveries, with a due-time index for retries). Open opens them all as
+// one Store; consumers declare the methods they use as interfaces of their
+// own.
 //
 // Tenancy lives here, in one place: every account-owned record is stored under
 // a key built by scopedKey(account, id), and every read, write and listing of
@@ -40,40 +43,52 @@ const (
 	bucketAdminSets   = "admin_sets"
 )
 
-// Store is the typed record store. Safe for concurrent use.
+// Store is the record store, one part per aggregate, each owning its
+// buckets. The composition root opens it and hands each consumer the part
+// it needs; consumers declare the few methods they use as an interface of
+// their own, which a part (or the whole Store, whose methods are its
+// parts') satisfies. Safe for concurrent use.
 type Store struct {
-	accounts, tokens, jobs, idem, docs storage.KV
-	outcomes                           storage.KV // one per document of a job
-	admins                             storage.KV // tokens.go
-	webhooks, secrets, deliveries, due storage.KV // webhooks.go
+	*AccountStore  // accounts and their tokens (accounts.go, tokens.go)
+	*JobStore      // jobs, their document outcomes and idempotency keys
+	*DocumentStore // ingested documents (documents.go)
+	*WebhookStore  // webhook endpoints and default secrets (webhooks.go)
+	*DeliveryStore // webhook deliveries and their due index (webhooks.go)
 }
 
 // Open opens (creating on first use) the record buckets in kvs.
 func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
-	s := &Store{}
-	for _, b := range []struct {
-		name string
-		kv   *storage.KV
-	}{
-		{bucketAccounts, &s.accounts},
-		{bucketTokens, &s.tokens},
-		{bucketJobs, &s.jobs},
-		{bucketIdempotency, &s.idem},
-		{bucketDocuments, &s.docs},
-		{bucketOutcomes, &s.outcomes},
-		{bucketAdminSets, &s.admins},
-		{bucketWebhooks, &s.webhooks},
-		{bucketWebhookSecrets, &s.secrets},
-		{bucketDeliveries, &s.deliveries},
-		{bucketDue, &s.due},
-	} {
-		kv, err := kvs.Bucket(ctx, b.name)
-		if err != nil {
-			return nil, fmt.Errorf("records: open bucket %s: %w", b.name, err)
-		}
-		*b.kv = kv
+	s := &Store{AccountStore: &AccountStore{}, JobStore: &JobStore{}, DocumentStore: &DocumentStore{},
+		WebhookStore: &WebhookStore{}, DeliveryStore: &DeliveryStore{}}
+	err := openBuckets(ctx, kvs, map[string]*storage.KV{
+		bucketAccounts:       &s.accounts,
+		bucketTokens:         &s.tokens,
+		bucketAdminSets:      &s.admins,
+		bucketJobs:           &s.jobs,
+		bucketIdempotency:    &s.idem,
+		bucketOutcomes:       &s.outcomes,
+		bucketDocuments:      &s.docs,
+		bucketWebhooks:       &s.webhooks,
+		bucketWebhookSecrets: &s.secrets,
+		bucketDeliveries:     &s.deliveries,
+		bucketDue:            &s.due,
+	})
+	if err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// openBuckets opens each named bucket of kvs into its KV.
+func openBuckets(ctx context.Context, kvs storage.KVStore, buckets map[string]*storage.KV) error {
+	for name, kv := range buckets {
+		b, err := kvs.Bucket(ctx, name)
+		if err != nil {
+			return fmt.Errorf("records: open bucket %s: %w", name, err)
+		}
+		*kv = b
+	}
+	return nil
 }
 
 // encodeID turns an arbitrary id into one key token.
@@ -121,40 +136,22 @@ func create(ctx context.Context, kv storage.KV, key, what string, v any) error {
 	return nil
 }
 
-// --- accounts ---
-
-// CreateAccount stores a new account; Conflict if the id is taken.
-func (s *Store) CreateAccount(ctx context.Context, a apiary.Account) error {
-	if err := a.ID.Validate(); err != nil {
-		return err
-	}
-	return create(ctx, s.accounts, encodeID(string(a.ID)), "account", a)
-}
-
-// Account returns the account with id.
-func (s *Store) Account(ctx context.Context, id apiary.AccountID) (apiary.Account, error) {
-	a, _, err := get[apiary.Account](ctx, s.accounts, encodeID(string(id)), "account")
-	return a, err
-}
-
-// HasAccounts reports whether any account exists (bootstrap runs when none does).
-func (s *Store) HasAccounts(ctx context.Context) (bool, error) {
-	keys, err := s.accounts.Keys(ctx, "")
-	if err != nil {
-		return false, fmt.Errorf("records: list accounts: %w", err)
-	}
-	return len(keys) > 0, nil
-}
-
 // --- jobs ---
 
+// JobStore keeps jobs, the outcome of each of their documents and the
+// Idempotency-Keys that name them.
+type JobStore struct {
+	jobs, idem storage.KV
+	outcomes   storage.KV // one per document of a job
+}
+
 // CreateJob stores a new job; Conflict if the id is taken.
-func (s *Store) CreateJob(ctx context.Context, j apiary.Job) error {
+func (s *JobStore) CreateJob(ctx context.Context, j apiary.Job) error {
 	return create(ctx, s.jobs, scopedKey(j.Account, string(j.ID)), "job", j)
 }
 
 // Job returns account's job id; NotFound for another account's job.
-func (s *Store) Job(ctx context.Context, account apiary.AccountID, id apiary.JobID) (apiary.Job, error) {
+func (s *JobStore) Job(ctx context.Context, account apiary.AccountID, id apiary.JobID) (apiary.Job, error) {
 	j, _, err := get[apiary.Job](ctx, s.jobs, scopedKey(account, string(id)), "job")
 	return j, err
 }
@@ -165,7 +162,7 @@ var ErrNoChange = errors.New("records: no change")
 // UpdateJob applies fn to the current job and stores the result, retrying on
 // concurrent writes. If fn returns ErrNoChange nothing is written and the
 // current job is returned; any other error is returned as is.
-func (s *Store) UpdateJob(ctx context.Context, account apiary.AccountID, id apiary.JobID, fn func(*apiary.Job) error) (apiary.Job, error) {
+func (s *JobStore) UpdateJob(ctx context.Context, account apiary.AccountID, id apiary.JobID, fn func(*apiary.Job) error) (apiary.Job, error) {
 	return update(ctx, s.jobs, scopedKey(account, string(id)), "job", fn)
 }
 
@@ -233,7 +230,7 @@ func outcomeKey(account apiary.AccountID, job apiary.JobID, o apiary.DocumentOut
 // stored (a redelivered job): the first one stands. A run learns which
 // documents are done from Outcomes before it starts, so it never records a
 // document of the other kind twice.
-func (s *Store) RecordOutcome(ctx context.Context, account apiary.AccountID, job apiary.JobID, o apiary.DocumentOutcome) (bool, error) {
+func (s *JobStore) RecordOutcome(ctx context.Context, account apiary.AccountID, job apiary.JobID, o apiary.DocumentOutcome) (bool, error) {
 	err := create(ctx, s.outcomes, outcomeKey(account, job, o), "document outcome", o)
 	if errors.Is(err, apiary.ErrConflict) {
 		return false, nil
@@ -243,7 +240,7 @@ func (s *Store) RecordOutcome(ctx context.Context, account apiary.AccountID, job
 
 // Outcomes returns the documents of account's job whose outcome is stored
 // and what they add up to. It reads every outcome: call it once per run.
-func (s *Store) Outcomes(ctx context.Context, account apiary.AccountID, job apiary.JobID) (map[apiary.DocumentID]bool, apiary.Tally, error) {
+func (s *JobStore) Outcomes(ctx context.Context, account apiary.AccountID, job apiary.JobID) (map[apiary.DocumentID]bool, apiary.Tally, error) {
 	var t apiary.Tally
 	prefix := outcomePrefix(account, job, "")
 	keys, err := s.outcomes.Keys(ctx, prefix)
@@ -272,7 +269,7 @@ func (s *Store) Outcomes(ctx context.Context, account apiary.AccountID, job apia
 // up to limit (default 50, max 500), and returns the cursor of
 // the next page ("" when there is none). It does not check that the job
 // exists: the caller reads the job first.
-func (s *Store) JobErrors(ctx context.Context, account apiary.AccountID, job apiary.JobID, limit int, cursor string) ([]apiary.DocumentError, string, error) {
+func (s *JobStore) JobErrors(ctx context.Context, account apiary.AccountID, job apiary.JobID, limit int, cursor string) ([]apiary.DocumentError, string, error) {
 	prefix := outcomePrefix(account, job, outcomeFailed)
 	keys, err := s.outcomes.Keys(ctx, prefix)
 	if err != nil {
@@ -314,7 +311,7 @@ type JobFilter struct {
 
 // Jobs lists account's jobs, newest first, and returns the cursor of the next
 // page ("" when there is none).
-func (s *Store) Jobs(ctx context.Context, account apiary.AccountID, f JobFilter) ([]apiary.Job, string, error) {
+func (s *JobStore) Jobs(ctx context.Context, account apiary.AccountID, f JobFilter) ([]apiary.Job, string, error) {
 	ids, err := scopedIDs(ctx, s.jobs, account, f.Cursor, true)
 	if err != nil {
 		return nil, "", err
@@ -380,7 +377,7 @@ func scopedIDs(ctx context.Context, kv storage.KV, account apiary.AccountID, cur
 // UnqueuedJobs returns the jobs of every account that are still queued, were
 // never put on the queue, and were created before olderThan. It is the one
 // cross-account read, for the workers' sweeper; it returns at most limit jobs.
-func (s *Store) UnqueuedJobs(ctx context.Context, olderThan time.Time, limit int) ([]apiary.Job, error) {
+func (s *JobStore) UnqueuedJobs(ctx context.Context, olderThan time.Time, limit int) ([]apiary.Job, error) {
 	keys, err := s.jobs.Keys(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("records: list jobs: %w", err)
@@ -415,7 +412,7 @@ type idemRecord struct {
 // hashes to requestHash. It returns job when the claim is new, the earlier
 // job when the same key came with the same request, and a Conflict error
 // when the same key came with a different request.
-func (s *Store) ClaimIdempotencyKey(ctx context.Context, account apiary.AccountID, key, requestHash string, job apiary.JobID) (apiary.JobID, error) {
+func (s *JobStore) ClaimIdempotencyKey(ctx context.Context, account apiary.AccountID, key, requestHash string, job apiary.JobID) (apiary.JobID, error) {
 	k := scopedKey(account, key)
 	err := create(ctx, s.idem, k, "idempotency key", idemRecord{Job: job, RequestHash: requestHash})
 	if err == nil {
@@ -432,86 +429,6 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, account apiary.AccountI
 		return "", apiary.E(apiary.KindConflict, "Idempotency-Key %q was already used with a different request body", key)
 	}
 	return prev.Job, nil
-}
-
-// --- documents ---
-
-// Document returns account's document id.
-func (s *Store) Document(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) (apiary.DocumentRecord, error) {
-	d, _, err := get[apiary.DocumentRecord](ctx, s.docs, scopedKey(account, string(id)), "document")
-	return d, err
-}
-
-// PutDocument stores rec under its account unless a newer version is stored:
-// a compare-and-swap that creates the record when there is none, replaces one
-// whose Version is rec.Version or older (the same version is a redelivered
-// job), and refuses with Conflict when the stored Version is greater.
-// Concurrent puts of different versions end with the greatest one stored.
-func (s *Store) PutDocument(ctx context.Context, rec apiary.DocumentRecord) error {
-	if rec.Account == "" {
-		return apiary.E(apiary.KindInvalid, "document record has no account")
-	}
-	key := scopedKey(rec.Account, string(rec.ID))
-	for {
-		_, err := update(ctx, s.docs, key, "document", func(cur *apiary.DocumentRecord) error {
-			if cur.Version > rec.Version {
-				return apiary.E(apiary.KindConflict, "document %q has a newer version", string(rec.ID))
-			}
-			*cur = rec
-			return nil
-		})
-		if !errors.Is(err, apiary.ErrNotFound) {
-			return err
-		}
-		err = create(ctx, s.docs, key, "document", rec)
-		if !errors.Is(err, apiary.ErrConflict) {
-			return err
-		}
-		// Created by someone else since the read: compare with theirs.
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-}
-
-// DeleteDocument removes account's document record; NotFound if there is none.
-func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) error {
-	key := scopedKey(account, string(id))
-	if _, err := s.docs.Get(ctx, key); err != nil {
-		if errors.Is(err, apiary.ErrNotFound) {
-			return apiary.E(apiary.KindNotFound, "no such document")
-		}
-		return fmt.Errorf("records: get document: %w", err)
-	}
-	if err := s.docs.Delete(ctx, key); err != nil {
-		return fmt.Errorf("records: delete document: %w", err)
-	}
-	return nil
-}
-
-// Documents lists account's documents ordered by id and returns the cursor of
-// the next page ("" when there is none).
-func (s *Store) Documents(ctx context.Context, account apiary.AccountID, limit int, cursor string) ([]apiary.DocumentRecord, string, error) {
-	ids, err := scopedIDs(ctx, s.docs, account, cursor, false)
-	if err != nil {
-		return nil, "", err
-	}
-	limit = clampLimit(limit)
-	var out []apiary.DocumentRecord
-	for _, id := range ids {
-		if len(out) == limit {
-			return out, encodeID(string(out[len(out)-1].ID)), nil
-		}
-		d, _, err := get[apiary.DocumentRecord](ctx, s.docs, scopedKey(account, id), "document")
-		if errors.Is(err, apiary.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, d)
-	}
-	return out, "", nil
 }
 
 func clampLimit(n int) int {

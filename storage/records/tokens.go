@@ -31,7 +31,7 @@ type adminSet struct {
 func adminSetKey(account apiary.AccountID) string { return scopedKey(account, "admins") }
 
 // CreateToken stores a token record, keyed by its hash.
-func (s *Store) CreateToken(ctx context.Context, t apiary.Token) error {
+func (s *AccountStore) CreateToken(ctx context.Context, t apiary.Token) error {
 	if t.Hash == "" {
 		return apiary.E(apiary.KindInvalid, "token hash is required")
 	}
@@ -53,7 +53,7 @@ func (s *Store) CreateToken(ctx context.Context, t apiary.Token) error {
 // updateAdmins is the compare-and-swap of account's admin set. A set that
 // does not exist yet (an account from before the set was kept) is made
 // from the account's admin tokens first.
-func (s *Store) updateAdmins(ctx context.Context, account apiary.AccountID, fn func(*adminSet) error) error {
+func (s *AccountStore) updateAdmins(ctx context.Context, account apiary.AccountID, fn func(*adminSet) error) error {
 	key := adminSetKey(account)
 	for {
 		_, err := update(ctx, s.admins, key, "admin token set", fn)
@@ -80,7 +80,7 @@ func (s *Store) updateAdmins(ctx context.Context, account apiary.AccountID, fn f
 }
 
 // TokenByHash returns the token whose hex SHA-256 is hash.
-func (s *Store) TokenByHash(ctx context.Context, hash string) (apiary.Token, error) {
+func (s *AccountStore) TokenByHash(ctx context.Context, hash string) (apiary.Token, error) {
 	t, _, err := get[apiary.Token](ctx, s.tokens, hash, "token")
 	if err == nil {
 		t.Hash = hash // not serialized
@@ -89,7 +89,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (apiary.Token, err
 }
 
 // Tokens lists account's tokens (without secrets), oldest first.
-func (s *Store) Tokens(ctx context.Context, account apiary.AccountID) ([]apiary.Token, error) {
+func (s *AccountStore) Tokens(ctx context.Context, account apiary.AccountID) ([]apiary.Token, error) {
 	keys, err := s.tokens.Keys(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("records: list tokens: %w", err)
@@ -113,7 +113,7 @@ func (s *Store) Tokens(ctx context.Context, account apiary.AccountID) ([]apiary.
 
 // DeleteToken revokes account's token id; NotFound when account has no such
 // token, ErrLastAdmin (Conflict) when it is the account's last admin token.
-func (s *Store) DeleteToken(ctx context.Context, account apiary.AccountID, id apiary.TokenID) error {
+func (s *AccountStore) DeleteToken(ctx context.Context, account apiary.AccountID, id apiary.TokenID) error {
 	toks, err := s.Tokens(ctx, account)
 	if err != nil {
 		return err

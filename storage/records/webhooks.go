@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage"
 )
 
 // Webhook bucket names.
@@ -136,8 +137,14 @@ func shortHash(parts ...string) string {
 
 // --- webhooks ---
 
+// WebhookStore keeps accounts' webhook endpoints and default signing
+// secrets.
+type WebhookStore struct {
+	webhooks, secrets storage.KV
+}
+
 // CreateWebhook stores a new endpoint; Conflict if the id is taken.
-func (s *Store) CreateWebhook(ctx context.Context, w Webhook) error {
+func (s *WebhookStore) CreateWebhook(ctx context.Context, w Webhook) error {
 	if w.Account == "" || w.ID == "" {
 		return apiary.E(apiary.KindInvalid, "webhook needs an account and an id")
 	}
@@ -145,7 +152,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w Webhook) error {
 }
 
 // Webhook returns account's endpoint id; NotFound for another account's.
-func (s *Store) Webhook(ctx context.Context, account apiary.AccountID, id string) (Webhook, error) {
+func (s *WebhookStore) Webhook(ctx context.Context, account apiary.AccountID, id string) (Webhook, error) {
 	if id == "" {
 		return Webhook{}, apiary.E(apiary.KindNotFound, "no such webhook")
 	}
@@ -154,7 +161,7 @@ func (s *Store) Webhook(ctx context.Context, account apiary.AccountID, id string
 }
 
 // Webhooks lists account's endpoints, oldest first.
-func (s *Store) Webhooks(ctx context.Context, account apiary.AccountID) ([]Webhook, error) {
+func (s *WebhookStore) Webhooks(ctx context.Context, account apiary.AccountID) ([]Webhook, error) {
 	ids, err := scopedIDs(ctx, s.webhooks, account, "", false)
 	if err != nil {
 		return nil, err
@@ -175,7 +182,7 @@ func (s *Store) Webhooks(ctx context.Context, account apiary.AccountID) ([]Webho
 
 // UpdateWebhook applies fn to account's endpoint id and stores the result,
 // retrying on concurrent writes; ErrNoChange from fn writes nothing.
-func (s *Store) UpdateWebhook(ctx context.Context, account apiary.AccountID, id string, fn func(*Webhook) error) (Webhook, error) {
+func (s *WebhookStore) UpdateWebhook(ctx context.Context, account apiary.AccountID, id string, fn func(*Webhook) error) (Webhook, error) {
 	if id == "" {
 		return Webhook{}, apiary.E(apiary.KindNotFound, "no such webhook")
 	}
@@ -184,7 +191,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, account apiary.AccountID, id 
 
 // DeleteWebhook removes account's endpoint id; NotFound if there is none.
 // Its pending deliveries end as failed when they come due.
-func (s *Store) DeleteWebhook(ctx context.Context, account apiary.AccountID, id string) error {
+func (s *WebhookStore) DeleteWebhook(ctx context.Context, account apiary.AccountID, id string) error {
 	if _, err := s.Webhook(ctx, account, id); err != nil {
 		return err
 	}
@@ -198,13 +205,13 @@ func (s *Store) DeleteWebhook(ctx context.Context, account apiary.AccountID, id 
 
 // DefaultSecret returns account's default signing secret; NotFound if it
 // was never created.
-func (s *Store) DefaultSecret(ctx context.Context, account apiary.AccountID) (DefaultSecret, error) {
+func (s *WebhookStore) DefaultSecret(ctx context.Context, account apiary.AccountID) (DefaultSecret, error) {
 	d, _, err := get[DefaultSecret](ctx, s.secrets, encodeID(string(account)), "default webhook secret")
 	return d, err
 }
 
 // CreateDefaultSecret stores account's default secret; Conflict if it exists.
-func (s *Store) CreateDefaultSecret(ctx context.Context, d DefaultSecret) error {
+func (s *WebhookStore) CreateDefaultSecret(ctx context.Context, d DefaultSecret) error {
 	if err := d.Account.Validate(); err != nil {
 		return err
 	}
@@ -212,7 +219,7 @@ func (s *Store) CreateDefaultSecret(ctx context.Context, d DefaultSecret) error 
 }
 
 // UpdateDefaultSecret applies fn to account's default secret (see UpdateWebhook).
-func (s *Store) UpdateDefaultSecret(ctx context.Context, account apiary.AccountID, fn func(*DefaultSecret) error) (DefaultSecret, error) {
+func (s *WebhookStore) UpdateDefaultSecret(ctx context.Context, account apiary.AccountID, fn func(*DefaultSecret) error) (DefaultSecret, error) {
 	return update(ctx, s.secrets, encodeID(string(account)), "default webhook secret", fn)
 }
 
@@ -225,6 +232,12 @@ func (s *Store) UpdateDefaultSecret(ctx context.Context, account apiary.AccountI
 // by a crash between the two writes) is dropped when it comes due. A new
 // entry is written before the record and the old one deleted after it, so
 // a pending delivery is never without one.
+
+// DeliveryStore keeps webhook deliveries and the index of when each pending
+// one is due.
+type DeliveryStore struct {
+	deliveries, due storage.KV
+}
 
 func deliveryPrefix(account apiary.AccountID, endpoint string) string {
 	return scopePrefix(account) + encodeID(endpoint) + "."
@@ -257,7 +270,7 @@ func (d *Delivery) normalize() {
 	}
 }
 
-func (s *Store) putDue(ctx context.Context, key string) error {
+func (s *DeliveryStore) putDue(ctx context.Context, key string) error {
 	if key == "" {
 		return nil
 	}
@@ -271,7 +284,7 @@ func (s *Store) putDue(ctx context.Context, key string) error {
 // when pending. When one with the same id exists it returns a Conflict
 // error after making sure the existing one is still scheduled (a crash
 // between the record and its index entry heals here).
-func (s *Store) CreateDelivery(ctx context.Context, d Delivery) error {
+func (s *DeliveryStore) CreateDelivery(ctx context.Context, d Delivery) error {
 	if d.Account == "" || d.Endpoint == "" || d.ID == "" {
 		return apiary.E(apiary.KindInvalid, "delivery needs an account, an endpoint and an id")
 	}
@@ -295,7 +308,7 @@ func (s *Store) CreateDelivery(ctx context.Context, d Delivery) error {
 }
 
 // Delivery returns account's delivery id to endpoint.
-func (s *Store) Delivery(ctx context.Context, account apiary.AccountID, endpoint, id string) (Delivery, error) {
+func (s *DeliveryStore) Delivery(ctx context.Context, account apiary.AccountID, endpoint, id string) (Delivery, error) {
 	if endpoint == "" || id == "" {
 		return Delivery{}, apiary.E(apiary.KindNotFound, "no such delivery")
 	}
@@ -306,7 +319,7 @@ func (s *Store) Delivery(ctx context.Context, account apiary.AccountID, endpoint
 // UpdateDelivery applies fn to a delivery and stores it, retrying on
 // concurrent writes, and moves its due-index entry along with
 // NextAttemptAt and Status.
-func (s *Store) UpdateDelivery(ctx context.Context, account apiary.AccountID, endpoint, id string, fn func(*Delivery) error) (Delivery, error) {
+func (s *DeliveryStore) UpdateDelivery(ctx context.Context, account apiary.AccountID, endpoint, id string, fn func(*Delivery) error) (Delivery, error) {
 	if endpoint == "" || id == "" {
 		return Delivery{}, apiary.E(apiary.KindNotFound, "no such delivery")
 	}
@@ -337,7 +350,7 @@ func (s *Store) UpdateDelivery(ctx context.Context, account apiary.AccountID, en
 
 // Deliveries lists account's deliveries to endpoint, newest first, and
 // returns the cursor of the next page ("" when there is none).
-func (s *Store) Deliveries(ctx context.Context, account apiary.AccountID, endpoint string, limit int, cursor string) ([]Delivery, string, error) {
+func (s *DeliveryStore) Deliveries(ctx context.Context, account apiary.AccountID, endpoint string, limit int, cursor string) ([]Delivery, string, error) {
 	if endpoint == "" {
 		return nil, "", apiary.E(apiary.KindNotFound, "no such webhook")
 	}
@@ -401,7 +414,7 @@ type DueDelivery struct {
 
 // DueDeliveries returns up to limit index entries due at or before now,
 // soonest first.
-func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]DueDelivery, error) {
+func (s *DeliveryStore) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]DueDelivery, error) {
 	keys, err := s.due.Keys(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("records: list due deliveries: %w", err)
@@ -442,7 +455,7 @@ func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]
 // that a crash mid-attempt retries after the lease, and another process
 // does not take it meanwhile) and returns it with ok true. A stale entry
 // is dropped and ok is false.
-func (s *Store) ClaimDelivery(ctx context.Context, due DueDelivery, now time.Time, lease time.Duration) (d Delivery, ok bool, err error) {
+func (s *DeliveryStore) ClaimDelivery(ctx context.Context, due DueDelivery, now time.Time, lease time.Duration) (d Delivery, ok bool, err error) {
 	d, err = s.UpdateDelivery(ctx, due.Account, due.Endpoint, due.ID, func(d *Delivery) error {
 		ok = false // the callback reruns after a lost race: only the winning write claims
 		if d.Status != DeliveryPending || d.NextAttemptAt == nil || d.NextAttemptAt.UnixMilli() != due.At.UnixMilli() {

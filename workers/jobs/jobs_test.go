@@ -116,7 +116,7 @@ func (w *world) received(t *testing.T) []apiary.JobMessage {
 	var out []apiary.JobMessage
 	for _, d := range ds {
 		out = append(out, d.Msg)
-		require.NoError(t, w.q.Ack(t.Context(), d))
+		require.NoError(t, d.Ack(t.Context()))
 	}
 	return out
 }

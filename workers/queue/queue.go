@@ -5,11 +5,13 @@
 //   - Enqueue returns only once the message is durable.
 //   - Receive(ctx, n) returns at most n deliveries; it waits up to the
 //     adapter's poll interval for the first one and may return none.
+//   - A delivery is settled through its own methods, which the adapter sets
+//     (NewDelivery): no type assertion on an opaque receipt.
 //   - A delivery is leased: until Ack, Nack or Term, or until its lease runs
 //     out, no other receiver gets it. Extend renews the lease.
 //   - A delivery whose lease runs out (a crashed worker) is delivered again,
 //     with Attempt increased.
-//   - Nack(d, delay) hands a delivery back to be delivered again after delay.
+//   - Nack(delay) hands a delivery back to be delivered again after delay.
 //   - Term removes a delivery for good (dead-letter where the engine has one).
 //   - All methods are safe for concurrent use.
 package queue
@@ -22,29 +24,97 @@ import (
 	"github.com/apiaryhq/apiary"
 )
 
-// Delivery is one received job message.
+// Delivery is one received job message. It is settled through its own
+// methods (Ack, Nack, Extend, Term), which carry out the adapter's settler
+// given to NewDelivery, as nats.go's jetstream.Msg is acked on itself.
+// A Delivery not made by NewDelivery (a zero value, a literal in a test)
+// has no settler: its settle methods fail with apiary.KindInvalid.
 type Delivery struct {
 	Msg apiary.JobMessage
 	// Attempt counts deliveries of this message, starting at 1.
 	Attempt int
-	// Receipt is the adapter's handle for Ack/Nack/Extend/Term.
-	Receipt any
+
+	settler Settler
 }
 
-// Queue is the job queue port.
+// Settler settles one delivery. An adapter implements it for each delivery
+// it hands out with NewDelivery; callers use the Delivery's methods, which
+// take the same arguments and document the promises.
+type Settler interface {
+	Ack(ctx context.Context) error
+	Nack(ctx context.Context, delay time.Duration) error
+	Extend(ctx context.Context) error
+	Term(ctx context.Context, reason string) error
+}
+
+// NewDelivery is msg, delivered for the attempt-th time, settled by s. Only
+// adapters call it (and wrappers of an adapter, which pass the Delivery
+// they wrap as s).
+func NewDelivery(msg apiary.JobMessage, attempt int, s Settler) *Delivery {
+	return &Delivery{Msg: msg, Attempt: attempt, settler: s}
+}
+
+var _ Settler = (*Delivery)(nil)
+
+// Ack removes the finished delivery from the queue; it returns once the
+// engine has confirmed it.
+func (d *Delivery) Ack(ctx context.Context) error {
+	s, err := d.settle("ack")
+	if err != nil {
+		return err
+	}
+	return s.Ack(ctx)
+}
+
+// Nack hands the delivery back, to be delivered again after delay (at once
+// when delay ≤ 0).
+func (d *Delivery) Nack(ctx context.Context, delay time.Duration) error {
+	s, err := d.settle("nack")
+	if err != nil {
+		return err
+	}
+	return s.Nack(ctx, delay)
+}
+
+// Extend renews the delivery's lease while its job runs; it fails with
+// apiary.KindConflict when the engine allows no more.
+func (d *Delivery) Extend(ctx context.Context) error {
+	s, err := d.settle("extend")
+	if err != nil {
+		return err
+	}
+	return s.Extend(ctx)
+}
+
+// Term removes the delivery for good, to the dead-letter queue where there
+// is one; reason (cut to MaxReasonLen by the caller, see Reason) is kept
+// with it.
+func (d *Delivery) Term(ctx context.Context, reason string) error {
+	s, err := d.settle("term")
+	if err != nil {
+		return err
+	}
+	return s.Term(ctx, reason)
+}
+
+// settle is d's settler, or why there is none.
+func (d *Delivery) settle(op string) (Settler, error) {
+	switch {
+	case d == nil:
+		return nil, apiary.E(apiary.KindInvalid, "queue: %s: nil delivery", op)
+	case d.settler == nil:
+		return nil, apiary.E(apiary.KindInvalid, "queue: %s %s: delivery not received from a queue", op, d.Msg.Job)
+	}
+	return d.settler, nil
+}
+
+// Queue is the job queue port. Deliveries are settled through their own
+// methods.
 type Queue interface {
 	// Enqueue stores msg durably for delivery.
 	Enqueue(ctx context.Context, msg apiary.JobMessage) error
 	// Receive returns up to max deliveries, possibly none after a poll interval.
 	Receive(ctx context.Context, max int) ([]*Delivery, error)
-	// Ack removes a finished delivery.
-	Ack(ctx context.Context, d *Delivery) error
-	// Nack returns d to the queue to be delivered again after delay.
-	Nack(ctx context.Context, d *Delivery, delay time.Duration) error
-	// Extend renews d's lease while its job runs.
-	Extend(ctx context.Context, d *Delivery) error
-	// Term removes d for good, to the dead-letter queue where there is one.
-	Term(ctx context.Context, d *Delivery, reason string) error
 	// Lease is how long a delivery stays with its receiver without Extend.
 	Lease() time.Duration
 }

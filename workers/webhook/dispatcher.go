@@ -20,6 +20,7 @@ import (
 	"github.com/apiaryhq/apiary/internal/safehttp"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/storage/records"
+	"github.com/apiaryhq/apiary/webhooks"
 	"github.com/apiaryhq/apiary/workers/events"
 )
 
@@ -149,7 +150,7 @@ func (c *Config) Validate() error {
 // Dispatcher turns job events into signed deliveries and sends them.
 type Dispatcher struct {
 	cfg    Config
-	recs   *records.Store
+	recs   Records
 	keys   encrypt.KeyProvider
 	bus    events.Consumer
 	client *http.Client
@@ -164,7 +165,7 @@ type Dispatcher struct {
 }
 
 // New returns a Dispatcher; Run starts it.
-func New(cfg Config, recs *records.Store, keys encrypt.KeyProvider, bus events.Consumer) (*Dispatcher, error) {
+func New(cfg Config, recs Records, keys encrypt.KeyProvider, bus events.Consumer) (*Dispatcher, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, apiary.Wrap(err, apiary.KindInvalid, "webhook: config")
@@ -227,7 +228,7 @@ func (d *Dispatcher) consume(ctx context.Context) {
 // one to the job's own webhook_url. It is idempotent: delivery ids derive
 // from (endpoint, event id).
 func (d *Dispatcher) HandleEvent(ctx context.Context, ev apiary.Event) error {
-	if !Subscribed(nil, ev.Type) || ev.Account == "" {
+	if !webhooks.Subscribed(nil, ev.Type) || ev.Account == "" {
 		return nil
 	}
 	hooks, err := d.recs.Webhooks(ctx, ev.Account)
@@ -236,10 +237,10 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, ev apiary.Event) error {
 	}
 	queued := false
 	for _, w := range hooks {
-		if !w.Enabled || !Subscribed(w.Events, ev.Type) {
+		if !w.Enabled || !webhooks.Subscribed(w.Events, ev.Type) {
 			continue
 		}
-		if err := enqueue(ctx, d.recs, ev, w.ID, ""); err != nil {
+		if err := webhooks.Enqueue(ctx, d.recs, ev, w.ID, ""); err != nil {
 			return err
 		}
 		queued = true
@@ -251,7 +252,7 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, ev apiary.Event) error {
 		case err != nil:
 			return err
 		case job.WebhookURL != "":
-			if err := enqueue(ctx, d.recs, ev, records.JobURLEndpoint(job.WebhookURL), job.WebhookURL); err != nil {
+			if err := webhooks.Enqueue(ctx, d.recs, ev, records.JobURLEndpoint(job.WebhookURL), job.WebhookURL); err != nil {
 				return err
 			}
 			queued = true
@@ -394,11 +395,11 @@ type target struct {
 func (d *Dispatcher) resolve(ctx context.Context, del records.Delivery) (target, error) {
 	now := time.Now()
 	if del.URL != "" && strings.HasPrefix(del.Endpoint, "url_") {
-		ds, _, _, err := EnsureDefaultSecret(ctx, d.recs, d.keys, del.Account, false)
+		ds, _, _, err := webhooks.EnsureDefaultSecret(ctx, d.recs, d.keys, del.Account, false)
 		if err != nil {
 			return target{}, err
 		}
-		secrets, err := LiveSecrets(ctx, d.keys, del.Account, DefaultSecretID, ds.Secrets, now)
+		secrets, err := webhooks.LiveSecrets(ctx, d.keys, del.Account, webhooks.DefaultSecretID, ds.Secrets, now)
 		if err != nil {
 			return target{}, err
 		}
@@ -414,7 +415,7 @@ func (d *Dispatcher) resolve(ctx context.Context, del records.Delivery) (target,
 	if !w.Enabled {
 		return target{}, &giveUp{"the webhook is disabled"}
 	}
-	secrets, err := LiveSecrets(ctx, d.keys, del.Account, w.ID, w.Secrets, now)
+	secrets, err := webhooks.LiveSecrets(ctx, d.keys, del.Account, w.ID, w.Secrets, now)
 	if err != nil {
 		return target{}, err
 	}

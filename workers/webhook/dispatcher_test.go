@@ -25,6 +25,7 @@ import (
 	"github.com/apiaryhq/apiary/pipeline/encrypt/keyring"
 	"github.com/apiaryhq/apiary/storage/natskv"
 	"github.com/apiaryhq/apiary/storage/records"
+	"github.com/apiaryhq/apiary/webhooks"
 	"github.com/apiaryhq/apiary/workers/events/natsbus"
 	"github.com/apiaryhq/apiary/workers/webhook"
 )
@@ -99,7 +100,7 @@ func (r *rig) start(cfg webhook.Config) (stop func()) {
 func (r *rig) endpoint(account apiary.AccountID, u string, events ...apiary.EventType) (records.Webhook, string) {
 	r.t.Helper()
 	id := apiary.RandomID("wh_")
-	secret, sealed, err := webhook.NewSecrets(r.t.Context(), r.keys, account, id)
+	secret, sealed, err := webhooks.NewSecrets(r.t.Context(), r.keys, account, id)
 	require.NoError(r.t, err)
 	now := time.Now().UTC()
 	w := records.Webhook{ID: id, Account: account, URL: u, Events: events, Enabled: true, Secrets: sealed, CreatedAt: now, UpdatedAt: now}
@@ -344,7 +345,7 @@ func TestJobWebhookURLUsesDefaultSecret(t *testing.T) {
 	ds, err := r.recs.DefaultSecret(t.Context(), "acme")
 	require.NoError(t, err)
 	require.False(t, ds.Revealed, "created on first use, not yet shown")
-	secret, err := webhook.OpenSecret(t.Context(), r.keys, "acme", webhook.DefaultSecretID, ds.Sealed)
+	secret, err := webhooks.OpenSecret(t.Context(), r.keys, "acme", webhooks.DefaultSecretID, ds.Sealed)
 	require.NoError(t, err)
 	verify(t, secret, got[0])
 	require.Len(t, rc.waitN(t, 1), 1)
@@ -358,7 +359,7 @@ func TestRotationSignsWithBothSecrets(t *testing.T) {
 	now := time.Now()
 	var newSecret string
 	_, err := r.recs.UpdateWebhook(t.Context(), "acme", w.ID, func(w *records.Webhook) error {
-		s, next, err := webhook.Rotate(t.Context(), r.keys, "acme", w.ID, w.Secrets, 24*time.Hour, now)
+		s, next, err := webhooks.Rotate(t.Context(), r.keys, "acme", w.ID, w.Secrets, 24*time.Hour, now)
 		newSecret, w.Secrets = s, next
 		return err
 	})
@@ -502,10 +503,10 @@ func TestSendTestAndRedeliver(t *testing.T) {
 	rc := newReceiver(t, 500)
 	w, secret := r.endpoint("acme", rc.URL, apiary.EventJobSucceeded)
 	r.start(fast(webhook.Config{Schedule: []time.Duration{0}}))
-	d, err := webhook.SendTest(t.Context(), r.recs, w)
+	d, err := webhooks.SendTest(t.Context(), r.recs, w)
 	require.NoError(t, err)
 	r.waitStatus("acme", w.ID, d.EventID, records.DeliveryExhausted)
-	_, err = webhook.Redeliver(t.Context(), r.recs, "acme", w.ID, d.ID)
+	_, err = webhooks.Redeliver(t.Context(), r.recs, "acme", w.ID, d.ID)
 	require.NoError(t, err)
 	r.waitStatus("acme", w.ID, d.EventID, records.DeliverySucceeded)
 	got := rc.all()
@@ -517,7 +518,7 @@ func TestSendTestAndRedeliver(t *testing.T) {
 	full, err := r.recs.Delivery(t.Context(), "acme", w.ID, d.ID)
 	require.NoError(t, err)
 	require.Len(t, full.Attempts, 2)
-	_, err = webhook.Redeliver(t.Context(), r.recs, "acme", w.ID, "dlv_nope")
+	_, err = webhooks.Redeliver(t.Context(), r.recs, "acme", w.ID, "dlv_nope")
 	require.ErrorIs(t, err, apiary.ErrNotFound)
 }
 

@@ -1,5 +1,7 @@
 // Package webhook delivers job events to the webhook endpoints of an
-// account, signed with the Standard Webhooks scheme.
+// account, signed with the Standard Webhooks scheme. The domain it shares
+// with the API (subscriptions, secrets, bodies, creating deliveries) is
+// package webhooks; the records are storage/records'.
 //
 // Promises:
 //   - Signing: headers webhook-id (the event id, stable across retries and

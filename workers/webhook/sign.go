@@ -2,15 +2,14 @@ package webhook
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/webhooks"
 )
 
 // Standard Webhooks header names.
@@ -19,32 +18,6 @@ const (
 	HeaderTimestamp = "webhook-timestamp"
 	HeaderSignature = "webhook-signature"
 )
-
-// SecretPrefix starts every signing secret.
-const SecretPrefix = "whsec_"
-
-// secretBytes is the size of a signing key.
-const secretBytes = 32
-
-// NewSecret returns a fresh signing secret: "whsec_" + base64 of 32 random
-// bytes. Show it once; store it only sealed.
-func NewSecret() (string, error) {
-	var b [secretBytes]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("webhook: new secret: %w", err)
-	}
-	return SecretPrefix + base64.StdEncoding.EncodeToString(b[:]), nil
-}
-
-// ParseSecret returns the HMAC key of secret: the base64-decoded part after
-// "whsec_". Its error never quotes the secret.
-func ParseSecret(secret string) ([]byte, error) {
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, SecretPrefix))
-	if err != nil || len(key) == 0 {
-		return nil, apiary.E(apiary.KindInvalid, "webhook: malformed signing secret")
-	}
-	return key, nil
-}
 
 // Sign returns the webhook-signature header value for one message: for
 // each secret, "v1," + base64(HMAC-SHA256(key, id + "." + unix seconds +
@@ -55,7 +28,7 @@ func Sign(msgID string, ts time.Time, body []byte, secrets ...string) (string, e
 	}
 	sigs := make([]string, 0, len(secrets))
 	for _, s := range secrets {
-		key, err := ParseSecret(s)
+		key, err := webhooks.ParseSecret(s)
 		if err != nil {
 			return "", err
 		}

@@ -3,9 +3,9 @@
 // Jobs are JSON apiary.JobMessage values published on one subject of a
 // WorkQueuePolicy, file-stored stream and read through one durable pull
 // consumer with explicit acks, shared by every worker process. The lease of
-// a delivery is the consumer's AckWait; Extend sends +WPI (in progress),
-// Nack with a delay sends -NAK, without one it publishes the message again
-// and acks it (see Queue.Nack); Term sends +TERM with the reason. Ack, Nack
+// a delivery is the consumer's AckWait. A delivery settles on itself: Extend
+// sends +WPI (in progress), Nack with a delay sends -NAK, without one it
+// publishes the message again and acks it; Term sends +TERM with the reason. Ack, Nack
 // and Term return once the server has confirmed them. A message's Attempt
 // is JetStream's delivery count, plus the deliveries before a requeue.
 //
@@ -136,6 +136,7 @@ type Queue struct {
 var (
 	_ queue.Queue         = (*Queue)(nil)
 	_ queue.BatchEnqueuer = (*Queue)(nil)
+	_ queue.Settler       = (*settler)(nil)
 )
 
 // batchPublishers bounds the publishes of one EnqueueBatch awaiting their
@@ -291,10 +292,10 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 		}
 		return nil, classify(err, "jetstream: receive")
 	}
-	out := collect(batch, nil)
+	out := q.collect(batch, nil)
 	if len(out) > 0 && max > 1 && ctx.Err() == nil {
 		if more, err := q.cons.FetchNoWait(max - 1); err == nil {
-			out = collect(more, out)
+			out = q.collect(more, out)
 		}
 	}
 	if ctx.Err() != nil {
@@ -304,40 +305,43 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && len(out) == 0 {
 		return nil, classify(err, "jetstream: receive")
 	}
-	return out, nil
+	ds := make([]*queue.Delivery, len(out))
+	for i, s := range out {
+		ds[i] = queue.NewDelivery(s.msg, s.attempt, s)
+	}
+	return ds, nil
 }
 
-// handBack returns ds, never handed to a worker, to the stream at once,
+// handBack returns ss, never handed to a worker, to the stream at once,
 // without counting their delivery as an attempt; best effort: whatever
 // fails comes back when its lease runs out.
-func (q *Queue) handBack(ds []*queue.Delivery) {
-	if len(ds) == 0 {
+func (q *Queue) handBack(ss []*settler) {
+	if len(ss) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
-	for _, d := range ds {
-		if m, err := receipt(d, "nack"); err == nil {
-			_ = q.requeue(ctx, d, m, d.Attempt-1)
-		}
+	for _, s := range ss {
+		_ = s.requeue(ctx, s.attempt-1)
 	}
 }
 
-// collect appends the deliveries of batch to out; a message whose body is
-// not a JobMessage is terminated and skipped.
-func collect(batch jetstream.MessageBatch, out []*queue.Delivery) []*queue.Delivery {
+// collect appends the messages of batch to out; a message whose body is not
+// a JobMessage is terminated and skipped.
+func (q *Queue) collect(batch jetstream.MessageBatch, out []*settler) []*settler {
 	for m := range batch.Messages() {
-		d, err := delivery(m)
+		s, err := q.settler(m)
 		if err != nil {
 			_ = m.TermWithReason("apiary: malformed job message")
 			continue
 		}
-		out = append(out, d)
+		out = append(out, s)
 	}
 	return out
 }
 
-func delivery(m jetstream.Msg) (*queue.Delivery, error) {
+// settler reads m's job message and attempt.
+func (q *Queue) settler(m jetstream.Msg) (*settler, error) {
 	meta, err := m.Metadata()
 	if err != nil {
 		return nil, err
@@ -353,75 +357,65 @@ func delivery(m jetstream.Msg) (*queue.Delivery, error) {
 	if before, err := strconv.Atoi(m.Headers().Get(attemptsHeader)); err == nil && before > 0 {
 		attempt += before // a requeued message
 	}
-	return &queue.Delivery{Msg: msg, Attempt: attempt, Receipt: m}, nil
+	return &settler{q: q, m: m, msg: msg, attempt: attempt}, nil
 }
 
-func receipt(d *queue.Delivery, op string) (jetstream.Msg, error) {
-	if d == nil {
-		return nil, apiary.E(apiary.KindInvalid, "jetstream: %s: nil delivery", op)
-	}
-	m, ok := d.Receipt.(jetstream.Msg)
-	if !ok {
-		return nil, apiary.E(apiary.KindInvalid, "jetstream: %s %s: not a jetstream delivery", op, d.Msg.Job)
-	}
-	return m, nil
+// settler settles one delivery: m is the JetStream message it came as.
+type settler struct {
+	q       *Queue
+	m       jetstream.Msg
+	msg     apiary.JobMessage
+	attempt int
 }
 
-// Ack removes d from the stream and waits for the server to confirm.
-func (q *Queue) Ack(ctx context.Context, d *queue.Delivery) error {
-	m, err := receipt(d, "ack")
-	if err != nil {
-		return err
-	}
-	if err := m.DoubleAck(ctx); err != nil {
-		return classify(err, "jetstream: ack %s", d.Msg.Job)
+// Ack removes the message from the stream and waits for the server to
+// confirm.
+func (s *settler) Ack(ctx context.Context) error {
+	if err := s.m.DoubleAck(ctx); err != nil {
+		return classify(err, "jetstream: ack %s", s.msg.Job)
 	}
 	return nil
 }
 
-// Nack hands d back for redelivery after delay, and returns once the
-// server has confirmed it. With a delay it sends -NAK; without one it
-// requeues d, so that d is deliverable at once also after a restart of the
-// server.
-func (q *Queue) Nack(ctx context.Context, d *queue.Delivery, delay time.Duration) error {
-	m, err := receipt(d, "nack")
-	if err != nil {
-		return err
-	}
+// Nack hands the message back for redelivery after delay, and returns once
+// the server has confirmed it. With a delay it sends -NAK; without one it
+// requeues the message, so that it is deliverable at once also after a
+// restart of the server.
+func (s *settler) Nack(ctx context.Context, delay time.Duration) error {
 	if delay <= 0 {
-		return q.requeue(ctx, d, m, d.Attempt)
+		return s.requeue(ctx, s.attempt)
 	}
-	return q.settle(ctx, m, fmt.Sprintf(`-NAK {"delay": %d}`, delay.Nanoseconds()), "jetstream: nack %s", d.Msg.Job)
+	return s.q.settle(ctx, s.m, fmt.Sprintf(`-NAK {"delay": %d}`, delay.Nanoseconds()), "jetstream: nack %s", s.msg.Job)
 }
 
 // attemptsHeader carries the deliveries a requeued message had before, so
 // that its Attempt goes on counting.
 const attemptsHeader = "Apiary-Attempts"
 
-// requeue hands d back at once: it publishes d's message again, carrying
-// attempts (the deliveries that count so far), then acks d. A -NAK does the same while the server
-// runs, but the server keeps a nak'd message's redelivery in memory only:
-// when the embedded server stops with the worker that handed a job back on
-// SIGTERM, the restarted one waits out the whole lease first. If the ack
-// fails after the publish, the job has two messages, handled as any
-// redelivery.
-func (q *Queue) requeue(ctx context.Context, d *queue.Delivery, m jetstream.Msg, attempts int) error {
+// requeue hands the message back at once: it publishes it again, carrying
+// attempts (the deliveries that count so far), then acks it. A -NAK does
+// the same while the server runs, but the server keeps a nak'd message's
+// redelivery in memory only: when the embedded server stops with the
+// worker that handed a job back on SIGTERM, the restarted one waits out
+// the whole lease first. If the ack fails after the publish, the job has
+// two messages, handled as any redelivery.
+func (s *settler) requeue(ctx context.Context, attempts int) error {
 	ctx, cancel := settleContext(ctx)
 	defer cancel()
-	meta, err := m.Metadata()
+	meta, err := s.m.Metadata()
 	if err != nil {
-		return classify(err, "jetstream: nack %s", d.Msg.Job)
+		return classify(err, "jetstream: nack %s", s.msg.Job)
 	}
-	again := nats.NewMsg(q.cfg.Subject)
-	again.Data = m.Data()
+	again := nats.NewMsg(s.q.cfg.Subject)
+	again.Data = s.m.Data()
 	again.Header.Set(attemptsHeader, strconv.Itoa(attempts))
 	// One id per requeued delivery: a retried requeue stores it once.
-	again.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s.requeue.%d", d.Msg.Job, meta.Sequence.Stream))
-	if _, err := q.js.PublishMsg(ctx, again, jetstream.WithExpectStream(q.cfg.Stream)); err != nil {
-		return classify(err, "jetstream: nack %s", d.Msg.Job)
+	again.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s.requeue.%d", s.msg.Job, meta.Sequence.Stream))
+	if _, err := s.q.js.PublishMsg(ctx, again, jetstream.WithExpectStream(s.q.cfg.Stream)); err != nil {
+		return classify(err, "jetstream: nack %s", s.msg.Job)
 	}
-	if err := m.DoubleAck(ctx); err != nil {
-		return classify(err, "jetstream: nack %s", d.Msg.Job)
+	if err := s.m.DoubleAck(ctx); err != nil {
+		return classify(err, "jetstream: nack %s", s.msg.Job)
 	}
 	return nil
 }
@@ -448,31 +442,23 @@ func (q *Queue) settle(ctx context.Context, m jetstream.Msg, body, format string
 	return nil
 }
 
-// Extend resets d's AckWait timer on the server.
-func (q *Queue) Extend(_ context.Context, d *queue.Delivery) error {
-	m, err := receipt(d, "extend")
-	if err != nil {
-		return err
-	}
-	if err := m.InProgress(); err != nil {
-		return classify(err, "jetstream: extend %s", d.Msg.Job)
+// Extend resets the message's AckWait timer on the server.
+func (s *settler) Extend(context.Context) error {
+	if err := s.m.InProgress(); err != nil {
+		return classify(err, "jetstream: extend %s", s.msg.Job)
 	}
 	return nil
 }
 
-// Term removes d for good; reason goes into the server's advisory.
-// JetStream has no dead-letter queue: the advisory is the record. It
-// returns once the server has confirmed it.
-func (q *Queue) Term(ctx context.Context, d *queue.Delivery, reason string) error {
-	m, err := receipt(d, "term")
-	if err != nil {
-		return err
-	}
+// Term removes the message for good; reason goes into the server's
+// advisory. JetStream has no dead-letter queue: the advisory is the record.
+// It returns once the server has confirmed it.
+func (s *settler) Term(ctx context.Context, reason string) error {
 	body := "+TERM"
 	if reason != "" {
 		body += " " + reason
 	}
-	return q.settle(ctx, m, body, "jetstream: term %s", d.Msg.Job)
+	return s.q.settle(ctx, s.m, body, "jetstream: term %s", s.msg.Job)
 }
 
 // classify translates a NATS error into the root package's kinds, as every

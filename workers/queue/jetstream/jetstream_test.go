@@ -75,7 +75,7 @@ func TestNewIsIdempotent(t *testing.T) {
 		return err == nil && len(got) == 1
 	}, 10*time.Second, time.Millisecond)
 	require.Equal(t, msg, got[0].Msg)
-	require.NoError(t, q2.Ack(ctx, got[0]))
+	require.NoError(t, got[0].Ack(ctx))
 }
 
 func TestEnqueueDeduplicatesJob(t *testing.T) {
@@ -133,7 +133,7 @@ func TestMalformedMessageIsTerminated(t *testing.T) {
 	}, 10*time.Second, time.Millisecond)
 	require.Len(t, got, 1)
 	require.Equal(t, good, got[0].Msg)
-	require.NoError(t, q.Ack(ctx, got[0]))
+	require.NoError(t, got[0].Ack(ctx))
 
 	s, err := js.Stream(ctx, "APIARY_JOBS")
 	require.NoError(t, err)
@@ -217,7 +217,7 @@ func TestNackWithoutDelaySurvivesARestart(t *testing.T) {
 	ds, err := q.Receive(ctx, 1)
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
-	require.NoError(t, q.Nack(ctx, ds[0], 0))
+	require.NoError(t, ds[0].Nack(ctx, 0))
 	nc.Close()
 	srv.Shutdown()
 
@@ -236,7 +236,7 @@ func TestNackWithoutDelaySurvivesARestart(t *testing.T) {
 	require.Len(t, again, 1)
 	require.Equal(t, msg, again[0].Msg)
 	require.Equal(t, 2, again[0].Attempt)
-	require.NoError(t, q.Ack(ctx, again[0]))
+	require.NoError(t, again[0].Ack(ctx))
 	ds, err = q.Receive(ctx, 1)
 	require.NoError(t, err)
 	require.Empty(t, ds, "one message per job")

@@ -110,7 +110,7 @@ func ackRedelivery(t *testing.T, q queue.Queue, msg apiary.JobMessage, within ti
 	d := receiveOne(t, q, within)
 	require.Equal(t, msg, d.Msg)
 	require.Equal(t, 2, d.Attempt)
-	require.NoError(t, q.Ack(opContext(t), d))
+	require.NoError(t, d.Ack(opContext(t)))
 }
 
 // requireNothingFor polls Receive for d and fails if anything is delivered.
@@ -129,7 +129,7 @@ func testEnqueueReceiveAck(t *testing.T, newQueue func(*testing.T, time.Duration
 	q := newQueue(t, lease)
 	require.Equal(t, lease, q.Lease())
 	_, d := enqueueReceive(t, q)
-	require.NoError(t, q.Ack(opContext(t), d))
+	require.NoError(t, d.Ack(opContext(t)))
 
 	// An acked delivery is gone: not even after its lease runs out.
 	requireNothingFor(t, q, lease+lease/2, "an acked delivery came back")
@@ -154,7 +154,7 @@ func testReceiveAtMostMax(t *testing.T, newQueue func(*testing.T, time.Duration)
 		for _, d := range ds {
 			require.False(t, got[d.Msg.Job], "job %s delivered twice", d.Msg.Job)
 			got[d.Msg.Job] = true
-			require.NoError(t, q.Ack(ctx, d))
+			require.NoError(t, d.Ack(ctx))
 		}
 	}
 	require.Equal(t, want, got)
@@ -196,7 +196,7 @@ func testReceiveHonoursCancel(t *testing.T, newQueue func(*testing.T, time.Durat
 		d := receiveOne(t, q, 10*time.Second)
 		require.Equal(t, msg, d.Msg)
 		require.Equal(t, 1, d.Attempt, "a canceled Receive must not consume the message")
-		require.NoError(t, q.Ack(opContext(t), d))
+		require.NoError(t, d.Ack(opContext(t)))
 	})
 
 	t.Run("canceled while waiting", func(t *testing.T) {
@@ -241,14 +241,14 @@ func testExtendKeepsLease(t *testing.T, newQueue func(*testing.T, time.Duration)
 			case <-stop:
 				return
 			case <-tick.C:
-				assert.NoError(t, q.Extend(ctx, d))
+				assert.NoError(t, d.Extend(ctx))
 			}
 		}
 	})
 	requireNothingFor(t, q, 3*shortLease, "an extended delivery was redelivered")
 	close(stop)
 	wg.Wait()
-	require.NoError(t, q.Ack(ctx, d))
+	require.NoError(t, d.Ack(ctx))
 	requireNothingFor(t, q, shortLease+shortLease/2, "an acked delivery came back")
 }
 
@@ -258,20 +258,20 @@ func testNackDelays(t *testing.T, newQueue func(*testing.T, time.Duration) queue
 	ctx := opContext(t)
 	msg, d := enqueueReceive(t, q)
 	nacked := time.Now()
-	require.NoError(t, q.Nack(ctx, d, delay))
+	require.NoError(t, d.Nack(ctx, delay))
 	requireNothingFor(t, q, delay/2-time.Since(nacked), "a nacked delivery came back before its delay")
 	ackRedelivery(t, q, msg, 10*delay)
 
 	// Nack without delay hands it back at once.
 	msg, d = enqueueReceive(t, q)
-	require.NoError(t, q.Nack(ctx, d, 0))
+	require.NoError(t, d.Nack(ctx, 0))
 	ackRedelivery(t, q, msg, 10*time.Second)
 }
 
 func testTermRemoves(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
 	q := newQueue(t, shortLease)
 	_, d := enqueueReceive(t, q)
-	require.NoError(t, q.Term(opContext(t), d, "queuetest: terminated on purpose"))
+	require.NoError(t, d.Term(opContext(t), "queuetest: terminated on purpose"))
 	requireNothingFor(t, q, 3*shortLease, "a terminated delivery came back")
 }
 
@@ -307,7 +307,7 @@ func testConcurrentReceiversExclusive(t *testing.T, newQueue func(*testing.T, ti
 					held[d.Msg.Job] = true
 					mu.Unlock()
 
-					assert.NoError(t, q.Ack(ctx, d))
+					assert.NoError(t, d.Ack(ctx))
 
 					mu.Lock()
 					delete(held, d.Msg.Job)
@@ -363,7 +363,7 @@ func testEnqueueBatch(t *testing.T, newQueue func(*testing.T, time.Duration) que
 			require.False(t, got[d.Msg.Job], "job %s delivered twice", d.Msg.Job)
 			require.Equal(t, 1, d.Attempt)
 			got[d.Msg.Job] = true
-			require.NoError(t, q.Ack(ctx, d))
+			require.NoError(t, d.Ack(ctx))
 		}
 	}
 	require.Equal(t, want, got)

@@ -45,7 +45,7 @@ func drain(t *testing.T, q *apsqs.Queue) map[apiary.JobID]int {
 		}
 		for _, d := range ds {
 			got[d.Msg.Job]++
-			require.NoError(t, q.Ack(t.Context(), d))
+			require.NoError(t, d.Ack(t.Context()))
 		}
 	}
 }
@@ -81,7 +81,7 @@ func ackAll(ctx context.Context, q *apsqs.Queue, ds []*queue.Delivery) []error {
 	errs := make([]error, len(ds))
 	var wg sync.WaitGroup
 	for i, d := range ds {
-		wg.Go(func() { errs[i] = q.Ack(ctx, d) })
+		wg.Go(func() { errs[i] = d.Ack(ctx) })
 	}
 	wg.Wait()
 	return errs
@@ -137,7 +137,7 @@ func TestLoneAckIsSentWhenTheWindowEnds(t *testing.T) {
 	d := receiveOne(t, q)
 
 	tr.resetCalls()
-	require.NoError(t, q.Ack(t.Context(), d))
+	require.NoError(t, d.Ack(t.Context()))
 	require.Equal(t, 1, tr.callsOf("DeleteMessage"), "a batch of one is a plain delete")
 	require.Equal(t, 0, tr.callsOf("DeleteMessageBatch"))
 	requireEmpty(t, c, q)
@@ -150,7 +150,7 @@ func TestAckBatchFailsOnlyTheRefusedEntry(t *testing.T) {
 	require.NoError(t, q.EnqueueBatch(t.Context(), messages(4)))
 	ds := receiveN(t, q, 3)
 	const bad = "not-a-receipt-handle"
-	ds = append(ds, apsqs.ForgeDelivery(apiary.NewJobID(), bad))
+	ds = append(ds, apsqs.ForgeDelivery(q, apiary.NewJobID(), bad))
 	// The emulator accepts any receipt handle; SQS refuses a malformed one
 	// as the entry's failure.
 	r := &refusal{op: "DeleteMessageBatch", code: "ReceiptHandleIsInvalid", senderFault: true,
@@ -162,7 +162,7 @@ func TestAckBatchFailsOnlyTheRefusedEntry(t *testing.T) {
 	results := make([]chan error, len(ds))
 	for i, d := range ds {
 		results[i] = make(chan error, 1)
-		go func() { results[i] <- q.Ack(t.Context(), d) }()
+		go func() { results[i] <- d.Ack(t.Context()) }()
 	}
 	require.Eventually(t, func() bool { return apsqs.PendingAcks(q) == len(ds) }, 10*time.Second, time.Millisecond)
 
@@ -184,7 +184,7 @@ func TestAckBatchFailsOnlyTheRefusedEntry(t *testing.T) {
 
 	// After Close, an Ack is a plain DeleteMessage.
 	d := receiveOne(t, q)
-	require.NoError(t, q.Ack(t.Context(), d))
+	require.NoError(t, d.Ack(t.Context()))
 	require.Equal(t, 1, tr.callsOf("DeleteMessage"))
 	require.Equal(t, 1, tr.callsOf("DeleteMessageBatch"))
 	requireEmpty(t, c, q)
@@ -200,7 +200,7 @@ func TestAckCanceledWhileWaiting(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- q.Ack(ctx, d) }()
+	go func() { done <- d.Ack(ctx) }()
 	require.Eventually(t, func() bool { return apsqs.PendingAcks(q) == 1 }, 10*time.Second, time.Millisecond)
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
@@ -211,7 +211,7 @@ func TestAckCanceledWhileWaiting(t *testing.T) {
 
 	cctx, ccancel := context.WithCancel(t.Context())
 	ccancel()
-	require.ErrorIs(t, q.Ack(cctx, d), context.Canceled, "a canceled Ack sends nothing")
+	require.ErrorIs(t, d.Ack(cctx), context.Canceled, "a canceled Ack sends nothing")
 }
 
 func TestEnqueueBatch(t *testing.T) {

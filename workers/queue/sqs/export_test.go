@@ -5,14 +5,11 @@ import (
 	"github.com/apiaryhq/apiary/workers/queue"
 )
 
-// ForgeDelivery returns a delivery of job with receipt handle handle, as if
+// ForgeDelivery returns a delivery of job from q with receipt handle handle, as if
 // received: tests use it to ack a receipt SQS never issued.
-func ForgeDelivery(job apiary.JobID, handle string) *queue.Delivery {
-	return &queue.Delivery{
-		Msg:     apiary.JobMessage{Account: "acc_sqstest", Job: job},
-		Attempt: 1,
-		Receipt: &receipt{handle: handle},
-	}
+func ForgeDelivery(q *Queue, job apiary.JobID, handle string) *queue.Delivery {
+	msg := apiary.JobMessage{Account: "acc_sqstest", Job: job}
+	return queue.NewDelivery(msg, 1, &receipt{q: q, handle: handle, job: job, attempt: 1})
 }
 
 // PendingAcks is how many Acks wait in q's open batch.

@@ -180,6 +180,7 @@ type Queue struct {
 var (
 	_ queue.Queue         = (*Queue)(nil)
 	_ queue.BatchEnqueuer = (*Queue)(nil)
+	_ queue.Settler       = (*receipt)(nil)
 )
 
 // New finds the queue and its dead-letter queue, creating whichever is
@@ -293,11 +294,15 @@ func encode(msg apiary.JobMessage) (string, error) {
 	return string(data), nil
 }
 
-// receipt is a Delivery's Receipt.
+// receipt settles one delivery (queue.Settler): handle is its SQS receipt
+// handle.
 type receipt struct {
+	q        *Queue
 	handle   string
 	body     string
 	received time.Time // before the ReceiveMessage call: the 12 h bound starts no later
+	job      apiary.JobID
+	attempt  int
 }
 
 // Receive returns up to max deliveries: it long-polls up to WaitTime for
@@ -330,8 +335,8 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 			return nil, classify(ctx, err, "sqs: receive")
 		}
 		for _, m := range res.Messages {
-			r := &receipt{handle: aws.ToString(m.ReceiptHandle), body: aws.ToString(m.Body), received: start}
-			d, err := delivery(r, m.Attributes)
+			r := &receipt{q: q, handle: aws.ToString(m.ReceiptHandle), body: aws.ToString(m.Body), received: start}
+			d, err := r.delivery(m.Attributes)
 			if err != nil {
 				// Never handed to a worker: park it with the reason. If that
 				// fails, the redrive policy parks it after MaxReceiveCount.
@@ -361,11 +366,12 @@ func (q *Queue) handBack(ds []*queue.Delivery) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, d := range ds {
-		_ = q.Nack(ctx, d, 0)
+		_ = d.Nack(ctx, 0)
 	}
 }
 
-func delivery(r *receipt, attrs map[string]string) (*queue.Delivery, error) {
+// delivery reads r's job message and attempt.
+func (r *receipt) delivery(attrs map[string]string) (*queue.Delivery, error) {
 	var msg apiary.JobMessage
 	if err := json.Unmarshal([]byte(r.body), &msg); err != nil {
 		return nil, err
@@ -377,38 +383,24 @@ func delivery(r *receipt, attrs map[string]string) (*queue.Delivery, error) {
 	if err != nil || attempt < 1 {
 		attempt = 1
 	}
-	return &queue.Delivery{Msg: msg, Attempt: attempt, Receipt: r}, nil
+	r.job, r.attempt = msg.Job, attempt
+	return queue.NewDelivery(msg, attempt, r), nil
 }
 
-func receiptOf(d *queue.Delivery, op string) (*receipt, error) {
-	if d == nil {
-		return nil, apiary.E(apiary.KindInvalid, "sqs: %s: nil delivery", op)
-	}
-	r, ok := d.Receipt.(*receipt)
-	if !ok || r == nil {
-		return nil, apiary.E(apiary.KindInvalid, "sqs: %s %s: not an sqs delivery", op, d.Msg.Job)
-	}
-	return r, nil
-}
-
-// Ack deletes d from the queue. Concurrent Acks share DeleteMessageBatch
-// calls (see Config.AckBatchWindow); each returns its own entry's result.
-// An Ack whose ctx ends while it waits returns ctx's error, and d may still
-// be deleted.
-func (q *Queue) Ack(ctx context.Context, d *queue.Delivery) error {
-	r, err := receiptOf(d, "ack")
-	if err != nil {
-		return err
-	}
+// Ack deletes the message from the queue. Concurrent Acks share
+// DeleteMessageBatch calls (see Config.AckBatchWindow); each returns its
+// own entry's result. An Ack whose ctx ends while it waits returns ctx's
+// error, and the message may still be deleted.
+func (r *receipt) Ack(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sqs: ack %s: %w", d.Msg.Job, err)
+		return fmt.Errorf("sqs: ack %s: %w", r.job, err)
 	}
-	if q.acks != nil {
-		if queued, err := q.acks.ack(ctx, r.handle, d.Msg.Job); queued {
+	if r.q.acks != nil {
+		if queued, err := r.q.acks.ack(ctx, r.handle, r.job); queued {
 			return err
 		}
 	}
-	return q.deleteMessage(ctx, r.handle, d.Msg.Job)
+	return r.q.deleteMessage(ctx, r.handle, r.job)
 }
 
 // deleteMessage deletes the message with receipt handle on its own.
@@ -430,35 +422,27 @@ func (q *Queue) Close() error {
 	return nil
 }
 
-// Nack makes d visible again after delay (at once when delay ≤ 0), rounded
-// up to whole seconds and capped at 12 h after d was received.
-func (q *Queue) Nack(ctx context.Context, d *queue.Delivery, delay time.Duration) error {
-	r, err := receiptOf(d, "nack")
-	if err != nil {
-		return err
-	}
+// Nack makes the message visible again after delay (at once when delay ≤
+// 0), rounded up to whole seconds and capped at 12 h after it was received.
+func (r *receipt) Nack(ctx context.Context, delay time.Duration) error {
 	secs := ceilSeconds(delay)
 	if left := visibilityLeft(r.received, time.Now()); secs > left {
 		secs = left
 	}
-	return q.changeVisibility(ctx, r, secs, "sqs: nack %s", d.Msg.Job)
+	return r.q.changeVisibility(ctx, r, secs, "sqs: nack %s", r.job)
 }
 
-// Extend resets d's visibility timeout to the lease, capped at 12 h after
-// d was received; past that it fails with apiary.KindConflict.
-func (q *Queue) Extend(ctx context.Context, d *queue.Delivery) error {
-	r, err := receiptOf(d, "extend")
-	if err != nil {
-		return err
-	}
-	secs := int32(q.cfg.Lease / time.Second)
+// Extend resets the message's visibility timeout to the lease, capped at
+// 12 h after it was received; past that it fails with apiary.KindConflict.
+func (r *receipt) Extend(ctx context.Context) error {
+	secs := int32(r.q.cfg.Lease / time.Second)
 	if left := visibilityLeft(r.received, time.Now()); secs > left {
 		if left < 1 {
-			return apiary.E(apiary.KindConflict, "sqs: extend %s: a lease cannot run past %s after receipt", d.Msg.Job, MaxVisibility)
+			return apiary.E(apiary.KindConflict, "sqs: extend %s: a lease cannot run past %s after receipt", r.job, MaxVisibility)
 		}
 		secs = left
 	}
-	return q.changeVisibility(ctx, r, secs, "sqs: extend %s", d.Msg.Job)
+	return r.q.changeVisibility(ctx, r, secs, "sqs: extend %s", r.job)
 }
 
 func (q *Queue) changeVisibility(ctx context.Context, r *receipt, secs int32, format string, args ...any) error {
@@ -472,16 +456,12 @@ func (q *Queue) changeVisibility(ctx context.Context, r *receipt, secs int32, fo
 	return nil
 }
 
-// Term sends d to the dead-letter queue with reason and then deletes it. If
-// the delete fails after the send, d may be delivered and terminated again:
-// the dead-letter queue can then hold it twice.
-func (q *Queue) Term(ctx context.Context, d *queue.Delivery, reason string) error {
-	r, err := receiptOf(d, "term")
-	if err != nil {
-		return err
-	}
-	if err := q.deadLetter(ctx, r, d.Attempt, reason); err != nil {
-		return fmt.Errorf("sqs: term %s: %w", d.Msg.Job, err)
+// Term sends the message to the dead-letter queue with reason and then
+// deletes it. If the delete fails after the send, it may be delivered and
+// terminated again: the dead-letter queue can then hold it twice.
+func (r *receipt) Term(ctx context.Context, reason string) error {
+	if err := r.q.deadLetter(ctx, r, r.attempt, reason); err != nil {
+		return fmt.Errorf("sqs: term %s: %w", r.job, err)
 	}
 	return nil
 }

@@ -295,7 +295,7 @@ func TestNewCreatesQueueWithDeadLetterQueue(t *testing.T) {
 	require.Equal(t, q.URL(), again.URL())
 	require.Equal(t, q.DeadLetterURL(), again.DeadLetterURL())
 	d := receiveOne(t, again)
-	require.NoError(t, again.Ack(t.Context(), d))
+	require.NoError(t, d.Ack(t.Context()))
 }
 
 func TestTermSendsToDeadLetterQueue(t *testing.T) {
@@ -305,7 +305,7 @@ func TestTermSendsToDeadLetterQueue(t *testing.T) {
 	msg := message()
 	require.NoError(t, q.Enqueue(t.Context(), msg))
 	d := receiveOne(t, q)
-	require.NoError(t, q.Term(t.Context(), d, "handler: document is not valid UTF-8"))
+	require.NoError(t, d.Term(t.Context(), "handler: document is not valid UTF-8"))
 
 	dead := receiveRaw(t, c, q.DeadLetterURL())
 	var got apiary.JobMessage
@@ -343,7 +343,7 @@ func TestMalformedMessageIsDeadLettered(t *testing.T) {
 	}
 	require.Len(t, got, 1, "only the well-formed message reaches a worker")
 	require.Equal(t, good, got[0].Msg)
-	require.NoError(t, q.Ack(t.Context(), got[0]))
+	require.NoError(t, got[0].Ack(t.Context()))
 
 	bodies := map[string]string{}
 	for range 3 {
@@ -374,7 +374,7 @@ func TestReceiveMoreThanOneBatch(t *testing.T) {
 	for _, d := range ds {
 		require.False(t, seen[d.Msg.Job])
 		seen[d.Msg.Job] = true
-		require.NoError(t, q.Ack(t.Context(), d))
+		require.NoError(t, d.Ack(t.Context()))
 	}
 }
 
@@ -387,8 +387,8 @@ func TestErrorKinds(t *testing.T) {
 	// A delivery that is no longer in flight: the lease is lost.
 	require.NoError(t, q.Enqueue(ctx, message()))
 	d := receiveOne(t, q)
-	require.NoError(t, q.Ack(ctx, d))
-	err := q.Extend(ctx, d)
+	require.NoError(t, d.Ack(ctx))
+	err := d.Extend(ctx)
 	require.Equal(t, apiary.KindConflict, apiary.KindOf(err), "extend after ack: %v", err)
 
 	// Throttling and refusals, injected at the HTTP layer.

@@ -1,4 +1,4 @@
-package webhook_test
+package webhooks_test
 
 import (
 	"encoding/json"
@@ -8,26 +8,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/apiaryhq/apiary"
-	"github.com/apiaryhq/apiary/workers/webhook"
+	"github.com/apiaryhq/apiary/webhooks"
 )
 
 func TestParseEventsAndSubscribed(t *testing.T) {
 	t.Parallel()
-	all, err := webhook.ParseEvents(nil)
+	all, err := webhooks.ParseEvents(nil)
 	require.NoError(t, err)
 	require.Empty(t, all)
-	for _, typ := range webhook.JobEvents {
-		require.True(t, webhook.Subscribed(all, typ), "no events means every job event: %s", typ)
+	for _, typ := range webhooks.JobEvents {
+		require.True(t, webhooks.Subscribed(all, typ), "no events means every job event: %s", typ)
 	}
-	require.False(t, webhook.Subscribed(all, apiary.EventWebhookTest), "webhook.test goes only where it is sent")
+	require.False(t, webhooks.Subscribed(all, apiary.EventWebhookTest), "webhooks.test goes only where it is sent")
 
-	some, err := webhook.ParseEvents([]string{"job.succeeded", "job.failed"})
+	some, err := webhooks.ParseEvents([]string{"job.succeeded", "job.failed"})
 	require.NoError(t, err)
-	require.True(t, webhook.Subscribed(some, apiary.EventJobFailed))
-	require.False(t, webhook.Subscribed(some, apiary.EventJobProgress))
+	require.True(t, webhooks.Subscribed(some, apiary.EventJobFailed))
+	require.False(t, webhooks.Subscribed(some, apiary.EventJobProgress))
 
-	for _, bad := range [][]string{{"job.nope"}, {"webhook.test"}, {"job.failed", "job.failed"}, {""}} {
-		_, err := webhook.ParseEvents(bad)
+	for _, bad := range [][]string{{"job.nope"}, {"webhooks.test"}, {"job.failed", "job.failed"}, {""}} {
+		_, err := webhooks.ParseEvents(bad)
 		require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "%q", bad)
 	}
 }
@@ -37,7 +37,7 @@ func TestPayloadCarriesNoText(t *testing.T) {
 	job := apiary.Job{ID: apiary.NewJobID(), Account: "acme", Status: apiary.JobFailed,
 		Counts: apiary.Counts{DocumentsTotal: 1, DocumentsFailed: 1}}
 	ev := apiary.NewJobEvent(job, apiary.EventJobFailed)
-	b, err := webhook.Payload(ev)
+	b, err := webhooks.Payload(ev)
 	require.NoError(t, err)
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(b, &got))

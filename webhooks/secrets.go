@@ -1,15 +1,44 @@
-package webhook
+package webhooks
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/storage/records"
 )
+
+// SecretPrefix starts every signing secret.
+const SecretPrefix = "whsec_"
+
+// secretBytes is the size of a signing key.
+const secretBytes = 32
+
+// NewSecret returns a fresh signing secret: "whsec_" + base64 of 32 random
+// bytes. Show it once; store it only sealed.
+func NewSecret() (string, error) {
+	var b [secretBytes]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("webhooks: new secret: %w", err)
+	}
+	return SecretPrefix + base64.StdEncoding.EncodeToString(b[:]), nil
+}
+
+// ParseSecret returns the HMAC key of secret: the base64-decoded part after
+// "whsec_". Its error never quotes the secret.
+func ParseSecret(secret string) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, SecretPrefix))
+	if err != nil || len(key) == 0 {
+		return nil, apiary.E(apiary.KindInvalid, "webhooks: malformed signing secret")
+	}
+	return key, nil
+}
 
 // DefaultSecretID is the "webhook" value of the encryption context of an
 // account's default secret (webhook ids start with "wh_", so it never
@@ -26,7 +55,7 @@ func SealSecret(ctx context.Context, keys encrypt.KeyProvider, account apiary.Ac
 	defer clear(b)
 	sealed, err := encrypt.SealEnvelope(ctx, keys, account, secretContext(webhookID), b)
 	if err != nil {
-		return nil, fmt.Errorf("webhook: seal secret of %s: %w", webhookID, err)
+		return nil, fmt.Errorf("webhooks: seal secret of %s: %w", webhookID, err)
 	}
 	return sealed, nil
 }
@@ -35,7 +64,7 @@ func SealSecret(ctx context.Context, keys encrypt.KeyProvider, account apiary.Ac
 func OpenSecret(ctx context.Context, keys encrypt.KeyProvider, account apiary.AccountID, webhookID string, sealed []byte) (string, error) {
 	b, err := encrypt.OpenEnvelope(ctx, keys, account, secretContext(webhookID), sealed)
 	if err != nil {
-		return "", fmt.Errorf("webhook: open secret of %s: %w", webhookID, err)
+		return "", fmt.Errorf("webhooks: open secret of %s: %w", webhookID, err)
 	}
 	defer clear(b)
 	return string(b), nil
@@ -87,10 +116,17 @@ func LiveSecrets(ctx context.Context, keys encrypt.KeyProvider, account apiary.A
 	return out, nil
 }
 
+// DefaultSecrets is where accounts' default secrets are kept
+// (records.WebhookStore).
+type DefaultSecrets interface {
+	DefaultSecret(ctx context.Context, account apiary.AccountID) (records.DefaultSecret, error)
+	CreateDefaultSecret(ctx context.Context, d records.DefaultSecret) error
+}
+
 // EnsureDefaultSecret returns account's default secret, creating it
-// (unrevealed) on first use. created says whether this call made it, and
-// secret is then its plaintext.
-func EnsureDefaultSecret(ctx context.Context, recs *records.Store, keys encrypt.KeyProvider, account apiary.AccountID, revealed bool) (d records.DefaultSecret, secret string, created bool, err error) {
+// (unrevealed when revealed is false) on first use. created says whether
+// this call made it, and secret is then its plaintext.
+func EnsureDefaultSecret(ctx context.Context, recs DefaultSecrets, keys encrypt.KeyProvider, account apiary.AccountID, revealed bool) (d records.DefaultSecret, secret string, created bool, err error) {
 	d, err = recs.DefaultSecret(ctx, account)
 	if err == nil || !errors.Is(err, apiary.ErrNotFound) {
 		return d, "", false, err

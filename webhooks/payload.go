@@ -1,4 +1,4 @@
-package webhook
+package webhooks
 
 import (
 	"context"
@@ -78,7 +78,7 @@ func Payload(ev apiary.Event) ([]byte, error) {
 func render(m message) ([]byte, error) {
 	b, err := json.Marshal(m)
 	if err != nil {
-		return nil, fmt.Errorf("webhook: payload of %s: %w", m.ID, err)
+		return nil, fmt.Errorf("webhooks: payload of %s: %w", m.ID, err)
 	}
 	return b, nil
 }
@@ -102,9 +102,16 @@ func newDelivery(ev apiary.Event, body []byte, endpoint, url string, now time.Ti
 	}
 }
 
-// enqueue stores a delivery of ev to endpoint, due now. A delivery that
-// already exists (the same event handed over again) is left as it is.
-func enqueue(ctx context.Context, recs *records.Store, ev apiary.Event, endpoint, url string) error {
+// Deliveries is where deliveries are kept (records.DeliveryStore).
+type Deliveries interface {
+	CreateDelivery(ctx context.Context, d records.Delivery) error
+	UpdateDelivery(ctx context.Context, account apiary.AccountID, endpoint, id string, fn func(*records.Delivery) error) (records.Delivery, error)
+}
+
+// Enqueue stores a delivery of ev to endpoint (at url for a job's
+// webhook_url, "" for an endpoint record), due now. A delivery that already
+// exists (the same event handed over again) is left as it is.
+func Enqueue(ctx context.Context, recs Deliveries, ev apiary.Event, endpoint, url string) error {
 	body, err := Payload(ev)
 	if err != nil {
 		return err
@@ -118,7 +125,7 @@ func enqueue(ctx context.Context, recs *records.Store, ev apiary.Event, endpoint
 
 // SendTest queues a webhook.test event to endpoint w, due now, and returns
 // its delivery. The dispatcher sends it at its next scheduling round.
-func SendTest(ctx context.Context, recs *records.Store, w records.Webhook) (records.Delivery, error) {
+func SendTest(ctx context.Context, recs Deliveries, w records.Webhook) (records.Delivery, error) {
 	now := time.Now().UTC()
 	ev := apiary.Event{ID: apiary.RandomID("evt_"), Type: apiary.EventWebhookTest, Account: w.Account, Time: now}
 	body, err := render(message{Type: ev.Type, ID: ev.ID, CreatedAt: now,
@@ -135,7 +142,7 @@ func SendTest(ctx context.Context, recs *records.Store, w records.Webhook) (reco
 
 // Redeliver starts a new round of attempts of a delivery that is no longer
 // pending, due now, with the same webhook-id. A pending one is a Conflict.
-func Redeliver(ctx context.Context, recs *records.Store, account apiary.AccountID, endpoint, id string) (records.Delivery, error) {
+func Redeliver(ctx context.Context, recs Deliveries, account apiary.AccountID, endpoint, id string) (records.Delivery, error) {
 	return recs.UpdateDelivery(ctx, account, endpoint, id, func(d *records.Delivery) error {
 		if d.Status == records.DeliveryPending {
 			return apiary.E(apiary.KindConflict, "delivery %s is still pending; its next attempt is already scheduled", d.ID)
