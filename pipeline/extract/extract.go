@@ -213,16 +213,39 @@ func label(s string, keepEnd bool) string {
 }
 
 // normalize turns CRLF and CR into LF, drops NUL bytes and trims trailing
-// spaces on each line and blank lines at both ends.
+// spaces on each line and blank lines at both ends. It makes one pass over
+// s, whatever its number of lines.
 func normalize(s string) string {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	s = strings.ReplaceAll(s, "\r", "\n")
-	s = strings.ReplaceAll(s, "\x00", "")
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimRight(l, " \t\f\v")
+	b := make([]byte, 0, len(s))
+	lineStart := 0 // where the current line starts in b
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '\r':
+			if i+1 < len(s) && s[i+1] == '\n' {
+				i++
+			}
+			c = '\n'
+		case 0:
+			continue
+		}
+		if c != '\n' {
+			b = append(b, c)
+			continue
+		}
+		b = trimLineEnd(b, lineStart)
+		if len(b) > 0 { // blank lines at the start are dropped
+			b = append(b, '\n')
+		}
+		lineStart = len(b)
 	}
-	return strings.Trim(strings.Join(lines, "\n"), "\n")
+	b = trimLineEnd(b, lineStart)
+	return string(bytes.TrimRight(b, "\n"))
+}
+
+// trimLineEnd drops the spaces and tabs (and \f, \v) that end b after from.
+func trimLineEnd(b []byte, from int) []byte {
+	return b[:from+len(bytes.TrimRight(b[from:], " \t\f\v"))]
 }
 
 // extractMarkdown keeps the text as written (headings, lists and code stay
@@ -430,24 +453,30 @@ func (w *htmlWriter) text(s string, pre bool) {
 func startsWithSpace(s string) bool { return strings.TrimLeft(s, " \t\n\r\f") != s }
 func endsWithSpace(s string) bool   { return strings.TrimRight(s, " \t\n\r\f") != s }
 
-// collapseBlankLines leaves at most one blank line between lines.
+// collapseBlankLines leaves at most one blank line between lines (a line
+// of white space only is blank and becomes empty) and none at either end,
+// in one pass over s.
 func collapseBlankLines(s string) string {
-	lines := strings.Split(s, "\n")
-	out := lines[:0]
+	b := make([]byte, 0, len(s))
 	blank := 0
-	for _, l := range lines {
-		if strings.TrimSpace(l) == "" {
-			l = ""
+	for len(s) > 0 {
+		line, rest, found := strings.Cut(s, "\n")
+		s = rest
+		if strings.TrimSpace(line) == "" {
 			blank++
-			if blank > 1 {
+			if blank > 1 || len(b) == 0 {
 				continue
 			}
-		} else {
-			blank = 0
+			b = append(b, '\n')
+			continue
 		}
-		out = append(out, l)
+		blank = 0
+		b = append(b, line...)
+		if found {
+			b = append(b, '\n')
+		}
 	}
-	return strings.Trim(strings.Join(out, "\n"), "\n")
+	return string(bytes.Trim(b, "\n"))
 }
 
 // maxJSONDepth bounds nesting so that a hostile document cannot exhaust the stack.
@@ -557,7 +586,15 @@ func (w *jsonWalker) line(value string) {
 		return
 	}
 	if len(w.path) > 0 {
-		w.out.write(label(string(w.path), true))
+		// Only the path's tail can be written: copy no more of it than
+		// label keeps (a whole long path per leaf is quadratic).
+		p := w.path
+		if len(p) > MaxLabelBytes {
+			p = p[len(p)-MaxLabelBytes-utf8.UTFMax:]
+			w.out.write(label(string(p), true))
+		} else {
+			w.out.write(string(p))
+		}
 		w.out.write(": ")
 	}
 	w.out.write(value)
