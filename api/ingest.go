@@ -348,6 +348,9 @@ func decodeIngestMultipart(body []byte, boundary string, lim ingestLimits) ([]ap
 		}
 		switch part.FormName() {
 		case "file":
+			if len(docs) == lim.maxDocuments {
+				return nil, "", apiary.E(apiary.KindInvalid, "more than %d documents in one request; the limit is %d, split them over several requests", lim.maxDocuments, lim.maxDocuments)
+			}
 			name := part.FileName()
 			if name == "" {
 				return nil, "", apiary.E(apiary.KindInvalid, "a \"file\" part has no filename; the filename is the document id")
