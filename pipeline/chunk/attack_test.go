@@ -32,3 +32,23 @@ func TestAttackSplitAllocationFollowsTheText(t *testing.T) {
 		require.LessOrEqual(t, alloc, uint64(8*len(text)+1<<20), "%s: %d bytes allocated for %d bytes of text", name, alloc, len(text))
 	}
 }
+
+// TestAttackPieceBytesAreBounded: a piece is bounded in tokens, but white
+// space is not counted, so two words around 30 MiB of line breaks are one
+// 30 MiB piece. Each piece is embedded, sealed, stored and sent back whole
+// by every query that finds it: five such uploads made a 32-byte query
+// (top_k 5) answer 314 MB and raised the server's VmHWM to 2.39 GB; top_k
+// 100 over a hundred of them would ask for 6 GB. A piece's bytes must be
+// bounded too (white space between pieces need not be in any piece).
+func TestAttackPieceBytesAreBounded(t *testing.T) {
+	t.Parallel()
+	const bound = 64 << 10 // 512 tokens of 8 runes of 4 bytes is 16 KiB
+	for name, text := range map[string]string{
+		"line breaks": "bee " + strings.Repeat("\n", 1<<20) + " bee",
+		"spaces":      strings.Repeat("bee"+strings.Repeat(" ", 8<<10), 200),
+	} {
+		for _, p := range chunk.Split(chunk.Config{}, text) {
+			require.LessOrEqual(t, len(p.Text), bound, "%s: a piece of %d bytes (%d tokens)", name, len(p.Text), chunk.CountTokens(p.Text))
+		}
+	}
+}
