@@ -54,8 +54,9 @@ type Config struct {
 	MaxWebhooksPerAccount int
 	// MaxBodyBytesInFlight bounds the bytes of request bodies being read and
 	// handled at once, across all callers (a body weighs its Content-Length,
-	// or BodyLimit when it has none). Default 3 × BodyLimit; at least
-	// BodyLimit.
+	// or BodyLimit when it has none). One account may hold all of it but
+	// one BodyLimit (429 beyond), so that its slow bodies leave room for
+	// other accounts. Default 3 × BodyLimit; at least BodyLimit.
 	MaxBodyBytesInFlight int64
 	// BodyWait is how long a request waits for room in MaxBodyBytesInFlight
 	// before it gets 503 with Retry-After. Default 2 s.

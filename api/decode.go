@@ -90,10 +90,44 @@ func decodeJSON(body []byte, v any) error {
 func checkKeys(body []byte, t reflect.Type) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	return checkValue(dec, t, "")
+	return checkValue(dec, t, nil)
 }
 
-func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
+// keyPath is where a value sits in the body ("documents[1].metadata.k"),
+// as a chain to its parent: spelled out only for an error message, since
+// copying the path for every value is quadratic in a long key over many
+// values or in keys nested deep.
+type keyPath struct {
+	parent *keyPath
+	key    string
+	index  int
+	isKey  bool
+}
+
+// String spells the path out, in one pass over its chain.
+func (p *keyPath) String() string {
+	var chain []*keyPath
+	for ; p != nil; p = p.parent {
+		chain = append(chain, p)
+	}
+	var b strings.Builder
+	for i := len(chain) - 1; i >= 0; i-- {
+		switch p := chain[i]; {
+		case !p.isKey:
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(p.index))
+			b.WriteByte(']')
+		case b.Len() == 0:
+			b.WriteString(p.key)
+		default:
+			b.WriteByte('.')
+			b.WriteString(p.key)
+		}
+	}
+	return b.String()
+}
+
+func checkValue(dec *json.Decoder, t reflect.Type, path *keyPath) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return jsonError(nil, err)
@@ -110,7 +144,7 @@ func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
 			elem = t.Elem()
 		}
 		for i := 0; dec.More(); i++ {
-			if err := checkValue(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := checkValue(dec, elem, &keyPath{parent: path, index: i}); err != nil {
 				return err
 			}
 		}
@@ -133,19 +167,16 @@ func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
 				return jsonError(nil, err)
 			}
 			key, _ := tok.(string)
-			at := key
-			if path != "" {
-				at = path + "." + key
-			}
+			at := &keyPath{parent: path, key: key, isKey: true}
 			if seen[key] {
-				return apiary.E(apiary.KindInvalid, "duplicate JSON key %s; send each key once", quoteKey(at))
+				return apiary.E(apiary.KindInvalid, "duplicate JSON key %s; send each key once", quoteKey(at.String()))
 			}
 			seen[key] = true
 			ft := elem
 			if fields != nil {
 				var known bool
 				if ft, known = fields[key]; !known {
-					return unknownKey(at, key, fields)
+					return unknownKey(at.String(), key, fields)
 				}
 			}
 			if err := checkValue(dec, ft, at); err != nil {
@@ -349,21 +380,21 @@ func scalarMap(what string, m map[string]json.RawMessage) (map[string]string, er
 		}
 		raw = bytes.TrimSpace(raw)
 		if len(raw) == 0 {
-			return nil, apiary.E(apiary.KindInvalid, "%s %q has no value", what, k)
+			return nil, apiary.E(apiary.KindInvalid, "%s %s has no value", what, quoteKey(k))
 		}
 		switch raw[0] {
 		case '"':
 			var s string
 			if err := json.Unmarshal(raw, &s); err != nil {
-				return nil, apiary.E(apiary.KindInvalid, "%s %q is not a valid string", what, k)
+				return nil, apiary.E(apiary.KindInvalid, "%s %s is not a valid string", what, quoteKey(k))
 			}
 			out[k] = s
 		case 't', 'f':
 			out[k] = string(raw)
 		case '{', '[':
-			return nil, apiary.E(apiary.KindInvalid, "%s %q is nested; values must be strings, numbers or booleans", what, k)
+			return nil, apiary.E(apiary.KindInvalid, "%s %s is nested; values must be strings, numbers or booleans", what, quoteKey(k))
 		case 'n':
-			return nil, apiary.E(apiary.KindInvalid, "%s %q is null; values must be strings, numbers or booleans (leave the key out instead)", what, k)
+			return nil, apiary.E(apiary.KindInvalid, "%s %s is null; values must be strings, numbers or booleans (leave the key out instead)", what, quoteKey(k))
 		default: // a number, already checked by the decoder
 			out[k] = string(raw)
 		}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -144,14 +145,21 @@ func TestBodyBytesInFlightBound(t *testing.T) {
 	body := `{"documents":[{"id":"big","text":"` + strings.Repeat("a", size-100) + `"}]}`
 	release := make(chan struct{})
 	const n = 6
+	// One body per account: an account may hold only its share of the
+	// budget (all but one largest body).
+	tokens := []string{e.editor}
+	for i := range n - 1 {
+		_, tok := e.otherAccount(fmt.Sprintf("other%d", i))
+		tokens = append(tokens, tok)
+	}
 	codes := make(chan *httptest.ResponseRecorder, n)
 	var wg sync.WaitGroup
-	for range n {
+	for _, token := range tokens {
 		wg.Go(func() {
 			req := httptest.NewRequest(http.MethodPost, "/v1/ingest", &stalledBody{release: release, r: strings.NewReader(body)})
 			req.ContentLength = int64(len(body))
 			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+e.editor)
+			req.Header.Set("Authorization", "Bearer "+token)
 			rec := httptest.NewRecorder()
 			e.srv.Echo().ServeHTTP(rec, req)
 			codes <- rec

@@ -149,6 +149,9 @@ func idempotencyKey(c echo.Context) (string, error) {
 
 // decodeIngestJSON parses {"documents":[...]} and validates it.
 func decodeIngestJSON(body []byte, lim ingestLimits) ([]apiary.Document, error) {
+	if n := countDocuments(body, lim.maxDocuments); n > lim.maxDocuments {
+		return nil, apiary.E(apiary.KindInvalid, "more than %d documents in one request; the limit is %d, split them over several requests", lim.maxDocuments, lim.maxDocuments)
+	}
 	var req ingestRequest
 	if err := decodeJSON(body, &req); err != nil {
 		return nil, err
@@ -207,6 +210,9 @@ func decodeIngestMultipart(body []byte, boundary string, lim ingestLimits) ([]ap
 		}
 		switch part.FormName() {
 		case "file":
+			if len(docs) == lim.maxDocuments {
+				return nil, "", apiary.E(apiary.KindInvalid, "more than %d documents in one request; the limit is %d, split them over several requests", lim.maxDocuments, lim.maxDocuments)
+			}
 			name := part.FileName()
 			if name == "" {
 				return nil, "", apiary.E(apiary.KindInvalid, "a \"file\" part has no filename; the filename is the document id")
@@ -290,4 +296,63 @@ func checkDocuments(docs []apiary.Document, lim ingestLimits) error {
 		}
 	}
 	return nil
+}
+
+// countDocuments counts the elements of body's top-level "documents" array,
+// stopping at max+1, by streaming its tokens: a body of a million tiny
+// documents is refused before it is decoded into a million structs. A body
+// it cannot read counts 0 (decodeJSON then says what is wrong with it).
+func countDocuments(body []byte, max int) int {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return 0
+	}
+	n := 0
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return 0
+		}
+		if key != "documents" {
+			if skipValue(dec) != nil {
+				return 0
+			}
+			continue
+		}
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+			return 0
+		}
+		for dec.More() {
+			if n++; n > max {
+				return n
+			}
+			if skipValue(dec) != nil {
+				return 0
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return 0
+		}
+	}
+	return n
+}
+
+// skipValue reads the next value of dec whole, without keeping it.
+func skipValue(dec *json.Decoder) error {
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
 }

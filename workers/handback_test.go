@@ -46,7 +46,7 @@ func TestStoppedWorkerHandsTheJobBackAtOnce(t *testing.T) {
 	// The first process: runs the job and stops in its middle.
 	srv, err := natsserver.Start(natsserver.Config{StoreDir: storeDir, Listen: true})
 	require.NoError(t, err)
-	nc, err := nats.Connect(srv.URL())
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
 	require.NoError(t, err)
 	e := openEnv(t, nc, keyDir, vecDir, lease)
 	j := e.submit(t, doc("a", "alpha beta"), doc("b", "a long document"))
@@ -75,7 +75,7 @@ func TestStoppedWorkerHandsTheJobBackAtOnce(t *testing.T) {
 	srv, err = natsserver.Start(natsserver.Config{StoreDir: storeDir, Listen: true})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
-	nc, err = nats.Connect(srv.URL())
+	nc, err = nats.Connect("", nats.InProcessServer(srv))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	e = openEnv(t, nc, keyDir, vecDir, lease)

@@ -39,6 +39,17 @@ import (
 // MaxTokenRunes is the longest run of code points counted as one token.
 const MaxTokenRunes = 8
 
+// MaxPieceBytes bounds a piece in bytes as Size bounds it in tokens: white
+// space is not counted as tokens, so without it two words around megabytes
+// of line breaks would be one piece of megabytes. A span of more bytes is
+// split like a span of more tokens; the white space between two pieces
+// belongs to neither. Far above what Size tokens of prose take.
+const MaxPieceBytes = 64 << 10
+
+// maxPieceBytes is MaxPieceBytes (a variable so that tests can exercise
+// the byte bound on small texts).
+var maxPieceBytes int32 = MaxPieceBytes
+
 // Defaults.
 const (
 	DefaultSize    = 512
@@ -197,7 +208,7 @@ func splitWindow(cfg Config, full string, base, end int, out []Piece) []Piece {
 	start, i := int32(0), 0
 	for {
 		end := start
-		for i < len(s.leaves) && s.leaves[i][1]-start <= size {
+		for i < len(s.leaves) && s.leaves[i][1]-start <= size && s.fits(start, s.leaves[i][1]) {
 			end = s.leaves[i][1]
 			i++
 		}
@@ -226,7 +237,7 @@ func (s *splitter) boundary(prevEnd, start int32) uint8 {
 // split cuts tokens [a,b) at its strongest boundaries until every part has
 // at most size tokens, appending the parts to s.leaves in order.
 func (s *splitter) split(a, b int32) {
-	if int(b-a) <= s.size {
+	if int(b-a) <= s.size && s.fits(a, b) || b-a == 1 {
 		s.leaves = append(s.leaves, [2]int32{a, b})
 		return
 	}
@@ -244,6 +255,11 @@ func (s *splitter) split(a, b int32) {
 	s.split(from, b)
 }
 
+// fits reports whether tokens [a,b) span at most MaxPieceBytes.
+func (s *splitter) fits(a, b int32) bool {
+	return s.ends[b-1]-s.starts[a] <= maxPieceBytes
+}
+
 // overlapStart returns where the chunk after [prevStart, prevEnd) starts:
 // the earliest word boundary that carries at most overlap tokens of the
 // previous chunk, leaves room for the next leaf (which ends at nextEnd) and
@@ -251,7 +267,7 @@ func (s *splitter) split(a, b int32) {
 func (s *splitter) overlapStart(prevStart, prevEnd, nextEnd, overlap int32) int32 {
 	lo := max(prevEnd-overlap, prevStart+1, nextEnd-int32(s.size))
 	for k := lo; k < prevEnd; k++ {
-		if s.strength[k] >= word {
+		if s.strength[k] >= word && s.fits(k, nextEnd) {
 			return k
 		}
 	}

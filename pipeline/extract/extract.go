@@ -20,7 +20,6 @@ package extract
 
 import (
 	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"io"
@@ -213,16 +212,39 @@ func label(s string, keepEnd bool) string {
 }
 
 // normalize turns CRLF and CR into LF, drops NUL bytes and trims trailing
-// spaces on each line and blank lines at both ends.
+// spaces on each line and blank lines at both ends. It makes one pass over
+// s, whatever its number of lines.
 func normalize(s string) string {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	s = strings.ReplaceAll(s, "\r", "\n")
-	s = strings.ReplaceAll(s, "\x00", "")
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimRight(l, " \t\f\v")
+	b := make([]byte, 0, len(s))
+	lineStart := 0 // where the current line starts in b
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '\r':
+			if i+1 < len(s) && s[i+1] == '\n' {
+				i++
+			}
+			c = '\n'
+		case 0:
+			continue
+		}
+		if c != '\n' {
+			b = append(b, c)
+			continue
+		}
+		b = trimLineEnd(b, lineStart)
+		if len(b) > 0 { // blank lines at the start are dropped
+			b = append(b, '\n')
+		}
+		lineStart = len(b)
 	}
-	return strings.Trim(strings.Join(lines, "\n"), "\n")
+	b = trimLineEnd(b, lineStart)
+	return string(bytes.TrimRight(b, "\n"))
+}
+
+// trimLineEnd drops the spaces and tabs (and \f, \v) that end b after from.
+func trimLineEnd(b []byte, from int) []byte {
+	return b[:from+len(bytes.TrimRight(b[from:], " \t\f\v"))]
 }
 
 // extractMarkdown keeps the text as written (headings, lists and code stay
@@ -430,24 +452,30 @@ func (w *htmlWriter) text(s string, pre bool) {
 func startsWithSpace(s string) bool { return strings.TrimLeft(s, " \t\n\r\f") != s }
 func endsWithSpace(s string) bool   { return strings.TrimRight(s, " \t\n\r\f") != s }
 
-// collapseBlankLines leaves at most one blank line between lines.
+// collapseBlankLines leaves at most one blank line between lines (a line
+// of white space only is blank and becomes empty) and none at either end,
+// in one pass over s.
 func collapseBlankLines(s string) string {
-	lines := strings.Split(s, "\n")
-	out := lines[:0]
+	b := make([]byte, 0, len(s))
 	blank := 0
-	for _, l := range lines {
-		if strings.TrimSpace(l) == "" {
-			l = ""
+	for len(s) > 0 {
+		line, rest, found := strings.Cut(s, "\n")
+		s = rest
+		if strings.TrimSpace(line) == "" {
 			blank++
-			if blank > 1 {
+			if blank > 1 || len(b) == 0 {
 				continue
 			}
-		} else {
-			blank = 0
+			b = append(b, '\n')
+			continue
 		}
-		out = append(out, l)
+		blank = 0
+		b = append(b, line...)
+		if found {
+			b = append(b, '\n')
+		}
 	}
-	return strings.Trim(strings.Join(out, "\n"), "\n")
+	return string(bytes.Trim(b, "\n"))
 }
 
 // maxJSONDepth bounds nesting so that a hostile document cannot exhaust the stack.
@@ -557,7 +585,15 @@ func (w *jsonWalker) line(value string) {
 		return
 	}
 	if len(w.path) > 0 {
-		w.out.write(label(string(w.path), true))
+		// Only the path's tail can be written: copy no more of it than
+		// label keeps (a whole long path per leaf is quadratic).
+		p := w.path
+		if len(p) > MaxLabelBytes {
+			p = p[len(p)-MaxLabelBytes-utf8.UTFMax:]
+			w.out.write(label(string(p), true))
+		} else {
+			w.out.write(string(p))
+		}
 		w.out.write(": ")
 	}
 	w.out.write(value)
@@ -586,62 +622,143 @@ func jsonError(err error) error {
 // extractCSV writes the header row as a line, then each record as
 // "col: value; col: value" (empty cells left out), each column name cut to
 // MaxLabelBytes. Records longer than the header name their extra cells by
-// position ("column 5").
+// position ("column 5"). Cells are read one at a time (csvScanner), never a
+// whole record: a record of millions of empty cells costs no memory.
 func extractCSV(raw []byte, w *writer) (string, error) {
-	r := csv.NewReader(bytes.NewReader(raw))
-	r.FieldsPerRecord = -1
-	r.LazyQuotes = true
-	r.ReuseRecord = true
+	sc := &csvScanner{rest: raw}
 	var header []string
-	for !w.full {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return "", apiary.E(apiary.KindInvalid, "extract csv: parse error on line %d", pe.Line)
-			}
-			return "", apiary.E(apiary.KindInvalid, "extract csv: not a valid CSV document")
-		}
+	for !w.full && sc.nextRecord() {
 		if header == nil {
-			header = make([]string, len(rec))
-			for i, h := range rec {
+			header = []string{}
+			for i := 0; ; i++ {
+				h, last := sc.field()
 				h = strings.Join(strings.Fields(h), " ")
 				if i > 0 {
 					w.write("; ")
 				}
 				w.write(h)
-				header[i] = label(h, false)
+				header = append(header, label(h, false))
+				if last || w.full {
+					break
+				}
 			}
 			w.writeByte('\n')
 			continue
 		}
 		cells := 0
-		for i, v := range rec {
-			v = strings.Join(strings.Fields(v), " ")
-			if v == "" {
-				continue
+		for i := 0; !w.full; i++ {
+			v, last := sc.field()
+			if v = strings.TrimSpace(v); v != "" {
+				v = strings.Join(strings.Fields(v), " ")
 			}
-			name := ""
-			if i < len(header) {
-				name = header[i]
+			if v != "" {
+				name := ""
+				if i < len(header) {
+					name = header[i]
+				}
+				if name == "" {
+					name = "column " + strconv.Itoa(i+1)
+				}
+				if cells > 0 {
+					w.write("; ")
+				}
+				w.write(name)
+				w.write(": ")
+				w.write(v)
+				cells++
 			}
-			if name == "" {
-				name = "column " + strconv.Itoa(i+1)
+			if last {
+				break
 			}
-			if cells > 0 {
-				w.write("; ")
-			}
-			w.write(name)
-			w.write(": ")
-			w.write(v)
-			cells++
 		}
 		if cells > 0 {
 			w.writeByte('\n')
 		}
 	}
 	return w.String(), nil
+}
+
+// csvScanner reads CSV one field at a time as encoding/csv reads it with
+// LazyQuotes and any number of fields per record: records end at LF or
+// CRLF, empty lines are skipped, a field starting with a quote is quoted
+// ("" is a quote, a quote not before a comma or the end of the line is
+// kept, line breaks are kept, the end of the input ends it), and a trailing
+// CR before the end of the input is dropped.
+type csvScanner struct {
+	rest []byte // the input after line
+	line []byte // the rest of the current line, without its line break
+	nl   bool   // line ended with a line break
+	buf  []byte // a quoted field's text
+}
+
+// readLine moves to the next physical line; false at the end of the input.
+func (s *csvScanner) readLine() bool {
+	if len(s.rest) == 0 {
+		s.line, s.nl = nil, false
+		return false
+	}
+	i := bytes.IndexByte(s.rest, '\n')
+	if i < 0 {
+		s.line, s.nl, s.rest = bytes.TrimSuffix(s.rest, []byte("\r")), false, nil
+		return true
+	}
+	s.line, s.nl, s.rest = bytes.TrimSuffix(s.rest[:i], []byte("\r")), true, s.rest[i+1:]
+	return true
+}
+
+// nextRecord moves to the start of the next record, skipping empty lines;
+// false at the end of the input.
+func (s *csvScanner) nextRecord() bool {
+	for s.readLine() {
+		if len(s.line) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// field returns the record's next field and whether it is the record's last.
+func (s *csvScanner) field() (string, bool) {
+	if len(s.line) == 0 || s.line[0] != '"' {
+		i := bytes.IndexByte(s.line, ',')
+		if i < 0 {
+			f := string(s.line)
+			s.line = nil
+			return f, true
+		}
+		f := string(s.line[:i])
+		s.line = s.line[i+1:]
+		return f, false
+	}
+	s.line = s.line[1:]
+	s.buf = s.buf[:0]
+	for {
+		if i := bytes.IndexByte(s.line, '"'); i >= 0 {
+			s.buf = append(s.buf, s.line[:i]...)
+			s.line = s.line[i+1:]
+			switch {
+			case len(s.line) > 0 && s.line[0] == '"':
+				s.buf = append(s.buf, '"')
+				s.line = s.line[1:]
+			case len(s.line) > 0 && s.line[0] == ',':
+				s.line = s.line[1:]
+				return string(s.buf), false
+			case len(s.line) == 0:
+				return string(s.buf), true
+			default: // a bare quote
+				s.buf = append(s.buf, '"')
+			}
+			continue
+		}
+		if len(s.line) == 0 && !s.nl {
+			return string(s.buf), true // the end of the input
+		}
+		s.buf = append(s.buf, s.line...)
+		if s.nl {
+			s.buf = append(s.buf, '\n')
+		}
+		if !s.readLine() {
+			return string(s.buf), true
+		}
+	}
 }
