@@ -175,11 +175,20 @@ type splitter struct {
 	// strength[k] is the boundary before token k (strength[0] unused).
 	strength []uint8
 	size     int
-	leaves   [][2]int32
+	// leaf receives each part split cuts, in order.
+	leaf func(end int32)
 }
 
+// splitWindow appends the pieces of full[base:end] to out. Its memory is
+// nine bytes a token (counted first, so the arrays are allocated once) and
+// the pieces: the parts split cuts are packed into pieces as they come.
 func splitWindow(cfg Config, full string, base, end int, out []Piece) []Piece {
 	s := &splitter{text: full[base:end], size: cfg.Size}
+	n := CountTokens(s.text)
+	if n == 0 {
+		return out
+	}
+	s.starts, s.ends, s.strength = make([]int32, 0, n), make([]int32, 0, n), make([]uint8, 0, n)
 	var prevStop stopKind
 	scanTokens(s.text, func(start, end int32, st stopKind) {
 		var b uint8
@@ -194,30 +203,25 @@ func splitWindow(cfg Config, full string, base, end int, out []Piece) []Piece {
 		s.strength = append(s.strength, b)
 		prevStop = st
 	})
-	n := len(s.starts)
-	if n == 0 {
-		return out
-	}
-	s.split(0, int32(n))
-
 	emit := func(a, b int32) {
 		st, en := base+int(s.starts[a]), base+int(s.ends[b-1])
 		out = append(out, Piece{Text: full[st:en], Start: st, End: en})
 	}
+	// A piece grows by whole parts while it fits; the next piece starts
+	// with up to Overlap tokens of the one before (see overlapStart).
 	size := int32(cfg.Size)
-	start, i := int32(0), 0
-	for {
-		end := start
-		for i < len(s.leaves) && s.leaves[i][1]-start <= size && s.fits(start, s.leaves[i][1]) {
-			end = s.leaves[i][1]
-			i++
+	var start, stop int32
+	s.leaf = func(b int32) {
+		if b-start <= size && s.fits(start, b) {
+			stop = b
+			return
 		}
-		emit(start, end)
-		if i == len(s.leaves) {
-			return out
-		}
-		start = s.overlapStart(start, end, s.leaves[i][1], int32(cfg.Overlap))
+		emit(start, stop)
+		start, stop = s.overlapStart(start, stop, b, int32(cfg.Overlap)), b
 	}
+	s.split(0, int32(len(s.starts)))
+	emit(start, stop)
+	return out
 }
 
 // boundary classifies the white space between two tokens.
@@ -235,10 +239,10 @@ func (s *splitter) boundary(prevEnd, start int32) uint8 {
 }
 
 // split cuts tokens [a,b) at its strongest boundaries until every part has
-// at most size tokens, appending the parts to s.leaves in order.
+// at most size tokens, handing each part's end to s.leaf in order.
 func (s *splitter) split(a, b int32) {
 	if int(b-a) <= s.size && s.fits(a, b) || b-a == 1 {
-		s.leaves = append(s.leaves, [2]int32{a, b})
+		s.leaf(b)
 		return
 	}
 	var top uint8
