@@ -68,6 +68,7 @@ var roles = map[string]role{
 	"workers":          roleApp,
 	"workers/webhook":  roleApp,
 
+	"internal/fairsem":    roleInternal,
 	"internal/natserr":    roleInternal,
 	"internal/natsserver": roleInternal,
 	"internal/safehttp":   roleInternal,
