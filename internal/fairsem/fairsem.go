@@ -1,20 +1,24 @@
 // Package fairsem is a weighted semaphore shared fairly among keys
 // (accounts): golang.org/x/sync/semaphore.Weighted, except that when callers
 // wait, the next units go to the waiter whose key holds the fewest units at
-// that moment, not to the one that came first.
+// that moment; among keys holding equally many, to the key served least
+// recently; and among one key's waiters, to the one waiting longest.
 //
 // What it promises:
 //
-//   - A key with nothing held overtakes the queue of a key that holds units:
-//     a quiet account's one call runs next even behind a noisy account's
-//     hundred.
-//   - No starvation. Among waiters whose keys hold equally many units the one
-//     waiting longest goes first, so one key alone is served first in, first
-//     out; and a waiter chosen next blocks the others until its units are
-//     free (as in x/sync), so a large request is never passed over forever.
+//   - A key with nothing held overtakes the queue of a key that holds units,
+//     and a key that has not been served overtakes one just served: a quiet
+//     account's one call runs next even behind a noisy account's hundred,
+//     with one unit as with many.
+//   - No starvation. Waiting keys take turns (holding equally many units,
+//     the least recently served goes first), a key's own waiters are served
+//     first in, first out, so one key alone is served in arrival order; and
+//     the waiter chosen next blocks the others until its units are free (as
+//     in x/sync), so a large request is never passed over forever.
 //   - Cancellation. Acquire returns ctx's error when ctx ends first, holding
 //     nothing; a waiter that gives up is removed from the queue.
-//   - No goroutines: waiting is on the caller's goroutine.
+//   - No goroutines: waiting is on the caller's goroutine. What it keeps of
+//     a key is dropped once the key neither holds units nor waits.
 //
 // Safe for concurrent use.
 package fairsem
@@ -31,9 +35,16 @@ type Weighted[K comparable] struct {
 	size int64
 
 	mu      sync.Mutex
-	cur     int64        // units held, all keys
-	held    map[K]int64  // units held by each key holding any
-	waiters []*waiter[K] // oldest first
+	cur     int64           // units held, all keys
+	keys    map[K]*keyState // each key holding units or waiting
+	served  uint64          // grants so far, to order keys by their last
+	waiters []*waiter[K]    // oldest first
+}
+
+type keyState struct {
+	held    int64
+	waiting int
+	served  uint64 // the value of Weighted.served at the key's last grant
 }
 
 type waiter[K comparable] struct {
@@ -44,7 +55,7 @@ type waiter[K comparable] struct {
 
 // New returns a semaphore of size units.
 func New[K comparable](size int64) *Weighted[K] {
-	return &Weighted[K]{size: size, held: make(map[K]int64)}
+	return &Weighted[K]{size: size, keys: make(map[K]*keyState)}
 }
 
 // Acquire takes n units for key, waiting until they are free and its turn
@@ -61,7 +72,7 @@ func (s *Weighted[K]) Acquire(ctx context.Context, key K, n int64) error {
 	default:
 	}
 	if len(s.waiters) == 0 && s.size-s.cur >= n {
-		s.take(key, n)
+		s.take(s.key(key), n)
 		s.mu.Unlock()
 		return nil
 	}
@@ -73,6 +84,7 @@ func (s *Weighted[K]) Acquire(ctx context.Context, key K, n int64) error {
 	}
 	w := &waiter[K]{key: key, n: n, ready: make(chan struct{})}
 	s.waiters = append(s.waiters, w)
+	s.key(key).waiting++
 	s.grant()
 	s.mu.Unlock()
 
@@ -88,6 +100,8 @@ func (s *Weighted[K]) Acquire(ctx context.Context, key K, n int64) error {
 		s.release(key, n)
 	default:
 		s.waiters = slices.DeleteFunc(s.waiters, func(o *waiter[K]) bool { return o == w })
+		s.keys[key].waiting--
+		s.forget(key)
 		// The one leaving may have been the next in turn, blocking others.
 		s.grant()
 	}
@@ -103,36 +117,53 @@ func (s *Weighted[K]) Release(key K, n int64) {
 	s.release(key, n)
 }
 
-// take records n units held by key. s.mu must be held.
-func (s *Weighted[K]) take(key K, n int64) {
+// key returns key's state, adding it. s.mu must be held.
+func (s *Weighted[K]) key(key K) *keyState {
+	k := s.keys[key]
+	if k == nil {
+		k = &keyState{}
+		s.keys[key] = k
+	}
+	return k
+}
+
+// forget drops key's state once it neither holds units nor waits. s.mu
+// must be held.
+func (s *Weighted[K]) forget(key K) {
+	if k := s.keys[key]; k != nil && k.held == 0 && k.waiting == 0 {
+		delete(s.keys, key)
+	}
+}
+
+// take records n units granted to k. s.mu must be held.
+func (s *Weighted[K]) take(k *keyState, n int64) {
 	s.cur += n
-	s.held[key] += n
+	s.served++
+	k.held += n
+	k.served = s.served
 }
 
 // release returns n units of key and grants what is now free. s.mu must be
 // held.
 func (s *Weighted[K]) release(key K, n int64) {
-	h := s.held[key] - n
-	if h < 0 {
+	k := s.keys[key]
+	if k == nil || k.held < n {
 		panic("fairsem: released more units than held")
 	}
-	if h == 0 {
-		delete(s.held, key)
-	} else {
-		s.held[key] = h
-	}
+	k.held -= n
 	s.cur -= n
+	s.forget(key)
 	s.grant()
 }
 
-// grant hands free units to waiters, each time to the one whose key holds
-// fewest units (the oldest of those), until that one's request does not
-// fit. s.mu must be held.
+// grant hands free units to waiters, each time to the next in turn (see
+// the package comment), until that one's request does not fit. s.mu must be
+// held.
 func (s *Weighted[K]) grant() {
 	for len(s.waiters) > 0 {
 		next := 0
 		for i, w := range s.waiters[1:] {
-			if s.held[w.key] < s.held[s.waiters[next].key] {
+			if before(s.keys[w.key], s.keys[s.waiters[next].key]) {
 				next = i + 1
 			}
 		}
@@ -140,8 +171,20 @@ func (s *Weighted[K]) grant() {
 		if s.size-s.cur < w.n {
 			return
 		}
-		s.take(w.key, w.n)
+		k := s.keys[w.key]
+		k.waiting--
+		s.take(k, w.n)
 		s.waiters = slices.Delete(s.waiters, next, next+1)
 		close(w.ready)
 	}
+}
+
+// before tells whether a waiter of key a goes before one of key b that
+// waits longer: a holds fewer units, or as many and was served less
+// recently.
+func before(a, b *keyState) bool {
+	if a.held != b.held {
+		return a.held < b.held
+	}
+	return a.served < b.served
 }

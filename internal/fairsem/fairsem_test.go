@@ -108,6 +108,30 @@ func TestQuietKeyOvertakesNoisyQueue(t *testing.T) {
 	})
 }
 
+// With one unit, holdings are always equal when it comes free: keys take
+// turns, the least recently served first, so a quiet key still overtakes.
+func TestKeysTakeTurnsWithOneUnit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newQueue(t, 1)
+		q.fill("noisy", 1)
+		for i := range 3 {
+			q.wait(t.Context(), fmt.Sprint("noisy", i), "noisy", 1)
+		}
+		q.wait(t.Context(), "quiet0", "quiet", 1)
+		q.wait(t.Context(), "quiet1", "quiet", 1)
+		q.drop("noisy", 1)
+		var got []string
+		for range 5 {
+			g := q.grants()
+			require.Len(t, g, 1)
+			got = append(got, g[0])
+			q.let(g[0])
+		}
+		require.Equal(t, []string{"quiet0", "noisy0", "quiet1", "noisy1", "noisy2"}, got)
+		q.wg.Wait()
+	})
+}
+
 // One key alone is served first in, first out: a noisy account with
 // nobody else waiting is never starved nor reordered.
 func TestOneKeyFirstInFirstOut(t *testing.T) {
