@@ -53,6 +53,21 @@ func (q *queue) wait(ctx context.Context, name, key string, n int64) {
 	synctest.Wait()
 }
 
+// waitN starts key0 … key<n-1>, each taking one unit for key.
+func (q *queue) waitN(key string, n int) {
+	for i := range n {
+		q.wait(q.t.Context(), fmt.Sprint(key, i), key, 1)
+	}
+}
+
+// finish lets names go and waits for every caller to return.
+func (q *queue) finish(names ...string) {
+	for _, name := range names {
+		q.let(name)
+	}
+	q.wg.Wait()
+}
+
 // let makes name give its units back.
 func (q *queue) let(name string) {
 	close(q.release[name])
@@ -88,23 +103,19 @@ func TestQuietKeyOvertakesNoisyQueue(t *testing.T) {
 		q := newQueue(t, 2)
 		ctx := t.Context()
 		q.fill("noisy", 2)
-		for i := range 3 {
-			q.wait(ctx, fmt.Sprint("noisy", i), "noisy", 1)
-		}
+		q.waitN("noisy", 3)
 		q.wait(ctx, "quiet", "quiet", 1)
 		require.Empty(t, q.grants(), "nothing is free")
 
 		q.drop("noisy", 1) // noisy holds 1, quiet 0: quiet goes first
 		require.Equal(t, []string{"quiet"}, q.grants())
-		q.drop("noisy", 1) // both hold 1 (quiet) or 0 (noisy): noisy's oldest
+		q.drop("noisy", 1) // noisy holds 0, quiet 1: noisy's oldest
 		require.Equal(t, []string{"noisy0"}, q.grants())
 		q.let("quiet") // noisy holds 1, nobody else waits: noisy's next
 		require.Equal(t, []string{"noisy1"}, q.grants())
 		q.let("noisy0")
 		require.Equal(t, []string{"noisy2"}, q.grants())
-		q.let("noisy1")
-		q.let("noisy2")
-		q.wg.Wait()
+		q.finish("noisy1", "noisy2")
 	})
 }
 
@@ -114,11 +125,8 @@ func TestKeysTakeTurnsWithOneUnit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newQueue(t, 1)
 		q.fill("noisy", 1)
-		for i := range 3 {
-			q.wait(t.Context(), fmt.Sprint("noisy", i), "noisy", 1)
-		}
-		q.wait(t.Context(), "quiet0", "quiet", 1)
-		q.wait(t.Context(), "quiet1", "quiet", 1)
+		q.waitN("noisy", 3)
+		q.waitN("quiet", 2)
 		q.drop("noisy", 1)
 		var got []string
 		for range 5 {
@@ -161,12 +169,8 @@ func TestEqualKeysTakeTurns(t *testing.T) {
 		q := newQueue(t, 2)
 		q.fill("a", 1)
 		q.fill("b", 1)
-		for i := range 3 {
-			q.wait(t.Context(), fmt.Sprint("a", i), "a", 1)
-		}
-		for i := range 3 {
-			q.wait(t.Context(), fmt.Sprint("b", i), "b", 1)
-		}
+		q.waitN("a", 3)
+		q.waitN("b", 3)
 		q.drop("a", 1) // a holds 0: a0
 		q.drop("b", 1) // a holds 1, b 0: b0
 		require.Equal(t, []string{"a0", "b0"}, q.grants())
@@ -176,9 +180,7 @@ func TestEqualKeysTakeTurns(t *testing.T) {
 			q.let(step.let)
 			require.Equal(t, []string{step.want}, q.grants(), "after %s", step.let)
 		}
-		q.let("a2")
-		q.let("b2")
-		q.wg.Wait()
+		q.finish("a2", "b2")
 	})
 }
 
@@ -195,8 +197,7 @@ func TestLargeRequestIsNotPassedOver(t *testing.T) {
 		require.Equal(t, []string{"big"}, q.grants())
 		q.let("big")
 		require.Equal(t, []string{"small"}, q.grants())
-		q.let("small")
-		q.wg.Wait()
+		q.finish("small")
 	})
 }
 
