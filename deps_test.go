@@ -70,6 +70,7 @@ var roles = map[string]role{
 	"workers/jobs":     roleApp,
 	"workers/webhook":  roleApp,
 
+	"internal/fairsem":    roleInternal,
 	"internal/natserr":    roleInternal,
 	"internal/natsserver": roleInternal,
 	"internal/safehttp":   roleInternal,

@@ -34,6 +34,16 @@
 //     title and metadata stay within apiary's limits (MaxTitleBytes,
 //     MaxMetadataBytes and the like). Beyond them Ingest fails that document
 //     only, TooLarge or Invalid.
+//   - Fair sharing. The embedder budget (EmbedConcurrency calls at once)
+//     is shared fairly among accounts, not first come, first served: when
+//     batches wait, the next slot goes to the account holding the fewest
+//     slots, then to the one served least recently, and an account's own
+//     batches keep their order (package internal/fairsem). A quiet account's
+//     document thus waits for one slot to free, not behind another
+//     account's backlog; an account alone gets the whole budget. Extraction,
+//     chunking and sealing run outside the budget (they are bounded per job
+//     by the workers' DocConcurrency, and sealing is cheap), and so do key
+//     service and store calls, which wait on I/O.
 //   - Privacy of errors. No error carries document text, a key or a token.
 //
 // Concurrent Ingest calls for the same document are not serialized here:

@@ -11,9 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/fairsem"
 	"github.com/apiaryhq/apiary/pipeline/chunk"
 	"github.com/apiaryhq/apiary/pipeline/embed"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
@@ -59,7 +58,11 @@ type Config struct {
 	MaxDocumentBytes int
 	// EmbedConcurrency is how many embedder calls may run at once across
 	// every Ingest of this Pipeline (queries are not queued behind them).
-	// Default 2.
+	// The budget is shared fairly among accounts (package
+	// internal/fairsem): when calls wait, the next slot goes to the account
+	// holding fewest slots, then to the one served least recently, so one
+	// account's backlog does not queue another account's documents behind
+	// it. Default 2.
 	EmbedConcurrency int
 	// Logger gets warnings the callers do not see, such as chunks a query
 	// skipped. Default: discard.
@@ -108,7 +111,7 @@ type Pipeline struct {
 	keys  encrypt.KeyProvider
 	vecs  storage.VectorStore
 	docs  Docs
-	embed *semaphore.Weighted // the embedder budget shared by every Ingest
+	embed *fairsem.Weighted[apiary.AccountID] // the embedder budget shared by every Ingest, fairly among accounts
 	now   func() time.Time
 }
 
@@ -128,7 +131,7 @@ func New(cfg Config, emb embed.Embedder, keys encrypt.KeyProvider, vecs storage.
 		keys:  keys,
 		vecs:  vecs,
 		docs:  docs,
-		embed: semaphore.NewWeighted(int64(cfg.EmbedConcurrency)),
+		embed: fairsem.New[apiary.AccountID](int64(cfg.EmbedConcurrency)),
 		now:   time.Now,
 	}, nil
 }
@@ -354,7 +357,7 @@ func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc
 	for i, pc := range batch {
 		texts[i] = pc.Text
 	}
-	vecs, err := p.embedBudgeted(ctx, texts)
+	vecs, err := p.embedBudgeted(ctx, account, texts)
 	if err != nil {
 		return err
 	}
@@ -390,11 +393,11 @@ func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc
 
 // embedBudgeted embeds texts under the shared embedder budget and checks
 // that the embedder kept its promises.
-func (p *Pipeline) embedBudgeted(ctx context.Context, texts []string) ([][]float32, error) {
-	if err := p.embed.Acquire(ctx, 1); err != nil {
+func (p *Pipeline) embedBudgeted(ctx context.Context, account apiary.AccountID, texts []string) ([][]float32, error) {
+	if err := p.embed.Acquire(ctx, account, 1); err != nil {
 		return nil, fmt.Errorf("wait for embedder: %w", context.Cause(ctx))
 	}
-	defer p.embed.Release(1)
+	defer p.embed.Release(account, 1)
 	return p.embedTexts(ctx, texts)
 }
 

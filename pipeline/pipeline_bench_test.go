@@ -1,8 +1,10 @@
 package pipeline_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/apiaryhq/apiary"
@@ -98,6 +100,48 @@ func BenchmarkQueryLatency(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(stored), "chunks")
+		})
+	}
+}
+
+// BenchmarkIngestUnderFlood is one account's ingest latency (~2 KB
+// documents, one at a time) alone and while another account keeps six
+// large documents (~64 KB) ingesting at once; compare the two ns/op of one
+// run. The embedder budget is shared fairly, so the quiet account's batch
+// waits for one embedder call at most; what remains of the gap is mostly
+// the local vector store's single writer (its upserts and deletes sync the
+// log under one lock, first come, first served), as a block profile shows.
+func BenchmarkIngestUnderFlood(b *testing.B) {
+	const floodDocs = 6
+	large := strings.Repeat(benchDocument(0), 32)
+	for _, flooded := range []bool{false, true} {
+		b.Run(map[bool]string{false: "alone", true: "flooded"}[flooded], func(b *testing.B) {
+			e := newEnv(b, func(c *envConfig) { c.cfg.Chunk = chunk.Config{Size: 64} })
+			if flooded {
+				ctx, cancel := context.WithCancel(b.Context())
+				var wg sync.WaitGroup
+				defer wg.Wait()
+				defer cancel()
+				for g := range floodDocs {
+					wg.Go(func() {
+						for i := 0; ctx.Err() == nil; i++ {
+							d := apiary.Document{ID: apiary.DocumentID(fmt.Sprintf("flood-%d-%d", g, i)), Text: large}
+							if _, err := e.p.Ingest(ctx, job("globex", 1), d); err != nil && ctx.Err() == nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+			}
+			i := 0
+			for b.Loop() {
+				d := apiary.Document{ID: apiary.DocumentID(fmt.Sprintf("doc-%d", i)), Text: benchDocument(i)}
+				if _, err := e.p.Ingest(b.Context(), job("acme", 1), d); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
 		})
 	}
 }

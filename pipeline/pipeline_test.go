@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -20,6 +21,7 @@ import (
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/pipeline"
 	"github.com/apiaryhq/apiary/pipeline/chunk"
+	"github.com/apiaryhq/apiary/pipeline/embed"
 	"github.com/apiaryhq/apiary/pipeline/embed/local"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/pipeline/encrypt/keyring"
@@ -49,6 +51,7 @@ type envOption func(*envConfig)
 
 type envConfig struct {
 	cfg  pipeline.Config
+	emb  embed.Embedder // default: the local embedder
 	docs func(pipeline.Docs) pipeline.Docs
 	vecs func(storage.VectorStore) storage.VectorStore
 }
@@ -80,7 +83,10 @@ func newEnv(tb testing.TB, opts ...envOption) *env {
 	if ec.vecs != nil {
 		vs = ec.vecs(vs)
 	}
-	p, err := pipeline.New(ec.cfg, local.New(local.Config{}), keys, vs, docs)
+	if ec.emb == nil {
+		ec.emb = local.New(local.Config{})
+	}
+	p, err := pipeline.New(ec.cfg, ec.emb, keys, vs, docs)
 	require.NoError(tb, err)
 	return &env{p: p, vecs: vecs, vecDir: filepath.Join(dir, "vectors"), docs: docs, keys: keys, accounts: accounts}
 }
@@ -733,6 +739,54 @@ func TestConcurrentIngestSharesBudget(t *testing.T) {
 	n, err := e.vecs.Count(ctx, "acme", storage.VectorFilter{})
 	require.NoError(t, err)
 	require.Positive(t, n)
+}
+
+// heldEmbedder is the local embedder, except that each call reports its
+// first text on calls as it starts and finishes only when next lets it.
+type heldEmbedder struct {
+	embed.Embedder
+	calls chan string
+	next  chan struct{}
+}
+
+func (h *heldEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	h.calls <- texts[0]
+	select {
+	case <-h.next:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return h.Embedder.Embed(ctx, texts)
+}
+
+// The embedder budget is shared fairly among accounts: an account's first
+// batch runs before the batches another account queued earlier.
+func TestEmbedBudgetIsFairAmongAccounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &heldEmbedder{Embedder: local.New(local.Config{}), calls: make(chan string, 64), next: make(chan struct{})}
+		e := newEnv(t, func(c *envConfig) { c.cfg.EmbedConcurrency = 1; c.cfg.EmbedBatch = 1; c.emb = h })
+		ctx := t.Context()
+		errs := make(chan error, 4)
+		start := func(account apiary.AccountID, id apiary.DocumentID, text string) {
+			go func() {
+				_, err := e.p.Ingest(ctx, job(account, 1), apiary.Document{ID: id, Text: text})
+				errs <- err
+			}()
+			synctest.Wait() // it embeds, or waits for the budget
+		}
+		for i := range 3 {
+			start("globex", apiary.DocumentID(fmt.Sprint("flood-", i)), longText("wasps", 3))
+		}
+		start("acme", "quiet", gardening)
+		require.Contains(t, <-h.calls, "wasps", "globex's first batch holds the budget, its other documents and acme's wait")
+		h.next <- struct{}{}
+		synctest.Wait()
+		require.Contains(t, <-h.calls, "Tomatoes", "acme's batch goes before globex's queued ones")
+		close(h.next)
+		for range 4 {
+			require.NoError(t, <-errs)
+		}
+	})
 }
 
 func TestIngestCanceled(t *testing.T) {
