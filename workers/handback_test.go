@@ -44,7 +44,7 @@ func TestStoppedWorkerHandsTheJobBackAtOnce(t *testing.T) {
 	storeDir, keyDir, vecDir := t.TempDir(), t.TempDir(), t.TempDir()
 
 	// The first process: runs the job and stops in its middle.
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: storeDir, Listen: true})
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: storeDir})
 	require.NoError(t, err)
 	nc, err := nats.Connect("", nats.InProcessServer(srv))
 	require.NoError(t, err)
@@ -72,7 +72,7 @@ func TestStoppedWorkerHandsTheJobBackAtOnce(t *testing.T) {
 	e.vecs.Close()
 
 	// The restarted process.
-	srv, err = natsserver.Start(natsserver.Config{StoreDir: storeDir, Listen: true})
+	srv, err = natsserver.Start(natsserver.Config{StoreDir: storeDir})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	nc, err = nats.Connect("", nats.InProcessServer(srv))

@@ -206,7 +206,7 @@ func TestNackWithoutDelaySurvivesARestart(t *testing.T) {
 	t.Parallel()
 	const lease = 10 * time.Minute
 	dir := t.TempDir()
-	srv, err := natsserver.Start(natsserver.Config{StoreDir: dir, Listen: true})
+	srv, err := natsserver.Start(natsserver.Config{StoreDir: dir})
 	require.NoError(t, err)
 	nc, err := nats.Connect("", nats.InProcessServer(srv))
 	require.NoError(t, err)
@@ -221,7 +221,7 @@ func TestNackWithoutDelaySurvivesARestart(t *testing.T) {
 	nc.Close()
 	srv.Shutdown()
 
-	srv, err = natsserver.Start(natsserver.Config{StoreDir: dir, Listen: true})
+	srv, err = natsserver.Start(natsserver.Config{StoreDir: dir})
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	nc, err = nats.Connect("", nats.InProcessServer(srv))
