@@ -62,9 +62,9 @@ type Config struct {
 	// leave room for other accounts. Default 3 × BodyLimit; at least
 	// BodyLimit.
 	MaxBodyBytesInFlight int64
-	// BodyWait is how long a body waits for its next step in
-	// MaxBodyBytesInFlight, or in its account's share of it, before it gets
-	// 503 with Retry-After, or 429. Default 2 s.
+	// BodyWait is how long a body waits for its next step: for room in its
+	// account's share (429 after it), then in MaxBodyBytesInFlight (503
+	// with Retry-After after it). Default 2 s.
 	BodyWait time.Duration
 	// Logger receives one line per request and the causes of 5xx answers.
 	// Default slog.Default().
