@@ -52,14 +52,19 @@ type Config struct {
 	// MaxWebhooksPerAccount is the most webhooks one account may register;
 	// one more gets 409. Default 50.
 	MaxWebhooksPerAccount int
-	// MaxBodyBytesInFlight bounds the bytes of request bodies being read and
-	// handled at once, across all callers (a body weighs its Content-Length,
-	// or BodyLimit when it has none). One account may hold all of it but
-	// one BodyLimit (429 beyond), so that its slow bodies leave room for
-	// other accounts. Default 3 × BodyLimit; at least BodyLimit.
+	// MaxBodyBytesInFlight bounds the bytes of request bodies held at once,
+	// across all callers, from their first byte until their handler
+	// returns. A body is counted as it arrives, not as declared: before
+	// reading on it takes its next step (as much as it has read, 64 KiB to
+	// 1 MiB, never past its Content-Length or BodyLimit), so a slow or
+	// stalled body holds only what it has sent and one step. One account
+	// may hold all of it but one BodyLimit (429 beyond), so that its bodies
+	// leave room for other accounts. Default 3 × BodyLimit; at least
+	// BodyLimit.
 	MaxBodyBytesInFlight int64
-	// BodyWait is how long a request waits for room in MaxBodyBytesInFlight
-	// before it gets 503 with Retry-After. Default 2 s.
+	// BodyWait is how long a body waits for its next step: for room in its
+	// account's share (429 after it), then in MaxBodyBytesInFlight (503
+	// with Retry-After after it). Default 2 s.
 	BodyWait time.Duration
 	// Logger receives one line per request and the causes of 5xx answers.
 	// Default slog.Default().

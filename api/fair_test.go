@@ -2,15 +2,10 @@ package api
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -118,75 +113,6 @@ func TestTokenAndWebhookCaps(t *testing.T) {
 	hook := func() request { return jsonBody(map[string]any{"url": "http://127.0.0.1:9/hook"}) }
 	require.Equal(t, http.StatusCreated, e.do(http.MethodPost, "/v1/webhooks", e.admin, hook()).Code)
 	requireProblem(t, e.do(http.MethodPost, "/v1/webhooks", e.admin, hook()), http.StatusConflict, "the account has 1 webhooks, the most it may have")
-}
-
-// stalledBody is a request body that gives its bytes only after release.
-type stalledBody struct {
-	release <-chan struct{}
-	r       io.Reader
-}
-
-func (b *stalledBody) Read(p []byte) (int, error) {
-	<-b.release
-	return b.r.Read(p)
-}
-
-// Request bodies being read at once stay within MaxBodyBytesInFlight: the
-// ones beyond it wait BodyWait, then get 503 with Retry-After; the admitted
-// ones go through once their bytes come.
-func TestBodyBytesInFlightBound(t *testing.T) {
-	t.Parallel()
-	const size = 1 << 20
-	e := newEnv(t, func(c *Config, _ *Deps) {
-		c.BodyLimit = size + 1024
-		c.MaxBodyBytesInFlight = 2 * (size + 1024)
-		c.BodyWait = 50 * time.Millisecond
-	})
-	body := `{"documents":[{"id":"big","text":"` + strings.Repeat("a", size-100) + `"}]}`
-	release := make(chan struct{})
-	const n = 6
-	// One body per account: an account may hold only its share of the
-	// budget (all but one largest body).
-	tokens := []string{e.editor}
-	for i := range n - 1 {
-		_, tok := e.otherAccount(fmt.Sprintf("other%d", i))
-		tokens = append(tokens, tok)
-	}
-	codes := make(chan *httptest.ResponseRecorder, n)
-	var wg sync.WaitGroup
-	for _, token := range tokens {
-		wg.Go(func() {
-			req := httptest.NewRequest(http.MethodPost, "/v1/ingest", &stalledBody{release: release, r: strings.NewReader(body)})
-			req.ContentLength = int64(len(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+token)
-			rec := httptest.NewRecorder()
-			e.srv.Echo().ServeHTTP(rec, req)
-			codes <- rec
-		})
-	}
-	var refused []*httptest.ResponseRecorder
-	for range n - 2 {
-		select {
-		case rec := <-codes:
-			refused = append(refused, rec)
-		case <-time.After(20 * time.Second):
-			close(release)
-			require.FailNow(t, "every body was admitted at once", "got %d answers while the bodies stalled", len(refused))
-		}
-	}
-	require.EqualValues(t, 2*len(body), e.srv.bodies.inFlight(), "the two admitted bodies, within the bound")
-	close(release)
-	wg.Wait()
-	close(codes)
-	for _, rec := range refused {
-		requireProblem(t, rec, http.StatusServiceUnavailable, "request bodies")
-		require.NotEmpty(t, rec.Header().Get("Retry-After"))
-	}
-	for rec := range codes {
-		require.Equal(t, http.StatusAccepted, rec.Code, "an admitted body goes through: %s", rec.Body.String())
-	}
-	require.Zero(t, e.srv.bodies.inFlight(), "every admitted body gave its bytes back")
 }
 
 func TestFairnessConfig(t *testing.T) {

@@ -1,14 +1,10 @@
 package api
 
 import (
-	"context"
-	"errors"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/apiaryhq/apiary"
@@ -190,108 +186,5 @@ func (g *accountGate) leave(account apiary.AccountID) {
 	defer g.mu.Unlock()
 	if g.n[account]--; g.n[account] <= 0 {
 		delete(g.n, account)
-	}
-}
-
-// bodyBudget bounds the bytes of request bodies being read and handled at
-// once, across all callers.
-type bodyBudget struct {
-	sem   *semaphore.Weighted
-	limit int64 // the largest body; a body of unknown length weighs this
-	wait  time.Duration
-	// perAccount is the most one account may hold: all but one largest
-	// body when the budget has room for two, so that one account's slow
-	// bodies never take all of it.
-	perAccount int64
-
-	mu   sync.Mutex
-	n    int64                      // bytes held, for tests and metrics
-	held map[apiary.AccountID]int64 // bytes held per account
-}
-
-func newBodyBudget(total, bodyLimit int64, wait time.Duration) *bodyBudget {
-	per := total
-	if total >= 2*bodyLimit {
-		per = total - bodyLimit
-	}
-	return &bodyBudget{sem: semaphore.NewWeighted(total), limit: bodyLimit, wait: wait, perAccount: per, held: map[apiary.AccountID]int64{}}
-}
-
-// reserve counts n bytes against account's share, or reports false when
-// they do not fit in it.
-func (b *bodyBudget) reserve(account apiary.AccountID, n int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.held[account]+n > b.perAccount {
-		return false
-	}
-	b.held[account] += n
-	return true
-}
-
-func (b *bodyBudget) unreserve(account apiary.AccountID, n int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.held[account] -= n; b.held[account] <= 0 {
-		delete(b.held, account)
-	}
-}
-
-func (b *bodyBudget) inFlight() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.n
-}
-
-// errBodiesBusy answers a body that found no room within BodyWait.
-var errBodiesBusy = &apiary.Error{
-	Kind:       apiary.KindUnavailable,
-	Msg:        "the server is reading as many request bodies as it may at once; retry after the number of seconds in Retry-After",
-	RetryAfter: time.Second,
-}
-
-// admitBody holds the request's body size (Content-Length, or the body
-// limit when unknown) of the body budget while the handler runs; when it
-// cannot be had within BodyWait the answer is 503 with Retry-After.
-func (s *Server) admitBody(next echo.HandlerFunc) echo.HandlerFunc {
-	b := s.bodies
-	return func(c echo.Context) error {
-		req := c.Request()
-		n := req.ContentLength
-		if n < 0 {
-			n = b.limit
-		}
-		n = min(n, b.limit)
-		if n == 0 || req.Body == nil || req.Body == http.NoBody {
-			return next(c)
-		}
-		account := principal(c).Account
-		if !b.reserve(account, n) {
-			return s.refuse(c, &apiary.Error{
-				Kind:       apiary.KindRateLimited,
-				Msg:        "this account is sending as many request bodies as it may at once; retry after the number of seconds in Retry-After",
-				RetryAfter: time.Second,
-			})
-		}
-		defer b.unreserve(account, n)
-		ctx, cancel := context.WithTimeout(req.Context(), b.wait)
-		err := b.sem.Acquire(ctx, n)
-		cancel()
-		if err != nil {
-			if errors.Is(req.Context().Err(), context.Canceled) {
-				return req.Context().Err()
-			}
-			return errBodiesBusy
-		}
-		b.mu.Lock()
-		b.n += n
-		b.mu.Unlock()
-		defer func() {
-			b.mu.Lock()
-			b.n -= n
-			b.mu.Unlock()
-			b.sem.Release(n)
-		}()
-		return next(c)
 	}
 }

@@ -24,7 +24,7 @@ type Server struct {
 	limiter  *limiterMap[apiary.TokenID]
 	accounts *limiterMap[apiary.AccountID] // cost-weighted budgets
 	searches *accountGate                  // searches running per account
-	bodies   *bodyBudget                   // request body bytes in flight
+	bodies   *bodyBudget                   // request body bytes held
 	streams  streamSet                     // open event streams; its zero value is ready
 	jobs     *jobs.Service
 }
@@ -63,8 +63,9 @@ func (s *Server) Echo() *echo.Echo { return s.e }
 
 // routes registers every route. Middleware is given per route (never with
 // Group.Use, which would add catch-all routes): authenticate, throttle,
-// check the role, then wait for room to read the body (so that neither an
-// unknown caller nor a refused one holds any of it).
+// check the role, then count the body against the body budget as it is
+// read (so that neither an unknown caller nor a refused one holds any of
+// it).
 func (s *Server) routes() {
 	e := s.e
 	e.GET("/healthz", s.healthz)
