@@ -10,7 +10,7 @@ import (
 )
 
 // maybeCompact rewrites the log when it has grown past CompactRatio times
-// the live size. Caller holds writeMu (or is Open). A failure is logged and
+// the live size. Caller holds the writer's place (or is Open). A failure is logged and
 // retried once the log has grown by another CompactMinBytes: the write that
 // triggered it is already durable.
 func (s *Store) maybeCompact() {
@@ -30,7 +30,7 @@ func (s *Store) maybeCompact() {
 
 // compact writes a snapshot of the live records to a temporary file, fsyncs
 // it, renames it over the log and fsyncs the directory. The renamed file's
-// descriptor becomes the log. Caller holds writeMu: nothing changes meanwhile.
+// descriptor becomes the log. Caller holds the writer's place: nothing changes meanwhile.
 func (s *Store) compact() (err error) {
 	tmp := filepath.Join(s.dir, tmpName)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/fairsem"
 	"github.com/apiaryhq/apiary/storage"
 )
 
@@ -59,17 +60,20 @@ type Store struct {
 	opts Options
 	lock *os.File
 
-	// writeMu serializes writers: validation against dim, the log append
+	// writers serializes writers: validation against dim, the log append
 	// and fsync, the in-memory apply and compaction. Holding it is enough to
-	// read the in-memory state, since only its holder changes it.
-	writeMu sync.Mutex
+	// read the in-memory state, since only its holder changes it. It is
+	// handed on fairly among accounts: a waiting account that wrote least
+	// recently goes first, so one account's stream of writes (each with its
+	// fsync) does not queue another's.
+	writers *fairsem.Weighted[apiary.AccountID]
 	log     *os.File
 	size    int64 // bytes in the log; the next record goes at this offset
 	failed  error // set when the log's state on disk is unknown; refuses writes
 	// nextCompact is the smallest log size at which compaction is tried.
 	nextCompact int64
 
-	// mu guards what searches read. Writers take it (inside writeMu) only to
+	// mu guards what searches read. Writers take it (holding the writer's place) only to
 	// apply a change that is already durable.
 	mu       sync.RWMutex
 	closed   bool
@@ -97,7 +101,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, opts: opts, lock: lock, accounts: make(map[apiary.AccountID]*shard)}
+	s := &Store{dir: dir, opts: opts, lock: lock, writers: fairsem.New[apiary.AccountID](1), accounts: make(map[apiary.AccountID]*shard)}
 	if err := s.load(); err != nil {
 		lock.Close() // releases the lock
 		return nil, err
@@ -206,7 +210,7 @@ func (s *Store) scoped(account apiary.AccountID) (scope, error) {
 }
 
 // shard returns the account's records, nil when it has none. The caller
-// holds s.mu (read or write) or s.writeMu.
+// holds s.mu (read or write) or the writer's place.
 func (sc scope) shard() *shard { return sc.s.accounts[sc.account] }
 
 // owns checks that rec belongs to the scope's account.
@@ -260,8 +264,10 @@ func (s *Store) Upsert(ctx context.Context, account apiary.AccountID, recs []sto
 	if len(recs) == 0 {
 		return nil
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lockWriter(ctx, account); err != nil {
+		return fmt.Errorf("local: upsert: %w", err)
+	}
+	defer s.unlockWriter(account)
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -326,8 +332,10 @@ func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, do
 	if err := doc.Validate(); err != nil {
 		return fmt.Errorf("local: delete document: %w", err)
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lockWriter(ctx, account); err != nil {
+		return fmt.Errorf("local: delete document: %w", err)
+	}
+	defer s.unlockWriter(account)
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -402,8 +410,8 @@ func (s *Store) Count(ctx context.Context, account apiary.AccountID, f storage.V
 // Close releases the store: later calls fail with an Unavailable error.
 // Every acknowledged write is already on disk. Closing twice is not an error.
 func (s *Store) Close() error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	_ = s.lockWriter(context.Background(), "") // cannot fail without a deadline
+	defer s.unlockWriter("")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -421,9 +429,17 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// writable reports why writes are refused, if they are. Caller holds writeMu.
+// lockWriter takes the writer's place for account, in its fair turn.
+func (s *Store) lockWriter(ctx context.Context, account apiary.AccountID) error {
+	return s.writers.Acquire(ctx, account, 1)
+}
+
+func (s *Store) unlockWriter(account apiary.AccountID) { s.writers.Release(account, 1) }
+
+// writable reports why writes are refused, if they are. Caller holds the
+// writer's place.
 func (s *Store) writable() error {
-	if s.closed { // only changes under writeMu, so reading it here is safe
+	if s.closed { // only changes under the writer's place, so reading it here is safe
 		return errClosed
 	}
 	if s.failed != nil {
@@ -432,7 +448,8 @@ func (s *Store) writable() error {
 	return nil
 }
 
-// append writes rec at the end of the log and fsyncs it. Caller holds writeMu.
+// append writes rec at the end of the log and fsyncs it. Caller holds the
+// writer's place.
 func (s *Store) append(rec []byte) error {
 	if _, err := s.log.WriteAt(rec, s.size); err != nil {
 		// Cut the partial record off so that the next append does not
