@@ -80,8 +80,9 @@ func (h *IngestHandler) Handle(ctx context.Context, d *queue.Delivery) error {
 
 // ingestAll runs the run's documents not done yet, DocConcurrency at a
 // time, recording each outcome. It stops early, without error, when the
-// job is canceled; it returns the first transient error so that the job is
-// retried.
+// job is canceled (seen by a progress write, or by the lease renewal:
+// jobs.ErrJobEnded); it returns the first transient error so that the job
+// is retried.
 func (h *IngestHandler) ingestAll(ctx context.Context, run *jobs.Run, docs []apiary.Document) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -112,11 +113,11 @@ func (h *IngestHandler) ingestAll(ctx context.Context, run *jobs.Run, docs []api
 			default:
 				return err
 			}
-			canceled, err := run.Record(gctx, o)
+			stop, err := run.Record(gctx, o)
 			if err != nil {
 				return err
 			}
-			if canceled {
+			if stop {
 				cancel(errCanceled)
 				return errCanceled
 			}
@@ -124,7 +125,7 @@ func (h *IngestHandler) ingestAll(ctx context.Context, run *jobs.Run, docs []api
 		})
 	}
 	err := g.Wait()
-	if errors.Is(err, errCanceled) || errors.Is(context.Cause(ctx), errCanceled) {
+	if errors.Is(err, errCanceled) || errors.Is(context.Cause(ctx), errCanceled) || errors.Is(context.Cause(ctx), jobs.ErrJobEnded) {
 		return nil
 	}
 	return err

@@ -349,3 +349,27 @@ func TestSweep(t *testing.T) {
 	require.Equal(t, []apiary.JobMessage{{Account: "acme", Job: missed.ID}}, w.received(t),
 		"a record from before kinds is queued without one: an ingest job")
 }
+
+// TestRunEndsWhenItsJobIsCanceled: a job canceled through the API while it
+// runs ends its run's context at the next lease renewal with ErrJobEnded,
+// not as a lease lost to another run, and Finish still records the counts
+// although that context is over.
+func TestRunEndsWhenItsJobIsCanceled(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, jobs.Config{Lease: 300 * time.Millisecond})
+	job, run, runCtx := w.started(t)
+	_, err := run.Record(runCtx, apiary.DocumentOutcome{Document: "a", Chunks: 1})
+	require.NoError(t, err)
+	_, err = w.svc.Cancel(t.Context(), "acme", job.ID)
+	require.NoError(t, err)
+	select {
+	case <-runCtx.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run went on after its job was canceled")
+	}
+	require.ErrorIs(t, context.Cause(runCtx), jobs.ErrJobEnded)
+	require.NoError(t, run.Finish(runCtx))
+	got := w.job(t, job.ID)
+	require.Equal(t, apiary.JobCanceled, got.Status)
+	require.Equal(t, 1, got.Counts.DocumentsDone)
+}

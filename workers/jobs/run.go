@@ -15,6 +15,10 @@ import (
 // over (this run's lease ran out while it was still going).
 var ErrLostJob = errors.New("jobs: the job's lease passed to another run")
 
+// ErrJobEnded is the cause of a run's context when its job became final
+// while it ran (canceled through the API): the run should stop and Finish.
+var ErrJobEnded = errors.New("jobs: the job ended while it ran")
+
 // Run is one run of a job: it holds the job record's lease from Start to
 // Release, records the outcomes of the job's documents and finishes it.
 type Run struct {
@@ -115,14 +119,15 @@ func (r *Run) hold(ctx context.Context) context.Context {
 	ctx, cancel := context.WithCancelCause(ctx)
 	stopped := make(chan struct{})
 	var wg sync.WaitGroup
-	write := func(ctx context.Context, fn func(*apiary.Job) bool) {
-		_, changed, err := r.s.update(ctx, r.job, fn)
+	write := func(ctx context.Context, fn func(*apiary.Job) bool) (final bool) {
+		job, changed, err := r.s.update(ctx, r.job, fn)
 		switch {
 		case err != nil:
 			r.s.warn(ctx, "could not renew job lease", r.job, err)
 		case !changed:
 			cancel(ErrLostJob)
 		}
+		return changed && job.Status.Final()
 	}
 	renew := func(j *apiary.Job) bool { return j.Renew(r.owner, time.Now().UTC(), r.s.cfg.Lease) }
 	release := func(j *apiary.Job) bool { return j.Release(r.owner) }
@@ -136,7 +141,11 @@ func (r *Run) hold(ctx context.Context) context.Context {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				write(ctx, renew)
+				if write(ctx, renew) {
+					// Renew let the lease go: nothing runs a final job.
+					cancel(ErrJobEnded)
+					return
+				}
 			}
 		}
 	})
@@ -160,9 +169,10 @@ func (r *Run) Release() { r.once.Do(r.stop) }
 // Record stores how one document of the job ended; an outcome an earlier
 // run stored stands. At most every ProgressEvery it also writes the counts
 // so far to the job record and publishes job.progress. It reports whether
-// the job was canceled meanwhile: the run should stop. A failed progress
-// write is logged: the next one, or the final one, carries the counts.
-func (r *Run) Record(ctx context.Context, o apiary.DocumentOutcome) (canceled bool, err error) {
+// the job became final meanwhile (canceled): the run should stop. A failed
+// progress write is logged: the next one, or the final one, carries the
+// counts.
+func (r *Run) Record(ctx context.Context, o apiary.DocumentOutcome) (stop bool, err error) {
 	stored, err := r.s.records.RecordOutcome(ctx, r.job.Account, r.job.ID, o)
 	if err != nil {
 		return false, err
@@ -182,23 +192,28 @@ func (r *Run) Record(ctx context.Context, o apiary.DocumentOutcome) (canceled bo
 	if !due {
 		return false, nil
 	}
-	job, _, err := r.s.update(ctx, r.job, func(j *apiary.Job) bool { return j.Progress(t, time.Now().UTC()) })
+	job, changed, err := r.s.update(ctx, r.job, func(j *apiary.Job) bool { return j.Progress(t, time.Now().UTC()) })
 	if err != nil {
 		r.s.warn(ctx, "could not write job progress", r.job, err)
 		return false, nil
 	}
-	if job.Status == apiary.JobCanceled {
+	if job.Status.Final() {
 		return true, nil
 	}
-	r.s.publish(ctx, job, apiary.EventJobProgress)
+	if changed {
+		r.s.publish(ctx, job, apiary.EventJobProgress)
+	}
 	return false, nil
 }
 
 // Finish ends a run that went through all the job's documents: the record
 // gets the exact counts and, unless the job was canceled meanwhile, its
 // final status (apiary.Job.Complete); then its end is announced and its
-// staged documents dropped.
+// staged documents dropped. It runs even when the run's context has ended
+// (ErrJobEnded), under its own short timeout.
 func (r *Run) Finish(ctx context.Context) error {
+	ctx, cancel := r.s.finalCtx(ctx)
+	defer cancel()
 	r.mu.Lock()
 	t := r.tally
 	r.mu.Unlock()
