@@ -64,6 +64,13 @@ type fairness struct {
 	mu      sync.Mutex
 	running map[apiary.AccountID]int
 	held    []*queue.Delivery // in the order received
+	// wake is closed by done while a receive waits on the queue with
+	// deliveries held: one of them may be able to run now.
+	wake chan struct{}
+	// pending brings the result of the receive from the queue running in
+	// the background, if one is. Only the pool's receiving goroutine (and
+	// drain, after it) uses it.
+	pending chan received
 }
 
 func newFairness(q queue.Queue, cfg PoolConfig) *fairness {
@@ -84,19 +91,53 @@ func (f *fairness) receive(ctx context.Context, slots int) ([]*queue.Delivery, e
 		if len(out) == 0 && room <= 0 {
 			out = f.take(slots, true)
 		}
+		// Made under the same lock as done's count, so that no wake-up
+		// between the two is lost.
+		var wake chan struct{}
+		if len(out) == 0 && len(f.held) > 0 {
+			if f.wake == nil {
+				f.wake = make(chan struct{})
+			}
+			wake = f.wake
+		}
 		f.mu.Unlock()
 		if len(out) > 0 {
 			return out, nil
 		}
-		ds, err := f.q.Receive(ctx, min(slots, room))
-		f.mu.Lock()
-		f.held = append(f.held, ds...)
-		out = f.take(slots, false)
-		f.mu.Unlock()
-		if len(out) > 0 || len(ds) == 0 || err != nil {
-			return out, err
+		// The queue is asked in the background, so that a held delivery
+		// whose account gets room (done) runs at once rather than after
+		// the queue's poll wait; the receive is never cut short, which
+		// could strand a delivery on its way.
+		if f.pending == nil {
+			ch := make(chan received, 1)
+			f.pending = ch
+			n := min(slots, room)
+			go func() {
+				ds, err := f.q.Receive(ctx, n)
+				ch <- received{ds, err}
+			}()
+		}
+		select {
+		case r := <-f.pending:
+			f.pending = nil
+			f.mu.Lock()
+			f.held = append(f.held, r.ds...)
+			out = f.take(slots, false)
+			f.mu.Unlock()
+			if len(out) > 0 || len(r.ds) == 0 || r.err != nil {
+				return out, r.err
+			}
+		case <-wake:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
 		}
 	}
+}
+
+// received is what a receive from the queue brought.
+type received struct {
+	ds  []*queue.Delivery
+	err error
 }
 
 // take removes up to n held deliveries to run: each time one of the account
@@ -133,6 +174,10 @@ func (f *fairness) done(d *queue.Delivery) {
 	if f.running[d.Msg.Account]--; f.running[d.Msg.Account] <= 0 {
 		delete(f.running, d.Msg.Account)
 	}
+	if f.wake != nil {
+		close(f.wake)
+		f.wake = nil
+	}
 }
 
 // keepLeases renews the held deliveries' leases every extendEvery until ctx
@@ -159,6 +204,13 @@ func (f *fairness) keepLeases(ctx context.Context) {
 
 // drain removes and returns every held delivery, to be handed back.
 func (f *fairness) drain() []*queue.Delivery {
+	if f.pending != nil {
+		r := <-f.pending // the receive ends with the receiving context
+		f.pending = nil
+		f.mu.Lock()
+		f.held = append(f.held, r.ds...)
+		f.mu.Unlock()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	held := f.held

@@ -10,8 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
 	"github.com/apiaryhq/apiary/workers"
 	"github.com/apiaryhq/apiary/workers/queue"
+	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
 )
 
 const (
@@ -114,4 +116,47 @@ func TestFullHoldStillRunsAndStopHandsBack(t *testing.T) {
 	runPool(t, p2)
 	env.requireDrained(t) // within waitFor, under the one-minute lease
 	require.Len(t, append(l.ran(), again.ran()...), 6, "every job ran once")
+}
+
+// countingHandler counts the jobs it ran and signals when n have.
+type countingHandler struct {
+	mu   sync.Mutex
+	ran  int
+	n    int
+	done chan struct{}
+}
+
+func (h *countingHandler) Handle(context.Context, *queue.Delivery) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ran++; h.ran == h.n {
+		close(h.done)
+	}
+	return nil
+}
+
+// A held job runs as soon as its account's running job ends, not when the
+// receive already waiting on an empty queue gives up: one account's
+// backlog, held behind its cap, once took a whole poll wait per job.
+func TestHeldJobRunsWhenItsAccountHasRoom(t *testing.T) {
+	t.Parallel()
+	const pollWait = time.Minute // far longer than the test may take
+	nc, _ := natstest.Connect(t)
+	q, err := jsqueue.New(t.Context(), jsqueue.Config{Conn: nc, Lease: 5 * time.Minute, PollWait: pollWait})
+	require.NoError(t, err)
+	const jobs = 6
+	for range jobs {
+		require.NoError(t, q.Enqueue(t.Context(), apiary.JobMessage{Account: noisy, Job: apiary.NewJobID()}))
+	}
+	h := &countingHandler{n: jobs, done: make(chan struct{})}
+	p, err := workers.NewPool(q, h, workers.PoolConfig{Concurrency: 2, Fair: workers.FairConfig{MaxPerAccount: 1}, Logger: quiet()})
+	require.NoError(t, err)
+	runPool(t, p)
+	select {
+	case <-h.done:
+	case <-time.After(waitFor):
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		t.Fatalf("%d of %d jobs ran: the held ones wait for the queue's poll wait (%s)", h.ran, jobs, pollWait)
+	}
 }
