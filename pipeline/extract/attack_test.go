@@ -74,6 +74,7 @@ func TestAttackCSVManyEmptyCellsAllocationFollowsTheFile(t *testing.T) {
 	for name, raw := range map[string]string{
 		"empty cells":      "h\n" + strings.Repeat(",", 4<<20) + "\n",
 		"empty cells, CRs": "h\n" + strings.Repeat(",\r", 2<<20) + "\n",
+		"a wide header":    strings.Repeat(",", 4<<20) + "\nx\n",
 	} {
 		alloc, took := attackAlloc(t, extract.CSV, []byte(raw))
 		t.Logf("%s: %d-byte file: %d bytes allocated in %v", name, len(raw), alloc, took)

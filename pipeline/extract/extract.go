@@ -619,6 +619,11 @@ func jsonError(err error) error {
 	return apiary.E(apiary.KindInvalid, "extract json: not a valid JSON document")
 }
 
+// maxCSVColumns bounds the header names kept to label cells: a header of
+// millions of columns would otherwise cost far more memory than its text.
+// Cells past it are named by position, as cells past the header are.
+const maxCSVColumns = 4096
+
 // extractCSV writes the header row as a line, then each record as
 // "col: value; col: value" (empty cells left out), each column name cut to
 // MaxLabelBytes. Records longer than the header name their extra cells by
@@ -637,7 +642,9 @@ func extractCSV(raw []byte, w *writer) (string, error) {
 					w.write("; ")
 				}
 				w.write(h)
-				header = append(header, label(h, false))
+				if i < maxCSVColumns {
+					header = append(header, label(h, false))
+				}
 				if last || w.full {
 					break
 				}
