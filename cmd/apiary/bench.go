@@ -42,7 +42,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *fair {
-		return runFairBench(ctx, dist, stdout, stderr)
+		return runFairBench(ctx, dist, envErr, stdout, stderr)
 	}
 	if opt.Documents < 1 || opt.Jobs < 1 || opt.DocBytes < 100 {
 		return errors.New("--documents and --jobs must be positive, --doc-bytes at least 100")

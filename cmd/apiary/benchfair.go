@@ -98,7 +98,7 @@ func (m measured) pct(p float64) time.Duration {
 func (m measured) rate() float64 { return float64(len(m.lat)) / m.elapsed.Seconds() }
 
 // runFairBench runs the fairness bench on the embedded engines.
-func runFairBench(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+func runFairBench(ctx context.Context, cfg Config, envErr error, stdout, stderr io.Writer) error {
 	dir, err := os.MkdirTemp("", "apiary-bench-fair-*")
 	if err != nil {
 		return err
@@ -107,7 +107,7 @@ func runFairBench(ctx context.Context, cfg Config, stdout, stderr io.Writer) err
 	cfg.DataDir = dir
 	cfg = cfg.embedded()
 	cfg.Webhooks.AllowPrivate = true
-	if err := cfg.Validate("serve"); err != nil {
+	if err := checkConfig(envErr, &cfg, roleServe); err != nil {
 		return err
 	}
 	log := newLogger("error", stderr)

@@ -271,7 +271,8 @@ func (q *Queue) publish(ctx context.Context, job apiary.JobID, data []byte) erro
 
 // Receive fetches up to max messages, waiting up to PollWait for the first.
 // A message whose body is not a JobMessage is terminated and skipped. If ctx
-// ends during the wait, the messages already fetched are handed back (Nak)
+// ends during the wait, the messages already fetched are handed back at once
+// (republished and acked, their attempt not counted: see handBack)
 // and ctx's error is returned.
 func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error) {
 	if err := ctx.Err(); err != nil {
