@@ -154,7 +154,11 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (job apiary.Job, r
 	if job.IdempotencyKey != "" {
 		earlier, err := s.records.ClaimIdempotencyKey(ctx, job.Account, job.IdempotencyKey, job.RequestHash, job.ID)
 		if err != nil {
-			s.abandon(ctx, job, "request refused: Idempotency-Key reused with a different body")
+			reason := "request not taken: the Idempotency-Key could not be checked"
+			if errors.Is(err, apiary.ErrConflict) {
+				reason = "request refused: Idempotency-Key reused with a different body"
+			}
+			s.abandon(ctx, job, reason)
 			return job, false, err
 		}
 		if earlier != job.ID {
