@@ -5,7 +5,10 @@
 // the same vector for the same Model; safe for concurrent use.
 package embed
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // Embedder turns texts into vectors.
 type Embedder interface {
@@ -13,4 +16,26 @@ type Embedder interface {
 	Dim() int
 	// Model names the model and its version; it is stored with each vector.
 	Model() string
+}
+
+// QueryEmbedder is an optional interface of an Embedder whose model embeds a
+// query differently from a document (an instruction prefix, say).
+type QueryEmbedder interface {
+	EmbedQuery(ctx context.Context, text string) ([]float32, error)
+}
+
+// Query embeds a search query with e: through EmbedQuery when e has it,
+// otherwise as a one-text batch.
+func Query(ctx context.Context, e Embedder, text string) ([]float32, error) {
+	if q, ok := e.(QueryEmbedder); ok {
+		return q.EmbedQuery(ctx, text)
+	}
+	vecs, err := e.Embed(ctx, []string{text})
+	if err != nil {
+		return nil, err
+	}
+	if len(vecs) != 1 {
+		return nil, fmt.Errorf("embed: %d vectors for 1 text", len(vecs))
+	}
+	return vecs[0], nil
 }
