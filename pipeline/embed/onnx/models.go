@@ -1,5 +1,7 @@
 package onnx
 
+import "path/filepath"
+
 // The artifacts this package runs, each pinned by the SHA-256 of the archive
 // it is fetched from and of every file taken out of it. Apiary fetches only
 // these two kinds of binary artifact: the ONNX Runtime shared library, from
@@ -130,4 +132,20 @@ func Lookup(name string) (Spec, bool) {
 		}
 	}
 	return Spec{}, false
+}
+
+// Layout of the models directory (shared by every data dir):
+//
+//	<dir>/onnxruntime-<RuntimeVersion>/<goos>-<goarch>/<runtime file>
+//	<dir>/<model name>-<model version>/model.onnx, tokenizer.json
+
+// Dir is the folder of s's files inside the models directory dir.
+func (s Spec) Dir(dir string) string {
+	return filepath.Join(dir, s.Name+"-"+s.Version)
+}
+
+// RuntimeDir is the folder of the runtime library for goos/goarch inside
+// the models directory dir.
+func RuntimeDir(dir, goos, goarch string) string {
+	return filepath.Join(dir, "onnxruntime-"+RuntimeVersion, goos+"-"+goarch)
 }
