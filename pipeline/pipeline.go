@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/apiaryhq/apiary"
-	"github.com/apiaryhq/apiary/internal/fairsem"
 	"github.com/apiaryhq/apiary/pipeline/chunk"
 	"github.com/apiaryhq/apiary/pipeline/embed"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
@@ -38,6 +37,7 @@ const (
 	DefaultEmbedBatch       = 64
 	DefaultMaxDocumentBytes = 32 << 20
 	DefaultEmbedConcurrency = 2
+	DefaultEmbedWait        = 10 * time.Millisecond
 	// MaxTopK is the most results one Search returns.
 	MaxTopK = 100
 	// metadataOverfetch: with a metadata filter, Search fetches this many
@@ -58,12 +58,14 @@ type Config struct {
 	MaxDocumentBytes int
 	// EmbedConcurrency is how many embedder calls may run at once across
 	// every Ingest of this Pipeline (queries are not queued behind them).
-	// The budget is shared fairly among accounts (package
-	// internal/fairsem): when calls wait, the next slot goes to the account
-	// holding fewest slots, then to the one served least recently, so one
-	// account's backlog does not queue another account's documents behind
-	// it. Default 2.
+	// Ingest calls queue their chunks, and each call to the embedder takes
+	// up to EmbedBatch of them from every waiting document, filled from the
+	// waiting accounts in turn, so one account's backlog does not keep
+	// another account's documents waiting (coalesce.go). Default 2.
 	EmbedConcurrency int
+	// EmbedWait is how long queued chunks may wait for a batch to fill
+	// before a call takes what there is. Default 10ms.
+	EmbedWait time.Duration
 	// Logger gets warnings the callers do not see, such as chunks a query
 	// skipped. Default: discard.
 	Logger *slog.Logger
@@ -79,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.EmbedConcurrency == 0 {
 		c.EmbedConcurrency = DefaultEmbedConcurrency
+	}
+	if c.EmbedWait == 0 {
+		c.EmbedWait = DefaultEmbedWait
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -101,6 +106,9 @@ func (c Config) Validate() error {
 	if c.EmbedConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("pipeline: EmbedConcurrency must be positive, got %d", c.EmbedConcurrency))
 	}
+	if c.EmbedWait < 0 || c.EmbedWait > time.Second {
+		errs = append(errs, fmt.Errorf("pipeline: EmbedWait must be from 0 to 1s, got %v", c.EmbedWait))
+	}
 	return errors.Join(errs...)
 }
 
@@ -111,7 +119,7 @@ type Pipeline struct {
 	keys  encrypt.KeyProvider
 	vecs  storage.VectorStore
 	docs  Docs
-	embed *fairsem.Weighted[apiary.AccountID] // the embedder budget shared by every Ingest, fairly among accounts
+	embed *batcher // coalesces every Ingest's chunks into embedder calls, fairly among accounts
 	now   func() time.Time
 }
 
@@ -131,7 +139,7 @@ func New(cfg Config, emb embed.Embedder, keys encrypt.KeyProvider, vecs storage.
 		keys:  keys,
 		vecs:  vecs,
 		docs:  docs,
-		embed: fairsem.New[apiary.AccountID](int64(cfg.EmbedConcurrency)),
+		embed: newBatcher(emb, cfg.EmbedBatch, cfg.EmbedConcurrency, cfg.EmbedWait),
 		now:   time.Now,
 	}, nil
 }
@@ -391,14 +399,18 @@ func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc
 	return nil
 }
 
-// embedBudgeted embeds texts under the shared embedder budget and checks
-// that the embedder kept its promises.
+// embedBudgeted embeds texts through the shared batcher (coalesced with
+// other documents' chunks, under the embedder budget) and checks that the
+// embedder kept its promises.
 func (p *Pipeline) embedBudgeted(ctx context.Context, account apiary.AccountID, texts []string) ([][]float32, error) {
-	if err := p.embed.Acquire(ctx, account, 1); err != nil {
-		return nil, fmt.Errorf("wait for embedder: %w", context.Cause(ctx))
+	vecs, err := p.embed.embed(ctx, account, texts)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("wait for embedder: %w", err)
+		}
+		return nil, fmt.Errorf("embed: %w", err)
 	}
-	defer p.embed.Release(account, 1)
-	return p.embedTexts(ctx, texts)
+	return p.checkVectors(texts, vecs)
 }
 
 func (p *Pipeline) embedTexts(ctx context.Context, texts []string) ([][]float32, error) {
@@ -406,6 +418,11 @@ func (p *Pipeline) embedTexts(ctx context.Context, texts []string) ([][]float32,
 	if err != nil {
 		return nil, fmt.Errorf("embed: %w", err)
 	}
+	return p.checkVectors(texts, vecs)
+}
+
+// checkVectors checks that the embedder kept its promises for texts.
+func (p *Pipeline) checkVectors(texts []string, vecs [][]float32) ([][]float32, error) {
 	if len(vecs) != len(texts) {
 		return nil, fmt.Errorf("embed: %d vectors for %d texts", len(vecs), len(texts))
 	}
