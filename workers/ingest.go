@@ -23,13 +23,21 @@ type Ingester interface {
 
 // IngestConfig configures the ingestion job handler.
 type IngestConfig struct {
-	// DocConcurrency bounds how many documents of one job run at once. Default 2.
+	// DocConcurrency bounds how many documents of one job run at once.
+	// Default 16: the pipeline coalesces the chunks of documents in flight
+	// into full embedder batches, and short documents (a chunk or two each)
+	// only fill a batch when many are in flight. The job's documents are in
+	// memory already (the stage loads them all); what each one in flight
+	// adds is its extracted text, bounded by the pipeline.
 	DocConcurrency int
 }
 
+// DefaultDocConcurrency is IngestConfig.DocConcurrency's default.
+const DefaultDocConcurrency = 16
+
 func (c *IngestConfig) setDefaults() {
 	if c.DocConcurrency <= 0 {
-		c.DocConcurrency = 2
+		c.DocConcurrency = DefaultDocConcurrency
 	}
 }
 

@@ -26,6 +26,11 @@ import (
 	"github.com/apiaryhq/apiary/workers/queue"
 )
 
+// chunkConfig is the chunk sizes of cfg.
+func chunkConfig(cfg Config) chunk.Config {
+	return chunk.Config{Size: cfg.Pipeline.ChunkSize, Overlap: cfg.Pipeline.ChunkOverlap}
+}
+
 // app holds every adapter a command needs, chosen by Config from each
 // port's table, and the lifecycle of what it opened and started.
 type app struct {
@@ -91,7 +96,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	}
 	a.closeLater("vector store", a.vecs)
 	a.pipe, err = pipeline.New(pipeline.Config{
-		Chunk:            chunk.Config{Size: cfg.Pipeline.ChunkSize, Overlap: cfg.Pipeline.ChunkOverlap},
+		Chunk:            chunkConfig(cfg),
 		MaxDocumentBytes: cfg.API.BodyLimitMiB << 20,
 		Logger:           log,
 	}, a.emb, a.keys, a.vecs, a.recs)

@@ -16,6 +16,9 @@ import (
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/api"
+	"github.com/apiaryhq/apiary/pipeline"
+	"github.com/apiaryhq/apiary/pipeline/chunk"
+	"github.com/apiaryhq/apiary/pipeline/embed"
 )
 
 // benchOptions are the flags of `apiary bench` beyond the engine flags.
@@ -73,15 +76,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			os.RemoveAll(dir)
 			return fmt.Errorf("%s %w", r.name, err)
 		}
-		rate, err := benchOnce(ctx, r.cfg, opt, stderr)
+		res, err := benchOnce(ctx, r.cfg, opt, stderr)
 		os.RemoveAll(dir)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
 		if base == 0 {
-			base = rate
+			base = res.path
+			fmt.Fprintf(stdout, "%-12s %9.1f documents/s   (%s alone, on the same chunks, in batches of %d)\n",
+				"embedder", res.bare, res.model, pipeline.DefaultEmbedBatch)
 		}
-		fmt.Fprintf(stdout, "%-12s %9.1f documents/s   %5.2fx embedded\n", r.name, rate, rate/base)
+		fmt.Fprintf(stdout, "%-12s %9.1f documents/s   %5.2fx embedded   %5.2fx the embedder alone\n", r.name, res.path, res.path/base, res.path/res.bare)
 	}
 	if !distributed {
 		fmt.Fprintln(stdout, "distributed  skipped: pass --nats-url, --queue sqs, --keys awskms and/or --vectors milvus to compare")
@@ -89,35 +94,69 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// benchOnce runs one configuration and returns documents/s from the first
-// request to the last job's end.
-func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (float64, error) {
+// benchResult is one configuration's figures.
+type benchResult struct {
+	model string
+	bare  float64 // documents/s of the embedder alone, on the same chunks
+	path  float64 // documents/s of the whole path, first request to last job's end
+}
+
+// benchOnce runs one configuration: the embedder alone on the documents'
+// chunks, then the whole path on the same documents.
+func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (benchResult, error) {
+	return benchPath(ctx, cfg, opt, stderr)
+}
+
+// benchBare embeds the chunks of the bench's documents with emb alone, in
+// document order, in calls of the pipeline's batch, and returns documents/s.
+func benchBare(ctx context.Context, emb embed.Embedder, chunkCfg chunk.Config, opt benchOptions) (float64, error) {
+	var texts []string
+	for i := range opt.Documents {
+		for _, p := range chunk.Split(chunkCfg, benchText(i, opt.DocBytes)) {
+			texts = append(texts, p.Text)
+		}
+	}
+	start := time.Now()
+	for from := 0; from < len(texts); from += pipeline.DefaultEmbedBatch {
+		if _, err := emb.Embed(ctx, texts[from:min(from+pipeline.DefaultEmbedBatch, len(texts))]); err != nil {
+			return 0, fmt.Errorf("embedder alone: %w", err)
+		}
+	}
+	return float64(opt.Documents) / time.Since(start).Seconds(), nil
+}
+
+func benchPath(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (benchResult, error) {
+	var res benchResult
 	log := newLogger("warn", stderr)
 	a, err := newApp(ctx, cfg, log)
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	defer a.Close()
+	res.model = a.emb.Model()
+	if res.bare, err = benchBare(ctx, a.emb, chunkConfig(cfg), opt); err != nil {
+		return res, err
+	}
 	token, err := api.NewToken()
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	// The default account exists after Bootstrap (made now, or by an earlier
 	// run on the same engines); the bench gets a token of its own in it.
 	if _, _, err := api.Bootstrap(ctx, a.recs, a.keys, ""); err != nil {
-		return 0, err
+		return res, err
 	}
 	if err := a.recs.CreateToken(ctx, apiary.Token{ID: apiary.NewTokenID(), Account: apiary.DefaultAccount, Name: "apiary bench",
 		Role: apiary.RoleEditor, Hash: api.HashToken(token), CreatedAt: time.Now().UTC()}); err != nil {
-		return 0, err
+		return res, err
 	}
 	srv, err := a.newAPI()
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	pool, err := a.poolComponent()
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	a.lc.start(ctx, pool) // stopped by a.Close
 
@@ -153,7 +192,7 @@ func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 			JobID string `json:"job_id"`
 		}
 		if err := call(http.MethodPost, "/v1/ingest", map[string]any{"documents": docs}, &acc); err != nil {
-			return 0, err
+			return res, err
 		}
 		ids = append(ids, acc.JobID)
 	}
@@ -164,22 +203,23 @@ func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 				Error  string `json:"error"`
 			}
 			if err := call(http.MethodGet, "/v1/jobs/"+id, nil, &j); err != nil {
-				return 0, err
+				return res, err
 			}
 			if apiary.JobStatus(j.Status).Final() {
 				if j.Status != string(apiary.JobSucceeded) {
-					return 0, fmt.Errorf("job %s ended %s: %s", id, j.Status, j.Error)
+					return res, fmt.Errorf("job %s ended %s: %s", id, j.Status, j.Error)
 				}
 				break
 			}
 			select {
 			case <-ctx.Done():
-				return 0, ctx.Err()
+				return res, ctx.Err()
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	}
-	return float64(opt.Documents) / time.Since(start).Seconds(), nil
+	res.path = float64(opt.Documents) / time.Since(start).Seconds()
+	return res, nil
 }
 
 var benchWords = strings.Fields("apiary bees comb honey nectar pollen queen drone worker hive frame smoker swarm meadow orchard clover lavender wax propolis royal jelly forage dance colony")
