@@ -26,9 +26,19 @@ import (
 	"github.com/apiaryhq/apiary/workers/queue"
 )
 
-// chunkConfig is the chunk sizes of cfg.
-func chunkConfig(cfg Config) chunk.Config {
-	return chunk.Config{Size: cfg.Pipeline.ChunkSize, Overlap: cfg.Pipeline.ChunkOverlap}
+// chunkConfig is the chunk sizes of cfg for emb. A model reads at most its
+// token limit of a chunk and ignores the rest, and the chunker's tokens are
+// approximate (about a third off a subword tokenizer's either way), so by
+// default a chunk is three quarters of the model's limit.
+func chunkConfig(cfg Config, emb embed.Embedder) chunk.Config {
+	c := chunk.Config{Size: cfg.Pipeline.ChunkSize, Overlap: cfg.Pipeline.ChunkOverlap}
+	if l, ok := emb.(embed.TokenLimited); ok && c.Size == 0 && l.MaxTokens() > 0 {
+		c.Size = max(l.MaxTokens()*3/4, 16)
+	}
+	if c.Overlap >= c.Size && c.Size > 0 {
+		c.Overlap = 0 // the default (an eighth of the size)
+	}
+	return c
 }
 
 // app holds every adapter a command needs, chosen by Config from each
@@ -96,7 +106,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	}
 	a.closeLater("vector store", a.vecs)
 	a.pipe, err = pipeline.New(pipeline.Config{
-		Chunk:            chunkConfig(cfg),
+		Chunk:            chunkConfig(cfg, a.emb),
 		MaxDocumentBytes: cfg.API.BodyLimitMiB << 20,
 		Logger:           log,
 	}, a.emb, a.keys, a.vecs, a.recs)

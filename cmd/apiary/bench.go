@@ -134,7 +134,7 @@ func benchPath(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 	}
 	defer a.Close()
 	res.model = a.emb.Model()
-	if res.bare, err = benchBare(ctx, a.emb, chunkConfig(cfg), opt); err != nil {
+	if res.bare, err = benchBare(ctx, a.emb, chunkConfig(cfg, a.emb), opt); err != nil {
 		return res, err
 	}
 	token, err := api.NewToken()

@@ -118,12 +118,15 @@ type PipelineConfig struct {
 }
 
 func (c *PipelineConfig) register(f *flags) {
-	f.int(&c.ChunkSize, "chunk-size", 512, "chunk size in tokens (approximate)")
-	f.int(&c.ChunkOverlap, "chunk-overlap", 64, "tokens carried over between chunks")
+	f.int(&c.ChunkSize, "chunk-size", 0, "chunk size in tokens (approximate); 0: three quarters of the embedding model's token limit (512 for a model without one)")
+	f.int(&c.ChunkOverlap, "chunk-overlap", 0, "tokens carried over between chunks; 0: an eighth of the chunk size")
 }
 
 func (c PipelineConfig) validate() error {
-	if c.ChunkOverlap >= c.ChunkSize {
+	switch {
+	case c.ChunkSize < 0 || c.ChunkOverlap < 0:
+		return errors.New("--chunk-size and --chunk-overlap must not be negative")
+	case c.ChunkSize > 0 && c.ChunkOverlap >= c.ChunkSize:
 		return errors.New("--chunk-overlap must be smaller than --chunk-size")
 	}
 	return nil

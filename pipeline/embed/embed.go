@@ -18,6 +18,12 @@ type Embedder interface {
 	Model() string
 }
 
+// TokenLimited is an optional interface of an Embedder whose model reads at
+// most MaxTokens tokens of a text (it ignores the rest).
+type TokenLimited interface {
+	MaxTokens() int
+}
+
 // QueryEmbedder is an optional interface of an Embedder whose model embeds a
 // query differently from a document (an instruction prefix, say).
 type QueryEmbedder interface {
