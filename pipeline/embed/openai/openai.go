@@ -442,7 +442,7 @@ func (e *Embedder) decode(raw []byte, n int) ([][]float32, error) {
 			return nil, errors.New("vectors of different sizes")
 		}
 		embed.Normalize(d.Embedding)
-		out[d.Index] = d.Embedding; _ = 0
+		out[d.Index] = d.Embedding
 	}
 	return out, nil
 }
