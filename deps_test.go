@@ -49,7 +49,10 @@ var roles = map[string]role{
 	"workers/queue":    rolePort,
 
 	"connectors/upload":        roleAdapter,
+	"pipeline/embed/bedrock":   roleAdapter,
 	"pipeline/embed/local":     roleAdapter,
+	"pipeline/embed/onnx":      roleAdapter,
+	"pipeline/embed/openai":    roleAdapter,
 	"pipeline/encrypt/awskms":  roleAdapter,
 	"pipeline/encrypt/keyring": roleAdapter,
 	"storage/local":            roleAdapter,
@@ -104,11 +107,12 @@ var sdkHomes = []struct {
 	{"github.com/nats-io/nats-server/v2", []string{"internal/natsserver"}},
 	{"github.com/aws/aws-sdk-go-v2/service/sqs", []string{"workers/queue/sqs"}},
 	{"github.com/aws/aws-sdk-go-v2/service/kms", []string{"pipeline/encrypt/awskms"}},
+	{"github.com/aws/aws-sdk-go-v2/service/bedrockruntime", []string{"pipeline/embed/bedrock"}},
 	// config loads the shared AWS settings; only the composition root reads
 	// the environment. The core types (aws.Config) pass from it to the adapters.
 	{"github.com/aws/aws-sdk-go-v2/config", []string{"cmd/apiary"}},
-	{"github.com/aws/aws-sdk-go-v2", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "cmd/apiary"}},
-	{"github.com/aws/smithy-go", []string{"workers/queue/sqs", "pipeline/encrypt/awskms"}},
+	{"github.com/aws/aws-sdk-go-v2", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock", "cmd/apiary"}},
+	{"github.com/aws/smithy-go", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock"}},
 	{"github.com/milvus-io/milvus-sdk-go/v2", []string{"storage/milvus"}},
 	{"google.golang.org/grpc", []string{"storage/milvus"}}, // Milvus's transport: its status codes
 }

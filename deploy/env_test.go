@@ -25,7 +25,7 @@ var (
 )
 
 // envOnly are the secrets that have no flag.
-var envOnly = []string{"APIARY_BOOTSTRAP_TOKEN", "APIARY_ROOT_KEY"}
+var envOnly = []string{"APIARY_BOOTSTRAP_TOKEN", "APIARY_EMBED_API_KEY", "APIARY_ROOT_KEY"}
 
 func documentedVars(t *testing.T) []string {
 	t.Helper()

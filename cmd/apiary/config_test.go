@@ -70,7 +70,7 @@ func TestAdapterChoices(t *testing.T) {
 		{[]string{"--vectors", "pgvector"}, `--vectors "pgvector": use local or milvus`},
 		{[]string{"--vectors", "milvus"}, "--vectors milvus needs --milvus-addr HOST:PORT"},
 		{[]string{"--vectors", "milvus", "--milvus-addr", "milvus:19530"}, ""},
-		{[]string{"--embedder", "openai"}, `--embedder "openai": use local`},
+		{[]string{"--embedder", "cohere"}, `--embedder "cohere": use local, openai or bedrock`},
 		{[]string{"--embed-dim", "4"}, "--embed-dim 4: local: Dim must be between 8 and 65536"},
 	} {
 		var cfg Config

@@ -9,8 +9,8 @@
 //	apiary version        print the version
 //
 // Every flag is also an APIARY_* environment variable (--data-dir is
-// APIARY_DATA_DIR). Secrets (APIARY_ROOT_KEY, APIARY_BOOTSTRAP_TOKEN) are read
-// from the environment only.
+// APIARY_DATA_DIR). Secrets (APIARY_ROOT_KEY, APIARY_BOOTSTRAP_TOKEN,
+// APIARY_EMBED_API_KEY) are read from the environment only.
 package main
 
 import (
