@@ -85,6 +85,9 @@ func writeFile(dir, name string, b []byte) error {
 	defer os.Remove(tmp.Name()) // after a successful rename: a no-op
 	_, err = tmp.Write(b)
 	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
