@@ -11,6 +11,9 @@
 #   standardwebhooks (npm, installed only)                APIARY_TEST_NODE_PATH
 #   cfn-lint      (PyPI, in .test-services/venv,          APIARY_TEST_CFN_LINT
 #                  installed only; lints deploy/aws/)
+#   ONNX models   (apiary models pull, in                 APIARY_TEST_MODELS_DIR
+#                  .test-services/models: the runtime
+#                  and the models the onnx tests load)
 #
 # Usage:
 #   scripts/test-services.sh start    install what is missing, start what is not
@@ -36,6 +39,7 @@ BIN="$S/bin"
 VENV="$S/venv"
 NPM="$S/npm"
 ENV_FILE="$S/env"
+MODELS="$S/models"
 
 # Pinned versions: bump deliberately.
 MILVUS_LITE_VERSION="3.2.2"
@@ -45,6 +49,10 @@ FAUXQS_VERSION="1.9.2"
 STANDARDWEBHOOKS_VERSION="1.1.1"
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
+
+# The models the onnx embedder's tests load (names of the model table in
+# pipeline/embed/onnx/models.go, which pins their versions and digests).
+TEST_MODELS=(all-minilm-l6-v2-q all-minilm-l6-v2)
 
 # Seconds each service gets to become healthy (milvus-lite is slow the first time).
 MILVUS_TIMEOUT="${MILVUS_TIMEOUT:-180}"
@@ -243,6 +251,21 @@ install_cfn_lint() {
 	"$VENV/bin/pip" install --quiet --disable-pip-version-check "cfn-lint==$CFN_LINT_VERSION"
 }
 
+# ---------------------------------------------------------------- models
+# Not a server: the ONNX Runtime and the models in $MODELS, fetched by the
+# code's own `apiary models pull`, which checks the pinned digests and keeps
+# what is there (then it returns at once).
+
+pull_models() {
+	local args=() m
+	for m in "${TEST_MODELS[@]}"; do
+		args+=(--model "$m")
+	done
+	log "models: ${TEST_MODELS[*]} and the ONNX Runtime in $MODELS"
+	(cd "$ROOT" && go run ./cmd/apiary models pull --models-dir "$MODELS" "${args[@]}" >&2) ||
+		die "apiary models pull failed (it needs registry.npmjs.org and repo1.maven.org the first time)"
+}
+
 # ---------------------------------------------------------------- starts
 
 start_milvus() {
@@ -329,6 +352,7 @@ export APIARY_TEST_SQS_ENDPOINT=http://127.0.0.1:$(port_of sqs)
 export APIARY_TEST_NATS_URL=nats://127.0.0.1:$(port_of nats)
 export APIARY_TEST_NODE_PATH=$NPM/node_modules
 export APIARY_TEST_CFN_LINT=$VENV/bin/cfn-lint
+export APIARY_TEST_MODELS_DIR=$MODELS
 export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
@@ -347,6 +371,7 @@ cmd_start() {
 	# The npm install also brings standardwebhooks for the webhook verifier test.
 	install_npm
 	install_cfn_lint
+	pull_models
 	start_kms
 	start_nats
 	start_sqs

@@ -32,7 +32,7 @@ func TestAdapterInAFileOfItsOwn(t *testing.T) {
 	fs, err := flagSet("serve", &cfg)
 	require.NoError(t, err)
 	require.NoError(t, fs.Parse([]string{"--embedder", "nope"}))
-	require.ErrorContains(t, cfg.Validate("serve"), `--embedder "nope": use local, openai, bedrock or tiny`)
+	require.ErrorContains(t, cfg.Validate("serve"), `--embedder "nope": use onnx, local, openai, bedrock or tiny`)
 
 	cfg = Config{}
 	fs, err = flagSet("serve", &cfg)

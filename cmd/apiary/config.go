@@ -239,8 +239,13 @@ func (t table[T]) list(item func(adapter[T]) string) string {
 	for i, e := range t {
 		names[i] = item(e)
 	}
-	if len(names) == 1 {
-		return names[0]
+	return orList(names)
+}
+
+// orList joins names as "a", "a or b", "a, b or c".
+func orList(names []string) string {
+	if len(names) <= 1 {
+		return strings.Join(names, "")
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/apiaryhq/apiary/pipeline/embed/onnx"
+	"github.com/apiaryhq/apiary/pipeline/embed/openai"
 )
 
 // TestConfigFromEnvironment: every flag takes its APIARY_* variable, and a
@@ -65,12 +70,18 @@ func TestAdapterChoices(t *testing.T) {
 		want string // "" is valid
 	}{
 		{[]string{"--queue", "jetstream", "--keys", "local", "--vectors", "local", "--embedder", "local"}, ""},
+		{nil, ""}, // the defaults: onnx, with the default model, in the user's cache
 		{[]string{"--queue", "kafka"}, `--queue "kafka": use jetstream or sqs`},
 		{[]string{"--keys", "vault"}, `--keys "vault": use local or awskms`},
 		{[]string{"--vectors", "pgvector"}, `--vectors "pgvector": use local or milvus`},
 		{[]string{"--vectors", "milvus"}, "--vectors milvus needs --milvus-addr HOST:PORT"},
 		{[]string{"--vectors", "milvus", "--milvus-addr", "milvus:19530"}, ""},
-		{[]string{"--embedder", "cohere"}, `--embedder "cohere": use local, openai or bedrock`},
+		{[]string{"--embedder", "cohere"}, `--embedder "cohere": use onnx, local, openai or bedrock`},
+		{[]string{"--embedder", "onnx", "--embed-model", "bge-small-en-v1.5-q", "--embed-batch", "8", "--models-dir", "/models"}, ""},
+		{[]string{"--embed-model", "gpt-7"}, `--embed-model "gpt-7": use all-minilm-l6-v2-q (default), all-minilm-l6-v2 or bge-small-en-v1.5-q`},
+		{[]string{"--embed-batch", "0"}, "--embed-batch must be at least 1"},
+		{[]string{"--models-dir", ""}, "--models-dir must be set"},
+		{[]string{"--embedder", "local", "--embed-model", "gpt-7", "--embed-batch", "0"}, ""}, // the onnx embedder's flags, unused
 		{[]string{"--embed-dim", "4"}, "--embed-dim 4: local: Dim must be between 8 and 65536"},
 	} {
 		var cfg Config
@@ -102,4 +113,26 @@ func TestBodyLimitFitsTheStagingStore(t *testing.T) {
 		}
 		require.ErrorContains(t, err, "--body-limit-mib must be 1 to 63", value)
 	}
+}
+
+// The default embedder is the onnx one with the default model, its files
+// kept in the user's cache directory unless APIARY_MODELS_DIR says otherwise.
+func TestEmbedderDefaults(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("APIARY_MODELS_DIR", "")
+	os.Unsetenv("APIARY_MODELS_DIR") // restored by t.Setenv
+	cache, err := os.UserCacheDir()
+	require.NoError(t, err)
+	var cfg Config
+	fs, envErr := flagSet("serve", &cfg)
+	require.NoError(t, envErr)
+	require.NoError(t, fs.Parse(nil))
+	require.Equal(t, EmbedderConfig{Name: "onnx", Dim: 384, ModelsDir: filepath.Join(cache, "apiary", "models"), Batch: 32, BatchSize: openai.DefaultBatchSize}, cfg.Embedder)
+	require.Equal(t, onnx.DefaultModel, cfg.Embedder.onnxModel())
+
+	t.Setenv("APIARY_MODELS_DIR", "/srv/models")
+	cfg = Config{}
+	fs, _ = flagSet("serve", &cfg)
+	require.NoError(t, fs.Parse(nil))
+	require.Equal(t, "/srv/models", cfg.Embedder.ModelsDir)
 }

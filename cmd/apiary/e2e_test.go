@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -39,6 +40,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// No test downloads a model, or writes to the user's cache: the tests
+	// choose --embedder local, or a models directory of their own, and any
+	// artifact a test asks for anyway comes from this server, which has none.
+	noArtifacts := httptest.NewServer(http.NotFoundHandler())
+	os.Setenv(testMirrorEnv, noArtifacts.URL)
+	os.Setenv("APIARY_MODELS_DIR", filepath.Join(dir, "models"))
 	apiaryBin = filepath.Join(dir, "apiary")
 	build := exec.Command("go", "build", "-o", apiaryBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -47,6 +54,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	noArtifacts.Close()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -78,13 +86,14 @@ func startServer(t *testing.T, dataDir, token string, extra ...string) *server {
 }
 
 // startRole runs `apiary <role>` and waits until /readyz answers 200 and,
-// for a worker, its pool has started.
+// for a worker, its pool has started. It runs the built-in embedder unless
+// extra chooses another.
 func startRole(t *testing.T, role, dataDir, token string, extra ...string) *server {
 	t.Helper()
 	s := &server{t: t, dataDir: dataDir, token: token, stderr: &testutil.Buffer{}, done: make(chan struct{})}
 	addr := freeAddr(t)
 	s.base = "http://" + addr
-	args := []string{role, "--data-dir", dataDir, "--addr", addr}
+	args := []string{role, "--data-dir", dataDir, "--addr", addr, "--embedder", "local"}
 	s.cmd = exec.Command(apiaryBin, append(args, extra...)...)
 	s.cmd.Env = append(os.Environ(), "APIARY_BOOTSTRAP_TOKEN="+token)
 	s.cmd.Stderr = s.stderr

@@ -46,7 +46,7 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 			}
 			a.lc.start(ctx, c)
 		}
-		log.Info("workers started", append([]any{"workers", cfg.Workers.Count, "allow_private_webhooks", cfg.Webhooks.AllowPrivate}, cfg.engines()...)...)
+		log.Info("workers started", append([]any{"workers", cfg.Workers.Count, "allow_private_webhooks", cfg.Webhooks.AllowPrivate}, a.cfg.engines()...)...)
 	}
 	serve := a.apiComponent
 	if role == roleWorker {

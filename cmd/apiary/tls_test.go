@@ -61,7 +61,7 @@ func TestServeTLS(t *testing.T) {
 	require.NoError(t, err)
 	addr := freeAddr(t)
 	var stderr testutil.Buffer
-	cmd := exec.Command(apiaryBin, "serve", "--data-dir", filepath.Join(dir, "data"), "--addr", addr, "--tls-cert", certFile, "--tls-key", keyFile)
+	cmd := exec.Command(apiaryBin, "serve", "--data-dir", filepath.Join(dir, "data"), "--addr", addr, "--tls-cert", certFile, "--tls-key", keyFile, "--embedder", "local")
 	cmd.Env = append(os.Environ(), "APIARY_BOOTSTRAP_TOKEN="+token)
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
