@@ -595,3 +595,8 @@ func (s *Store) CountByDocument(ctx context.Context, account apiary.AccountID) (
 		}
 	}
 }
+
+// SearchLexical implements storage.VectorStore.
+func (s *Store) SearchLexical(ctx context.Context, account apiary.AccountID, terms []uint32, k int, f storage.VectorFilter) ([]storage.Hit, error) {
+	return nil, fmt.Errorf("milvus: search lexical: %w", storage.ErrNoLexical)
+}

@@ -1,0 +1,185 @@
+package local
+
+import (
+	"math"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage"
+)
+
+// lexIndex is one account's inverted index of term hashes, beside its
+// shard's records. A record with terms holds a slot, a stable number that
+// survives the shard moving the record in its slices; postings name slots.
+// Removing a record frees its slot (its generation moves on, so that older
+// postings no longer match) and leaves its postings behind until a term's
+// list is more than half dead, when that list is compacted: a removal costs
+// its own terms, not the length of every list it was in.
+type lexIndex struct {
+	terms map[uint32]*postings
+	slots []lexSlot
+	free  []int32 // slots to reuse
+	total int64   // the sum of every record's length (records without terms count 0)
+}
+
+// postings are one term's records, live and dead.
+type postings struct {
+	ps   []posting
+	live int // df: how many of ps are live
+}
+
+type posting struct {
+	slot  int32
+	gen   uint32
+	count uint32
+}
+
+// lexSlot maps a slot to the record holding it.
+type lexSlot struct {
+	ent int32  // index into the shard's ents
+	gen uint32 // bumped when the slot is freed
+}
+
+func newLexIndex() lexIndex { return lexIndex{terms: make(map[uint32]*postings)} }
+
+// length is a record's length: the sum of its term counts.
+func length(terms []storage.TermCount) int64 {
+	var n int64
+	for _, t := range terms {
+		n += int64(t.Count)
+	}
+	return n
+}
+
+// add indexes terms of the record at ent and returns its slot (-1 for a
+// record without terms).
+func (x *lexIndex) add(ent int, terms []storage.TermCount) int32 {
+	x.total += length(terms)
+	if len(terms) == 0 {
+		return -1
+	}
+	var slot int32
+	if n := len(x.free); n > 0 {
+		slot = x.free[n-1]
+		x.free = x.free[:n-1]
+		x.slots[slot].ent = int32(ent)
+	} else {
+		slot = int32(len(x.slots))
+		x.slots = append(x.slots, lexSlot{ent: int32(ent)})
+	}
+	gen := x.slots[slot].gen
+	for _, t := range terms {
+		p := x.terms[t.Hash]
+		if p == nil {
+			p = &postings{}
+			x.terms[t.Hash] = p
+		}
+		p.ps = append(p.ps, posting{slot: slot, gen: gen, count: t.Count})
+		p.live++
+	}
+	return slot
+}
+
+// remove unindexes a record's terms, held in slot.
+func (x *lexIndex) remove(slot int32, terms []storage.TermCount) {
+	x.total -= length(terms)
+	if slot < 0 {
+		return
+	}
+	x.slots[slot].gen++
+	x.free = append(x.free, slot)
+	for _, t := range terms {
+		p := x.terms[t.Hash]
+		if p == nil {
+			continue // cannot happen: the record was indexed
+		}
+		p.live--
+		switch {
+		case p.live == 0:
+			delete(x.terms, t.Hash)
+		case len(p.ps) > 2*p.live+8:
+			kept := p.ps[:0]
+			for _, q := range p.ps {
+				if x.slots[q.slot].gen == q.gen {
+					kept = append(kept, q)
+				}
+			}
+			clear(p.ps[len(kept):])
+			p.ps = kept
+		}
+	}
+}
+
+// moved records that the record holding slot is now at ent.
+func (x *lexIndex) moved(slot int32, ent int) {
+	if slot >= 0 {
+		x.slots[slot].ent = int32(ent)
+	}
+}
+
+// searchLexical is an exact top-k by BM25 over the shard's records; the
+// statistics are the whole shard's, whatever f narrows.
+func (sh *shard) searchLexical(terms []uint32, k int, f storage.VectorFilter) []storage.Hit {
+	n := float64(len(sh.ents))
+	if n == 0 {
+		return nil
+	}
+	avgdl := float64(sh.lex.total) / n
+	scores := make(map[int32]float64)
+	for _, h := range distinct(terms) {
+		p := sh.lex.terms[h]
+		if p == nil {
+			continue
+		}
+		df := float64(p.live)
+		idf := math.Log(1 + (n-df+0.5)/(df+0.5))
+		for _, q := range p.ps {
+			s := sh.lex.slots[q.slot]
+			if s.gen != q.gen {
+				continue // a removed record's posting
+			}
+			e := &sh.ents[s.ent]
+			if f.Document != "" && e.rec.Document != f.Document {
+				continue
+			}
+			tf := float64(q.count)
+			norm := storage.BM25K1 * (1 - storage.BM25B + storage.BM25B*float64(e.length)/avgdl)
+			scores[s.ent] += idf * tf * (storage.BM25K1 + 1) / (tf + norm)
+		}
+	}
+	top := topK{k: k, ents: sh.ents}
+	for i, s := range scores {
+		top.offer(int(i), float32(s))
+	}
+	return sh.hits(&top, func(s float32) float32 { return s })
+}
+
+// distinct returns terms without repeats, in their first order.
+func distinct(terms []uint32) []uint32 {
+	seen := make(map[uint32]bool, len(terms))
+	out := terms[:0:0]
+	for _, t := range terms {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// validTerms checks a record's Terms against the port's bounds.
+func validTerms(r *storage.VectorRecord) error {
+	if len(r.Terms) > storage.MaxTerms {
+		return apiary.E(apiary.KindInvalid, "local: upsert: record %s has %d terms, more than %d", r.ChunkID, len(r.Terms), storage.MaxTerms)
+	}
+	for i, t := range r.Terms {
+		switch {
+		case t.Hash > storage.MaxTermHash:
+			return apiary.E(apiary.KindInvalid, "local: upsert: record %s has a term hash above %d", r.ChunkID, uint32(storage.MaxTermHash))
+		case t.Count == 0:
+			return apiary.E(apiary.KindInvalid, "local: upsert: record %s has a term of count 0", r.ChunkID)
+		case i > 0 && t.Hash <= r.Terms[i-1].Hash:
+			return apiary.E(apiary.KindInvalid, "local: upsert: record %s has terms out of order or repeated", r.ChunkID)
+		}
+	}
+	return nil
+}
