@@ -27,7 +27,7 @@ func TestTokens(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"The running dogs ran quickly", "run dog ran quick"},
 		{"Café naïve FRANÇOIS résumés", "cafe naiv francoi resum"},
-		{"ﬁle Ｆｕｌｌｗｉｄｔｈ ①", "file fullwidth 1"},                // compatibility forms fold
+		{"ﬁle Ｆｕｌｌｗｉｄｔｈ ①", "file fullwidth 1"},                                 // compatibility forms fold
 		{"X509 certificates; TLS-1.3, ZQX7731!", "x509 certif tls 1 3 zqx7731"}, // words with digits are not stemmed
 		{"to be or not to be", ""},
 		{"", ""},
