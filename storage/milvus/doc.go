@@ -53,10 +53,9 @@
 //
 // The account is the partition key, so Milvus hashes accounts onto a fixed
 // set of partitions and a search filtered by account scans only one of
-// them. Every expression sent to Milvus (Search, Count, DeleteDocument) is
-// (and every lexical count) is built by scope.filter, which always starts
-// with `account == "..."` and
-// quotes every string value: backslashes and double quotes are escaped and
+// them. Every expression sent to Milvus (Search, SearchLexical and its
+// counts, Count, DeleteDocument) is built by scope.filter, which always
+// starts with `account == "..."` and quotes every string value: backslashes and double quotes are escaped and
 // control characters spelled \uXXXX, so a document id cannot close its
 // literal and widen a filter to other documents or accounts. Upsert refuses
 // any record whose Account is not the call's account.

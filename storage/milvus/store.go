@@ -57,15 +57,15 @@ var outputFields = []string{fieldChunkID, fieldAccount, fieldDocument, fieldVers
 
 // Store is the Milvus vector store. It is safe for concurrent use.
 type Store struct {
-	cfg    Config
-	c      client.Client
-	cl     entity.ConsistencyLevel
-	index  entity.IndexType // the index actually on the vector field
+	cfg   Config
+	c     client.Client
+	cl    entity.ConsistencyLevel
+	index entity.IndexType // the index actually on the vector field
 	// lexical is false on a collection created before the lexical fields:
 	// it serves dense search only (lexical.go).
 	lexical bool
-	closed sync.Once
-	cerr   error
+	closed  sync.Once
+	cerr    error
 }
 
 var _ storage.VectorStore = (*Store)(nil)
@@ -649,4 +649,3 @@ func (s *Store) CountByDocument(ctx context.Context, account apiary.AccountID) (
 		}
 	}
 }
-
