@@ -80,6 +80,34 @@ type TermCount struct {
 	Count uint32
 }
 
+// CheckTerms checks a record's Terms against the bounds VectorRecord.Terms
+// states; the error is of kind Invalid.
+func CheckTerms(terms []TermCount) error {
+	if len(terms) > MaxTerms {
+		return apiary.E(apiary.KindInvalid, "record has %d terms, more than %d", len(terms), MaxTerms)
+	}
+	for i, t := range terms {
+		switch {
+		case t.Hash > MaxTermHash:
+			return apiary.E(apiary.KindInvalid, "record has a term hash above %d", uint32(MaxTermHash))
+		case t.Count == 0:
+			return apiary.E(apiary.KindInvalid, "record has a term of count 0")
+		case i > 0 && t.Hash <= terms[i-1].Hash:
+			return apiary.E(apiary.KindInvalid, "record has terms out of order or repeated")
+		}
+	}
+	return nil
+}
+
+// Length is a record's length for BM25: the sum of its term counts.
+func Length(terms []TermCount) int64 {
+	var n int64
+	for _, t := range terms {
+		n += int64(t.Count)
+	}
+	return n
+}
+
 // Bounds of VectorRecord.Terms.
 const (
 	// MaxTerms is the most distinct terms one record may carry.

@@ -3,7 +3,6 @@ package local
 import (
 	"math"
 
-	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/storage"
 )
 
@@ -41,19 +40,10 @@ type lexSlot struct {
 
 func newLexIndex() lexIndex { return lexIndex{terms: make(map[uint32]*postings)} }
 
-// length is a record's length: the sum of its term counts.
-func length(terms []storage.TermCount) int64 {
-	var n int64
-	for _, t := range terms {
-		n += int64(t.Count)
-	}
-	return n
-}
-
 // add indexes terms of the record at ent and returns its slot (-1 for a
 // record without terms).
 func (x *lexIndex) add(ent int, terms []storage.TermCount) int32 {
-	x.total += length(terms)
+	x.total += storage.Length(terms)
 	if len(terms) == 0 {
 		return -1
 	}
@@ -81,7 +71,7 @@ func (x *lexIndex) add(ent int, terms []storage.TermCount) int32 {
 
 // remove unindexes a record's terms, held in slot.
 func (x *lexIndex) remove(slot int32, terms []storage.TermCount) {
-	x.total -= length(terms)
+	x.total -= storage.Length(terms)
 	if slot < 0 {
 		return
 	}
@@ -164,22 +154,4 @@ func distinct(terms []uint32) []uint32 {
 		}
 	}
 	return out
-}
-
-// validTerms checks a record's Terms against the port's bounds.
-func validTerms(r *storage.VectorRecord) error {
-	if len(r.Terms) > storage.MaxTerms {
-		return apiary.E(apiary.KindInvalid, "local: upsert: record %s has %d terms, more than %d", r.ChunkID, len(r.Terms), storage.MaxTerms)
-	}
-	for i, t := range r.Terms {
-		switch {
-		case t.Hash > storage.MaxTermHash:
-			return apiary.E(apiary.KindInvalid, "local: upsert: record %s has a term hash above %d", r.ChunkID, uint32(storage.MaxTermHash))
-		case t.Count == 0:
-			return apiary.E(apiary.KindInvalid, "local: upsert: record %s has a term of count 0", r.ChunkID)
-		case i > 0 && t.Hash <= r.Terms[i-1].Hash:
-			return apiary.E(apiary.KindInvalid, "local: upsert: record %s has terms out of order or repeated", r.ChunkID)
-		}
-	}
-	return nil
 }

@@ -44,7 +44,7 @@ func newShard(dim int) *shard {
 // put inserts or replaces r (copying what it keeps) and returns the change
 // in live size.
 func (sh *shard) put(r *storage.VectorRecord) int64 {
-	e := entry{rec: *r, size: entrySize(r, sh.dim), length: length(r.Terms)}
+	e := entry{rec: *r, size: entrySize(r, sh.dim), length: storage.Length(r.Terms)}
 	e.rec.Vector = nil
 	e.rec.Sealed = slices.Clone(r.Sealed)
 	e.rec.Terms = slices.Clone(r.Terms)

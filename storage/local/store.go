@@ -316,7 +316,10 @@ func validRecord(r *storage.VectorRecord) error {
 	if err := r.Document.Validate(); err != nil {
 		return fmt.Errorf("local: upsert: record %s: %w", r.ChunkID, err)
 	}
-	return validTerms(r)
+	if err := storage.CheckTerms(r.Terms); err != nil {
+		return fmt.Errorf("local: upsert: record %s: %w", r.ChunkID, err)
+	}
+	return nil
 }
 
 // DeleteDocument removes the document's chunks of versions older than keep

@@ -75,36 +75,10 @@ func (s *Store) ensureLexicalIndex(ctx context.Context) error {
 	return classify(err, "create sparse index", s.cfg.Collection)
 }
 
-// checkTerms checks a record's Terms against the port's bounds.
-func checkTerms(terms []storage.TermCount) error {
-	if len(terms) > storage.MaxTerms {
-		return apiary.E(apiary.KindInvalid, "record has %d terms, more than %d", len(terms), storage.MaxTerms)
-	}
-	for i, t := range terms {
-		switch {
-		case t.Hash > storage.MaxTermHash:
-			return apiary.E(apiary.KindInvalid, "term hash above %d", uint32(storage.MaxTermHash))
-		case t.Count == 0:
-			return apiary.E(apiary.KindInvalid, "term of count 0")
-		case i > 0 && t.Hash <= terms[i-1].Hash:
-			return apiary.E(apiary.KindInvalid, "terms out of order or repeated")
-		}
-	}
-	return nil
-}
-
-func length(terms []storage.TermCount) int64 {
-	var n int64
-	for _, t := range terms {
-		n += int64(t.Count)
-	}
-	return n
-}
-
 // weights returns a row's lexical columns: its BM25 document weights for a
 // mean length avgdl, its term hashes and its length.
 func weights(terms []storage.TermCount, avgdl float64) (entity.SparseEmbedding, []int64, int64) {
-	n := length(terms)
+	n := storage.Length(terms)
 	if len(terms) == 0 {
 		w, _ := entity.NewSliceSparseEmbedding([]uint32{placeholderHash}, []float32{1})
 		return w, []int64{}, 0
@@ -131,7 +105,7 @@ func (s *Store) meanLength(ctx context.Context, account apiary.AccountID, recs [
 	}
 	var sum, n float64
 	for _, r := range recs {
-		sum += float64(length(r.Terms))
+		sum += float64(storage.Length(r.Terms))
 		n++
 	}
 	qctx, cancel := s.call(ctx)

@@ -350,7 +350,7 @@ func (s *Store) checkRecord(account apiary.AccountID, r storage.VectorRecord) er
 	if _, err := version(r.Version); err != nil {
 		return err
 	}
-	if err := checkTerms(r.Terms); err != nil {
+	if err := storage.CheckTerms(r.Terms); err != nil {
 		return err
 	}
 	return s.checkVector(r.Vector)
