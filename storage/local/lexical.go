@@ -2,6 +2,7 @@ package local
 
 import (
 	"math"
+	"sync"
 
 	"github.com/apiaryhq/apiary/storage"
 )
@@ -114,7 +115,15 @@ func (sh *shard) searchLexical(terms []uint32, k int, f storage.VectorFilter) []
 		return nil
 	}
 	avgdl := float64(sh.lex.total) / n
-	scores := make(map[int32]float64)
+	// Scores accumulate in a slice by record (a map costs far more once a
+	// common term touches most records); touched lists the records scored.
+	acc := scorePool.Get().(*scoreBuf)
+	defer scorePool.Put(acc)
+	if cap(acc.scores) < len(sh.ents) {
+		acc.scores = make([]float64, len(sh.ents))
+	}
+	scores := acc.scores[:len(sh.ents)]
+	touched := acc.touched[:0]
 	for _, h := range distinct(terms) {
 		p := sh.lex.terms[h]
 		if p == nil {
@@ -133,15 +142,28 @@ func (sh *shard) searchLexical(terms []uint32, k int, f storage.VectorFilter) []
 			}
 			tf := float64(q.count)
 			norm := storage.BM25K1 * (1 - storage.BM25B + storage.BM25B*float64(e.length)/avgdl)
+			if scores[s.ent] == 0 {
+				touched = append(touched, s.ent)
+			}
 			scores[s.ent] += idf * tf * (storage.BM25K1 + 1) / (tf + norm)
 		}
 	}
 	top := topK{k: k, ents: sh.ents}
-	for i, s := range scores {
-		top.offer(int(i), float32(s))
+	for _, i := range touched {
+		top.offer(int(i), float32(scores[i]))
+		scores[i] = 0
 	}
+	acc.touched = touched
 	return sh.hits(&top, func(s float32) float32 { return s })
 }
+
+// scoreBuf is a search's accumulator, reused across searches.
+type scoreBuf struct {
+	scores  []float64 // by record index; all zero between searches
+	touched []int32
+}
+
+var scorePool = sync.Pool{New: func() any { return &scoreBuf{} }}
 
 // distinct returns terms without repeats, in their first order.
 func distinct(terms []uint32) []uint32 {
