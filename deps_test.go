@@ -67,6 +67,7 @@ var roles = map[string]role{
 	"pipeline":         roleApp,
 	"pipeline/chunk":   roleApp,
 	"pipeline/extract": roleApp,
+	"pipeline/lexical": roleApp,
 	"storage/records":  roleApp,
 	"webhooks":         roleApp,
 	"workers":          roleApp,
@@ -125,6 +126,7 @@ var libraries = []string{
 	"github.com/stretchr/testify",
 	"go.uber.org/goleak",
 	"github.com/google/go-cmp",
+	"github.com/kljensen/snowball", // the English Snowball stemmer of pipeline/lexical
 }
 
 // The rules, as the failure messages state them.

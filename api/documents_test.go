@@ -54,6 +54,21 @@ func TestQuery(t *testing.T) {
 		require.NotContains(t, rec.Body.String(), "nectar")
 		require.Contains(t, rec.Body.String(), "other account")
 	})
+	t.Run("every mode finds the closest chunk", func(t *testing.T) {
+		for _, mode := range []string{"hybrid", "dense", "lexical"} {
+			rec := e.do(http.MethodPost, "/v1/query", e.viewer, jsonBody(map[string]any{"query": "iron oxide water", "top_k": 1, "mode": mode}))
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			got := decode[struct {
+				Results []map[string]any `json:"results"`
+			}](t, rec)
+			require.Len(t, got.Results, 1, mode)
+			require.Equal(t, "rust", got.Results[0]["document_id"], mode)
+		}
+		// Lexical matches words only: nothing shares one with this query.
+		rec := e.do(http.MethodPost, "/v1/query", e.viewer, jsonBody(map[string]any{"query": "zebra", "mode": "lexical"}))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		require.JSONEq(t, `{"results": []}`, rec.Body.String())
+	})
 	t.Run("top_k defaults to 10", func(t *testing.T) {
 		many, manyAdmin := e.otherAccount("many")
 		var docs []apiary.Document
@@ -82,6 +97,8 @@ func TestQuery(t *testing.T) {
 		{"nested filter", jsonBody(map[string]any{"query": "q", "filter": map[string]any{"metadata": map[string]any{"a": []int{1}}}}), 400, "nested"},
 		{"filter over the metadata limits", jsonBody(map[string]any{"query": "q", "filter": map[string]any{"metadata": manyKeys(65, 1)}}), 400, "filter.metadata: at most 64 keys"},
 		{"unknown field", jsonBody(map[string]any{"query": "q", "k": 3}), 400, `unknown JSON field "k"`},
+		{"unknown mode", jsonBody(map[string]any{"query": "q", "mode": "fuzzy"}), 400, `mode must be "hybrid", "dense" or "lexical"`},
+		{"mode not a string", jsonBody(map[string]any{"query": "q", "mode": 1}), 400, "mode"},
 		{"not JSON", rawBody("text/plain", "q"), 415, "application/json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ const (
 
 type queryRequest struct {
 	Query  string      `json:"query"`
+	Mode   string      `json:"mode"`
 	TopK   *int        `json:"top_k"`
 	Filter queryFilter `json:"filter"`
 }
@@ -76,7 +78,14 @@ func (req queryRequest) toQuery() (pipeline.Query, error) {
 			return pipeline.Query{}, apiary.E(apiary.KindInvalid, "top_k must be from 1 to %d", MaxTopK)
 		}
 	}
-	q := pipeline.Query{Text: req.Query, TopK: k}
+	mode := pipeline.ModeHybrid
+	if req.Mode != "" {
+		mode = pipeline.Mode(req.Mode)
+		if !slices.Contains(pipeline.Modes, mode) {
+			return pipeline.Query{}, apiary.E(apiary.KindInvalid, `mode must be "hybrid", "dense" or "lexical"`)
+		}
+	}
+	q := pipeline.Query{Text: req.Query, TopK: k, Mode: mode}
 	if req.Filter.DocumentID != "" {
 		id := apiary.DocumentID(req.Filter.DocumentID)
 		if err := id.Validate(); err != nil {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,12 +17,14 @@ import (
 	"github.com/apiaryhq/apiary/pipeline/embed"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/pipeline/extract"
+	"github.com/apiaryhq/apiary/pipeline/lexical"
 	"github.com/apiaryhq/apiary/storage"
 )
 
-// Docs is the part of the record store the pipeline needs: document records,
-// scoped to an account.
+// Docs is the part of the record store the pipeline needs: document records
+// and each account's wrapped lexical key, scoped to an account.
 type Docs interface {
+	lexical.KeyRecords
 	// Document returns account's document id, or an error of kind NotFound.
 	Document(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) (apiary.DocumentRecord, error)
 	// PutDocument stores rec under rec.Account, replacing a record of the
@@ -45,6 +48,12 @@ const (
 	// document record) and can only be filtered once the record is opened.
 	metadataOverfetch = 10
 	maxFetch          = 1000
+	// FuseDepth is how many hits each leg of a hybrid search contributes to
+	// the fusion (more when TopK and the overfetch ask for more).
+	FuseDepth = 100
+	// RRFK is the constant of reciprocal rank fusion: a hit ranked r (from
+	// 1) by a leg adds 1/(RRFK + r) to its fused score.
+	RRFK = 60
 )
 
 // Config configures a Pipeline.
@@ -119,6 +128,7 @@ type Pipeline struct {
 	keys  encrypt.KeyProvider
 	vecs  storage.VectorStore
 	docs  Docs
+	lex   *lexical.Keys
 	embed *batcher // coalesces every Ingest's chunks into embedder calls, fairly among accounts
 	now   func() time.Time
 }
@@ -139,6 +149,7 @@ func New(cfg Config, emb embed.Embedder, keys encrypt.KeyProvider, vecs storage.
 		keys:  keys,
 		vecs:  vecs,
 		docs:  docs,
+		lex:   lexical.NewKeys(keys, docs, lexical.KeysConfig{}),
 		embed: newBatcher(emb, cfg.EmbedBatch, cfg.EmbedConcurrency, cfg.EmbedWait),
 		now:   time.Now,
 	}, nil
@@ -241,10 +252,14 @@ func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Docume
 		return fail(err)
 	}
 	defer encrypt.Wipe(dk.Plaintext)
+	lk, err := p.lex.Key(ctx, account)
+	if err != nil {
+		return fail(err)
+	}
 
 	for from := 0; from < len(pieces); from += p.cfg.EmbedBatch {
 		batch := pieces[from:min(from+p.cfg.EmbedBatch, len(pieces))]
-		if err := p.writeBatch(ctx, account, doc, job.Version, from, batch, dk.Plaintext); err != nil {
+		if err := p.writeBatch(ctx, account, doc, job.Version, from, batch, dk.Plaintext, lk); err != nil {
 			return fail(err)
 		}
 	}
@@ -358,9 +373,9 @@ func (p *Pipeline) dataKey(ctx context.Context, account apiary.AccountID, doc ap
 	return dk, nil
 }
 
-// writeBatch embeds, seals and upserts one batch of pieces; from is the
-// index of the batch's first piece in the document.
-func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc apiary.Document, version uint64, from int, batch []chunk.Piece, key []byte) error {
+// writeBatch embeds, hashes the terms of, seals and upserts one batch of
+// pieces; from is the index of the batch's first piece in the document.
+func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc apiary.Document, version uint64, from int, batch []chunk.Piece, key []byte, lk lexical.Key) error {
 	texts := make([]string, len(batch))
 	for i, pc := range batch {
 		texts[i] = pc.Text
@@ -391,6 +406,7 @@ func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc
 			Vector:   vecs[i],
 			Sealed:   sealed,
 			Model:    p.emb.Model(),
+			Terms:    lk.Document(pc.Text),
 		}
 	}
 	if err := p.vecs.Upsert(ctx, account, recs); err != nil {
@@ -408,14 +424,6 @@ func (p *Pipeline) embedBudgeted(ctx context.Context, account apiary.AccountID, 
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("wait for embedder: %w", err)
 		}
-		return nil, fmt.Errorf("embed: %w", err)
-	}
-	return p.checkVectors(texts, vecs)
-}
-
-func (p *Pipeline) embedTexts(ctx context.Context, texts []string) ([][]float32, error) {
-	vecs, err := p.emb.Embed(ctx, texts)
-	if err != nil {
 		return nil, fmt.Errorf("embed: %w", err)
 	}
 	return p.checkVectors(texts, vecs)
@@ -450,8 +458,27 @@ func (p *Pipeline) sealRecord(account apiary.AccountID, doc apiary.DocumentID, t
 	return sealed, nil
 }
 
+// Mode is how Search finds chunks.
+type Mode string
+
+const (
+	// ModeHybrid fuses the dense and the lexical leg by reciprocal rank
+	// fusion: each leg's best FuseDepth hits, a hit ranked r by a leg
+	// scoring 1/(RRFK + r) there, summed. The default.
+	ModeHybrid Mode = "hybrid"
+	// ModeDense ranks by the cosine similarity of embeddings.
+	ModeDense Mode = "dense"
+	// ModeLexical ranks by BM25 over the keyed hashes of the terms.
+	ModeLexical Mode = "lexical"
+)
+
+// Modes are the modes Search knows, the default first.
+var Modes = []Mode{ModeHybrid, ModeDense, ModeLexical}
+
 // Query is a search inside one account.
 type Query struct {
+	// Mode is how to search; empty is ModeHybrid.
+	Mode Mode
 	// Text is what to look for. Required.
 	Text string
 	// TopK is how many results at most: 1 to MaxTopK. Required: the
@@ -470,9 +497,12 @@ type Result struct {
 	DocumentID apiary.DocumentID
 	ChunkID    apiary.ChunkID
 	Text       string
-	Score      float32
-	Metadata   map[string]string // never nil
-	Title      string
+	// Score is the fused score for ModeHybrid (a sum of 1/(RRFK + rank),
+	// at most 2/(RRFK+1)), the cosine similarity for ModeDense and the
+	// BM25 score for ModeLexical. Higher is better.
+	Score    float32
+	Metadata map[string]string // never nil
+	Title    string
 }
 
 // openDoc is what Search learns about a document, once per query.
@@ -483,10 +513,12 @@ type openDoc struct {
 	gone bool         // no record: the document was deleted
 }
 
-// Search returns up to q.TopK chunks of account closest to q.Text, best
-// first. It asserts its invariants and defaults nothing: Invalid for blank
-// or non-UTF-8 text, a TopK outside 1..MaxTopK (0 included) or a malformed
-// document id.
+// Search returns up to q.TopK chunks of account that best match q.Text by
+// q.Mode, best first. It asserts its invariants and defaults nothing but the
+// mode: Invalid for blank or non-UTF-8 text, a TopK outside 1..MaxTopK (0
+// included), an unknown mode or a malformed document id. ModeLexical on a
+// store without lexical search is Invalid (storage.ErrNoLexical); ModeHybrid
+// there ranks by the dense leg alone.
 //
 // A chunk that does not open with its document's current key (sealed by a
 // losing concurrent attempt, see Ingest) is skipped, not an error: the query
@@ -510,7 +542,7 @@ func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query
 			return nil, err
 		}
 	}
-	vecs, err := p.embedTexts(ctx, []string{q.Text})
+	fetch, err := p.fetcher(ctx, account, q)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: search: %w", err)
 	}
@@ -529,7 +561,7 @@ func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query
 	seen := make(map[apiary.ChunkID]bool)
 	var unopened []apiary.DocumentID // a document per chunk that did not open
 	for {
-		hits, err := p.vecs.Search(ctx, account, vecs[0], k, storage.VectorFilter{Document: q.Document})
+		hits, fetched, more, err := fetch(k)
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: search: %w", err)
 		}
@@ -554,10 +586,10 @@ func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query
 		}
 		// Chunks that did not open took places in this fetch: fetch more to
 		// fill TopK, when the store may hold more.
-		if len(results) == q.TopK || len(unopened) == skipped || len(hits) < k || k >= maxFetch {
+		if len(results) == q.TopK || len(unopened) == skipped || !more || fetched >= maxFetch {
 			break
 		}
-		k = min(k*2, maxFetch)
+		k = min(fetched*2, maxFetch)
 	}
 	if len(unopened) > 0 {
 		slices.Sort(unopened)
@@ -565,6 +597,98 @@ func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query
 			"account", string(account), "documents", slices.Compact(unopened), "chunks", len(unopened))
 	}
 	return results, nil
+}
+
+// fetchFunc fetches a query's best hits, asking each leg for at least k:
+// the hits in order, how many each leg was asked for, and whether the store
+// may hold more.
+type fetchFunc func(k int) (hits []storage.Hit, fetched int, more bool, err error)
+
+// fetcher embeds or hashes q's text as its mode needs and returns the
+// function that fetches its hits.
+func (p *Pipeline) fetcher(ctx context.Context, account apiary.AccountID, q Query) (fetchFunc, error) {
+	mode := cmp.Or(q.Mode, ModeHybrid)
+	if !slices.Contains(Modes, mode) {
+		return nil, apiary.E(apiary.KindInvalid, "mode must be one of hybrid, dense or lexical")
+	}
+	f := storage.VectorFilter{Document: q.Document}
+	var vec []float32
+	if mode != ModeLexical {
+		v, err := embed.Query(ctx, p.emb, q.Text) // with the model's query prefix, if it has one
+		if err != nil {
+			return nil, fmt.Errorf("embed: %w", err)
+		}
+		vecs, err := p.checkVectors([]string{q.Text}, [][]float32{v})
+		if err != nil {
+			return nil, err
+		}
+		vec = vecs[0]
+	}
+	var terms []uint32
+	if mode != ModeDense {
+		lk, err := p.lex.Key(ctx, account)
+		if err != nil {
+			return nil, err
+		}
+		terms = lk.Query(q.Text)
+	}
+	dense := func(k int) ([]storage.Hit, error) { return p.vecs.Search(ctx, account, vec, k, f) }
+	lexical := func(k int) ([]storage.Hit, error) {
+		if len(terms) == 0 {
+			return nil, nil // nothing but stop words and punctuation
+		}
+		return p.vecs.SearchLexical(ctx, account, terms, k, f)
+	}
+	one := func(leg func(int) ([]storage.Hit, error)) fetchFunc {
+		return func(k int) ([]storage.Hit, int, bool, error) {
+			hits, err := leg(k)
+			return hits, k, len(hits) == k, err
+		}
+	}
+	switch mode {
+	case ModeDense:
+		return one(dense), nil
+	case ModeLexical:
+		return one(lexical), nil
+	}
+	return func(k int) ([]storage.Hit, int, bool, error) {
+		depth := max(k, FuseDepth)
+		d, err := dense(depth)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		l, err := lexical(depth)
+		if errors.Is(err, storage.ErrNoLexical) {
+			l, err = nil, nil // a store without lexical search: dense alone
+		}
+		if err != nil {
+			return nil, 0, false, err
+		}
+		return fuse(d, l), depth, len(d) == depth || len(l) == depth, nil
+	}, nil
+}
+
+// fuse merges ranked lists by reciprocal rank fusion: a hit ranked r (from
+// 1) in a list scores 1/(RRFK + r) there; its fused score, the sum over the
+// lists, becomes its Score. Ties go to the smaller ChunkID.
+func fuse(lists ...[]storage.Hit) []storage.Hit {
+	scores := map[apiary.ChunkID]float64{}
+	var out []storage.Hit
+	for _, list := range lists {
+		for r, h := range list {
+			if _, ok := scores[h.ChunkID]; !ok {
+				out = append(out, h)
+			}
+			scores[h.ChunkID] += 1 / float64(RRFK+r+1)
+		}
+	}
+	slices.SortFunc(out, func(a, b storage.Hit) int {
+		return cmp.Or(cmp.Compare(scores[b.ChunkID], scores[a.ChunkID]), cmp.Compare(a.ChunkID, b.ChunkID))
+	})
+	for i := range out {
+		out[i].Score = float32(scores[out[i].ChunkID])
+	}
+	return out
 }
 
 // errUnopened marks a chunk that does not open with its document's key.

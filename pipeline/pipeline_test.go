@@ -33,7 +33,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var _ pipeline.Docs = (*records.DocumentStore)(nil)
+var _ pipeline.Docs = (*records.Store)(nil)
 
 // env is a pipeline over real adapters: the local vector store in a
 // temporary directory, the record store over an in-memory KV, the local
@@ -413,7 +413,8 @@ func TestSearchSkipsChunksThatDoNotOpen(t *testing.T) {
 	require.NoError(t, e.vecs.Upsert(ctx, "acme", []storage.VectorRecord{garbage, losing}))
 	bad := []apiary.ChunkID{garbage.ChunkID, losing.ChunkID}
 
-	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "tomato", TopK: topK, Document: "doc"})
+	// Dense, so that the two replaced chunks are the best hits.
+	res, err := e.p.Search(ctx, "acme", pipeline.Query{Mode: pipeline.ModeDense, Text: "tomato", TopK: topK, Document: "doc"})
 	require.NoError(t, err)
 	require.Len(t, res, topK, "TopK not filled from the remaining hits")
 	for _, r := range res {

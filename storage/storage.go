@@ -65,9 +65,66 @@ type VectorRecord struct {
 	// metadata are not here: they are sealed once, in the document record.
 	Sealed []byte
 	Model  string
+	// Terms is the chunk's lexical side for SearchLexical: keyed hashes of
+	// its terms with their counts, sorted by Hash, each Hash once, at most
+	// MaxTerms of them, every Hash at most MaxTermHash and every Count at
+	// least 1. The chunk's length is the sum of the counts. Empty for a
+	// chunk without terms. The hashes are opaque: the store never sees a
+	// term. Hits of Search and SearchLexical leave it nil.
+	Terms []TermCount
 }
 
-// Hit is a search result: a stored record and its cosine similarity.
+// TermCount is one term of a chunk: its keyed hash and how often it occurs.
+type TermCount struct {
+	Hash  uint32
+	Count uint32
+}
+
+// CheckTerms checks a record's Terms against the bounds VectorRecord.Terms
+// states; the error is of kind Invalid.
+func CheckTerms(terms []TermCount) error {
+	if len(terms) > MaxTerms {
+		return apiary.E(apiary.KindInvalid, "record has %d terms, more than %d", len(terms), MaxTerms)
+	}
+	for i, t := range terms {
+		switch {
+		case t.Hash > MaxTermHash:
+			return apiary.E(apiary.KindInvalid, "record has a term hash above %d", uint32(MaxTermHash))
+		case t.Count == 0:
+			return apiary.E(apiary.KindInvalid, "record has a term of count 0")
+		case i > 0 && t.Hash <= terms[i-1].Hash:
+			return apiary.E(apiary.KindInvalid, "record has terms out of order or repeated")
+		}
+	}
+	return nil
+}
+
+// Length is a record's length for BM25: the sum of its term counts.
+func Length(terms []TermCount) int64 {
+	var n int64
+	for _, t := range terms {
+		n += int64(t.Count)
+	}
+	return n
+}
+
+// Bounds of VectorRecord.Terms.
+const (
+	// MaxTerms is the most distinct terms one record may carry.
+	MaxTerms = 4096
+	// MaxTermHash is the largest term hash (the values above it are
+	// reserved to the adapters).
+	MaxTermHash = 1<<32 - 3
+)
+
+// BM25 parameters of SearchLexical.
+const (
+	BM25K1 = 1.2
+	BM25B  = 0.75
+)
+
+// Hit is a search result: a stored record and its score (cosine
+// similarity for Search, BM25 for SearchLexical).
 type Hit struct {
 	VectorRecord
 	Score float32
@@ -77,6 +134,10 @@ type Hit struct {
 type VectorFilter struct {
 	Document apiary.DocumentID // when set, only this document's chunks
 }
+
+// ErrNoLexical is the error (of kind Invalid) of SearchLexical on a store
+// that cannot search terms; callers that can do without fall back to Search.
+var ErrNoLexical = apiary.E(apiary.KindInvalid, "this vector store does not support lexical search")
 
 // VectorStore is the vector store port. Every method is scoped to account.
 type VectorStore interface {
@@ -89,6 +150,19 @@ type VectorStore interface {
 	DeleteDocument(ctx context.Context, account apiary.AccountID, doc apiary.DocumentID, keep uint64) error
 	// Search returns up to k records closest to vec by cosine similarity, best first.
 	Search(ctx context.Context, account apiary.AccountID, vec []float32, k int, f VectorFilter) ([]Hit, error)
+	// SearchLexical returns up to k records of account that hold at least
+	// one of terms (term hashes; a repeated hash counts once), best first by
+	// BM25 with k1 = BM25K1 and b = BM25B over the account's records alone:
+	//
+	//	score(d) = Σ_t idf(t) · tf(t,d)·(k1+1) / (tf(t,d) + k1·(1 − b + b·|d|/avgdl))
+	//	idf(t)   = ln(1 + (N − df(t) + 0.5) / (df(t) + 0.5))
+	//
+	// where N is the number of the account's records, df(t) how many of them
+	// hold t, |d| a record's length (the sum of its term counts) and avgdl
+	// the mean length; f narrows which records are returned, not the
+	// statistics. Adapters document how closely they follow it. A store
+	// without lexical search returns an error that is ErrNoLexical.
+	SearchLexical(ctx context.Context, account apiary.AccountID, terms []uint32, k int, f VectorFilter) ([]Hit, error)
 	// Count returns how many records match f.
 	Count(ctx context.Context, account apiary.AccountID, f VectorFilter) (int, error)
 	// Close flushes and releases the store.

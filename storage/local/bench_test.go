@@ -8,6 +8,7 @@ import (
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/storage"
 	"github.com/apiaryhq/apiary/storage/local"
+	"github.com/apiaryhq/apiary/storage/storagetest"
 )
 
 const benchDim = 384
@@ -91,5 +92,51 @@ func BenchmarkUpsert(b *testing.B) {
 		if err := s.Upsert(b.Context(), acc, recs); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkSearchLexical is one exact top-100 BM25 search (the depth of a
+// hybrid leg) for a 6-term query over an account of n chunks of 80 terms
+// each, drawn from a Zipf-distributed vocabulary of 50,000, as English is.
+func BenchmarkSearchLexical(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("chunks=%d", n), func(b *testing.B) {
+			s, err := local.Open(b.TempDir(), local.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			rng := rand.New(rand.NewPCG(3, uint64(n)))
+			zipf := rand.NewZipf(rng, 1.1, 1, 50_000)
+			acc := apiary.AccountID("bench")
+			const batch = 1000
+			for from := 0; from < n; from += batch {
+				doc := apiary.DocumentID(fmt.Sprintf("doc-%d", from/batch))
+				recs := benchRecords(rng, acc, doc, from, batch)
+				for i := range recs {
+					counts := map[uint32]uint32{}
+					for range 80 {
+						counts[uint32(zipf.Uint64())]++
+					}
+					recs[i].Terms = storagetest.Terms(counts)
+				}
+				if err := s.Upsert(b.Context(), acc, recs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			queries := make([][]uint32, 64)
+			for i := range queries {
+				for range 6 {
+					queries[i] = append(queries[i], uint32(zipf.Uint64()))
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if _, err := s.SearchLexical(b.Context(), acc, queries[i%len(queries)], 100, storage.VectorFilter{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

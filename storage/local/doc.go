@@ -13,8 +13,9 @@
 //     live records it is rewritten as a snapshot: a temporary file, fsync,
 //     atomic rename over the log, fsync of the directory.
 //   - No plaintext at rest. The store writes identifiers, versions, float32
-//     vectors and the Sealed bytes it is given, verbatim; chunk text only
-//     ever reaches it sealed (titles and metadata stay in document records).
+//     vectors, keyed term hashes with their counts and the Sealed bytes it
+//     is given, verbatim; chunk text only ever reaches it sealed (titles and
+//     metadata stay in document records) and terms only hashed.
 //   - Tenancy in one place. Every method goes through scoped(account), and a
 //     record whose Account differs from the call's account is Invalid.
 //   - One dimension. All vectors in a store share the dimension of the first
@@ -22,6 +23,11 @@
 //   - Concurrency. Searches run in parallel under a read lock; writes are
 //     serialized. Search is exact (brute-force cosine, top-k by a min-heap),
 //     and ties are broken by ChunkID so results are deterministic.
+//   - Lexical search. Each account has an inverted index of its records'
+//     term hashes, kept in memory and rebuilt from the log on Open, with
+//     the statistics of BM25 (record count, total length, document
+//     frequency per hash) kept current by every write: SearchLexical is
+//     exact BM25 over the account's records alone.
 //
 // A directory is locked (flock) while a Store has it open; a second Open of
 // the same directory fails with a Conflict error.

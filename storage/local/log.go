@@ -25,6 +25,8 @@ import (
 //	opUpsert: str account | uvarint dim | uvarint n | n × (str chunk | str document |
 //	          uvarint version | uvarint index | str model | str sealed | dim × float32 LE)
 //	opDelete: str account | str document | uvarint keep
+//	opUpsertTerms: as opUpsert, each record followed by its terms:
+//	          uvarint n | n × (uvarint hash − previous hash | uvarint count)
 //
 // where str is a uvarint length followed by that many bytes.
 const (
@@ -49,6 +51,9 @@ const (
 	opDim    byte = 1
 	opUpsert byte = 2
 	opDelete byte = 3
+	// opUpsertTerms is opUpsert with each record's terms; an upsert whose
+	// records have no terms is still written as opUpsert.
+	opUpsertTerms byte = 4
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -81,7 +86,8 @@ func appendBytes(b []byte, p []byte) []byte {
 // entrySize is the encoded size of one record inside an upsert payload; the
 // sum over live records estimates what a snapshot would take.
 func entrySize(r *storage.VectorRecord, dim int) int64 {
-	return int64(len(r.ChunkID)+len(r.Document)+len(r.Model)+len(r.Sealed)) + 4*int64(dim) + 5*binary.MaxVarintLen16 + 2*binary.MaxVarintLen64
+	return int64(len(r.ChunkID)+len(r.Document)+len(r.Model)+len(r.Sealed)) + 4*int64(dim) + 5*binary.MaxVarintLen16 + 2*binary.MaxVarintLen64 +
+		int64(len(r.Terms))*2*binary.MaxVarintLen32
 }
 
 // encodeUpsert returns a framed upsert record. vec(i) gives record i's vector.
@@ -90,8 +96,16 @@ func encodeUpsert(account apiary.AccountID, dim int, recs []storage.VectorRecord
 	for i := range recs {
 		size += int(entrySize(&recs[i], dim))
 	}
+	kind := opUpsert
+	for i := range recs {
+		if len(recs[i].Terms) > 0 {
+			kind = opUpsertTerms
+			size += len(recs) * binary.MaxVarintLen16
+			break
+		}
+	}
 	b := make([]byte, frameSize, size)
-	b = append(b, opUpsert)
+	b = append(b, kind)
 	b = appendStr(b, string(account))
 	b = binary.AppendUvarint(b, uint64(dim))
 	b = binary.AppendUvarint(b, uint64(len(recs)))
@@ -105,6 +119,15 @@ func encodeUpsert(account apiary.AccountID, dim int, recs []storage.VectorRecord
 		b = appendBytes(b, r.Sealed)
 		for _, f := range vec(i) {
 			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
+		}
+		if kind == opUpsertTerms {
+			b = binary.AppendUvarint(b, uint64(len(r.Terms)))
+			var prev uint32
+			for _, t := range r.Terms {
+				b = binary.AppendUvarint(b, uint64(t.Hash-prev))
+				b = binary.AppendUvarint(b, uint64(t.Count))
+				prev = t.Hash
+			}
 		}
 	}
 	return frame(b)
@@ -173,6 +196,33 @@ func (d *decoder) bytes() []byte {
 
 func (d *decoder) str() string { return string(d.bytes()) }
 
+// terms reads a record's terms, checking them as Upsert does.
+func (d *decoder) terms() []storage.TermCount {
+	n := d.uvarint()
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	if n > storage.MaxTerms || n > uint64(len(d.b)) {
+		d.err = errDecode
+		return nil
+	}
+	out := make([]storage.TermCount, n)
+	var prev uint64
+	for i := range out {
+		h := prev + d.uvarint()
+		c := d.uvarint()
+		if d.err == nil && (h > storage.MaxTermHash || c == 0 || c > math.MaxUint32 || h < prev || i > 0 && h == prev) {
+			d.err = errDecode
+		}
+		if d.err != nil {
+			return nil
+		}
+		out[i] = storage.TermCount{Hash: uint32(h), Count: uint32(c)}
+		prev = h
+	}
+	return out
+}
+
 func decodeOp(payload []byte) (op, error) {
 	if len(payload) == 0 {
 		return op{}, errDecode
@@ -182,7 +232,7 @@ func decodeOp(payload []byte) (op, error) {
 	switch o.kind {
 	case opDim:
 		o.dim = int(min(d.uvarint(), maxDim+1))
-	case opUpsert:
+	case opUpsert, opUpsertTerms:
 		o.account = apiary.AccountID(d.str())
 		o.dim = int(min(d.uvarint(), maxDim+1))
 		n := d.uvarint()
@@ -214,6 +264,9 @@ func decodeOp(payload []byte) (op, error) {
 				r.Vector[j] = math.Float32frombits(binary.LittleEndian.Uint32(d.b[4*j:]))
 			}
 			d.b = d.b[4*o.dim:]
+			if o.kind == opUpsertTerms {
+				r.Terms = d.terms()
+			}
 			o.recs = append(o.recs, r)
 		}
 	case opDelete:

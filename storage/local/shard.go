@@ -21,12 +21,15 @@ type shard struct {
 	vecs []float32
 	invs []float32 // invs[i] = 1/|vector i|, 0 for a zero vector (which scores 0)
 	docs map[apiary.DocumentID]map[apiary.ChunkID]struct{}
+	lex  lexIndex // the records' terms (lexical.go)
 }
 
 // entry is a stored record without its vector (which is in the slab).
 type entry struct {
-	rec  storage.VectorRecord // Vector is nil; Sealed is the store's own copy
-	size int64                // encoded size, for the live-size estimate
+	rec    storage.VectorRecord // Vector is nil; Sealed and Terms are the store's own copies
+	size   int64                // encoded size, for the live-size estimate
+	length int64                // the sum of the term counts
+	slot   int32                // the record's slot in lex, -1 without terms
 }
 
 func newShard(dim int) *shard {
@@ -34,15 +37,17 @@ func newShard(dim int) *shard {
 		dim:  dim,
 		ids:  make(map[apiary.ChunkID]int),
 		docs: make(map[apiary.DocumentID]map[apiary.ChunkID]struct{}),
+		lex:  newLexIndex(),
 	}
 }
 
 // put inserts or replaces r (copying what it keeps) and returns the change
 // in live size.
 func (sh *shard) put(r *storage.VectorRecord) int64 {
-	e := entry{rec: *r, size: entrySize(r, sh.dim)}
+	e := entry{rec: *r, size: entrySize(r, sh.dim), length: storage.Length(r.Terms)}
 	e.rec.Vector = nil
 	e.rec.Sealed = slices.Clone(r.Sealed)
+	e.rec.Terms = slices.Clone(r.Terms)
 	var inv float32
 	if n := norm(r.Vector); n > 0 {
 		inv = float32(1 / n)
@@ -56,10 +61,13 @@ func (sh *shard) put(r *storage.VectorRecord) int64 {
 		if old.rec.Document != r.Document {
 			sh.unindex(old.rec.Document, r.ChunkID)
 		}
+		sh.lex.remove(old.slot, old.rec.Terms)
+		e.slot = sh.lex.add(i, e.rec.Terms)
 		sh.ents[i] = e
 	} else {
 		i = len(sh.ents)
 		sh.ids[r.ChunkID] = i
+		e.slot = sh.lex.add(i, e.rec.Terms)
 		sh.ents = append(sh.ents, e)
 		sh.vecs = append(sh.vecs, make([]float32, sh.dim)...)
 		sh.invs = append(sh.invs, 0)
@@ -113,9 +121,11 @@ func (sh *shard) deleteDocument(doc apiary.DocumentID, keep uint64) (n int, free
 func (sh *shard) remove(i int) {
 	last := len(sh.ents) - 1
 	delete(sh.ids, sh.ents[i].rec.ChunkID)
+	sh.lex.remove(sh.ents[i].slot, sh.ents[i].rec.Terms)
 	if i != last {
 		sh.ents[i] = sh.ents[last]
 		sh.ids[sh.ents[i].rec.ChunkID] = i
+		sh.lex.moved(sh.ents[i].slot, i)
 		copy(sh.vecs[i*sh.dim:(i+1)*sh.dim], sh.vecs[last*sh.dim:])
 		sh.invs[i] = sh.invs[last]
 	}
@@ -149,13 +159,20 @@ func (sh *shard) search(vec []float32, k int, f storage.VectorFilter) []storage.
 		}
 	}
 
+	return sh.hits(&top, func(s float32) float32 { return min(max(s, -1), 1) })
+}
+
+// hits empties top into hits, best first, with copies of what they hold
+// (Terms left out) and their scores mapped by score.
+func (sh *shard) hits(top *topK, score func(float32) float32) []storage.Hit {
 	hits := make([]storage.Hit, len(top.h))
 	for n := len(top.h) - 1; n >= 0; n-- { // pop worst first, fill from the back
 		c := top.pop()
 		e := &sh.ents[c.i]
-		h := storage.Hit{VectorRecord: e.rec, Score: min(max(c.score, -1), 1)}
+		h := storage.Hit{VectorRecord: e.rec, Score: score(c.score)}
 		h.Sealed = slices.Clone(e.rec.Sealed)
 		h.Vector = slices.Clone(sh.vector(c.i))
+		h.Terms = nil
 		hits[n] = h
 	}
 	return hits

@@ -171,7 +171,7 @@ func (s *Store) replayOp(o op) error {
 		}
 		s.dim = o.dim
 		return nil
-	case opUpsert:
+	case opUpsert, opUpsertTerms:
 		sc, err := s.scoped(o.account)
 		if err != nil {
 			return err
@@ -316,6 +316,9 @@ func validRecord(r *storage.VectorRecord) error {
 	if err := r.Document.Validate(); err != nil {
 		return fmt.Errorf("local: upsert: record %s: %w", r.ChunkID, err)
 	}
+	if err := storage.CheckTerms(r.Terms); err != nil {
+		return fmt.Errorf("local: upsert: record %s: %w", r.ChunkID, err)
+	}
 	return nil
 }
 
@@ -381,6 +384,37 @@ func (s *Store) Search(ctx context.Context, account apiary.AccountID, vec []floa
 		return nil, nil
 	}
 	return sh.search(vec, k, f), nil
+}
+
+// SearchLexical returns up to k records of account holding any of terms,
+// best first by BM25 over the account's records (exact: the statistics are
+// kept current by every write); ties go to the smaller ChunkID.
+func (s *Store) SearchLexical(ctx context.Context, account apiary.AccountID, terms []uint32, k int, f storage.VectorFilter) ([]storage.Hit, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("local: search lexical: %w", err)
+	}
+	sc, err := s.scoped(account)
+	if err != nil {
+		return nil, err
+	}
+	if k <= 0 {
+		return nil, apiary.E(apiary.KindInvalid, "local: search lexical: k must be positive, got %d", k)
+	}
+	for _, t := range terms {
+		if t > storage.MaxTermHash {
+			return nil, apiary.E(apiary.KindInvalid, "local: search lexical: term hash above %d", uint32(storage.MaxTermHash))
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	sh := sc.shard()
+	if sh == nil {
+		return nil, nil
+	}
+	return sh.searchLexical(terms, k, f), nil
 }
 
 // Count returns how many of account's records match f.

@@ -17,13 +17,30 @@
 //	model       VarChar(256)  the embedding model
 //	vector      FloatVector(Dim), index HNSW (M 16, efConstruction 200) or
 //	            AUTOINDEX, metric COSINE
+//	lexical     SparseFloatVector, BM25 document weights by term hash,
+//	            index SPARSE_INVERTED_INDEX, metric IP
+//	terms       Array<Int64>(4096) the term hashes (document frequencies)
+//	length      Int64         the chunk's length in terms
 //
 // The primary key includes the account so that an upsert in one account can
 // never replace a row of another, even with an equal chunk id; upserts by
 // the same (account, chunk id) replace, which makes redelivered jobs
 // idempotent. Milvus has no bytes scalar type, hence base64 in a VarChar.
-// Only ids, numbers, the vector and ciphertext are stored: chunk text
-// reaches Milvus sealed (titles and metadata stay in document records).
+// Only ids, numbers, the vector, keyed term hashes and ciphertext are
+// stored: chunk text reaches Milvus sealed (titles and metadata stay in
+// document records).
+//
+// # Lexical search
+//
+// SearchLexical is BM25 computed by Apiary, since Milvus's own BM25 would
+// need the plaintext: each row's sparse vector holds its BM25 document
+// weights, and a query's holds each term's idf from the account's current
+// statistics (a count of its rows and, per term, of the rows holding it),
+// so the inner product is the score. The one approximation: the mean
+// length is fixed in a row's weights when it is written (lexical.go says
+// how it is estimated). A collection created before lexical search (no
+// lexical fields) still opens: it serves dense search, and SearchLexical
+// answers storage.ErrNoLexical naming the fix, a new collection.
 //
 // Open is idempotent and safe when several processes start at once: it
 // creates the collection and index only if missing, tolerates losing the
@@ -36,9 +53,9 @@
 //
 // The account is the partition key, so Milvus hashes accounts onto a fixed
 // set of partitions and a search filtered by account scans only one of
-// them. Every expression sent to Milvus (Search, Count, DeleteDocument) is
-// built by scope.filter, which always starts with `account == "..."` and
-// quotes every string value: backslashes and double quotes are escaped and
+// them. Every expression sent to Milvus (Search, SearchLexical and its
+// counts, Count, DeleteDocument) is built by scope.filter, which always
+// starts with `account == "..."` and quotes every string value: backslashes and double quotes are escaped and
 // control characters spelled \uXXXX, so a document id cannot close its
 // literal and widen a filter to other documents or accounts. Upsert refuses
 // any record whose Account is not the call's account.

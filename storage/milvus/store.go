@@ -29,6 +29,10 @@ const (
 	fieldSealed     = "sealed"
 	fieldModel      = "model"
 	fieldVector     = "vector"
+	// The lexical fields (lexical.go).
+	fieldLexical = "lexical"
+	fieldTerms   = "terms"
+	fieldLength  = "length"
 
 	maxChunkIDLen  = 64
 	maxIDLen       = apiary.MaxAccountIDLen + 1 + maxChunkIDLen
@@ -53,12 +57,15 @@ var outputFields = []string{fieldChunkID, fieldAccount, fieldDocument, fieldVers
 
 // Store is the Milvus vector store. It is safe for concurrent use.
 type Store struct {
-	cfg    Config
-	c      client.Client
-	cl     entity.ConsistencyLevel
-	index  entity.IndexType // the index actually on the vector field
-	closed sync.Once
-	cerr   error
+	cfg   Config
+	c     client.Client
+	cl    entity.ConsistencyLevel
+	index entity.IndexType // the index actually on the vector field
+	// lexical is false on a collection created before the lexical fields:
+	// it serves dense search only (lexical.go).
+	lexical bool
+	closed  sync.Once
+	cerr    error
 }
 
 var _ storage.VectorStore = (*Store)(nil)
@@ -94,11 +101,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) schema() *entity.Schema {
+// schema is the collection's schema, with the lexical fields or (as
+// collections of earlier releases) without.
+func (s *Store) schema(lexical bool) *entity.Schema {
 	varchar := func(name string, max int64) *entity.Field {
 		return entity.NewField().WithName(name).WithDataType(entity.FieldTypeVarChar).WithMaxLength(max)
 	}
-	return entity.NewSchema().
+	sch := entity.NewSchema().
 		WithName(s.cfg.Collection).
 		WithDescription("apiary chunks: vectors in the clear, text and metadata sealed").
 		WithAutoID(false).
@@ -112,6 +121,12 @@ func (s *Store) schema() *entity.Schema {
 		WithField(varchar(fieldSealed, maxSealedLen)).
 		WithField(varchar(fieldModel, maxModelLen)).
 		WithField(entity.NewField().WithName(fieldVector).WithDataType(entity.FieldTypeFloatVector).WithDim(int64(s.cfg.Dim)))
+	if lexical {
+		for _, f := range lexicalFields() {
+			sch.WithField(f)
+		}
+	}
+	return sch
 }
 
 // prepare creates what is missing (collection, index) and loads the
@@ -141,6 +156,11 @@ func (s *Store) prepare(ctx context.Context) error {
 	if err := s.ensureIndex(ctx); err != nil {
 		return err
 	}
+	if s.lexical {
+		if err := s.ensureLexicalIndex(ctx); err != nil {
+			return err
+		}
+	}
 	if err := s.c.LoadCollection(ctx, name, false); err != nil {
 		return classify(err, "load collection", name)
 	}
@@ -156,7 +176,7 @@ func (s *Store) ensureCollection(ctx context.Context) error {
 		return classify(err, "has collection", name)
 	}
 	if !has {
-		err := s.c.CreateCollection(ctx, s.schema(), 0, client.WithConsistencyLevel(s.cl))
+		err := s.c.CreateCollection(ctx, s.schema(true), 0, client.WithConsistencyLevel(s.cl))
 		if err != nil {
 			// Lost a race with another process? Then use its collection.
 			if has, herr := s.c.HasCollection(ctx, name); herr != nil || !has {
@@ -168,17 +188,23 @@ func (s *Store) ensureCollection(ctx context.Context) error {
 }
 
 // checkSchema fails when an existing collection cannot hold our records.
+// A collection without the lexical fields (made by an earlier release) is
+// opened for dense search only.
 func (s *Store) checkSchema(ctx context.Context) error {
 	name := s.cfg.Collection
 	coll, err := s.c.DescribeCollection(ctx, name)
 	if err != nil {
 		return classify(err, "describe collection", name)
 	}
-	want := s.schema()
 	got := map[string]*entity.Field{}
 	for _, f := range coll.Schema.Fields {
 		got[f.Name] = f
 	}
+	_, s.lexical = got[fieldLexical]
+	_, terms := got[fieldTerms]
+	_, length := got[fieldLength]
+	s.lexical = s.lexical || terms || length // one of them: check them all
+	want := s.schema(s.lexical)
 	var errs []error
 	for _, w := range want.Fields {
 		g, ok := got[w.Name]
@@ -191,6 +217,8 @@ func (s *Store) checkSchema(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("field %s has other key settings", w.Name))
 		case w.DataType == entity.FieldTypeFloatVector && g.TypeParams[entity.TypeParamDim] != strconv.Itoa(s.cfg.Dim):
 			errs = append(errs, fmt.Errorf("field %s has dim %s, config says %d", w.Name, g.TypeParams[entity.TypeParamDim], s.cfg.Dim))
+		case w.DataType == entity.FieldTypeArray && (g.ElementType != w.ElementType || g.TypeParams[entity.TypeParamMaxCapacity] != w.TypeParams[entity.TypeParamMaxCapacity]):
+			errs = append(errs, fmt.Errorf("field %s is another array", w.Name))
 		case w.DataType == entity.FieldTypeVarChar && g.TypeParams[entity.TypeParamMaxLength] != w.TypeParams[entity.TypeParamMaxLength]:
 			errs = append(errs, fmt.Errorf("field %s has max length %s, want %s", w.Name, g.TypeParams[entity.TypeParamMaxLength], w.TypeParams[entity.TypeParamMaxLength]))
 		}
@@ -245,7 +273,11 @@ func (s *Store) createIndex(ctx context.Context) error {
 }
 
 func (s *Store) describeIndex(ctx context.Context) (entity.IndexType, bool) {
-	idxs, err := s.c.DescribeIndex(ctx, s.cfg.Collection, fieldVector)
+	return s.describeFieldIndex(ctx, fieldVector)
+}
+
+func (s *Store) describeFieldIndex(ctx context.Context, field string) (entity.IndexType, bool) {
+	idxs, err := s.c.DescribeIndex(ctx, s.cfg.Collection, field)
 	if err != nil || len(idxs) == 0 {
 		return "", false
 	}
@@ -277,12 +309,19 @@ func (s *Store) Upsert(ctx context.Context, account apiary.AccountID, recs []sto
 		}
 		last[r.ChunkID] = i
 	}
-	var b batch
+	var avgdl float64
+	if s.lexical {
+		var err error
+		if avgdl, err = s.meanLength(ctx, account, recs); err != nil {
+			return err
+		}
+	}
+	b := batch{lexical: s.lexical}
 	for i, r := range recs {
 		if last[r.ChunkID] != i {
 			continue
 		}
-		b.add(r)
+		b.add(r, avgdl)
 		if b.n() >= maxBatchRows || b.bytes >= maxBatchBytes {
 			if err := s.flush(ctx, account, &b); err != nil {
 				return err
@@ -309,6 +348,9 @@ func (s *Store) checkRecord(account apiary.AccountID, r storage.VectorRecord) er
 		return err
 	}
 	if _, err := version(r.Version); err != nil {
+		return err
+	}
+	if err := storage.CheckTerms(r.Terms); err != nil {
 		return err
 	}
 	return s.checkVector(r.Vector)
@@ -349,15 +391,19 @@ func primaryKey(account apiary.AccountID, id apiary.ChunkID) string {
 
 // batch accumulates records as columns.
 type batch struct {
+	lexical                                  bool // with the lexical columns
 	pks, ids, accounts, docs, sealed, models []string
-	versions, indexes                        []int64
+	versions, indexes, lengths               []int64
 	vectors                                  [][]float32
+	weights                                  []entity.SparseEmbedding
+	terms                                    [][]int64
 	bytes                                    int
 }
 
 func (b *batch) n() int { return len(b.pks) }
 
-func (b *batch) add(r storage.VectorRecord) {
+// add appends r; avgdl is the mean length its lexical weights assume.
+func (b *batch) add(r storage.VectorRecord, avgdl float64) {
 	sealed := base64.StdEncoding.EncodeToString(r.Sealed)
 	b.pks = append(b.pks, primaryKey(r.Account, r.ChunkID))
 	b.ids = append(b.ids, string(r.ChunkID))
@@ -369,6 +415,13 @@ func (b *batch) add(r storage.VectorRecord) {
 	b.models = append(b.models, r.Model)
 	b.vectors = append(b.vectors, r.Vector)
 	b.bytes += len(b.pks[len(b.pks)-1]) + len(r.ChunkID) + len(r.Account) + len(r.Document) + 16 + len(sealed) + len(r.Model) + 4*len(r.Vector)
+	if b.lexical {
+		w, terms, n := weights(r.Terms, avgdl)
+		b.weights = append(b.weights, w)
+		b.terms = append(b.terms, terms)
+		b.lengths = append(b.lengths, n)
+		b.bytes += 16*len(terms) + 8
+	}
 }
 
 func (s *Store) flush(ctx context.Context, account apiary.AccountID, b *batch) error {
@@ -377,7 +430,7 @@ func (s *Store) flush(ctx context.Context, account apiary.AccountID, b *batch) e
 	}
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	_, err := s.c.Upsert(ctx, s.cfg.Collection, "",
+	cols := []entity.Column{
 		entity.NewColumnVarChar(fieldID, b.pks),
 		entity.NewColumnVarChar(fieldChunkID, b.ids),
 		entity.NewColumnVarChar(fieldAccount, b.accounts),
@@ -387,8 +440,15 @@ func (s *Store) flush(ctx context.Context, account apiary.AccountID, b *batch) e
 		entity.NewColumnVarChar(fieldSealed, b.sealed),
 		entity.NewColumnVarChar(fieldModel, b.models),
 		entity.NewColumnFloatVector(fieldVector, s.cfg.Dim, b.vectors),
-	)
-	*b = batch{}
+	}
+	if b.lexical {
+		cols = append(cols,
+			entity.NewColumnSparseVectors(fieldLexical, b.weights),
+			entity.NewColumnInt64Array(fieldTerms, b.terms),
+			entity.NewColumnInt64(fieldLength, b.lengths))
+	}
+	_, err := s.c.Upsert(ctx, s.cfg.Collection, "", cols...)
+	*b = batch{lexical: b.lexical}
 	return classify(err, "upsert", string(account))
 }
 
@@ -436,24 +496,29 @@ func (s *Store) Search(ctx context.Context, account apiary.AccountID, vec []floa
 	if err != nil {
 		return nil, classify(err, "search", string(account))
 	}
+	return s.hits(res, account, "search")
+}
+
+// hits decodes the one result set of a search.
+func (s *Store) hits(res []client.SearchResult, account apiary.AccountID, op string) ([]storage.Hit, error) {
 	if len(res) == 0 {
 		return nil, nil
 	}
 	r := res[0]
 	if r.Err != nil {
-		return nil, classify(r.Err, "search", string(account))
+		return nil, classify(r.Err, op, string(account))
 	}
 	recs, err := s.records(r.Fields, r.ResultCount, true)
 	if err != nil {
-		return nil, classify(err, "search results", string(account))
+		return nil, classify(err, op+" results", string(account))
 	}
 	if len(r.Scores) < len(recs) {
-		return nil, classify(errors.New("fewer scores than results"), "search results", string(account))
+		return nil, classify(errors.New("fewer scores than results"), op+" results", string(account))
 	}
 	hits := make([]storage.Hit, len(recs))
 	for i, rec := range recs {
 		if rec.Account != account { // cannot happen: the filter says so
-			return nil, apiary.E(apiary.KindOther, "milvus: search returned another account's record")
+			return nil, apiary.E(apiary.KindOther, "milvus: %s returned another account's record", op)
 		}
 		hits[i] = storage.Hit{VectorRecord: rec, Score: r.Scores[i]}
 	}
@@ -476,18 +541,7 @@ func (s *Store) Count(ctx context.Context, account apiary.AccountID, f storage.V
 	if err != nil {
 		return 0, fmt.Errorf("milvus: count: %w", err)
 	}
-	ctx, cancel := s.call(ctx)
-	defer cancel()
-	rs, err := s.c.Query(ctx, s.cfg.Collection, nil, expr, []string{"count(*)"},
-		client.WithSearchQueryConsistencyLevel(s.cl))
-	if err != nil {
-		return 0, classify(err, "count", string(account))
-	}
-	col := rs.GetColumn("count(*)")
-	if col == nil || col.Len() != 1 {
-		return 0, classify(errors.New("no count in the result"), "count", string(account))
-	}
-	n, err := col.GetAsInt64(0)
+	n, err := s.count(ctx, expr)
 	if err != nil {
 		return 0, classify(err, "count", string(account))
 	}

@@ -9,10 +9,11 @@ import (
 )
 
 // AccountStore keeps accounts and their tokens, with each account's admin
-// set (tokens.go).
+// set (tokens.go) and its wrapped lexical key.
 type AccountStore struct {
 	accounts, tokens storage.KV
 	admins           storage.KV // tokens.go
+	lexKeys          storage.KV
 }
 
 // CreateAccount stores a new account; Conflict if the id is taken.
@@ -36,4 +37,31 @@ func (s *AccountStore) HasAccounts(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("records: list accounts: %w", err)
 	}
 	return len(keys) > 0, nil
+}
+
+// lexicalKeyID is the id of an account's one lexical key record.
+const lexicalKeyID = "lexical"
+
+type lexicalKey struct {
+	Wrapped []byte `json:"wrapped"`
+}
+
+// LexicalKey returns account's wrapped lexical key (package
+// pipeline/lexical), or NotFound when none is stored.
+func (s *AccountStore) LexicalKey(ctx context.Context, account apiary.AccountID) ([]byte, error) {
+	k, _, err := get[lexicalKey](ctx, s.lexKeys, scopedKey(account, lexicalKeyID), "lexical key")
+	return k.Wrapped, err
+}
+
+// CreateLexicalKey stores account's wrapped lexical key unless one is
+// stored (Conflict): of two racing creators, the first wins and the second
+// reads the winner's.
+func (s *AccountStore) CreateLexicalKey(ctx context.Context, account apiary.AccountID, wrapped []byte) error {
+	if err := account.Validate(); err != nil {
+		return err
+	}
+	if len(wrapped) == 0 {
+		return apiary.E(apiary.KindInvalid, "lexical key is empty")
+	}
+	return create(ctx, s.lexKeys, scopedKey(account, lexicalKeyID), "lexical key", lexicalKey{Wrapped: wrapped})
 }

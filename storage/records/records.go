@@ -1,6 +1,6 @@
 // Package records keeps Apiary's records as JSON in key-value buckets, one
 // store per aggregate, each owning its buckets: AccountStore (accounts,
-// tokens and each account's admin set), JobStore (jobs, their document
+// tokens, each account's admin set and wrapped lexical key), JobStore (jobs, their document
 // outcomes, idempotency keys), DocumentStore (ingested documents),
 // WebhookStore (endpoints and default secrets) and DeliveryStore (webhook
 // deliveries, with a due-time index for retries). Open opens them all as
@@ -41,6 +41,7 @@ const (
 	bucketDocuments   = "documents"
 	bucketOutcomes    = "outcomes"
 	bucketAdminSets   = "admin_sets"
+	bucketLexicalKeys = "lexical_keys"
 )
 
 // Store is the record store, one part per aggregate, each owning its
@@ -64,6 +65,7 @@ func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 		bucketAccounts:       &s.accounts,
 		bucketTokens:         &s.tokens,
 		bucketAdminSets:      &s.admins,
+		bucketLexicalKeys:    &s.lexKeys,
 		bucketJobs:           &s.jobs,
 		bucketIdempotency:    &s.idem,
 		bucketOutcomes:       &s.outcomes,

@@ -12,8 +12,9 @@
 //	}
 //
 // The suites run their cases in parallel, each with a store of its own from
-// the factory. They also export deterministic fixtures (Vector, NewRecord)
-// for other packages' tests.
+// the factory. They also export deterministic fixtures (Vector, NewRecord,
+// Terms) and BM25, the reference scores of SearchLexical, for other
+// packages' tests.
 package storagetest
 
 import "testing"

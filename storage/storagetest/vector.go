@@ -72,7 +72,7 @@ func axis(vals ...float32) []float32 {
 // vector has VectorDim dimensions.
 func RunVectorStore(t *testing.T, newStore func(t *testing.T) storage.VectorStore) {
 	t.Helper()
-	runCases(t, newStore, []testCase[storage.VectorStore]{
+	runCases(t, newStore, append([]testCase[storage.VectorStore]{
 		{"SearchRanksByCosine", testSearchRanksByCosine},
 		{"UpsertReplacesByChunkID", testUpsertReplaces},
 		{"AccountIsolation", testAccountIsolation},
@@ -87,7 +87,7 @@ func RunVectorStore(t *testing.T, newStore func(t *testing.T) storage.VectorStor
 		{"DimensionMismatchIsInvalid", testDimensionMismatch},
 		{"EmptyVectorIsInvalid", testEmptyVector},
 		{"ConcurrentUpserts", testConcurrentUpserts},
-	})
+	}, lexicalCases...))
 }
 
 func upsert(t *testing.T, s storage.VectorStore, account apiary.AccountID, recs ...storage.VectorRecord) {
