@@ -471,6 +471,9 @@ type openDoc struct {
 // or non-UTF-8 text, a TopK outside 1..MaxTopK (0 included) or a malformed
 // document id.
 //
+// Only chunks embedded by the pipeline's embedder (its Model) are searched:
+// chunks of another model wait for a re-embed job (Reembed).
+//
 // A chunk that does not open with its document's current key (sealed by a
 // losing concurrent attempt, see Ingest) is skipped, not an error: the query
 // fetches further hits to fill TopK, and one warning per query names the
@@ -512,7 +515,7 @@ func (p *Pipeline) Search(ctx context.Context, account apiary.AccountID, q Query
 	seen := make(map[apiary.ChunkID]bool)
 	var unopened []apiary.DocumentID // a document per chunk that did not open
 	for {
-		hits, err := p.vecs.Search(ctx, account, vecs[0], k, storage.VectorFilter{Document: q.Document})
+		hits, err := p.vecs.Search(ctx, account, vecs[0], k, storage.VectorFilter{Document: q.Document, Model: p.emb.Model()})
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: search: %w", err)
 		}
