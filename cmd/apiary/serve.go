@@ -38,6 +38,7 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 			func() (component, error) { return a.sweeperComponent(), nil },
 			a.webhookComponent,
 			a.poolComponent,
+			func() (component, error) { return a.modelCheckComponent(), nil },
 		}
 		for _, part := range parts {
 			c, err := part()
@@ -109,6 +110,7 @@ func (a *app) newAPI() (*api.Server, error) {
 		AccountRateBurst: cfg.AccountBurst,
 
 		AllowPrivateWebhooks: a.cfg.Webhooks.AllowPrivate,
+		Model:                a.pipe.Model(),
 	}, api.Deps{
 		Records: a.recs,
 		Queue:   a.queue,
