@@ -44,7 +44,11 @@ func (s *Server) createAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.deps.Records.CreateAccount(ctx, apiary.Account{ID: id, Name: req.Name, CreatedAt: time.Now().UTC()}); err != nil {
+	a := apiary.Account{ID: id, Name: req.Name, CreatedAt: time.Now().UTC()}
+	if m := s.cfg.Model; m.Model != "" {
+		a.Embedding = &m // no chunk yet: all of them are of the current model
+	}
+	if err := s.deps.Records.CreateAccount(ctx, a); err != nil {
 		return fmt.Errorf("api: create account %s: %w", id, err)
 	}
 	return c.JSON(http.StatusCreated, createAccountResponse{ID: id, Name: req.Name, Token: secret, TokenID: tok.ID})

@@ -84,7 +84,8 @@ func TestGetAccount(t *testing.T) {
 	got = decode[accountView](t, e.do(http.MethodGet, "/v1/account", token))
 	require.Equal(t, id, got.ID)
 	require.Equal(t, "Globex", got.Name)
-	require.Nil(t, got.Embedding.Stored)
+	require.Equal(t, &embeddingView{Model: model.Model, Dim: model.Dim, Stored: &model, Current: true}, got.Embedding,
+		"an account is made with the current model: it has no chunk of another")
 	requireProblem(t, e.do(http.MethodGet, "/v1/account", "apiary_bogus"), 401, "")
 }
 

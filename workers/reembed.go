@@ -194,13 +194,19 @@ func (h *ReembedHandler) reembedAll(ctx context.Context, run *jobs.Run, docs []a
 	return err
 }
 
-// Reconcile compares every account's embedding model with the pipeline's,
-// as the service starts: an account with no chunk of another model records
-// the current one; an account with some gets a re-embed job, unless it has
-// one for this model already (the job's Idempotency-Key names the model, so
-// a restart never starts a second one), and records the job's id
-// (apiary.Account.Reembed). It returns the jobs it submitted or found. An
-// account that cannot be checked is logged and skipped.
+// Reconcile compares every account's chunks with the pipeline's model, as
+// the service starts: an account with no chunk of another model records the
+// current one (apiary.Account.Embedding); an account with some gets a
+// re-embed job and records its id (apiary.Account.Reembed). It counts the
+// chunks rather than trusting the record, so that chunks written by a
+// worker still on the old model (a rolling upgrade) are found too.
+//
+// One job per account and model: the job's Idempotency-Key names the model,
+// so processes starting at once, or again, find the same job. When that job
+// has ended and chunks of another model remain, the next job's key names
+// the one before it, so again one job is started however many processes
+// start. It returns the jobs it submitted or found running. An account that
+// cannot be checked is logged and skipped.
 func (h *ReembedHandler) Reconcile(ctx context.Context) ([]apiary.Job, error) {
 	accounts, err := h.recs.Accounts(ctx)
 	if err != nil {
@@ -209,10 +215,7 @@ func (h *ReembedHandler) Reconcile(ctx context.Context) ([]apiary.Job, error) {
 	model := h.pipe.Model()
 	var out []apiary.Job
 	for _, a := range accounts {
-		if a.Embedding != nil && *a.Embedding == model {
-			continue
-		}
-		job, err := h.reconcile(ctx, a.ID, model)
+		job, err := h.reconcile(ctx, a, model)
 		if err != nil {
 			if ctx.Err() != nil {
 				return out, ctx.Err()
@@ -227,56 +230,61 @@ func (h *ReembedHandler) Reconcile(ctx context.Context) ([]apiary.Job, error) {
 	return out, nil
 }
 
+// maxReembedChain bounds how many ended re-embed jobs Reconcile walks past
+// to find the account's current one.
+const maxReembedChain = 100
+
 // reconcile brings one account to model: it records it, or starts (or
 // finds) the account's re-embed job to it.
-func (h *ReembedHandler) reconcile(ctx context.Context, account apiary.AccountID, model apiary.EmbeddingModel) (apiary.Job, error) {
-	stale, err := h.pipe.StaleChunks(ctx, account)
+func (h *ReembedHandler) reconcile(ctx context.Context, a apiary.Account, model apiary.EmbeddingModel) (apiary.Job, error) {
+	stale, err := h.pipe.StaleChunks(ctx, a.ID)
 	if err != nil {
 		return apiary.Job{}, err
 	}
 	if stale == 0 {
-		_, err := h.recs.UpdateAccount(ctx, account, func(a *apiary.Account) error {
+		if a.Embedding != nil && *a.Embedding == model {
+			return apiary.Job{}, nil
+		}
+		_, err := h.recs.UpdateAccount(ctx, a.ID, func(a *apiary.Account) error {
 			a.Embedding = &model
 			return nil
 		})
 		return apiary.Job{}, err
 	}
-	key := ReembedKey(model.Model)
-	job, replayed, err := h.jobs.Submit(ctx, jobs.Submission{
-		Account: account, Kind: apiary.JobKindReembed, Source: "reembed",
-		IdempotencyKey: key, RequestHash: key,
-	})
-	if err != nil {
-		return apiary.Job{}, err
-	}
-	if _, err := h.recs.UpdateAccount(ctx, account, func(a *apiary.Account) error {
-		if a.Reembed == job.ID {
-			return errNoAccountChange
+	var job apiary.Job
+	for key, n := ReembedKey(model.Model, ""), 0; ; key, n = ReembedKey(model.Model, job.ID), n+1 {
+		replayed := false
+		job, replayed, err = h.jobs.Submit(ctx, jobs.Submission{
+			Account: a.ID, Kind: apiary.JobKindReembed, Source: "reembed",
+			IdempotencyKey: key, RequestHash: key,
+		})
+		if err != nil {
+			return apiary.Job{}, err
 		}
-		a.Reembed = job.ID
-		return nil
-	}); err != nil && !errors.Is(err, errNoAccountChange) {
-		return job, err
+		if !replayed || !job.Status.Final() {
+			break
+		}
+		if n == maxReembedChain {
+			return apiary.Job{}, fmt.Errorf("workers: more than %d re-embed jobs of account %s to %s have ended", maxReembedChain, a.ID, model.Model)
+		}
 	}
-	log := h.cfg.Logger.With("account", account, "job_id", job.ID, "model", model.Model, "stale_chunks", stale)
-	switch {
-	case !replayed:
-		log.InfoContext(ctx, "re-embedding the account's chunks of another model; until done, queries find only chunks of the current model")
-	case job.Status.Final():
-		log.WarnContext(ctx, "the account's re-embed job to this model has ended, yet chunks of another model remain; they are not searched",
-			"status", job.Status)
+	if a.Reembed != job.ID {
+		if _, err := h.recs.UpdateAccount(ctx, a.ID, func(a *apiary.Account) error {
+			a.Reembed = job.ID
+			return nil
+		}); err != nil {
+			return job, err
+		}
+		h.cfg.Logger.InfoContext(ctx, "re-embedding the account's chunks of another model; until done, queries find only chunks of the current model",
+			"account", a.ID, "job_id", job.ID, "model", model.Model, "stale_chunks", stale)
 	}
 	return job, nil
 }
 
-// errNoAccountChange ends an account update that would change nothing
-// (records.ErrNoChange is not imported here: records is not a worker's
-// dependency). It is returned to the caller, which ignores it.
-var errNoAccountChange = errors.New("workers: no change")
-
-// ReembedKey is the Idempotency-Key of an account's re-embed job to model:
-// one job per account and model.
-func ReembedKey(model string) string {
-	sum := sha256.Sum256([]byte(model))
+// ReembedKey is the Idempotency-Key of an account's re-embed job to model
+// that follows the job after ("" for the first): one job per account, model
+// and predecessor.
+func ReembedKey(model string, after apiary.JobID) string {
+	sum := sha256.Sum256([]byte(model + "\x00" + string(after)))
 	return "reembed-" + hex.EncodeToString(sum[:16])
 }

@@ -237,11 +237,25 @@ func TestReembedJob(t *testing.T) {
 	require.Equal(t, theirs, e.chunksOf(t, globex, "A"))
 	require.Zero(t, e.chunksOf(t, globex, "B"))
 
-	// Once every account is B, starting again starts nothing for acme.
+	// Once every chunk of acme is B, starting again starts nothing for it.
 	again, err = h.Reconcile(ctx)
 	require.NoError(t, err)
 	require.Len(t, again, 1)
 	require.Equal(t, globex, again[0].Account)
+
+	// A worker still on A (a rolling upgrade) writes a chunk of A: the next
+	// start re-embeds again, in one new job however often it starts.
+	ingestWith(t, pipeA, acme, doc("late", "honeybee9 written late by an old worker"))
+	again, err = h.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Len(t, again, 2)
+	next := again[0]
+	require.Equal(t, acme, next.Account)
+	require.NotEqual(t, job.ID, next.ID)
+	require.Equal(t, apiary.JobQueued, next.Status)
+	again, err = h.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Equal(t, next.ID, again[0].ID)
 }
 
 // openText returns the text of a stored chunk, found through a search with p.

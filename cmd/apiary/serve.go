@@ -38,7 +38,6 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 			func() (component, error) { return a.sweeperComponent(), nil },
 			a.webhookComponent,
 			a.poolComponent,
-			func() (component, error) { return a.modelCheckComponent(), nil },
 		}
 		for _, part := range parts {
 			c, err := part()
@@ -58,6 +57,11 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 		return err
 	}
 	a.lc.start(ctx, c)
+	if role != roleAPI {
+		// After the API's bootstrap, so that a first start checks the
+		// account it made.
+		a.lc.start(ctx, a.modelCheckComponent())
+	}
 
 	select {
 	case <-ctx.Done():
