@@ -9,7 +9,7 @@ import (
 )
 
 // scope is the part of the data a call may touch. Every expression sent to
-// Milvus (Search, Count, DeleteDocument) is built from one by filter, so the
+// Milvus (Search, Count, Scan, DeleteDocument) is built from one by filter, so the
 // account clause cannot be forgotten by a method.
 type scope struct {
 	account apiary.AccountID
