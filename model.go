@@ -27,6 +27,19 @@ type Account struct {
 	ID        AccountID `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	// Embedding is the model every chunk of the account is known to be
+	// embedded with; nil until that is known (the account is checked when
+	// the service starts, and a re-embed job sets it when it succeeds).
+	Embedding *EmbeddingModel `json:"embedding,omitempty"`
+	// Reembed is the last re-embed job started for the account, if any.
+	Reembed JobID `json:"reembed_job_id,omitempty"`
+}
+
+// EmbeddingModel identifies what made a vector: the embedder's model name
+// and version (storage.VectorRecord.Model) and its dimension.
+type EmbeddingModel struct {
+	Model string `json:"model"`
+	Dim   int    `json:"dim"`
 }
 
 // Token is an API bearer token's record. The secret is never stored: Hash is
@@ -236,6 +249,18 @@ func (j *Job) Release(owner string) bool {
 
 func (j *Job) clearLease() { j.Owner, j.LeaseUntil = "", nil }
 
+// Expect sets the number of documents the job goes through, when a run
+// learns it (a re-embed job counts the account's documents as it starts),
+// unless the job is final or already says so.
+func (j *Job) Expect(total int, now time.Time) bool {
+	if j.Status.Final() || j.Counts.DocumentsTotal == total {
+		return false
+	}
+	j.Counts.DocumentsTotal = total
+	j.UpdatedAt = now
+	return true
+}
+
 // SetTally sets the job's counts and error sample from t.
 func (j *Job) SetTally(t Tally) {
 	j.Counts.DocumentsDone, j.Counts.DocumentsFailed, j.Counts.Chunks = t.Done, t.Failed, t.Chunks
@@ -339,6 +364,11 @@ type JobKind string
 // JobKindIngest ingests documents (from an upload). A record or message
 // without a kind is of this kind: they predate kinds.
 const JobKindIngest JobKind = "ingest"
+
+// JobKindReembed embeds an account's stored chunks again with the current
+// embedding model: each chunk is opened with its document's key, embedded,
+// and written back under the same id with the new model's vector.
+const JobKindReembed JobKind = "reembed"
 
 // JobMessage is all a queue message carries: identifiers, never document
 // text, never a credential.

@@ -44,10 +44,53 @@ func (s *Server) createAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.deps.Records.CreateAccount(ctx, apiary.Account{ID: id, Name: req.Name, CreatedAt: time.Now().UTC()}); err != nil {
+	a := apiary.Account{ID: id, Name: req.Name, CreatedAt: time.Now().UTC()}
+	if m := s.cfg.Model; m.Model != "" {
+		a.Embedding = &m // no chunk yet: all of them are of the current model
+	}
+	if err := s.deps.Records.CreateAccount(ctx, a); err != nil {
 		return fmt.Errorf("api: create account %s: %w", id, err)
 	}
 	return c.JSON(http.StatusCreated, createAccountResponse{ID: id, Name: req.Name, Token: secret, TokenID: tok.ID})
+}
+
+// accountView is the caller's account as GET /v1/account shows it.
+type accountView struct {
+	ID        apiary.AccountID `json:"id"`
+	Name      string           `json:"name"`
+	CreatedAt time.Time        `json:"created_at"`
+	Embedding *embeddingView   `json:"embedding,omitempty"`
+}
+
+// embeddingView says which model queries search with and whether every
+// chunk of the account is of it.
+type embeddingView struct {
+	Model string `json:"model"`
+	Dim   int    `json:"dim"`
+	// Stored is the model the account's chunks are known to be of; absent
+	// until the service has checked (at its start).
+	Stored *apiary.EmbeddingModel `json:"stored,omitempty"`
+	// Current is true when Stored is the model queries search with: no
+	// document is left out of search results for being of another model.
+	Current bool `json:"current"`
+	// ReembedJobID is the last job that re-embedded the account's chunks.
+	ReembedJobID apiary.JobID `json:"reembed_job_id,omitempty"`
+}
+
+// getAccount shows the caller's account and its embedding model: after a
+// model change, queries search only chunks of the new model until the
+// account's re-embed job is done.
+func (s *Server) getAccount(c echo.Context) error {
+	a, err := s.deps.Records.Account(c.Request().Context(), principal(c).Account)
+	if err != nil {
+		return err
+	}
+	v := accountView{ID: a.ID, Name: a.Name, CreatedAt: a.CreatedAt}
+	if m := s.cfg.Model; m.Model != "" {
+		v.Embedding = &embeddingView{Model: m.Model, Dim: m.Dim, Stored: a.Embedding,
+			Current: a.Embedding != nil && *a.Embedding == m, ReembedJobID: a.Reembed}
+	}
+	return c.JSON(http.StatusOK, v)
 }
 
 type createTokenRequest struct {

@@ -50,6 +50,45 @@ func TestAccounts(t *testing.T) {
 	}
 }
 
+func TestGetAccount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	model := e.pipe.Model()
+
+	// Not checked yet: queries search the service's model, the chunks' is unknown.
+	rec := e.do(http.MethodGet, "/v1/account", e.viewer)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	got := decode[accountView](t, rec)
+	require.Equal(t, apiary.DefaultAccount, got.ID)
+	require.Equal(t, &embeddingView{Model: model.Model, Dim: model.Dim}, got.Embedding)
+
+	// Re-embedding from another model, then done.
+	old := apiary.EmbeddingModel{Model: "old", Dim: model.Dim}
+	_, err := e.recs.UpdateAccount(t.Context(), apiary.DefaultAccount, func(a *apiary.Account) error {
+		a.Embedding, a.Reembed = &old, "job_1"
+		return nil
+	})
+	require.NoError(t, err)
+	got = decode[accountView](t, e.do(http.MethodGet, "/v1/account", e.viewer))
+	require.Equal(t, &embeddingView{Model: model.Model, Dim: model.Dim, Stored: &old, ReembedJobID: "job_1"}, got.Embedding)
+	_, err = e.recs.UpdateAccount(t.Context(), apiary.DefaultAccount, func(a *apiary.Account) error {
+		a.Embedding = &model
+		return nil
+	})
+	require.NoError(t, err)
+	got = decode[accountView](t, e.do(http.MethodGet, "/v1/account", e.viewer))
+	require.Equal(t, &embeddingView{Model: model.Model, Dim: model.Dim, Stored: &model, Current: true, ReembedJobID: "job_1"}, got.Embedding)
+
+	// Another account's token sees its own account.
+	id, token := e.otherAccount("Globex")
+	got = decode[accountView](t, e.do(http.MethodGet, "/v1/account", token))
+	require.Equal(t, id, got.ID)
+	require.Equal(t, "Globex", got.Name)
+	require.Equal(t, &embeddingView{Model: model.Model, Dim: model.Dim, Stored: &model, Current: true}, got.Embedding,
+		"an account is made with the current model: it has no chunk of another")
+	requireProblem(t, e.do(http.MethodGet, "/v1/account", "apiary_bogus"), 401, "")
+}
+
 func TestTokens(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

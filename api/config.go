@@ -46,6 +46,10 @@ type Config struct {
 	// client that retries at once cannot spin on refusals. Default 250 ms;
 	// negative: none.
 	RefusalDelay time.Duration
+	// Model is the embedding model queries search with (the pipeline's),
+	// shown by GET /v1/account beside the model the account's chunks are
+	// known to be of. Zero: not shown.
+	Model apiary.EmbeddingModel
 	// MaxTokensPerAccount is the most tokens one account may hold; creating
 	// one more gets 409. Default 100.
 	MaxTokensPerAccount int

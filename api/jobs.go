@@ -18,6 +18,7 @@ import (
 // apiary.MaxErrorSample failures; GET /v1/jobs/{id}/errors pages through all.
 type jobView struct {
 	ID         apiary.JobID           `json:"id"`
+	Kind       apiary.JobKind         `json:"kind"`
 	Status     apiary.JobStatus       `json:"status"`
 	Counts     apiary.Counts          `json:"counts"`
 	Errors     []apiary.DocumentError `json:"errors"`
@@ -35,7 +36,10 @@ func viewJob(j apiary.Job) jobView {
 	if j.Errors == nil {
 		j.Errors = []apiary.DocumentError{}
 	}
-	v := jobView{ID: j.ID, Status: j.Status, Counts: j.Counts, Errors: j.Errors, Error: j.Error, Attempts: j.Attempts,
+	if j.Kind == "" {
+		j.Kind = apiary.JobKindIngest // a record from before kinds
+	}
+	v := jobView{ID: j.ID, Kind: j.Kind, Status: j.Status, Counts: j.Counts, Errors: j.Errors, Error: j.Error, Attempts: j.Attempts,
 		Source: j.Source, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt}
 	if n := j.Counts.DocumentsFailed; n > 0 {
 		v.Message = fmt.Sprintf("%d of %d documents failed; see errors", n, j.Counts.DocumentsTotal)

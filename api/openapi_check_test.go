@@ -277,7 +277,7 @@ func TestSpecCheckRefuses(t *testing.T) {
 	spec, err := loadSpecCheck()
 	require.NoError(t, err)
 	jsonHeader := http.Header{"Content-Type": {"application/json"}}
-	job := `{"id":"job_1","status":"queued","counts":{"documents_total":1,"documents_done":0,"documents_failed":0,"chunks":0},"errors":[],"attempts":0,"source":"upload","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}`
+	job := `{"id":"job_1","kind":"ingest","status":"queued","counts":{"documents_total":1,"documents_done":0,"documents_failed":0,"chunks":0},"errors":[],"attempts":0,"source":"upload","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}`
 	require.NoError(t, spec.check(http.MethodGet, "/v1/jobs/job_1", 200, jsonHeader, []byte(job)))
 	for name, tc := range map[string]struct {
 		method, path string

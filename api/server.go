@@ -89,6 +89,7 @@ func (s *Server) routes() {
 	e.GET("/v1/documents/:id", s.getDocument, viewer...)
 	e.DELETE("/v1/documents/:id", s.deleteDocument, editor...)
 	e.POST("/v1/accounts", s.createAccount, operator...)
+	e.GET("/v1/account", s.getAccount, viewer...)
 	e.POST("/v1/tokens", s.createToken, admin...)
 	e.GET("/v1/tokens", s.listTokens, admin...)
 	e.DELETE("/v1/tokens/:id", s.deleteToken, admin...)

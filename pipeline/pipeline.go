@@ -520,6 +520,9 @@ type openDoc struct {
 // store without lexical search is Invalid (storage.ErrNoLexical); ModeHybrid
 // there ranks by the dense leg alone.
 //
+// Only chunks embedded by the pipeline's embedder (its Model) are searched:
+// chunks of another model wait for a re-embed job (Reembed).
+//
 // A chunk that does not open with its document's current key (sealed by a
 // losing concurrent attempt, see Ingest) is skipped, not an error: the query
 // fetches further hits to fill TopK, and one warning per query names the
@@ -611,7 +614,7 @@ func (p *Pipeline) fetcher(ctx context.Context, account apiary.AccountID, q Quer
 	if !slices.Contains(Modes, mode) {
 		return nil, apiary.E(apiary.KindInvalid, "mode must be one of hybrid, dense or lexical")
 	}
-	f := storage.VectorFilter{Document: q.Document}
+	f := storage.VectorFilter{Document: q.Document, Model: p.emb.Model()}
 	var vec []float32
 	if mode != ModeLexical {
 		v, err := embed.Query(ctx, p.emb, q.Text) // with the model's query prefix, if it has one
@@ -637,7 +640,9 @@ func (p *Pipeline) fetcher(ctx context.Context, account apiary.AccountID, q Quer
 		if len(terms) == 0 {
 			return nil, nil // nothing but stop words and punctuation
 		}
-		return p.vecs.SearchLexical(ctx, account, terms, k, f)
+		// Words do not depend on the embedding model: chunks not yet
+		// re-embedded for the current model are still found by their words.
+		return p.vecs.SearchLexical(ctx, account, terms, k, storage.VectorFilter{Document: f.Document})
 	}
 	one := func(leg func(int) ([]storage.Hit, error)) fetchFunc {
 		return func(k int) ([]storage.Hit, int, bool, error) {

@@ -133,6 +133,7 @@ type Hit struct {
 // VectorFilter narrows a search or a count inside one account.
 type VectorFilter struct {
 	Document apiary.DocumentID // when set, only this document's chunks
+	Model    string            // when set, only chunks embedded by this model (VectorRecord.Model)
 }
 
 // ErrNoLexical is the error (of kind Invalid) of SearchLexical on a store
@@ -165,6 +166,14 @@ type VectorStore interface {
 	SearchLexical(ctx context.Context, account apiary.AccountID, terms []uint32, k int, f VectorFilter) ([]Hit, error)
 	// Count returns how many records match f.
 	Count(ctx context.Context, account apiary.AccountID, f VectorFilter) (int, error)
+	// Scan returns up to limit records of account that match f, with their
+	// vectors, in ascending ChunkID order, starting after the ChunkID after
+	// ("" starts at the beginning): a page of the account's chunks without a
+	// query vector. The last record's ChunkID is the next page's after; a
+	// page shorter than limit is the last. Records written or deleted while
+	// a scan pages through may or may not be seen. limit must be positive
+	// (Invalid otherwise).
+	Scan(ctx context.Context, account apiary.AccountID, after apiary.ChunkID, limit int, f VectorFilter) ([]VectorRecord, error)
 	// Close flushes and releases the store.
 	Close() error
 }

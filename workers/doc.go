@@ -41,5 +41,7 @@
 // ProgressEvery, fails a job whose runs ended with their process
 // apiary.MaxInterrupted times, and publishes each job's final event once.
 // The IngestHandler runs ingestion jobs: a redelivered job skips the
-// documents already done.
+// documents already done. The ReembedHandler runs re-embed jobs, which embed
+// an account's chunks of another model again, in place; its Reconcile, run
+// as the workers start, submits one per account whose chunks need it.
 package workers

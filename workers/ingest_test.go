@@ -38,6 +38,7 @@ import (
 type env struct {
 	url     string // of the nats-server
 	recs    *records.Store
+	keys    *keyring.Keyring
 	stager  *upload.Stager
 	vecs    *localvec.Store
 	pipe    *pipeline.Pipeline
@@ -102,7 +103,7 @@ func openEnv(t *testing.T, nc *nats.Conn, keyDir, vecDir string, lease time.Dura
 	require.NoError(t, err)
 	q, err := jsqueue.New(ctx, jsqueue.Config{Conn: nc, Lease: lease, PollWait: 100 * time.Millisecond})
 	require.NoError(t, err)
-	e := &env{url: nc.ConnectedUrl(), recs: recs, stager: upload.NewStager(blobs, keys), vecs: vecs, pipe: pipe, bus: bus, q: q}
+	e := &env{url: nc.ConnectedUrl(), recs: recs, keys: keys, stager: upload.NewStager(blobs, keys), vecs: vecs, pipe: pipe, bus: bus, q: q}
 	e.ingest = &flaky{next: pipe, failOnce: map[apiary.DocumentID]error{}, failed: map[apiary.DocumentID]bool{}}
 	e.jobs = jobs.New(jobs.Config{ProgressEvery: time.Nanosecond, Lease: lease}, recs, q, bus, e.stager)
 	e.handler = workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1}, e.jobs, e.stager, e.ingest)

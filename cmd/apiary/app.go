@@ -151,6 +151,7 @@ func (a *app) poolComponent() (component, error) {
 	handler := workers.NewIngestHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe)
 	mux := workers.NewMux()
 	mux.Register(apiary.JobKindIngest, handler)
+	mux.Register(apiary.JobKindReembed, a.reembedHandler())
 	pool, err := workers.NewPool(a.queue, mux, workers.PoolConfig{
 		Concurrency: a.cfg.Workers.Count,
 		Fair:        workers.FairConfig{MaxPerAccount: a.cfg.Workers.JobsPerAccount},
@@ -172,6 +173,28 @@ func (a *app) poolComponent() (component, error) {
 		},
 		budget: a.cfg.Workers.ShutdownTimeout,
 	}, nil
+}
+
+func (a *app) reembedHandler() *workers.ReembedHandler {
+	return workers.NewReembedHandler(workers.ReembedConfig{Logger: a.log}, a.jobService(), a.recs, a.pipe)
+}
+
+// modelCheckComponent compares each account's embedding model with the
+// embedder's, once, as the workers start: an account with chunks of
+// another model gets a re-embed job (one per account and model).
+func (a *app) modelCheckComponent() component {
+	h := a.reembedHandler()
+	return component{name: "model check", run: func(ctx context.Context) error {
+		started, err := h.Reconcile(ctx)
+		if err != nil {
+			a.log.Error("could not check the accounts' embedding models", "err", err)
+			return nil // queries still answer; the next start checks again
+		}
+		if len(started) > 0 {
+			a.log.Info("accounts with chunks of another embedding model are being re-embedded", "accounts", len(started), "model", a.emb.Model())
+		}
+		return nil
+	}}
 }
 
 // sweeperComponent re-enqueues jobs that were recorded but never queued.

@@ -57,6 +57,11 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 		return err
 	}
 	a.lc.start(ctx, c)
+	if role != roleAPI {
+		// After the API's bootstrap, so that a first start checks the
+		// account it made.
+		a.lc.start(ctx, a.modelCheckComponent())
+	}
 
 	select {
 	case <-ctx.Done():
@@ -109,6 +114,7 @@ func (a *app) newAPI() (*api.Server, error) {
 		AccountRateBurst: cfg.AccountBurst,
 
 		AllowPrivateWebhooks: a.cfg.Webhooks.AllowPrivate,
+		Model:                a.pipe.Model(),
 	}, api.Deps{
 		Records: a.recs,
 		Queue:   a.queue,

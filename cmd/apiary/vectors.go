@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/storage"
 	localvec "github.com/apiaryhq/apiary/storage/local"
 	"github.com/apiaryhq/apiary/storage/milvus"
@@ -26,7 +27,8 @@ func (c *VectorsConfig) register(f *flags) {
 }
 
 // vectorStores are the vector stores --vectors names. Each is opened for
-// the embedder's dimension (a.emb) and closed after the workers stop.
+// the embedder's dimension (a.emb), refusing to open with another (a store
+// holds one dimension), and closed after the workers stop.
 var vectorStores = table[storage.VectorStore]{
 	{
 		name:  "local",
@@ -38,7 +40,7 @@ var vectorStores = table[storage.VectorStore]{
 			return nil
 		},
 		open: func(_ context.Context, a *app) (storage.VectorStore, error) {
-			return localvec.Open(filepath.Join(a.cfg.DataDir, "vectors"), localvec.Options{Logger: a.log})
+			return localvec.Open(filepath.Join(a.cfg.DataDir, "vectors"), localvec.Options{Logger: a.log, Dim: a.emb.Dim()})
 		},
 	},
 	{
@@ -50,7 +52,16 @@ var vectorStores = table[storage.VectorStore]{
 			return nil
 		},
 		open: func(ctx context.Context, a *app) (storage.VectorStore, error) {
-			return milvus.Open(ctx, milvus.Config{Addr: a.cfg.Vectors.MilvusAddr, Collection: a.cfg.Vectors.MilvusCollection, Dim: a.emb.Dim()})
+			s, err := milvus.Open(ctx, milvus.Config{Addr: a.cfg.Vectors.MilvusAddr, Collection: a.cfg.Vectors.MilvusCollection, Dim: a.emb.Dim()})
+			switch {
+			case errors.Is(err, apiary.ErrInvalid):
+				// A collection holds one dimension: say what to do.
+				return nil, fmt.Errorf("%w (the embedder makes vectors of dimension %d: chunks are re-embedded in place only at the same dimension; "+
+					"use an embedder of the collection's dimension, or --milvus-collection NEW and ingest the documents again)", err, a.emb.Dim())
+			case err != nil:
+				return nil, err
+			}
+			return s, nil
 		},
 	},
 }

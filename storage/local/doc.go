@@ -18,8 +18,10 @@
 //     metadata stay in document records) and terms only hashed.
 //   - Tenancy in one place. Every method goes through scoped(account), and a
 //     record whose Account differs from the call's account is Invalid.
-//   - One dimension. All vectors in a store share the dimension of the first
-//     one ever upserted; it is persisted, and any other is Invalid.
+//   - One dimension. All vectors in a store share one dimension: Options.Dim,
+//     recorded when the store is opened, or else that of the first vector ever
+//     upserted; it is persisted, any other is Invalid, and Open with another
+//     Options.Dim fails (Invalid) saying what to do.
 //   - Concurrency. Searches run in parallel under a read lock; writes are
 //     serialized. Search is exact (brute-force cosine, top-k by a min-heap),
 //     and ties are broken by ChunkID so results are deterministic.

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"container/heap"
 	"math"
 	"slices"
 	"strings"
@@ -148,16 +149,7 @@ func (sh *shard) search(vec []float32, k int, f storage.VectorFilter) []storage.
 	}
 
 	top := topK{k: k, ents: sh.ents}
-	if f.Document != "" {
-		for id := range sh.docs[f.Document] {
-			i := sh.ids[id]
-			top.offer(i, dot(q, sh.vector(i))*sh.invs[i])
-		}
-	} else {
-		for i := range sh.ents {
-			top.offer(i, dot(q, sh.vector(i))*sh.invs[i])
-		}
-	}
+	sh.each(f, func(i int) { top.offer(i, dot(q, sh.vector(i))*sh.invs[i]) })
 
 	return sh.hits(&top, func(s float32) float32 { return min(max(s, -1), 1) })
 }
@@ -176,6 +168,77 @@ func (sh *shard) hits(top *topK, score func(float32) float32) []storage.Hit {
 		hits[n] = h
 	}
 	return hits
+}
+
+// each calls fn with the index of every record that matches f.
+func (sh *shard) each(f storage.VectorFilter, fn func(i int)) {
+	match := func(i int) {
+		if f.Model == "" || sh.ents[i].rec.Model == f.Model {
+			fn(i)
+		}
+	}
+	if f.Document != "" {
+		for id := range sh.docs[f.Document] {
+			match(sh.ids[id])
+		}
+		return
+	}
+	for i := range sh.ents {
+		match(i)
+	}
+}
+
+// count returns how many records match f.
+func (sh *shard) count(f storage.VectorFilter) int {
+	switch {
+	case f.Model == "" && f.Document != "":
+		return len(sh.docs[f.Document])
+	case f.Model == "":
+		return len(sh.ents)
+	}
+	n := 0
+	sh.each(f, func(int) { n++ })
+	return n
+}
+
+// scan returns copies of up to limit records that match f with a ChunkID
+// above after, in ChunkID order: one pass keeping the limit smallest in a
+// max-heap.
+func (sh *shard) scan(after apiary.ChunkID, limit int, f storage.VectorFilter) []storage.VectorRecord {
+	var h idHeap
+	sh.each(f, func(i int) {
+		id := sh.ents[i].rec.ChunkID
+		switch {
+		case id <= after:
+		case len(h.ids) < limit:
+			heap.Push(&h, id)
+		case id < h.ids[0]:
+			h.ids[0] = id
+			heap.Fix(&h, 0)
+		}
+	})
+	slices.Sort(h.ids)
+	out := make([]storage.VectorRecord, len(h.ids))
+	for n, id := range h.ids {
+		i := sh.ids[id]
+		out[n] = sh.ents[i].rec
+		out[n].Sealed = slices.Clone(sh.ents[i].rec.Sealed)
+		out[n].Vector = slices.Clone(sh.vector(i))
+	}
+	return out
+}
+
+// idHeap is a max-heap of chunk ids (container/heap).
+type idHeap struct{ ids []apiary.ChunkID }
+
+func (h *idHeap) Len() int           { return len(h.ids) }
+func (h *idHeap) Less(i, j int) bool { return h.ids[i] > h.ids[j] }
+func (h *idHeap) Swap(i, j int)      { h.ids[i], h.ids[j] = h.ids[j], h.ids[i] }
+func (h *idHeap) Push(x any)         { h.ids = append(h.ids, x.(apiary.ChunkID)) }
+func (h *idHeap) Pop() any {
+	x := h.ids[len(h.ids)-1]
+	h.ids = h.ids[:len(h.ids)-1]
+	return x
 }
 
 // norm is the Euclidean length of v, accumulated in float64.

@@ -28,6 +28,11 @@ type Options struct {
 	// Logger receives compaction failures (the write that triggered the
 	// compaction has already succeeded). Default slog.Default().
 	Logger *slog.Logger
+	// Dim, when set, is the dimension the store is opened for: a store
+	// holding vectors of another dimension fails Open with an Invalid error,
+	// and an empty one records Dim at once. 0 (the default) takes the
+	// dimension of the first vector ever upserted.
+	Dim int
 }
 
 func (o *Options) setDefaults() {
@@ -50,6 +55,9 @@ func (o Options) Validate() error {
 	}
 	if o.CompactMinBytes < 0 {
 		errs = append(errs, fmt.Errorf("local: CompactMinBytes must not be negative, got %d", o.CompactMinBytes))
+	}
+	if o.Dim < 0 || o.Dim > maxDim {
+		errs = append(errs, fmt.Errorf("local: Dim must be 0 to %d, got %d", maxDim, o.Dim))
 	}
 	return errors.Join(errs...)
 }
@@ -157,8 +165,32 @@ func (s *Store) load() error {
 		}
 	}
 	s.log, s.size = f, good
+	if err := s.fixDim(); err != nil {
+		f.Close()
+		return err
+	}
 	s.nextCompact = s.opts.CompactMinBytes
 	s.maybeCompact()
+	return nil
+}
+
+// fixDim checks the replayed store against Options.Dim, recording it in
+// the log when the store has none yet.
+func (s *Store) fixDim() error {
+	want := s.opts.Dim
+	switch {
+	case want == 0 || s.dim == want:
+		return nil
+	case s.dim != 0:
+		return apiary.E(apiary.KindInvalid,
+			"local: the vector store in %s holds vectors of dimension %d and the embedder makes %d: "+
+				"chunks are re-embedded in place only at the same dimension; use an embedder of dimension %d, "+
+				"or move %s aside and ingest the documents again", s.dir, s.dim, want, s.dim, s.dir)
+	}
+	if err := s.append(encodeDim(want)); err != nil {
+		return fmt.Errorf("local: open %s: record dimension: %w", s.dir, err)
+	}
+	s.dim = want
 	return nil
 }
 
@@ -432,13 +464,36 @@ func (s *Store) Count(ctx context.Context, account apiary.AccountID, f storage.V
 		return 0, errClosed
 	}
 	sh := sc.shard()
-	switch {
-	case sh == nil:
+	if sh == nil {
 		return 0, nil
-	case f.Document != "":
-		return len(sh.docs[f.Document]), nil
 	}
-	return len(sh.ents), nil
+	return sh.count(f), nil
+}
+
+// Scan returns up to limit of account's records that match f, with ChunkID
+// above after, in ChunkID order. Each page is one pass over the account's
+// records (or the document's, with a document filter).
+func (s *Store) Scan(ctx context.Context, account apiary.AccountID, after apiary.ChunkID, limit int, f storage.VectorFilter) ([]storage.VectorRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("local: scan: %w", err)
+	}
+	sc, err := s.scoped(account)
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, apiary.E(apiary.KindInvalid, "local: scan: limit must be positive, got %d", limit)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	sh := sc.shard()
+	if sh == nil {
+		return nil, nil
+	}
+	return sh.scan(after, limit, f), nil
 }
 
 // Close releases the store: later calls fail with an Unavailable error.

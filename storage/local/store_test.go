@@ -112,6 +112,27 @@ func TestReopenKeepsData(t *testing.T) {
 	require.ErrorIs(t, s.Upsert(t.Context(), acc, []storage.VectorRecord{short}), apiary.ErrInvalid)
 }
 
+func TestOpenWithAnotherDimensionIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := open(t, dir, local.Options{Dim: storagetest.VectorDim})
+	// Recorded at open, before any upsert.
+	short := storagetest.NewRecord("acc", "doc", 1, 0, storagetest.VectorDim/2)
+	require.ErrorIs(t, s.Upsert(t.Context(), "acc", []storage.VectorRecord{short}), apiary.ErrInvalid)
+	require.NoError(t, s.Close())
+
+	_, err := local.Open(dir, local.Options{Dim: storagetest.VectorDim * 2})
+	require.ErrorIs(t, err, apiary.ErrInvalid)
+	require.ErrorContains(t, err, fmt.Sprintf("holds vectors of dimension %d and the embedder makes %d", storagetest.VectorDim, storagetest.VectorDim*2))
+	require.ErrorContains(t, err, "ingest the documents again")
+
+	// The same dimension, or none given, opens; the refused open wrote nothing.
+	s = open(t, dir, local.Options{})
+	require.NoError(t, s.Upsert(t.Context(), "acc", []storage.VectorRecord{storagetest.NewRecord("acc", "doc", 1, 0, storagetest.VectorDim)}))
+	require.NoError(t, s.Close())
+	open(t, dir, local.Options{Dim: storagetest.VectorDim})
+}
+
 func logPath(dir string) string { return filepath.Join(dir, "vectors.log") }
 
 func fileSize(t *testing.T, path string) int64 {
@@ -384,6 +405,8 @@ func TestOptionsValidate(t *testing.T) {
 		{local.Options{CompactRatio: 1}, false},
 		{local.Options{CompactRatio: math.NaN()}, false},
 		{local.Options{CompactMinBytes: -1}, false},
+		{local.Options{Dim: 384}, true},
+		{local.Options{Dim: -1}, false},
 	} {
 		_, err := local.Open(t.TempDir(), tc.opts)
 		if tc.ok {

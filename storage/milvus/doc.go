@@ -54,7 +54,7 @@
 // The account is the partition key, so Milvus hashes accounts onto a fixed
 // set of partitions and a search filtered by account scans only one of
 // them. Every expression sent to Milvus (Search, SearchLexical and its
-// counts, Count, DeleteDocument) is built by scope.filter, which always
+// counts, Count, Scan, DeleteDocument) is built by scope.filter, which always
 // starts with `account == "..."` and quotes every string value: backslashes and double quotes are escaped and
 // control characters spelled \uXXXX, so a document id cannot close its
 // literal and widen a filter to other documents or accounts. Upsert refuses
@@ -89,5 +89,8 @@
 // Messages name the operation and the account, never chunk contents.
 //
 // Scores are cosine similarities in [-1, 1], best first. k is capped at
-// 16384, Milvus' limit.
+// 16384, Milvus' limit. Scan pages through an account's rows with a query
+// iterator's first batch (ordered by primary key, so by chunk id), limit
+// capped likewise; a filter on the model (VectorFilter.Model) matches the
+// model field.
 package milvus

@@ -9,7 +9,7 @@ import (
 )
 
 // scope is the part of the data a call may touch. Every expression sent to
-// Milvus (Search, Count, DeleteDocument) is built from one by filter, so the
+// Milvus (Search, Count, Scan, DeleteDocument) is built from one by filter, so the
 // account clause cannot be forgotten by a method.
 type scope struct {
 	account apiary.AccountID
@@ -17,6 +17,10 @@ type scope struct {
 	document apiary.DocumentID
 	// olderThan, when non-zero, narrows to the document's versions below it.
 	olderThan uint64
+	// model, when set, narrows to chunks embedded by that model.
+	model string
+	// after, when set, narrows to chunk ids above it (Scan's pages).
+	after apiary.ChunkID
 }
 
 // filter validates s and returns its boolean expression. The account clause
@@ -43,6 +47,13 @@ func (s scope) filter() (string, error) {
 			return "", err
 		}
 		b.WriteString(" && " + fieldVersion + " < " + strconv.FormatInt(v, 10))
+	}
+	if s.model != "" {
+		b.WriteString(" && " + fieldModel + " == " + quote(s.model))
+	}
+	if s.after != "" {
+		// The primary key orders the account's rows by chunk id.
+		b.WriteString(" && " + fieldID + " > " + quote(primaryKey(s.account, s.after)))
 	}
 	return b.String(), nil
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -472,7 +474,7 @@ func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, do
 // Search implements storage.VectorStore. Scores are cosine similarities in
 // [-1, 1], best first; k above Milvus' limit of 16384 is lowered to it.
 func (s *Store) Search(ctx context.Context, account apiary.AccountID, vec []float32, k int, f storage.VectorFilter) ([]storage.Hit, error) {
-	expr, err := (scope{account: account, document: f.Document}).filter()
+	expr, err := (scope{account: account, document: f.Document, model: f.Model}).filter()
 	if err != nil {
 		return nil, fmt.Errorf("milvus: search: %w", err)
 	}
@@ -537,7 +539,7 @@ func (s *Store) searchParam(k int) (entity.SearchParam, error) {
 
 // Count implements storage.VectorStore.
 func (s *Store) Count(ctx context.Context, account apiary.AccountID, f storage.VectorFilter) (int, error) {
-	expr, err := (scope{account: account, document: f.Document}).filter()
+	expr, err := (scope{account: account, document: f.Document, model: f.Model}).filter()
 	if err != nil {
 		return 0, fmt.Errorf("milvus: count: %w", err)
 	}
@@ -546,6 +548,46 @@ func (s *Store) Count(ctx context.Context, account apiary.AccountID, f storage.V
 		return 0, classify(err, "count", string(account))
 	}
 	return int(n), nil
+}
+
+// Scan implements storage.VectorStore: one query through a query iterator,
+// whose batches are ordered by primary key (account + ":" + chunk id, so
+// chunk id order inside the account); limit above Milvus' limit of 16384 is
+// lowered to it. It runs at the collection's consistency level.
+func (s *Store) Scan(ctx context.Context, account apiary.AccountID, after apiary.ChunkID, limit int, f storage.VectorFilter) ([]storage.VectorRecord, error) {
+	expr, err := (scope{account: account, document: f.Document, model: f.Model, after: after}).filter()
+	if err != nil {
+		return nil, fmt.Errorf("milvus: scan: %w", err)
+	}
+	if limit <= 0 {
+		return nil, apiary.E(apiary.KindInvalid, "milvus: scan: limit must be positive")
+	}
+	limit = min(limit, maxTopK)
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	it, err := s.c.QueryIterator(ctx, client.NewQueryIteratorOption(s.cfg.Collection).
+		WithExpr(expr).WithOutputFields(append(outputFields[:len(outputFields):len(outputFields)], fieldVector)...).WithBatchSize(limit))
+	if err != nil {
+		return nil, classify(err, "scan", string(account))
+	}
+	rs, err := it.Next(ctx)
+	if errors.Is(err, io.EOF) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, classify(err, "scan", string(account))
+	}
+	recs, err := s.records(rs, rs.Len(), true)
+	if err != nil {
+		return nil, classify(err, "scan results", string(account))
+	}
+	for _, r := range recs {
+		if r.Account != account { // cannot happen: the filter says so
+			return nil, apiary.E(apiary.KindOther, "milvus: scan returned another account's record")
+		}
+	}
+	slices.SortFunc(recs, func(a, b storage.VectorRecord) int { return strings.Compare(string(a.ChunkID), string(b.ChunkID)) })
+	return recs, nil
 }
 
 // records decodes n rows of result columns.

@@ -2,7 +2,10 @@ package records
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/storage"
@@ -64,4 +67,34 @@ func (s *AccountStore) CreateLexicalKey(ctx context.Context, account apiary.Acco
 		return apiary.E(apiary.KindInvalid, "lexical key is empty")
 	}
 	return create(ctx, s.lexKeys, scopedKey(account, lexicalKeyID), "lexical key", lexicalKey{Wrapped: wrapped})
+}
+
+// UpdateAccount applies fn to account id's record and stores the result
+// with a compare-and-swap, retrying on concurrent writes; fn returning
+// ErrNoChange stores nothing. NotFound when there is no such account.
+func (s *AccountStore) UpdateAccount(ctx context.Context, id apiary.AccountID, fn func(*apiary.Account) error) (apiary.Account, error) {
+	return update(ctx, s.accounts, encodeID(string(id)), "account", fn)
+}
+
+// Accounts returns every account, ordered by id: a cross-account read, for
+// the checks the service makes when it starts (the embedding model of each
+// account's chunks).
+func (s *AccountStore) Accounts(ctx context.Context) ([]apiary.Account, error) {
+	keys, err := s.accounts.Keys(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("records: list accounts: %w", err)
+	}
+	out := make([]apiary.Account, 0, len(keys))
+	for _, k := range keys {
+		a, _, err := get[apiary.Account](ctx, s.accounts, k, "account")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b apiary.Account) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	return out, nil
 }

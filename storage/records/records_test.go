@@ -47,6 +47,41 @@ func TestRecords(t *testing.T) {
 	for name, newKVS := range backends {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
+			t.Run("accounts list and update by compare-and-swap", func(t *testing.T) {
+				t.Parallel()
+				s, ctx := open(t, newKVS), context.Background()
+				for _, id := range []apiary.AccountID{"globex", "acme"} {
+					require.NoError(t, s.CreateAccount(ctx, apiary.Account{ID: id, Name: string(id)}))
+				}
+				all, err := s.Accounts(ctx)
+				require.NoError(t, err)
+				require.Len(t, all, 2)
+				require.Equal(t, []apiary.AccountID{"acme", "globex"}, []apiary.AccountID{all[0].ID, all[1].ID})
+
+				var wg sync.WaitGroup
+				var err1, err2 error
+				wg.Go(func() {
+					_, err1 = s.UpdateAccount(ctx, "acme", func(a *apiary.Account) error {
+						a.Embedding = &apiary.EmbeddingModel{Model: "m", Dim: 8}
+						return nil
+					})
+				})
+				wg.Go(func() {
+					_, err2 = s.UpdateAccount(ctx, "acme", func(a *apiary.Account) error { a.Reembed = "job_1"; return nil })
+				})
+				wg.Wait()
+				require.NoError(t, errors.Join(err1, err2))
+				got, err := s.Account(ctx, "acme")
+				require.NoError(t, err)
+				require.Equal(t, &apiary.EmbeddingModel{Model: "m", Dim: 8}, got.Embedding, "concurrent updates lost one")
+				require.Equal(t, apiary.JobID("job_1"), got.Reembed)
+
+				got, err = s.UpdateAccount(ctx, "acme", func(*apiary.Account) error { return records.ErrNoChange })
+				require.NoError(t, err)
+				require.Equal(t, "acme", got.Name)
+				_, err = s.UpdateAccount(ctx, "initech", func(*apiary.Account) error { return nil })
+				require.ErrorIs(t, err, apiary.ErrNotFound)
+			})
 			t.Run("jobs are scoped to their account", func(t *testing.T) {
 				t.Parallel()
 				s, ctx := open(t, newKVS), context.Background()

@@ -87,6 +87,10 @@ func RunVectorStore(t *testing.T, newStore func(t *testing.T) storage.VectorStor
 		{"DimensionMismatchIsInvalid", testDimensionMismatch},
 		{"EmptyVectorIsInvalid", testEmptyVector},
 		{"ConcurrentUpserts", testConcurrentUpserts},
+		{"FilterByModel", testFilterByModel},
+		{"ScanPagesInChunkIDOrder", testScanPages},
+		{"ScanFilters", testScanFilters},
+		{"ScanLimitNotPositiveIsInvalid", testScanLimitNotPositive},
 	}, lexicalCases...))
 }
 
@@ -405,5 +409,162 @@ func testConcurrentUpserts(t *testing.T, s storage.VectorStore) {
 		require.Len(t, hits, 1)
 		require.Equal(t, probe.ChunkID, hits[0].ChunkID)
 		require.True(t, slices.Equal(probe.Sealed, hits[0].Sealed))
+	}
+}
+
+func testFilterByModel(t *testing.T, s storage.VectorStore) {
+	acc, other := apiary.NewAccountID(), apiary.NewAccountID()
+	var old, cur []storage.VectorRecord
+	for i := range 3 {
+		r := NewRecord(acc, "doc", 1, i, VectorDim)
+		r.Model = "model-a"
+		old = append(old, r)
+	}
+	for i := range 2 {
+		r := NewRecord(acc, "doc", 1, 3+i, VectorDim)
+		r.Model = "model-b"
+		cur = append(cur, r)
+	}
+	elsewhere := NewRecord(acc, "elsewhere", 1, 0, VectorDim)
+	elsewhere.Model = "model-b"
+	foreign := NewRecord(other, "doc", 1, 0, VectorDim)
+	foreign.Model = "model-b"
+	upsert(t, s, acc, append(append(old, cur...), elsewhere)...)
+	upsert(t, s, other, foreign)
+
+	countModel := func(account apiary.AccountID, doc apiary.DocumentID, model string) int {
+		t.Helper()
+		n, err := s.Count(t.Context(), account, storage.VectorFilter{Document: doc, Model: model})
+		require.NoError(t, err)
+		return n
+	}
+	require.Equal(t, 3, countModel(acc, "", "model-a"))
+	require.Equal(t, 3, countModel(acc, "", "model-b"))
+	require.Equal(t, 2, countModel(acc, "doc", "model-b"))
+	require.Equal(t, 1, countModel(acc, "elsewhere", "model-b"))
+	require.Zero(t, countModel(acc, "elsewhere", "model-a"))
+	require.Zero(t, countModel(acc, "", "model-c"))
+	require.Equal(t, 1, countModel(other, "", "model-b"))
+
+	// The nearest record is of model-a: a search for model-b never returns it.
+	hits, err := s.Search(t.Context(), acc, old[0].Vector, 10, storage.VectorFilter{Model: "model-b"})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []apiary.ChunkID{cur[0].ChunkID, cur[1].ChunkID, elsewhere.ChunkID}, chunkIDs(hits))
+	for _, h := range hits {
+		require.Equal(t, "model-b", h.Model)
+	}
+	hits, err = s.Search(t.Context(), acc, old[0].Vector, 10, storage.VectorFilter{Document: "doc", Model: "model-a"})
+	require.NoError(t, err)
+	require.Len(t, hits, 3)
+	require.Equal(t, old[0].ChunkID, hits[0].ChunkID)
+	hits, err = s.Search(t.Context(), acc, old[0].Vector, 10, storage.VectorFilter{Model: "model-c"})
+	require.NoError(t, err)
+	require.Empty(t, hits)
+
+	// Re-embedding in place: the same ChunkID with another model and vector.
+	moved := old[0]
+	moved.Model, moved.Vector = "model-b", axis(0, 0, 0, 1)
+	upsert(t, s, acc, moved)
+	require.Equal(t, 2, countModel(acc, "", "model-a"))
+	require.Equal(t, 4, countModel(acc, "", "model-b"))
+	require.Equal(t, 6, count(t, s, acc, ""))
+}
+
+// scanAll pages through account's records matching f, limit at a time.
+func scanAll(t *testing.T, s storage.VectorStore, account apiary.AccountID, limit int, f storage.VectorFilter) []storage.VectorRecord {
+	t.Helper()
+	var all []storage.VectorRecord
+	var after apiary.ChunkID
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 1000, "Scan does not end")
+		page, err := s.Scan(t.Context(), account, after, limit, f)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(page), limit)
+		for i, r := range page {
+			require.Equal(t, account, r.Account, "scan returned another account's record")
+			require.Greater(t, r.ChunkID, after, "record %d of a page is not after the cursor", i)
+			if i > 0 {
+				require.Greater(t, r.ChunkID, page[i-1].ChunkID, "a page is not in ChunkID order")
+			}
+		}
+		all = append(all, page...)
+		if len(page) < limit {
+			return all
+		}
+		after = page[len(page)-1].ChunkID
+	}
+}
+
+func testScanPages(t *testing.T, s storage.VectorStore) {
+	acc, other := apiary.NewAccountID(), apiary.NewAccountID()
+	want := map[apiary.ChunkID]storage.VectorRecord{}
+	var recs []storage.VectorRecord
+	for d := range 3 {
+		for i := range 5 {
+			r := NewRecord(acc, apiary.DocumentID(fmt.Sprintf("doc-%d", d)), 1, i, VectorDim)
+			recs = append(recs, r)
+			want[r.ChunkID] = r
+		}
+	}
+	upsert(t, s, acc, recs...)
+	upsert(t, s, other, NewRecord(other, "doc-0", 1, 0, VectorDim))
+
+	for _, limit := range []int{1, 4, 15, 100} {
+		got := scanAll(t, s, acc, limit, storage.VectorFilter{})
+		require.Len(t, got, len(want), "limit %d", limit)
+		for _, r := range got {
+			w, ok := want[r.ChunkID]
+			require.True(t, ok, "limit %d: unknown chunk %s", limit, r.ChunkID)
+			require.Equal(t, w.Document, r.Document)
+			require.Equal(t, w.Version, r.Version)
+			require.Equal(t, w.Index, r.Index)
+			require.Equal(t, w.Sealed, r.Sealed)
+			require.Equal(t, w.Model, r.Model)
+			require.InDeltaSlice(t, w.Vector, r.Vector, 1e-5)
+		}
+	}
+	empty, err := s.Scan(t.Context(), apiary.NewAccountID(), "", 10, storage.VectorFilter{})
+	require.NoError(t, err)
+	require.Empty(t, empty)
+	last := scanAll(t, s, acc, 100, storage.VectorFilter{})
+	past, err := s.Scan(t.Context(), acc, last[len(last)-1].ChunkID, 10, storage.VectorFilter{})
+	require.NoError(t, err)
+	require.Empty(t, past)
+}
+
+func testScanFilters(t *testing.T, s storage.VectorStore) {
+	acc := apiary.NewAccountID()
+	var recs []storage.VectorRecord
+	for i := range 6 {
+		r := NewRecord(acc, "mine", 1, i, VectorDim)
+		if i%2 == 0 {
+			r.Model = "model-a"
+		}
+		recs = append(recs, r)
+	}
+	recs = append(recs, NewRecord(acc, "theirs", 1, 0, VectorDim))
+	upsert(t, s, acc, recs...)
+
+	byDoc := scanAll(t, s, acc, 2, storage.VectorFilter{Document: "mine"})
+	require.Len(t, byDoc, 6)
+	for _, r := range byDoc {
+		require.Equal(t, apiary.DocumentID("mine"), r.Document)
+	}
+	byModel := scanAll(t, s, acc, 2, storage.VectorFilter{Model: "model-a"})
+	require.Len(t, byModel, 3)
+	for _, r := range byModel {
+		require.Equal(t, "model-a", r.Model)
+	}
+	both := scanAll(t, s, acc, 10, storage.VectorFilter{Document: "theirs", Model: "storagetest"})
+	require.Len(t, both, 1)
+	require.Equal(t, recs[6].ChunkID, both[0].ChunkID)
+}
+
+func testScanLimitNotPositive(t *testing.T, s storage.VectorStore) {
+	acc := apiary.NewAccountID()
+	upsert(t, s, acc, NewRecord(acc, "doc", 1, 0, VectorDim))
+	for _, limit := range []int{0, -1} {
+		_, err := s.Scan(t.Context(), acc, "", limit, storage.VectorFilter{})
+		requireInvalid(t, err, "limit=%d", limit)
 	}
 }

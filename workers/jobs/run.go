@@ -212,6 +212,13 @@ func (r *Run) Record(ctx context.Context, o apiary.DocumentOutcome) (stop bool, 
 // staged documents dropped. It runs even when the run's context has ended
 // (ErrJobEnded), under its own short timeout.
 func (r *Run) Finish(ctx context.Context) error {
+	_, err := r.Complete(ctx)
+	return err
+}
+
+// Complete is Finish that also returns the job's record as it ended, so
+// that a handler can act on its final status.
+func (r *Run) Complete(ctx context.Context) (apiary.Job, error) {
 	ctx, cancel := r.s.finalCtx(ctx)
 	defer cancel()
 	r.mu.Lock()
@@ -222,7 +229,25 @@ func (r *Run) Finish(ctx context.Context) error {
 		return true
 	})
 	if err != nil {
-		return err
+		return job, err
 	}
-	return r.s.conclude(ctx, job)
+	return job, r.s.conclude(ctx, job)
+}
+
+// Expect records how many documents the job goes through, for a job whose
+// run learns it (apiary.Job.Expect), and publishes job.progress when that
+// changed the record. It reports whether the job became final meanwhile
+// (canceled): the run should stop.
+func (r *Run) Expect(ctx context.Context, total int) (stop bool, err error) {
+	job, changed, err := r.s.update(ctx, r.job, func(j *apiary.Job) bool { return j.Expect(total, time.Now().UTC()) })
+	if err != nil {
+		return false, err
+	}
+	if job.Status.Final() {
+		return true, nil
+	}
+	if changed {
+		r.s.publish(ctx, job, apiary.EventJobProgress)
+	}
+	return false, nil
 }
