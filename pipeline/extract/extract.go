@@ -20,6 +20,7 @@ package extract
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -44,7 +45,16 @@ const (
 	HTML     Format = "html"
 	JSON     Format = "json"
 	CSV      Format = "csv"
+	PDF      Format = "pdf"
+	DOCX     Format = "docx"
+	PPTX     Format = "pptx"
+	XLSX     Format = "xlsx"
+	EPUB     Format = "epub"
+	RTF      Format = "rtf"
 )
+
+// binaryFormats are read as bytes, not as UTF-8 text.
+var binaryFormats = map[Format]bool{PDF: true, DOCX: true, PPTX: true, XLSX: true, EPUB: true, RTF: true}
 
 var byContentType = map[string]Format{
 	"text/plain":            Text,
@@ -56,6 +66,15 @@ var byContentType = map[string]Format{
 	"text/json":             JSON,
 	"text/csv":              CSV,
 	"application/csv":       CSV,
+	"application/pdf":       PDF,
+	"application/x-pdf":     PDF,
+	"application/vnd.openxmlformats-officedocument.wordprocessingml.document":   DOCX,
+	"application/vnd.openxmlformats-officedocument.presentationml.presentation": PPTX,
+	"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet":         XLSX,
+	"application/epub+zip": EPUB,
+	"application/rtf":      RTF,
+	"application/x-rtf":    RTF,
+	"text/rtf":             RTF,
 }
 
 var byExtension = map[string]Format{
@@ -68,6 +87,12 @@ var byExtension = map[string]Format{
 	".xhtml":    HTML,
 	".json":     JSON,
 	".csv":      CSV,
+	".pdf":      PDF,
+	".docx":     DOCX,
+	".pptx":     PPTX,
+	".xlsx":     XLSX,
+	".epub":     EPUB,
+	".rtf":      RTF,
 }
 
 // Detect returns the format of a document from its content type (checked
@@ -92,7 +117,39 @@ func Detect(filename, contentType string) (Format, error) {
 		return f, nil
 	}
 	return "", apiary.E(apiary.KindInvalid,
-		"unsupported content type %q (file %q): supported are .txt .md .html .json .csv", contentType, filename)
+		"unsupported content type %q (file %q): supported are %s", contentType, filename, supportedList)
+}
+
+// supportedList names the supported formats by extension, for errors.
+const supportedList = ".txt .md .html .json .csv .pdf .docx .pptx .xlsx .epub .rtf"
+
+// DetectData is Detect that, when the content type and the file name say
+// nothing known, recognises the format from the document's first bytes
+// (Sniff).
+func DetectData(filename, contentType string, raw []byte) (Format, error) {
+	f, err := Detect(filename, contentType)
+	if err != nil {
+		if sniffed, ok := Sniff(raw); ok {
+			return sniffed, nil
+		}
+	}
+	return f, err
+}
+
+// Sniff recognises PDF, RTF and the zip-based formats (DOCX, PPTX, XLSX,
+// EPUB) from their bytes: "%PDF-", "{\\rtf", and for a zip the EPUB
+// mimetype entry or the OOXML main part's name.
+func Sniff(raw []byte) (Format, bool) {
+	head := raw[:min(len(raw), 1024)]
+	switch {
+	case bytes.HasPrefix(head, []byte("%PDF-")):
+		return PDF, true
+	case bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n"), []byte("{\\rtf")):
+		return RTF, true
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
+		return sniffZip(raw)
+	}
+	return "", false
 }
 
 // Bounds on what Extract writes.
@@ -120,37 +177,77 @@ func MaxText(rawLen, limit int) int {
 	return n
 }
 
+// Document is an extracted document.
+type Document struct {
+	// Text is the document's text: valid UTF-8, never longer than MaxText.
+	Text string
+	// Title is the document's own title ("" when it has none), at most
+	// MaxTitleBytes.
+	Title string
+	// Pages holds, for formats made of pages (PDF pages, PPTX slides),
+	// the byte offset in Text where each page starts: page n (from 1)
+	// starts at Pages[n-1] and ends where the next starts. An empty page
+	// starts where the next does. Nil for other formats.
+	Pages []int
+}
+
 // Extract returns the text and the title (empty when the document has none)
 // of raw in format f. limit is the document limit (0: none): the text is
 // never longer than MaxText(len(raw), limit), and a document whose text
 // would be is an error of kind TooLarge.
 func Extract(f Format, raw []byte, limit int) (text string, title string, err error) {
-	if !utf8.Valid(raw) {
-		return "", "", apiary.E(apiary.KindInvalid, "extract %s: document is not valid UTF-8", f)
+	d, err := ExtractDocument(context.Background(), f, raw, limit)
+	return d.Text, d.Title, err
+}
+
+// ExtractDocument is Extract with page boundaries. Formats that can take
+// long (PDF) stop when ctx is done, with an error of kind Unavailable.
+func ExtractDocument(ctx context.Context, f Format, raw []byte, limit int) (Document, error) {
+	if !binaryFormats[f] && !utf8.Valid(raw) {
+		return Document{}, apiary.E(apiary.KindInvalid, "extract %s: document is not valid UTF-8", f)
 	}
 	w := &writer{max: MaxText(len(raw), limit)}
-	raw = bytes.TrimPrefix(raw, []byte("\uFEFF"))
+	var (
+		d   Document
+		err error
+	)
+	if !binaryFormats[f] {
+		raw = bytes.TrimPrefix(raw, []byte("\uFEFF"))
+	}
 	switch f {
 	case Text:
-		text = normalize(string(raw))
+		d.Text = normalize(string(raw))
 	case Markdown:
-		text, title = extractMarkdown(string(raw))
+		d.Text, d.Title = extractMarkdown(string(raw))
 	case HTML:
-		text, title, err = extractHTML(raw, w)
+		d.Text, d.Title, err = extractHTML(raw, w)
 	case JSON:
-		text, title, err = extractJSON(raw, w)
+		d.Text, d.Title, err = extractJSON(raw, w)
 	case CSV:
-		text, err = extractCSV(raw, w)
+		d.Text, err = extractCSV(raw, w)
+	case PDF:
+		d.Text, d.Title, d.Pages, err = extractPDF(ctx, raw, w)
+	case DOCX:
+		d.Text, d.Title, err = extractDOCX(raw, w)
+	case PPTX:
+		d.Text, d.Title, d.Pages, err = extractPPTX(raw, w)
+	case XLSX:
+		d.Text, d.Title, err = extractXLSX(raw, w)
+	case EPUB:
+		d.Text, d.Title, err = extractEPUB(raw, w)
+	case RTF:
+		d.Text, d.Title, err = extractRTF(raw, w)
 	default:
-		return "", "", apiary.E(apiary.KindInvalid, "extract: unsupported format %q", string(f))
+		return Document{}, apiary.E(apiary.KindInvalid, "extract: unsupported format %q", string(f))
 	}
-	if err == nil && (w.full || len(text) > w.max) {
+	if err == nil && (w.full || len(d.Text) > w.max) {
 		err = tooLarge(f, len(raw), limit, w.max)
 	}
 	if err != nil {
-		return "", "", err
+		return Document{}, err
 	}
-	return text, apiary.Truncate(title, MaxTitleBytes), nil
+	d.Title = apiary.Truncate(d.Title, MaxTitleBytes)
+	return d, nil
 }
 
 func tooLarge(f Format, rawLen, limit, max int) error {
