@@ -163,6 +163,14 @@ const (
 	// MaxLabelBytes is the longest CSV column name or JSON key path written
 	// before a value; longer ones are cut, marked with "…".
 	MaxLabelBytes = 128
+	// InflateRatio and InflateSlack bound the bytes that a compressed
+	// document (PDF streams, the parts of a zip) may decode to, all its
+	// parts together: InflateRatio × the file + InflateSlack. Every decode
+	// counts: a PDF form drawn twice counts twice. Text-heavy PDFs decode
+	// to 3 to 10 times their size and DOCX parts to 5 to 50; a flate bomb
+	// decodes to 1,000 times.
+	InflateRatio = 64
+	InflateSlack = 64 << 20
 	// MaxTitleBytes is the longest title Extract returns.
 	MaxTitleBytes = apiary.MaxTitleBytes
 )
@@ -721,65 +729,96 @@ func jsonError(err error) error {
 // Cells past it are named by position, as cells past the header are.
 const maxCSVColumns = 4096
 
-// extractCSV writes the header row as a line, then each record as
-// "col: value; col: value" (empty cells left out), each column name cut to
-// MaxLabelBytes. Records longer than the header name their extra cells by
-// position ("column 5"). Cells are read one at a time (csvScanner), never a
-// whole record: a record of millions of empty cells costs no memory.
+// extractCSV writes the CSV as a table (see table). Cells are read one at
+// a time (csvScanner), never a whole record: a record of millions of empty
+// cells costs no memory.
 func extractCSV(raw []byte, w *writer) (string, error) {
 	sc := &csvScanner{rest: raw}
-	var header []string
+	t := &table{w: w}
 	for !w.full && sc.nextRecord() {
-		if header == nil {
-			header = []string{}
-			for i := 0; ; i++ {
-				h, last := sc.field()
-				h = strings.Join(strings.Fields(h), " ")
-				if i > 0 {
-					w.write("; ")
-				}
-				w.write(h)
-				if i < maxCSVColumns {
-					header = append(header, label(h, false))
-				}
-				if last || w.full {
-					break
-				}
-			}
-			w.writeByte('\n')
-			continue
-		}
-		cells := 0
 		for i := 0; !w.full; i++ {
 			v, last := sc.field()
-			if v = strings.TrimSpace(v); v != "" {
-				v = strings.Join(strings.Fields(v), " ")
-			}
-			if v != "" {
-				name := ""
-				if i < len(header) {
-					name = header[i]
-				}
-				if name == "" {
-					name = "column " + strconv.Itoa(i+1)
-				}
-				if cells > 0 {
-					w.write("; ")
-				}
-				w.write(name)
-				w.write(": ")
-				w.write(v)
-				cells++
-			}
+			t.cell(i, v)
 			if last {
 				break
 			}
 		}
-		if cells > 0 {
-			w.writeByte('\n')
-		}
+		t.endRow()
 	}
 	return w.String(), nil
+}
+
+// table writes rows of cells as text: the first row (the header) as a
+// line of its cells joined by "; ", then each row as "col: value; col:
+// value" (empty cells left out), each column name cut to MaxLabelBytes.
+// Cells past the header are named by position ("column 5"), as are cells
+// under an empty name; at most maxCSVColumns names are kept. CSV files and
+// spreadsheet sheets are tables.
+type table struct {
+	w      *writer
+	header []string // nil until the header row ends
+	row    []string // the header row's names so far
+	cells  int      // cells written in the current row
+	next   int      // the next header column (header cells may skip columns)
+}
+
+// cell writes the cell of column i (from 0) of the current row. Cells of
+// a row come in column order.
+func (t *table) cell(i int, v string) {
+	if v = strings.TrimSpace(v); v != "" {
+		v = strings.Join(strings.Fields(v), " ")
+	}
+	if t.header == nil {
+		for ; t.next <= i; t.next++ {
+			if t.next > 0 {
+				t.w.write("; ")
+			}
+			h := ""
+			if t.next == i {
+				h = v
+			}
+			t.w.write(h)
+			if len(t.row) < maxCSVColumns {
+				t.row = append(t.row, label(h, false))
+			}
+		}
+		return
+	}
+	if v == "" {
+		return
+	}
+	name := ""
+	if i < len(t.header) {
+		name = t.header[i]
+	}
+	if name == "" {
+		name = "column " + strconv.Itoa(i+1)
+	}
+	if t.cells > 0 {
+		t.w.write("; ")
+	}
+	t.w.write(name)
+	t.w.write(": ")
+	t.w.write(v)
+	t.cells++
+}
+
+// endRow ends the current row.
+func (t *table) endRow() {
+	switch {
+	case t.header == nil:
+		if t.next == 0 {
+			return // no cell yet: the header is still to come
+		}
+		t.header = t.row
+		if t.header == nil {
+			t.header = []string{}
+		}
+		t.w.writeByte('\n')
+	case t.cells > 0:
+		t.w.writeByte('\n')
+	}
+	t.cells = 0
 }
 
 // csvScanner reads CSV one field at a time as encoding/csv reads it with

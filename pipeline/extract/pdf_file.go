@@ -14,13 +14,6 @@ import (
 const (
 	// MaxPDFPages is the most pages a PDF may have; more is TooLarge.
 	MaxPDFPages = 10000
-	// PDFInflateRatio and PDFInflateSlack bound the bytes that all of a
-	// PDF's streams may decode to, together (every decode counts, a form
-	// drawn twice twice): PDFInflateRatio × the file + PDFInflateSlack.
-	// Text-heavy PDFs decode to 3 to 10 times their size; a flate bomb
-	// decodes to 1,000 times, a form drawn a million times to more.
-	PDFInflateRatio = 64
-	PDFInflateSlack = 64 << 20
 	// maxPDFRefDepth bounds references followed one after another.
 	maxPDFRefDepth = 32
 	// maxPDFFormDepth bounds form XObjects drawn inside one another.
@@ -71,7 +64,7 @@ func openPDF(ctx context.Context, b []byte) (*pdfFile, error) {
 		objs:    map[int64]any{},
 		stms:    map[int64]*objStm{},
 		loading: map[int64]bool{},
-		budget:  int64(PDFInflateRatio)*int64(len(b)) + PDFInflateSlack,
+		budget:  int64(InflateRatio)*int64(len(b)) + InflateSlack,
 	}
 	if !bytes.Contains(b[:min(len(b), 1024)], []byte("%PDF-")) {
 		return nil, errors.New("not a PDF (no %PDF- header)")
