@@ -3,6 +3,7 @@ package extract
 import (
 	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"encoding/binary"
 	"encoding/xml"
 	"errors"
@@ -97,9 +98,20 @@ func (z *zipDoc) open(name string) (io.ReadCloser, error) {
 	if zf.UncompressedSize64 > uint64(max(z.budget, 0)) {
 		return nil, z.budgetError()
 	}
-	rc, err := zf.Open()
+	// Read raw and inflate here: archive/zip's own check of the declared
+	// size would tell a bomb from damage no better than "not valid".
+	raw, err := zf.OpenRaw()
 	if err != nil {
 		return nil, apiary.E(apiary.KindInvalid, "extract %s: a part of the archive does not open", z.format)
+	}
+	var rc io.ReadCloser
+	switch zf.Method {
+	case zip.Store:
+		rc = io.NopCloser(raw)
+	case zip.Deflate:
+		rc = flate.NewReader(raw)
+	default:
+		return nil, apiary.E(apiary.KindInvalid, "extract %s: a part of the archive is compressed by an unsupported method", z.format)
 	}
 	return &zipPart{rc: rc, z: z, left: int64(zf.UncompressedSize64)}, nil
 }
