@@ -177,7 +177,6 @@ type xmlReader struct {
 
 func newXMLReader(r io.Reader) *xmlReader {
 	d := xml.NewDecoder(r)
-	d.Strict = false
 	d.CharsetReader = func(_ string, in io.Reader) (io.Reader, error) { return in, nil }
 	return &xmlReader{d: d}
 }
