@@ -1,13 +1,22 @@
 // Package extract turns a raw document (an upload, a fetched file) into
 // plain text and a title.
 //
-// Supported formats: plain text, Markdown, HTML, JSON and CSV. PDF and DOCX
-// come later. Detect picks the format from the content type first (its
-// parameters, such as charset, ignored) and the file extension second.
+// Supported formats: plain text, Markdown, HTML, JSON, CSV, PDF (pdf*.go),
+// DOCX, PPTX, XLSX, EPUB (office.go over zip.go) and RTF (rtf.go), all in
+// pure Go. Detect picks the format from the content type first (its
+// parameters, such as charset, ignored) and the file extension second;
+// DetectData then tries the document's first bytes (Sniff).
 //
-// Every input must be valid UTF-8 (Invalid otherwise). Output is always valid
-// UTF-8. Errors never contain document text: they name the format and, at
-// most, a position.
+// Text formats must be valid UTF-8 (Invalid otherwise). Output is always
+// valid UTF-8. Errors never contain document text: they name the format
+// and, at most, a position.
+//
+// Compressed formats are bounded before any text is written: what a PDF's
+// streams or a zip's parts decode to, together, is at most InflateRatio
+// times the file plus InflateSlack; a PDF has at most MaxPDFPages pages; a
+// zip at most MaxZipEntries entries, each inflating at most MaxZipRatio
+// times. ExtractDocument also gives where each page of a PDF (or slide of
+// a PPTX) starts in the text.
 //
 // Output is bounded while it is written. CSV and JSON repeat labels (a
 // column's header, a value's key path) before every value, so a small file
