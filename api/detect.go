@@ -14,12 +14,21 @@ var canonicalType = map[extract.Format]string{
 	extract.HTML:     "text/html",
 	extract.JSON:     "application/json",
 	extract.CSV:      "text/csv",
+	extract.PDF:      "application/pdf",
+	extract.DOCX:     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+	extract.PPTX:     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+	extract.XLSX:     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+	extract.EPUB:     "application/epub+zip",
+	extract.RTF:      "application/rtf",
 }
 
 // detectContentType checks that an uploaded file is in a supported format
-// (415 with the supported list otherwise) and returns its media type.
-func detectContentType(filename, contentType string) (string, error) {
-	f, err := extract.Detect(filename, contentType)
+// (415 with the supported list otherwise) and returns its media type. The
+// part's content type is checked first, then the file name's extension,
+// then the file's first bytes (a PDF, RTF, DOCX, PPTX, XLSX or EPUB sent as
+// application/octet-stream without an extension is still recognised).
+func detectContentType(filename, contentType string, data []byte) (string, error) {
+	f, err := extract.DetectData(filename, contentType, data)
 	if err != nil {
 		return "", unsupportedMediaType("%s", apiary.Message(err))
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -176,4 +178,25 @@ func TestDocuments(t *testing.T) {
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		require.NotContains(t, rec.Body.String(), "odd text", "its chunks are gone")
 	})
+}
+
+// TestQueryShowsPages: a PDF's chunks carry their pages, and the query
+// answer shows them (validated against openapi.yaml like every answer).
+func TestQueryShowsPages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	raw, err := os.ReadFile(filepath.Join("..", "pipeline", "extract", "testdata", "hive.pdf"))
+	require.NoError(t, err)
+	e.seed(apiary.DefaultAccount, apiary.Document{ID: "hive.pdf", ContentType: "application/pdf", Raw: raw})
+	rec := e.do(http.MethodPost, "/v1/query", e.viewer, jsonBody(map[string]any{
+		"query": "a swarm hanging from a branch", "top_k": 1, "filter": map[string]any{"document_id": "hive.pdf"}}))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	got := decode[struct {
+		Results []map[string]any `json:"results"`
+	}](t, rec)
+	require.Len(t, got.Results, 1)
+	require.Contains(t, got.Results[0]["text"], "swarm hanging from a branch")
+	// The swarm paragraph is on page 2; with the default chunk size its
+	// chunk starts on page 1.
+	require.Equal(t, map[string]any{"first": float64(1), "last": float64(2)}, got.Results[0]["pages"])
 }

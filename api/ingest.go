@@ -224,7 +224,7 @@ func decodeIngestMultipart(body []byte, boundary string, lim ingestLimits) ([]ap
 			if len(data) == 0 {
 				return nil, "", apiary.E(apiary.KindInvalid, "file %q is empty", name)
 			}
-			ct, err := detectContentType(name, part.Header.Get(echo.HeaderContentType))
+			ct, err := detectContentType(name, part.Header.Get(echo.HeaderContentType), data)
 			if err != nil {
 				return nil, "", err
 			}

@@ -82,6 +82,28 @@ func TestIngestMultipart(t *testing.T) {
 		require.Equal(t, map[apiary.DocumentID]string{"notes.md": "text/markdown", "page": "text/html", "data.csv": "text/csv"}, got)
 	})
 
+	t.Run("documents detected by type, extension or first bytes", func(t *testing.T) {
+		rec := e.do(http.MethodPost, "/v1/ingest", e.editor, multipartBody([]filePart{
+			{name: "scan", contentType: "application/octet-stream", data: "%PDF-1.7\n"},
+			{name: "letter.docx", contentType: "application/octet-stream", data: "PK"},
+			{name: "memo", contentType: "text/rtf", data: `{\rtf1 memo}`},
+			{name: "book", contentType: "application/epub+zip", data: "PK"},
+		}, nil))
+		require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+		docs, err := e.stager.Load(ctx, apiary.DefaultAccount, decode[ingestResponse](t, rec).JobID)
+		require.NoError(t, err)
+		got := map[apiary.DocumentID]string{}
+		for _, d := range docs {
+			got[d.ID] = d.ContentType
+		}
+		require.Equal(t, map[apiary.DocumentID]string{
+			"scan":        "application/pdf",
+			"letter.docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+			"memo":        "application/rtf",
+			"book":        "application/epub+zip",
+		}, got)
+	})
+
 	t.Run("one file with an id", func(t *testing.T) {
 		rec := e.do(http.MethodPost, "/v1/ingest", e.editor, multipartBody(
 			[]filePart{{name: "report.txt", data: "quarterly"}}, map[string]string{"id": "reports/q3"}))
@@ -145,7 +167,7 @@ func TestIngestRejects(t *testing.T) {
 		{"metadata too large in all", docs(map[string]any{"id": "a", "text": "x", "metadata": manyKeys(10, 2000)}), nil, 400, "documents[0].metadata: keys and values are 20020 bytes together, the limit is 16384"},
 		{"bad idempotency key", docs(doc("a", "x")), map[string]string{"Idempotency-Key": "has space"}, 400, "Idempotency-Key"},
 		{"long idempotency key", docs(doc("a", "x")), map[string]string{"Idempotency-Key": strings.Repeat("k", 256)}, 400, "1 to 255"},
-		{"unsupported file", multipartBody([]filePart{{name: "scan.pdf", contentType: "application/pdf", data: "%PDF"}}, nil), nil, 415, "supported are"},
+		{"unsupported file", multipartBody([]filePart{{name: "scan.odt", contentType: "application/vnd.oasis.opendocument.text", data: "PK"}}, nil), nil, 415, "supported are"},
 		{"file without extension", multipartBody([]filePart{{name: "blob", data: "x"}}, nil), nil, 415, "supported are"},
 		{"empty file", multipartBody([]filePart{{name: "a.txt", data: ""}}, nil), nil, 400, "is empty"},
 		{"no file part", multipartBody(nil, map[string]string{"id": "a"}), nil, 400, "no file"},

@@ -43,6 +43,14 @@ type queryResult struct {
 	Score      float32           `json:"score"`
 	Metadata   map[string]string `json:"metadata"`
 	Title      string            `json:"title,omitempty"`
+	Pages      *pageRange        `json:"pages,omitempty"`
+}
+
+// pageRange is the pages of a paged document (PDF, PPTX) a chunk's text
+// comes from.
+type pageRange struct {
+	First int `json:"first"`
+	Last  int `json:"last"`
 }
 
 type queryResponse struct {
@@ -59,9 +67,17 @@ func viewResults(res []pipeline.Result) queryResponse {
 			Score:      r.Score,
 			Metadata:   orEmpty(r.Metadata),
 			Title:      r.Title,
+			Pages:      viewPages(r.Pages),
 		})
 	}
 	return out
+}
+
+func viewPages(p *pipeline.PageRange) *pageRange {
+	if p == nil {
+		return nil
+	}
+	return &pageRange{First: p.First, Last: p.Last}
 }
 
 func (req queryRequest) toQuery() (pipeline.Query, error) {

@@ -124,7 +124,7 @@ func TestNoSecretsInResponsesOrLogs(t *testing.T) {
 		{http.MethodPost, "/v1/ingest", rawBody("application/json", `{"documents":[{"id":"s","text":"`+text+`"}`)},
 		{http.MethodPost, "/v1/ingest", rawBody("text/plain", text)},
 		{http.MethodPost, "/v1/ingest", multipartBody([]filePart{{name: "s.txt", data: text}}, nil)},
-		{http.MethodPost, "/v1/ingest", multipartBody([]filePart{{name: "s.pdf", data: text}}, nil)},
+		{http.MethodPost, "/v1/ingest", multipartBody([]filePart{{name: "s.odt", data: text}}, nil)},
 		{http.MethodPost, "/v1/query", jsonBody(map[string]any{"query": text})},
 		{http.MethodPost, "/v1/query", jsonBody(map[string]any{"query": text, "top_k": 0})},
 		{http.MethodGet, "/v1/jobs?status=" + text[:10], request{}},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -161,6 +162,9 @@ func New(cfg Config, emb embed.Embedder, keys encrypt.KeyProvider, vecs storage.
 // is ignored).
 type sealedChunk struct {
 	Text string `json:"text"`
+	// Pages is the first and last page (from 1) of the text, for formats
+	// made of pages (PDF, PPTX); absent otherwise.
+	Pages []int `json:"pages,omitempty"`
 }
 
 // sealedRecord is what a document record's Sealed bytes hold once opened.
@@ -228,7 +232,7 @@ func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Docume
 		return fail(err)
 	}
 
-	text, title, size, err := p.text(doc)
+	text, title, pages, size, err := p.text(ctx, doc)
 	if err != nil {
 		return fail(err)
 	}
@@ -259,7 +263,7 @@ func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Docume
 
 	for from := 0; from < len(pieces); from += p.cfg.EmbedBatch {
 		batch := pieces[from:min(from+p.cfg.EmbedBatch, len(pieces))]
-		if err := p.writeBatch(ctx, account, doc, job.Version, from, batch, dk.Plaintext, lk); err != nil {
+		if err := p.writeBatch(ctx, account, doc, job.Version, from, batch, pages, dk.Plaintext, lk); err != nil {
 			return fail(err)
 		}
 	}
@@ -319,40 +323,52 @@ func (p *Pipeline) removeSuperseded(ctx context.Context, account apiary.AccountI
 	return nil
 }
 
-// text returns the document's text, its title and its size in bytes.
-func (p *Pipeline) text(doc apiary.Document) (text, title string, size int, err error) {
+// text returns the document's text, its title, where its pages start
+// (extract.Document.Pages) and its size in bytes.
+func (p *Pipeline) text(ctx context.Context, doc apiary.Document) (text, title string, pages []int, size int, err error) {
 	title = doc.Title
 	if len(doc.Raw) > 0 {
 		size = len(doc.Raw)
 		if size > p.cfg.MaxDocumentBytes {
-			return "", "", size, apiary.E(apiary.KindTooLarge, "document is %d bytes, the limit is %d", size, p.cfg.MaxDocumentBytes)
+			return "", "", nil, size, apiary.E(apiary.KindTooLarge, "document is %d bytes, the limit is %d", size, p.cfg.MaxDocumentBytes)
 		}
-		f, err := extract.Detect(string(doc.ID), doc.ContentType)
+		f, err := extract.DetectData(string(doc.ID), doc.ContentType, doc.Raw)
 		if err != nil {
-			return "", "", size, err
+			return "", "", nil, size, err
 		}
-		t, extracted, err := extract.Extract(f, doc.Raw, p.cfg.MaxDocumentBytes)
+		d, err := extract.ExtractDocument(ctx, f, doc.Raw, p.cfg.MaxDocumentBytes)
 		if err != nil {
-			return "", "", size, err
+			return "", "", nil, size, err
 		}
 		if title == "" {
-			title = extracted
+			title = d.Title
 		}
-		text = t
+		text, pages = d.Text, d.Pages
 	} else {
 		size = len(doc.Text)
 		if size > p.cfg.MaxDocumentBytes {
-			return "", "", size, apiary.E(apiary.KindTooLarge, "document is %d bytes, the limit is %d", size, p.cfg.MaxDocumentBytes)
+			return "", "", nil, size, apiary.E(apiary.KindTooLarge, "document is %d bytes, the limit is %d", size, p.cfg.MaxDocumentBytes)
 		}
 		if !utf8.ValidString(doc.Text) {
-			return "", "", size, apiary.E(apiary.KindInvalid, "document text is not valid UTF-8")
+			return "", "", nil, size, apiary.E(apiary.KindInvalid, "document text is not valid UTF-8")
 		}
 		text = doc.Text
 	}
 	if strings.TrimSpace(text) == "" {
-		return "", "", size, apiary.E(apiary.KindInvalid, "document has no text")
+		return "", "", nil, size, apiary.E(apiary.KindInvalid, "document has no text")
 	}
-	return text, title, size, nil
+	return text, title, pages, size, nil
+}
+
+// pageRange returns the first and last page (from 1) of the text from
+// start to end, given where each page starts; nil without pages.
+func pageRange(pages []int, start, end int) []int {
+	if len(pages) == 0 {
+		return nil
+	}
+	// The page of an offset is the last page starting at or before it.
+	pageOf := func(off int) int { return max(sort.SearchInts(pages, off+1), 1) }
+	return []int{pageOf(start), pageOf(max(end-1, start))}
 }
 
 // dataKey returns the document's data key: the existing record's when it is
@@ -374,8 +390,9 @@ func (p *Pipeline) dataKey(ctx context.Context, account apiary.AccountID, doc ap
 }
 
 // writeBatch embeds, hashes the terms of, seals and upserts one batch of
-// pieces; from is the index of the batch's first piece in the document.
-func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc apiary.Document, version uint64, from int, batch []chunk.Piece, key []byte, lk lexical.Key) error {
+// pieces; from is the index of the batch's first piece in the document,
+// pages where the document's pages start (nil: no pages).
+func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc apiary.Document, version uint64, from int, batch []chunk.Piece, pages []int, key []byte, lk lexical.Key) error {
 	texts := make([]string, len(batch))
 	for i, pc := range batch {
 		texts[i] = pc.Text
@@ -388,7 +405,7 @@ func (p *Pipeline) writeBatch(ctx context.Context, account apiary.AccountID, doc
 	for i, pc := range batch {
 		index := from + i
 		id := apiary.ChunkIDFor(account, doc.ID, version, index)
-		plain, err := json.Marshal(sealedChunk{Text: pc.Text})
+		plain, err := json.Marshal(sealedChunk{Text: pc.Text, Pages: pageRange(pages, pc.Start, pc.End)})
 		if err != nil {
 			return fmt.Errorf("encode chunk %d: %w", index, err)
 		}
@@ -503,7 +520,13 @@ type Result struct {
 	Score    float32
 	Metadata map[string]string // never nil
 	Title    string
+	// Pages is the chunk's first and last page (from 1) for a document
+	// made of pages (PDF, PPTX slides); nil otherwise.
+	Pages *PageRange
 }
+
+// PageRange is the pages a chunk's text comes from, First ≤ Last.
+type PageRange struct{ First, Last int }
 
 // openDoc is what Search learns about a document, once per query.
 type openDoc struct {
@@ -727,6 +750,10 @@ func (p *Pipeline) openHit(ctx context.Context, account apiary.AccountID, h stor
 	if err != nil {
 		return Result{}, false, apiary.E(apiary.KindOther, "chunk %s is malformed", h.ChunkID)
 	}
+	var pages *PageRange
+	if len(c.Pages) == 2 {
+		pages = &PageRange{First: c.Pages[0], Last: c.Pages[1]}
+	}
 	return Result{
 		DocumentID: h.Document,
 		ChunkID:    h.ChunkID,
@@ -734,6 +761,7 @@ func (p *Pipeline) openHit(ctx context.Context, account apiary.AccountID, h stor
 		Score:      h.Score,
 		Metadata:   d.info.Metadata,
 		Title:      d.info.Title,
+		Pages:      pages,
 	}, true, nil
 }
 

@@ -185,6 +185,39 @@ func TestIngestRawFormats(t *testing.T) {
 	require.Contains(t, res[0].Text, "name: Ann; role: pilot")
 }
 
+// TestIngestRealDocuments ingests a PDF and a DOCX made by LibreOffice
+// (pipeline/extract/testdata), sent without a useful content type or
+// extension, and finds their text; a PDF chunk knows its pages.
+func TestIngestRealDocuments(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	for id, file := range map[apiary.DocumentID]string{"hive-pdf": "hive.pdf", "hive-docx": "hive.docx"} {
+		raw, err := os.ReadFile(filepath.Join("extract", "testdata", file))
+		require.NoError(t, err)
+		rec := e.ingest(t, "acme", 1, apiary.Document{ID: id, ContentType: "application/octet-stream", Raw: raw})
+		info, err := e.p.Describe(ctx, rec)
+		require.NoError(t, err)
+		require.Equal(t, "Keeping Bees in Small Gardens", info.Title)
+	}
+	for id, want := range map[apiary.DocumentID]struct {
+		query string
+		pages *pipeline.PageRange
+	}{
+		"hive-pdf":  {"swarm hanging from a branch, shake the cluster into a cardboard box", &pipeline.PageRange{First: 2, Last: 2}},
+		"hive-docx": {"swarm hanging from a branch, shake the cluster into a cardboard box", nil},
+	} {
+		res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: want.query, TopK: 3, Document: id})
+		require.NoError(t, err)
+		require.NotEmpty(t, res, id)
+		require.Contains(t, res[0].Text, "cardboard box", id)
+		require.Equal(t, want.pages, res[0].Pages, id)
+	}
+	res, err := e.p.Search(ctx, "acme", pipeline.Query{Text: "single hive behind terraced houses", TopK: 1, Document: "hive-pdf"})
+	require.NoError(t, err)
+	require.Equal(t, &pipeline.PageRange{First: 1, Last: 1}, res[0].Pages)
+}
+
 func TestNewerVersionReplacesChunks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -667,7 +700,8 @@ func TestIngestRejects(t *testing.T) {
 		{"no text", job("acme", 1), apiary.Document{ID: "d", Text: " \n\t "}, apiary.KindInvalid, "document has no text"},
 		{"no content", job("acme", 1), apiary.Document{ID: "d"}, apiary.KindInvalid, "document has no text"},
 		{"html without text", job("acme", 1), apiary.Document{ID: "d.html", Raw: []byte("<script>" + secret + "</script>")}, apiary.KindInvalid, "document has no text"},
-		{"unsupported type", job("acme", 1), apiary.Document{ID: "d.pdf", ContentType: "application/pdf", Raw: []byte(secret)}, apiary.KindInvalid, "unsupported content type"},
+		{"unsupported type", job("acme", 1), apiary.Document{ID: "d.odt", ContentType: "application/vnd.oasis.opendocument.text", Raw: []byte(secret)}, apiary.KindInvalid, "unsupported content type"},
+		{"not a pdf", job("acme", 1), apiary.Document{ID: "d.pdf", ContentType: "application/pdf", Raw: []byte(secret)}, apiary.KindInvalid, "extract pdf"},
 		{"bad utf-8 text", job("acme", 1), apiary.Document{ID: "d", Text: secret + "\xff"}, apiary.KindInvalid, "not valid UTF-8"},
 		{"bad utf-8 raw", job("acme", 1), apiary.Document{ID: "d.txt", Raw: []byte(secret + "\xff")}, apiary.KindInvalid, "not valid UTF-8"},
 		{"bad json", job("acme", 1), apiary.Document{ID: "d.json", Raw: []byte(`{"a": ` + secret)}, apiary.KindInvalid, "extract json"},

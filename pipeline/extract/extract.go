@@ -1,13 +1,22 @@
 // Package extract turns a raw document (an upload, a fetched file) into
 // plain text and a title.
 //
-// Supported formats: plain text, Markdown, HTML, JSON and CSV. PDF and DOCX
-// come later. Detect picks the format from the content type first (its
-// parameters, such as charset, ignored) and the file extension second.
+// Supported formats: plain text, Markdown, HTML, JSON, CSV, PDF (pdf*.go),
+// DOCX, PPTX, XLSX, EPUB (office.go over zip.go) and RTF (rtf.go), all in
+// pure Go. Detect picks the format from the content type first (its
+// parameters, such as charset, ignored) and the file extension second;
+// DetectData then tries the document's first bytes (Sniff).
 //
-// Every input must be valid UTF-8 (Invalid otherwise). Output is always valid
-// UTF-8. Errors never contain document text: they name the format and, at
-// most, a position.
+// Text formats must be valid UTF-8 (Invalid otherwise). Output is always
+// valid UTF-8. Errors never contain document text: they name the format
+// and, at most, a position.
+//
+// Compressed formats are bounded before any text is written: what a PDF's
+// streams or a zip's parts decode to, together, is at most InflateRatio
+// times the file plus InflateSlack; a PDF has at most MaxPDFPages pages; a
+// zip at most MaxZipEntries entries, each inflating at most MaxZipRatio
+// times. ExtractDocument also gives where each page of a PDF (or slide of
+// a PPTX) starts in the text.
 //
 // Output is bounded while it is written. CSV and JSON repeat labels (a
 // column's header, a value's key path) before every value, so a small file
@@ -20,6 +29,7 @@ package extract
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -44,7 +54,16 @@ const (
 	HTML     Format = "html"
 	JSON     Format = "json"
 	CSV      Format = "csv"
+	PDF      Format = "pdf"
+	DOCX     Format = "docx"
+	PPTX     Format = "pptx"
+	XLSX     Format = "xlsx"
+	EPUB     Format = "epub"
+	RTF      Format = "rtf"
 )
+
+// binaryFormats are read as bytes, not as UTF-8 text.
+var binaryFormats = map[Format]bool{PDF: true, DOCX: true, PPTX: true, XLSX: true, EPUB: true, RTF: true}
 
 var byContentType = map[string]Format{
 	"text/plain":            Text,
@@ -56,6 +75,15 @@ var byContentType = map[string]Format{
 	"text/json":             JSON,
 	"text/csv":              CSV,
 	"application/csv":       CSV,
+	"application/pdf":       PDF,
+	"application/x-pdf":     PDF,
+	"application/vnd.openxmlformats-officedocument.wordprocessingml.document":   DOCX,
+	"application/vnd.openxmlformats-officedocument.presentationml.presentation": PPTX,
+	"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet":         XLSX,
+	"application/epub+zip": EPUB,
+	"application/rtf":      RTF,
+	"application/x-rtf":    RTF,
+	"text/rtf":             RTF,
 }
 
 var byExtension = map[string]Format{
@@ -68,6 +96,12 @@ var byExtension = map[string]Format{
 	".xhtml":    HTML,
 	".json":     JSON,
 	".csv":      CSV,
+	".pdf":      PDF,
+	".docx":     DOCX,
+	".pptx":     PPTX,
+	".xlsx":     XLSX,
+	".epub":     EPUB,
+	".rtf":      RTF,
 }
 
 // Detect returns the format of a document from its content type (checked
@@ -92,7 +126,39 @@ func Detect(filename, contentType string) (Format, error) {
 		return f, nil
 	}
 	return "", apiary.E(apiary.KindInvalid,
-		"unsupported content type %q (file %q): supported are .txt .md .html .json .csv", contentType, filename)
+		"unsupported content type %q (file %q): supported are %s", contentType, filename, supportedList)
+}
+
+// supportedList names the supported formats by extension, for errors.
+const supportedList = ".txt .md .html .json .csv .pdf .docx .pptx .xlsx .epub .rtf"
+
+// DetectData is Detect that, when the content type and the file name say
+// nothing known, recognises the format from the document's first bytes
+// (Sniff).
+func DetectData(filename, contentType string, raw []byte) (Format, error) {
+	f, err := Detect(filename, contentType)
+	if err != nil {
+		if sniffed, ok := Sniff(raw); ok {
+			return sniffed, nil
+		}
+	}
+	return f, err
+}
+
+// Sniff recognises PDF, RTF and the zip-based formats (DOCX, PPTX, XLSX,
+// EPUB) from their bytes: "%PDF-", "{\\rtf", and for a zip the EPUB
+// mimetype entry or the OOXML main part's name.
+func Sniff(raw []byte) (Format, bool) {
+	head := raw[:min(len(raw), 1024)]
+	switch {
+	case bytes.HasPrefix(head, []byte("%PDF-")):
+		return PDF, true
+	case bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n"), []byte("{\\rtf")):
+		return RTF, true
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
+		return sniffZip(raw)
+	}
+	return "", false
 }
 
 // Bounds on what Extract writes.
@@ -106,6 +172,14 @@ const (
 	// MaxLabelBytes is the longest CSV column name or JSON key path written
 	// before a value; longer ones are cut, marked with "…".
 	MaxLabelBytes = 128
+	// InflateRatio and InflateSlack bound the bytes that a compressed
+	// document (PDF streams, the parts of a zip) may decode to, all its
+	// parts together: InflateRatio × the file + InflateSlack. Every decode
+	// counts: a PDF form drawn twice counts twice. Text-heavy PDFs decode
+	// to 3 to 10 times their size and DOCX parts to 5 to 50; a flate bomb
+	// decodes to 1,000 times.
+	InflateRatio = 64
+	InflateSlack = 64 << 20
 	// MaxTitleBytes is the longest title Extract returns.
 	MaxTitleBytes = apiary.MaxTitleBytes
 )
@@ -120,37 +194,77 @@ func MaxText(rawLen, limit int) int {
 	return n
 }
 
+// Document is an extracted document.
+type Document struct {
+	// Text is the document's text: valid UTF-8, never longer than MaxText.
+	Text string
+	// Title is the document's own title ("" when it has none), at most
+	// MaxTitleBytes.
+	Title string
+	// Pages holds, for formats made of pages (PDF pages, PPTX slides),
+	// the byte offset in Text where each page starts: page n (from 1)
+	// starts at Pages[n-1] and ends where the next starts. An empty page
+	// starts where the next does. Nil for other formats.
+	Pages []int
+}
+
 // Extract returns the text and the title (empty when the document has none)
 // of raw in format f. limit is the document limit (0: none): the text is
 // never longer than MaxText(len(raw), limit), and a document whose text
 // would be is an error of kind TooLarge.
 func Extract(f Format, raw []byte, limit int) (text string, title string, err error) {
-	if !utf8.Valid(raw) {
-		return "", "", apiary.E(apiary.KindInvalid, "extract %s: document is not valid UTF-8", f)
+	d, err := ExtractDocument(context.Background(), f, raw, limit)
+	return d.Text, d.Title, err
+}
+
+// ExtractDocument is Extract with page boundaries. Formats that can take
+// long (PDF) stop when ctx is done, with an error of kind Unavailable.
+func ExtractDocument(ctx context.Context, f Format, raw []byte, limit int) (Document, error) {
+	if !binaryFormats[f] && !utf8.Valid(raw) {
+		return Document{}, apiary.E(apiary.KindInvalid, "extract %s: document is not valid UTF-8", f)
 	}
 	w := &writer{max: MaxText(len(raw), limit)}
-	raw = bytes.TrimPrefix(raw, []byte("\uFEFF"))
+	var (
+		d   Document
+		err error
+	)
+	if !binaryFormats[f] {
+		raw = bytes.TrimPrefix(raw, []byte("\uFEFF"))
+	}
 	switch f {
 	case Text:
-		text = normalize(string(raw))
+		d.Text = normalize(string(raw))
 	case Markdown:
-		text, title = extractMarkdown(string(raw))
+		d.Text, d.Title = extractMarkdown(string(raw))
 	case HTML:
-		text, title, err = extractHTML(raw, w)
+		d.Text, d.Title, err = extractHTML(raw, w)
 	case JSON:
-		text, title, err = extractJSON(raw, w)
+		d.Text, d.Title, err = extractJSON(raw, w)
 	case CSV:
-		text, err = extractCSV(raw, w)
+		d.Text, err = extractCSV(raw, w)
+	case PDF:
+		d.Text, d.Title, d.Pages, err = extractPDF(ctx, raw, w)
+	case DOCX:
+		d.Text, d.Title, err = extractDOCX(raw, w)
+	case PPTX:
+		d.Text, d.Title, d.Pages, err = extractPPTX(raw, w)
+	case XLSX:
+		d.Text, d.Title, err = extractXLSX(raw, w)
+	case EPUB:
+		d.Text, d.Title, err = extractEPUB(raw, w)
+	case RTF:
+		d.Text, d.Title, err = extractRTF(raw, w)
 	default:
-		return "", "", apiary.E(apiary.KindInvalid, "extract: unsupported format %q", string(f))
+		return Document{}, apiary.E(apiary.KindInvalid, "extract: unsupported format %q", string(f))
 	}
-	if err == nil && (w.full || len(text) > w.max) {
+	if err == nil && (w.full || len(d.Text) > w.max) {
 		err = tooLarge(f, len(raw), limit, w.max)
 	}
 	if err != nil {
-		return "", "", err
+		return Document{}, err
 	}
-	return text, apiary.Truncate(title, MaxTitleBytes), nil
+	d.Title = apiary.Truncate(d.Title, MaxTitleBytes)
+	return d, nil
 }
 
 func tooLarge(f Format, rawLen, limit, max int) error {
@@ -624,65 +738,96 @@ func jsonError(err error) error {
 // Cells past it are named by position, as cells past the header are.
 const maxCSVColumns = 4096
 
-// extractCSV writes the header row as a line, then each record as
-// "col: value; col: value" (empty cells left out), each column name cut to
-// MaxLabelBytes. Records longer than the header name their extra cells by
-// position ("column 5"). Cells are read one at a time (csvScanner), never a
-// whole record: a record of millions of empty cells costs no memory.
+// extractCSV writes the CSV as a table (see table). Cells are read one at
+// a time (csvScanner), never a whole record: a record of millions of empty
+// cells costs no memory.
 func extractCSV(raw []byte, w *writer) (string, error) {
 	sc := &csvScanner{rest: raw}
-	var header []string
+	t := &table{w: w}
 	for !w.full && sc.nextRecord() {
-		if header == nil {
-			header = []string{}
-			for i := 0; ; i++ {
-				h, last := sc.field()
-				h = strings.Join(strings.Fields(h), " ")
-				if i > 0 {
-					w.write("; ")
-				}
-				w.write(h)
-				if i < maxCSVColumns {
-					header = append(header, label(h, false))
-				}
-				if last || w.full {
-					break
-				}
-			}
-			w.writeByte('\n')
-			continue
-		}
-		cells := 0
 		for i := 0; !w.full; i++ {
 			v, last := sc.field()
-			if v = strings.TrimSpace(v); v != "" {
-				v = strings.Join(strings.Fields(v), " ")
-			}
-			if v != "" {
-				name := ""
-				if i < len(header) {
-					name = header[i]
-				}
-				if name == "" {
-					name = "column " + strconv.Itoa(i+1)
-				}
-				if cells > 0 {
-					w.write("; ")
-				}
-				w.write(name)
-				w.write(": ")
-				w.write(v)
-				cells++
-			}
+			t.cell(i, v)
 			if last {
 				break
 			}
 		}
-		if cells > 0 {
-			w.writeByte('\n')
-		}
+		t.endRow()
 	}
 	return w.String(), nil
+}
+
+// table writes rows of cells as text: the first row (the header) as a
+// line of its cells joined by "; ", then each row as "col: value; col:
+// value" (empty cells left out), each column name cut to MaxLabelBytes.
+// Cells past the header are named by position ("column 5"), as are cells
+// under an empty name; at most maxCSVColumns names are kept. CSV files and
+// spreadsheet sheets are tables.
+type table struct {
+	w      *writer
+	header []string // nil until the header row ends
+	row    []string // the header row's names so far
+	cells  int      // cells written in the current row
+	next   int      // the next header column (header cells may skip columns)
+}
+
+// cell writes the cell of column i (from 0) of the current row. Cells of
+// a row come in column order.
+func (t *table) cell(i int, v string) {
+	if v = strings.TrimSpace(v); v != "" {
+		v = strings.Join(strings.Fields(v), " ")
+	}
+	if t.header == nil {
+		for ; t.next <= i; t.next++ {
+			if t.next > 0 {
+				t.w.write("; ")
+			}
+			h := ""
+			if t.next == i {
+				h = v
+			}
+			t.w.write(h)
+			if len(t.row) < maxCSVColumns {
+				t.row = append(t.row, label(h, false))
+			}
+		}
+		return
+	}
+	if v == "" {
+		return
+	}
+	name := ""
+	if i < len(t.header) {
+		name = t.header[i]
+	}
+	if name == "" {
+		name = "column " + strconv.Itoa(i+1)
+	}
+	if t.cells > 0 {
+		t.w.write("; ")
+	}
+	t.w.write(name)
+	t.w.write(": ")
+	t.w.write(v)
+	t.cells++
+}
+
+// endRow ends the current row.
+func (t *table) endRow() {
+	switch {
+	case t.header == nil:
+		if t.next == 0 {
+			return // no cell yet: the header is still to come
+		}
+		t.header = t.row
+		if t.header == nil {
+			t.header = []string{}
+		}
+		t.w.writeByte('\n')
+	case t.cells > 0:
+		t.w.writeByte('\n')
+	}
+	t.cells = 0
 }
 
 // csvScanner reads CSV one field at a time as encoding/csv reads it with

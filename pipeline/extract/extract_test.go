@@ -46,11 +46,11 @@ func TestDetect(t *testing.T) {
 
 func TestDetectUnsupported(t *testing.T) {
 	t.Parallel()
-	for _, c := range [][2]string{{"report.pdf", "application/pdf"}, {"a.docx", ""}, {"noext", ""}, {"", ""}} {
+	for _, c := range [][2]string{{"report.odt", "application/vnd.oasis.opendocument.text"}, {"a.png", ""}, {"noext", ""}, {"", ""}} {
 		_, err := extract.Detect(c[0], c[1])
 		require.Error(t, err)
 		require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
-		require.ErrorContains(t, err, "supported are .txt .md .html .json .csv")
+		require.ErrorContains(t, err, "supported are .txt .md .html .json .csv .pdf .docx .pptx .xlsx .epub .rtf")
 		require.ErrorContains(t, err, c[0])
 	}
 }
