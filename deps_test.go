@@ -70,6 +70,7 @@ var roles = map[string]role{
 	"workers/jobs":     roleApp,
 	"workers/webhook":  roleApp,
 
+	"internal/eval":       roleInternal,
 	"internal/fairsem":    roleInternal,
 	"internal/natserr":    roleInternal,
 	"internal/natsserver": roleInternal,
@@ -85,6 +86,8 @@ var roles = map[string]role{
 
 	"cmd/apiary": roleMain,
 	"deploy":     roleTooling,
+
+	"scripts/evaldata": roleTooling, // builds the evaluation set (make eval-data)
 }
 
 // sdkHomes names, for each vendor SDK (an import path prefix), the only

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -92,34 +93,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // benchOnce runs one configuration and returns documents/s from the first
 // request to the last job's end.
 func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (float64, error) {
-	log := newLogger("warn", stderr)
-	a, err := newApp(ctx, cfg, log)
+	a, srv, token, err := startInProcess(ctx, cfg, newLogger("warn", stderr), "apiary bench")
 	if err != nil {
 		return 0, err
 	}
 	defer a.Close()
-	token, err := api.NewToken()
-	if err != nil {
-		return 0, err
-	}
-	// The default account exists after Bootstrap (made now, or by an earlier
-	// run on the same engines); the bench gets a token of its own in it.
-	if _, _, err := api.Bootstrap(ctx, a.recs, a.keys, ""); err != nil {
-		return 0, err
-	}
-	if err := a.recs.CreateToken(ctx, apiary.Token{ID: apiary.NewTokenID(), Account: apiary.DefaultAccount, Name: "apiary bench",
-		Role: apiary.RoleEditor, Hash: api.HashToken(token), CreatedAt: time.Now().UTC()}); err != nil {
-		return 0, err
-	}
-	srv, err := a.newAPI()
-	if err != nil {
-		return 0, err
-	}
-	pool, err := a.poolComponent()
-	if err != nil {
-		return 0, err
-	}
-	a.lc.start(ctx, pool) // stopped by a.Close
 
 	call := func(method, path string, body any, out any) error {
 		var r io.Reader
@@ -180,6 +158,44 @@ func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 		}
 	}
 	return float64(opt.Documents) / time.Since(start).Seconds(), nil
+}
+
+// startInProcess opens cfg's engines, starts the workers and returns the
+// app, the API over it and a new editor token of the default account named
+// name: a whole Apiary in-process, for the commands that measure one (bench,
+// eval). a.Close stops it all.
+func startInProcess(ctx context.Context, cfg Config, log *slog.Logger, name string) (_ *app, _ *api.Server, token string, err error) {
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if token, err = api.NewToken(); err != nil {
+		return nil, nil, "", err
+	}
+	// The default account exists after Bootstrap (made now, or by an earlier
+	// run on the same engines); the command gets a token of its own in it.
+	if _, _, err := api.Bootstrap(ctx, a.recs, a.keys, ""); err != nil {
+		return nil, nil, "", err
+	}
+	if err := a.recs.CreateToken(ctx, apiary.Token{ID: apiary.NewTokenID(), Account: apiary.DefaultAccount, Name: name,
+		Role: apiary.RoleEditor, Hash: api.HashToken(token), CreatedAt: time.Now().UTC()}); err != nil {
+		return nil, nil, "", err
+	}
+	srv, err := a.newAPI()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	pool, err := a.poolComponent()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	a.lc.start(ctx, pool) // stopped by a.Close
+	return a, srv, token, nil
 }
 
 var benchWords = strings.Fields("apiary bees comb honey nectar pollen queen drone worker hive frame smoker swarm meadow orchard clover lavender wax propolis royal jelly forage dance colony")
