@@ -386,22 +386,23 @@ type jobWaiter struct {
 	last      time.Time // of the last progress line
 }
 
-// wait polls the pending jobs until at most keep are left.
+// wait polls the pending jobs until at most keep are left. Jobs end
+// roughly in the order they were submitted, so each round polls the oldest
+// first and stops at the first unfinished one: about one request a round.
 func (w *jobWaiter) wait(ctx context.Context, keep int) error {
 	for len(w.pending) > keep {
-		for i := 0; i < len(w.pending); {
+		for len(w.pending) > 0 {
 			var j struct {
 				Status apiary.JobStatus `json:"status"`
 				Counts apiary.Counts    `json:"counts"`
 				Error  string           `json:"error"`
 			}
-			id := w.pending[i]
+			id := w.pending[0]
 			if err := w.e.client.callRetry(ctx, w.e.token, http.MethodGet, "/v1/jobs/"+id, nil, &j); err != nil {
 				return fmt.Errorf("eval: job %s: %w", id, err)
 			}
 			if !j.Status.Final() {
-				i++
-				continue
+				break
 			}
 			w.done += j.Counts.DocumentsTotal
 			w.failed += j.Counts.DocumentsFailed
@@ -410,7 +411,7 @@ func (w *jobWaiter) wait(ctx context.Context, keep int) error {
 				w.failed += j.Counts.DocumentsTotal - j.Counts.DocumentsDone - j.Counts.DocumentsFailed
 				fmt.Fprintf(w.e.stderr, "eval: job %s ended %s: %s\n", id, j.Status, j.Error)
 			}
-			w.pending = slices.Delete(w.pending, i, i+1)
+			w.pending = w.pending[1:]
 		}
 		if time.Since(w.last) >= evalEvery {
 			w.last = time.Now()
