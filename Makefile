@@ -6,7 +6,7 @@ SHELL := /bin/bash
 GO ?= go
 TEST_TIMEOUT ?= 15m
 
-.PHONY: test vet unit services services-stop bench build run
+.PHONY: test vet unit services services-stop bench build run eval-data eval
 
 test:
 	@scripts/test-services.sh start
@@ -42,3 +42,13 @@ build:
 
 run:
 	$(GO) run ./cmd/apiary serve
+
+# eval-data builds the evaluation set (README, "Evaluation") into .eval/godoc:
+# the Go standard library's documentation as a known-item BEIR set.
+eval-data:
+	$(GO) run ./scripts/evaldata -out .eval/godoc
+
+# eval runs it through an in-process Apiary (the serve flags apply: add
+# EVAL_FLAGS="--embedder local --mode all"), with BM25 in the same run.
+eval: eval-data
+	$(GO) run ./cmd/apiary eval --baseline bm25 $(EVAL_FLAGS) .eval/godoc

@@ -75,6 +75,7 @@ var roles = map[string]role{
 	"workers/webhook":  roleApp,
 
 	"internal/artifact":   roleInternal,
+	"internal/eval":       roleInternal,
 	"internal/fairsem":    roleInternal,
 	"internal/natserr":    roleInternal,
 	"internal/natsserver": roleInternal,
@@ -91,6 +92,8 @@ var roles = map[string]role{
 
 	"cmd/apiary": roleMain,
 	"deploy":     roleTooling,
+
+	"scripts/evaldata": roleTooling, // builds the evaluation set (make eval-data)
 }
 
 // sdkHomes names, for each vendor SDK (an import path prefix), the only

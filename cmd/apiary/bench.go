@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -101,12 +102,6 @@ type benchResult struct {
 	path  float64 // documents/s of the whole path, first request to last job's end
 }
 
-// benchOnce runs one configuration: the embedder alone on the documents'
-// chunks, then the whole path on the same documents.
-func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (benchResult, error) {
-	return benchPath(ctx, cfg, opt, stderr)
-}
-
 // benchBare embeds the chunks of the bench's documents with emb alone, in
 // document order, in calls of the pipeline's batch, and returns documents/s.
 func benchBare(ctx context.Context, emb embed.Embedder, chunkCfg chunk.Config, opt benchOptions) (float64, error) {
@@ -125,10 +120,12 @@ func benchBare(ctx context.Context, emb embed.Embedder, chunkCfg chunk.Config, o
 	return float64(opt.Documents) / time.Since(start).Seconds(), nil
 }
 
-func benchPath(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (benchResult, error) {
+// benchOnce runs one configuration: the embedder alone on the documents'
+// chunks, then the whole path on the same documents, from the first request
+// to the last job's end.
+func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (benchResult, error) {
 	var res benchResult
-	log := newLogger("warn", stderr)
-	a, err := newApp(ctx, cfg, log)
+	a, srv, token, err := startInProcess(ctx, cfg, newLogger("warn", stderr), "apiary bench")
 	if err != nil {
 		return res, err
 	}
@@ -137,28 +134,6 @@ func benchPath(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 	if res.bare, err = benchBare(ctx, a.emb, chunkConfig(cfg, a.emb), opt); err != nil {
 		return res, err
 	}
-	token, err := api.NewToken()
-	if err != nil {
-		return res, err
-	}
-	// The default account exists after Bootstrap (made now, or by an earlier
-	// run on the same engines); the bench gets a token of its own in it.
-	if _, _, err := api.Bootstrap(ctx, a.recs, a.keys, ""); err != nil {
-		return res, err
-	}
-	if err := a.recs.CreateToken(ctx, apiary.Token{ID: apiary.NewTokenID(), Account: apiary.DefaultAccount, Name: "apiary bench",
-		Role: apiary.RoleEditor, Hash: api.HashToken(token), CreatedAt: time.Now().UTC()}); err != nil {
-		return res, err
-	}
-	srv, err := a.newAPI()
-	if err != nil {
-		return res, err
-	}
-	pool, err := a.poolComponent()
-	if err != nil {
-		return res, err
-	}
-	a.lc.start(ctx, pool) // stopped by a.Close
 
 	call := func(method, path string, body any, out any) error {
 		var r io.Reader
@@ -220,6 +195,44 @@ func benchPath(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 	}
 	res.path = float64(opt.Documents) / time.Since(start).Seconds()
 	return res, nil
+}
+
+// startInProcess opens cfg's engines, starts the workers and returns the
+// app, the API over it and a new editor token of the default account named
+// name: a whole Apiary in-process, for the commands that measure one (bench,
+// eval). a.Close stops it all.
+func startInProcess(ctx context.Context, cfg Config, log *slog.Logger, name string) (_ *app, _ *api.Server, token string, err error) {
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if token, err = api.NewToken(); err != nil {
+		return nil, nil, "", err
+	}
+	// The default account exists after Bootstrap (made now, or by an earlier
+	// run on the same engines); the command gets a token of its own in it.
+	if _, _, err := api.Bootstrap(ctx, a.recs, a.keys, ""); err != nil {
+		return nil, nil, "", err
+	}
+	if err := a.recs.CreateToken(ctx, apiary.Token{ID: apiary.NewTokenID(), Account: apiary.DefaultAccount, Name: name,
+		Role: apiary.RoleEditor, Hash: api.HashToken(token), CreatedAt: time.Now().UTC()}); err != nil {
+		return nil, nil, "", err
+	}
+	srv, err := a.newAPI()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	pool, err := a.poolComponent()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	a.lc.start(ctx, pool) // stopped by a.Close
+	return a, srv, token, nil
 }
 
 var benchWords = strings.Fields("apiary bees comb honey nectar pollen queen drone worker hive frame smoker swarm meadow orchard clover lavender wax propolis royal jelly forage dance colony")

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,46 +35,9 @@ const (
 
 // fairRig is a running Apiary with a quiet and a noisy account.
 type fairRig struct {
-	base   string
-	client *http.Client
-	quiet  string   // the quiet account's admin token
-	noisy  []string // the noisy account's tokens, the first its admin's
-}
-
-// call sends one request; out, when not nil, gets a 2xx answer's body.
-func (r *fairRig) call(ctx context.Context, token, method, path string, body, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, r.base+path, rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode >= 300 {
-		return resp.StatusCode, &statusErr{resp.StatusCode, fmt.Sprintf("%s %s: %d %s", method, path, resp.StatusCode, b)}
-	}
-	if out != nil {
-		return resp.StatusCode, json.Unmarshal(b, out)
-	}
-	return resp.StatusCode, nil
+	apiClient
+	quiet string   // the quiet account's admin token
+	noisy []string // the noisy account's tokens, the first its admin's
 }
 
 // measured is one probe's latencies over elapsed time.
@@ -145,8 +106,8 @@ func runFairBench(ctx context.Context, cfg Config, envErr error, stdout, stderr 
 	}
 	bg.Go(func() { _ = disp.Run(runCtx) })
 
-	r := &fairRig{base: hs.URL, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
-	defer r.client.CloseIdleConnections()
+	r := &fairRig{apiClient: newAPIClient(hs.URL)}
+	defer r.http.CloseIdleConnections()
 	if err := r.setUp(ctx, operator); err != nil {
 		return fmt.Errorf("set up: %w", err)
 	}
@@ -239,27 +200,6 @@ func (r *fairRig) submit(ctx context.Context, token string, n int, prefix string
 	return acc.JobID, err
 }
 
-// final polls a job until it is final.
-func (r *fairRig) final(ctx context.Context, token, id string) error {
-	for {
-		var j struct {
-			Status apiary.JobStatus `json:"status"`
-		}
-		if _, err := r.call(ctx, token, http.MethodGet, "/v1/jobs/"+id, nil, &j); err != nil {
-			return err
-		}
-		if j.Status.Final() {
-			if j.Status != apiary.JobSucceeded {
-				return fmt.Errorf("job %s ended %s", id, j.Status)
-			}
-			return nil
-		}
-		if err := pause(ctx, 25*time.Millisecond); err != nil {
-			return err
-		}
-	}
-}
-
 // stream reads a job's event stream, which ends after its final event.
 func (r *fairRig) stream(ctx context.Context, token, id string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/v1/jobs/"+id+"/events", nil)
@@ -267,7 +207,7 @@ func (r *fairRig) stream(ctx context.Context, token, id string) error {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := r.client.Do(req)
+	resp, err := r.http.Do(req)
 	if err != nil {
 		return err
 	}
@@ -277,18 +217,6 @@ func (r *fairRig) stream(ctx context.Context, token, id string) error {
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
-}
-
-// pause waits d or until ctx ends.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func (r *fairRig) ingestAndWait(ctx context.Context, token string, n int, prefix string) error {
@@ -311,28 +239,6 @@ func flood(ctx context.Context, tokens []string, f func(ctx context.Context, tok
 		})
 	}
 	return func() { cancel(); wg.Wait() }
-}
-
-// statusOf is the HTTP status of a call's error, 0 when none.
-func statusOf(err error) int {
-	var se *statusErr
-	if errors.As(err, &se) {
-		return se.code
-	}
-	return 0
-}
-
-// statusErr is a call's non-2xx answer.
-type statusErr struct {
-	code int
-	msg  string
-}
-
-func (e *statusErr) Error() string { return e.msg }
-
-// refusal tells whether code is a 429 or 503 answer.
-func refusal(code int) bool {
-	return code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable
 }
 
 func (r *fairRig) probeQueries(ctx context.Context) (measured, error) {

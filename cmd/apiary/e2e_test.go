@@ -209,13 +209,6 @@ func (s *server) waitJob(token, id string, timeout time.Duration) jobView {
 	return j
 }
 
-type ingestDoc struct {
-	ID       string            `json:"id"`
-	Title    string            `json:"title,omitempty"`
-	Text     string            `json:"text"`
-	Metadata map[string]string `json:"metadata,omitempty"`
-}
-
 var tourDocs = []ingestDoc{
 	{ID: "bees", Title: "Honey bees", Text: "Honey bees communicate the location of flowers with a waggle dance performed inside the hive. Worker bees forage for nectar and pollen across several kilometres."},
 	{ID: "volcano", Title: "Volcanoes", Text: "The basalt lava of the shield volcano cooled into hexagonal columns along the northern coastline. Geologists measured the tremors before every eruption."},

@@ -6,6 +6,7 @@
 //	apiary bench          documents/s on embedded vs distributed engines, in one run
 //	apiary models pull    fetch the ONNX Runtime and embedding models ahead of time
 //	apiary models list    the embedding models and which are present
+//	apiary eval DIR       retrieval quality on a BEIR-format set, through the API
 //	apiary token          print a new, well-formed API token (for APIARY_BOOTSTRAP_TOKEN)
 //	apiary token --operator  mint a new operator token in the installation and print it once
 //	apiary version        print the version
@@ -49,6 +50,9 @@ commands:
   bench     ingest the same documents on embedded and distributed engines; report documents/s
   models    pull [--model NAME ...] [--models-dir DIR]: fetch the ONNX Runtime and embedding
             models ahead of time (images, machines offline at start); list: the models, present or not
+  eval      ingest a BEIR-format set (DIR with corpus.jsonl, queries.jsonl, qrels/test.tsv)
+            through the API, run its queries, report nDCG@10, MRR@10, Recall@10/100,
+            documents/s and query latency; --baseline bm25 scores BM25 alongside
   healthcheck  GET --url (default http://127.0.0.1:8080/readyz); exit 0 on 200 (container health checks)
   token     print a new API token, e.g. for APIARY_BOOTSTRAP_TOKEN; with --operator, mint a
             new operator token in the installation at --data-dir (apiary serve stopped) or
@@ -83,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "models":
 		return modelsCommand(ctx, args[1:], stdout, stderr)
+	case "eval":
+		return runEval(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCommand(ctx, args[1:], stdout, stderr)
 	case "version":
