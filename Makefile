@@ -26,16 +26,20 @@ services:
 services-stop:
 	scripts/test-services.sh stop
 
-# bench: chunking, embedding, encryption, the pipeline in documents/s, query
-# latency over 10k and 100k chunks, ingest requests/s against a bare echo
-# handler (ratio in the same run), then `apiary bench` (embedded engines; add
+# bench: chunking, embedding (the ONNX model, sorted and unsorted batches),
+# encryption, the pipeline in documents/s, query latency p50/p95 with the ONNX
+# model over 10k and 100k chunks, ingest requests/s against a bare echo
+# handler (ratio in the same run), then `apiary bench` (the default ONNX
+# embedder alone and the whole path on the same texts, embedded engines; add
 # the distributed flags to compare), then `apiary bench --fair`: a quiet
 # account's p50/p95 alone and under a noisy account's query, job and webhook
 # floods.
+MODELS_DIR ?= $(CURDIR)/.test-services/models
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./pipeline/... ./storage/local/... ./api/...
-	$(GO) run ./cmd/apiary bench
-	$(GO) run ./cmd/apiary bench --fair
+	$(GO) run ./cmd/apiary models pull --models-dir $(MODELS_DIR) --model all-minilm-l6-v2-q --model all-minilm-l6-v2
+	APIARY_TEST_MODELS_DIR=$(MODELS_DIR) $(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./pipeline/... ./storage/local/... ./api/...
+	$(GO) run ./cmd/apiary bench --models-dir $(MODELS_DIR)
+	$(GO) run ./cmd/apiary bench --fair --embedder local
 
 build:
 	$(GO) build -o bin/apiary ./cmd/apiary
@@ -48,7 +52,9 @@ run:
 eval-data:
 	$(GO) run ./scripts/evaldata -out .eval/godoc
 
-# eval runs it through an in-process Apiary (the serve flags apply: add
-# EVAL_FLAGS="--embedder local --mode all"), with BM25 in the same run.
+# eval runs it through an in-process Apiary on the default embedder (the
+# serve flags apply: EVAL_FLAGS="--embedder local"), in the three query modes,
+# with BM25 in the same run.
 eval: eval-data
-	$(GO) run ./cmd/apiary eval --baseline bm25 $(EVAL_FLAGS) .eval/godoc
+	$(GO) run ./cmd/apiary models pull --models-dir $(MODELS_DIR)
+	$(GO) run ./cmd/apiary eval --models-dir $(MODELS_DIR) --baseline bm25 --mode all $(EVAL_FLAGS) .eval/godoc
