@@ -10,11 +10,15 @@
 // an int8 model quantises activations per batch, so the same text in two
 // batches gives vectors with cosine ≈ 0.99, not equal ones.
 //
-// Tokenising: the models' tokenizer.json is read by sugarme/tokenizer with
-// its truncation and fixed padding (128 in the jars) replaced by the model's
-// limit and per-batch padding. Text is normalised first as Hugging Face's
-// BertNormalizer does and sugarme does not (accents stripped, Unicode spaces
-// made spaces, control characters dropped), so tokens match Hugging Face's.
+// Tokenising: as Hugging Face's tokenizers does with the model's
+// tokenizer.json, except that the file's truncation and fixed padding (128 in
+// the jars) give way to the model's limit and per-batch padding.
+// sugarme/tokenizer does the WordPiece part; normalising (accents, Unicode
+// spaces, control characters, lowercase, CJK), special tokens written in the
+// text and the [CLS] … [SEP] template are done here, where sugarme v0.3.0
+// gets them wrong (tokenize.go). On 20,000 real paragraphs the ids equal
+// Hugging Face's; they differ only for combining marks newer than Hugging
+// Face's Unicode tables, which are stripped here and kept there.
 //
 // Batching: one Embed call's texts are sorted by token count and run in
 // batches of Config.BatchSize, each padded to its longest text; vectors come

@@ -34,6 +34,20 @@ func TestTokenizeLikeHuggingFace(t *testing.T) {
 	// As Hugging Face's tokenizers: [CLS] i love sentence transformers . [SEP]
 	require.Equal(t, []int64{idCLS, 1045, 2293, 6251, 19081, 1012, idSEP}, ids)
 
+	// Ids from Hugging Face's tokenizers 0.23 on the same tokenizer.json.
+	for text, want := range map[string][]int64{
+		"x [SEP] y [sep]":     {idCLS, 1060, idSEP, 1061, 1031, 19802, 1033, idSEP}, // only the exact literal is special
+		"Ⱥ Ⱦ":                 {idCLS, idUNK, idUNK, idSEP},                         // sugarme's own lowercasing panics here
+		"a㪋b":                 {idCLS, 1037, idUNK, 1038, idSEP},                    // CJK Extension A is split like other ideographs
+		"François naïve café": {idCLS, 8173, 15743, 7668, idSEP},
+		"東京タワー":               {idCLS, 1879, 1755, 1709, 30262, 30265, idSEP},
+		"İstanbul Straße ﬁne": {idCLS, 9960, 2358, 27807, 1984, 2638, idSEP},
+	} {
+		got, err := w.encode(text)
+		require.NoError(t, err, text)
+		require.Equal(t, want, got, text)
+	}
+
 	// Text that differs from plain ASCII only in case, accents and kinds of
 	// space gives the plain text's tokens, and no [UNK].
 	for _, tc := range []struct{ text, plain string }{
@@ -68,9 +82,9 @@ func TestTokenizeTruncatesAtModelLimit(t *testing.T) {
 	}
 }
 
-// prepare keeps only the start of a long text; the tokens must be those of
-// the whole text truncated.
-func TestPrepareKeepsTheTokensOfTheWholeText(t *testing.T) {
+// The normaliser keeps only the start of a long text; the tokens must be
+// those of the whole text truncated.
+func TestNormalizeKeepsTheTokensOfTheWholeText(t *testing.T) {
 	t.Parallel()
 	w := tokenizerOf(t, int8Model)
 	for name, text := range map[string]string{
@@ -85,22 +99,22 @@ func TestPrepareKeepsTheTokensOfTheWholeText(t *testing.T) {
 	} {
 		got, err := w.encode(text)
 		require.NoError(t, err, name)
-		enc, err := w.tk.EncodeSingle(prepare(text, math.MaxInt), true)
+		whole := *w
+		whole.norm.maxPieces = math.MaxInt
+		want, err := whole.encode(text)
 		require.NoError(t, err, name)
-		want := make([]int64, len(enc.Ids))
-		for i, id := range enc.Ids {
-			want[i] = int64(id)
-		}
 		require.Equal(t, want, got, name)
 	}
 }
 
-func TestPrepareBoundsItsOutput(t *testing.T) {
+func TestNormalizeBoundsItsOutput(t *testing.T) {
 	t.Parallel()
-	out := prepare(strings.Repeat("y", 1_000_000)+" "+strings.Repeat("word ", 100_000), 100)
-	require.Less(t, len(out), 1000)
-	require.Empty(t, prepare("", 10))
-	require.Equal(t, "Francois a b", prepare("François\u0000 a\u202fb", 10))
+	n := bertNormalizer{lowercase: true, stripAccents: true, verbatim: []string{"[SEP]"}, maxPieces: 100}
+	segs := n.normalize(strings.Repeat("y", 1_000_000) + " " + strings.Repeat("word ", 100_000))
+	require.Len(t, segs, 1)
+	require.Less(t, len(segs[0].text), 1000)
+	require.Empty(t, n.normalize(""))
+	require.Equal(t, []segment{{"francois a b ", "[SEP]"}, {text: "  東  京 "}}, n.normalize("François\u0000 a\u202fb [SEP] 東京"))
 }
 
 func FuzzTokenize(f *testing.F) {
