@@ -134,7 +134,8 @@ type Embedder struct {
 	tok       *wordPiece
 	sess      session
 	batchSize int
-	slot      chan struct{} // held while a batch runs
+	slot      chan struct{} // held while a batch runs or the model closes
+	closed    bool          // guarded by slot
 }
 
 // New loads the runtime library (once per process), the model and its
@@ -164,8 +165,15 @@ func New(cfg Config) (*Embedder, error) {
 	return &Embedder{spec: spec, tok: tok, sess: sess, batchSize: cfg.BatchSize, slot: make(chan struct{}, 1)}, nil
 }
 
-// Close frees the model. The Embedder must not be used afterwards.
+// Close waits for a running batch, then frees the model; Embed fails
+// afterwards. The runtime library stays loaded for the process.
 func (e *Embedder) Close() error {
+	e.slot <- struct{}{}
+	defer func() { <-e.slot }()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
 	return e.sess.close()
 }
 
@@ -229,6 +237,9 @@ func (e *Embedder) runBatch(ctx context.Context, b *batch) ([]float32, error) {
 		return nil, fmt.Errorf("onnx: embed: %w", context.Cause(ctx))
 	}
 	defer func() { <-e.slot }()
+	if e.closed {
+		return nil, apiary.E(apiary.KindUnavailable, "onnx: embed: the embedder is closed")
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("onnx: embed: %w", context.Cause(ctx))
 	}

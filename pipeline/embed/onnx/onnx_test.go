@@ -237,11 +237,18 @@ func TestTwoModelsAtOnce(t *testing.T) {
 	wg.Wait()
 	for i := range models {
 		require.NoError(t, errs[i], models[i])
-		t.Cleanup(func() { require.NoError(t, es[i].Close()) })
+		t.Cleanup(func() { require.NoError(t, es[i].Close()) }) // a second Close is a no-op
 	}
 	for i := range models {
 		require.Len(t, embedOne(t, es[i], referenceText), 384, models[i])
 	}
+
+	// A closed Embedder refuses work; the other one goes on.
+	require.NoError(t, es[0].Close())
+	require.NoError(t, es[0].Close())
+	_, err := es[0].Embed(t.Context(), []string{"x"})
+	require.ErrorContains(t, err, "closed")
+	require.Len(t, embedOne(t, es[1], "x"), 384)
 }
 
 func TestMissingFilesNamePathAndFix(t *testing.T) {
