@@ -121,6 +121,10 @@ var sdkHomes = []struct {
 	{"github.com/aws/smithy-go", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock"}},
 	{"github.com/milvus-io/milvus-sdk-go/v2", []string{"storage/milvus"}},
 	{"google.golang.org/grpc", []string{"storage/milvus"}}, // Milvus's transport: its status codes
+	// The in-process embedder: ONNX Runtime through cgo, and the pure-Go
+	// tokenizer that feeds it.
+	{"github.com/yalue/onnxruntime_go", []string{"pipeline/embed/onnx"}},
+	{"github.com/sugarme/tokenizer", []string{"pipeline/embed/onnx"}},
 }
 
 // libraries are general-purpose third-party modules any package may import.
