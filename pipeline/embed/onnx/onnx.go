@@ -18,6 +18,7 @@ import (
 var (
 	_ embed.Embedder      = (*Embedder)(nil)
 	_ embed.QueryEmbedder = (*Embedder)(nil)
+	_ embed.TokenLimited  = (*Embedder)(nil)
 )
 
 // DefaultBatchSize is the number of texts run through the model at once.
@@ -304,9 +305,3 @@ func pool(p Pooling, hidden []float32, b *batch, row, dim int) []float32 {
 	}
 	return v
 }
-
-var (
-	_ embed.Embedder      = (*Embedder)(nil)
-	_ embed.QueryEmbedder = (*Embedder)(nil)
-	_ embed.TokenLimited  = (*Embedder)(nil)
-)
