@@ -187,9 +187,9 @@ type op struct {
 	// boxes are the sealed vectors and terms of opUpsertSealed's recs (whose
 	// Vector and Terms are nil until opened). They share the payload's
 	// buffer: valid only until replay reads the next record.
-	boxes   [][]byte
-	doc     apiary.DocumentID      // opDelete
-	keep    uint64                 // opDelete
+	boxes [][]byte
+	doc   apiary.DocumentID // opDelete
+	keep  uint64            // opDelete
 }
 
 var errDecode = errors.New("malformed record")
