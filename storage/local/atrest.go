@@ -27,8 +27,9 @@ type AtRestKeys interface {
 	Key(ctx context.Context, account apiary.AccountID) ([]byte, error)
 }
 
-// keyTimeout bounds the key lookups of a compaction, which runs after the
-// write that triggered it has returned to nobody in particular.
+// keyTimeout bounds each key lookup of Open and of a compaction. They run
+// under a context of their own: Open takes none, and a compaction runs for
+// a write that has already succeeded, whose caller may be gone.
 const keyTimeout = 30 * time.Second
 
 // recordAAD is what a record's box is bound to: the account and every field

@@ -106,16 +106,7 @@ func recognisable(acc apiary.AccountID, doc apiary.DocumentID, index int) storag
 }
 
 // clearTerms is how the log writes terms in the clear (opUpsertTerms).
-func clearTerms(terms []storage.TermCount) []byte {
-	b := binary.AppendUvarint(nil, uint64(len(terms)))
-	var prev uint32
-	for _, t := range terms {
-		b = binary.AppendUvarint(b, uint64(t.Hash-prev))
-		b = binary.AppendUvarint(b, uint64(t.Count))
-		prev = t.Hash
-	}
-	return b
-}
+func clearTerms(terms []storage.TermCount) []byte { return local.AppendTerms(nil, terms) }
 
 // filesHold reports whether any file under dir holds needle.
 func filesHold(t *testing.T, dir string, needle []byte) bool {
