@@ -26,7 +26,6 @@ import (
 	"github.com/apiaryhq/apiary/api"
 	"github.com/apiaryhq/apiary/internal/testutil"
 	"github.com/apiaryhq/apiary/storage"
-	localvec "github.com/apiaryhq/apiary/storage/local"
 )
 
 // The end-to-end tests run the real `apiary serve` binary as a separate
@@ -272,6 +271,14 @@ func TestServeEndToEnd(t *testing.T) {
 	assertNoPlaintext(t, dataDir, token)
 	s.stop()
 	assertNoPlaintext(t, dataDir, token)
+	// Nor a vector: the local store keeps them sealed (read the files
+	// before the store is opened again, which would seal what is clear).
+	files := dataFiles(t, dataDir)
+	vs, done := openStoppedVectors(t, dataDir)
+	chunks, err := vs.Scan(t.Context(), apiary.DefaultAccount, "", 100, storage.VectorFilter{})
+	require.NoError(t, err)
+	requireNoVectors(t, files, chunks)
+	done()
 	require.NotContains(t, s.stderr.String(), token, "the bootstrap token was logged")
 	for _, d := range tourDocs {
 		require.NotContains(t, s.stderr.String(), d.Text[:40], "document text was logged")
@@ -395,9 +402,8 @@ func TestServeSurvivesKill9(t *testing.T) {
 	require.Equal(t, total, j.Counts.Chunks)
 	s.stop()
 
-	vs, err := localvec.Open(filepath.Join(dataDir, "vectors"), localvec.Options{})
-	require.NoError(t, err)
-	defer vs.Close()
+	vs, done := openStoppedVectors(t, dataDir)
+	defer done()
 	ctx := context.Background()
 	all, err := vs.Count(ctx, apiary.DefaultAccount, storage.VectorFilter{})
 	require.NoError(t, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/api"
 	"github.com/apiaryhq/apiary/storage"
-	localvec "github.com/apiaryhq/apiary/storage/local"
 )
 
 type accountView struct {
@@ -32,9 +30,8 @@ type accountView struct {
 func relabel(t *testing.T, dataDir string, account apiary.AccountID, model string) int {
 	t.Helper()
 	ctx := context.Background()
-	vs, err := localvec.Open(filepath.Join(dataDir, "vectors"), localvec.Options{})
-	require.NoError(t, err)
-	defer vs.Close()
+	vs, done := openStoppedVectors(t, dataDir)
+	defer done()
 	n := 0
 	var after apiary.ChunkID
 	for {

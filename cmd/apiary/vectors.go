@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/pipeline/lexical"
 	"github.com/apiaryhq/apiary/storage"
 	localvec "github.com/apiaryhq/apiary/storage/local"
 	"github.com/apiaryhq/apiary/storage/milvus"
@@ -40,7 +41,7 @@ var vectorStores = table[storage.VectorStore]{
 			return nil
 		},
 		open: func(_ context.Context, a *app) (storage.VectorStore, error) {
-			return localvec.Open(filepath.Join(a.cfg.DataDir, "vectors"), localvec.Options{Logger: a.log, Dim: a.emb.Dim()})
+			return openLocalVectors(a, a.emb.Dim())
 		},
 	},
 	{
@@ -64,4 +65,29 @@ var vectorStores = table[storage.VectorStore]{
 			return s, nil
 		},
 	},
+}
+
+// openLocalVectors opens the local vector store in the data dir for vectors
+// of dim (0: any), sealing what it keeps at rest with atRestKeys over the
+// app's key provider and records.
+func openLocalVectors(a *app, dim int) (*localvec.Store, error) {
+	return localvec.Open(filepath.Join(a.cfg.DataDir, "vectors"), localvec.Options{
+		Logger: a.log,
+		Dim:    dim,
+		Keys:   atRestKeys{lexical.NewKeys(a.keys, a.recs, lexical.KeysConfig{})},
+	})
+}
+
+// atRestKeys gives the local vector store each account's key for what it
+// keeps at rest: derived from the account's lexical key (made once by the
+// key provider, stored wrapped by the account's key), so it needs no key of
+// its own, and is gone (NotFound) once the account's key is erased.
+type atRestKeys struct{ lex *lexical.Keys }
+
+func (k atRestKeys) Key(ctx context.Context, account apiary.AccountID) ([]byte, error) {
+	lk, err := k.lex.Key(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	return lk.Derive("local vector store at rest")
 }

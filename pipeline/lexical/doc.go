@@ -14,5 +14,7 @@
 // Each account's key is made once by the key provider (encryption context
 // account and purpose "lexical") and stored only wrapped by the account's
 // key (Keys), so erasing the account's key makes its lexical index as
-// unreadable as its chunks.
+// unreadable as its chunks. Key.Derive makes keys for other purposes from
+// it that go the same way (the local vector store's key for what it keeps
+// at rest).
 package lexical

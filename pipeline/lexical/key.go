@@ -3,6 +3,7 @@ package lexical
 import (
 	"cmp"
 	"context"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -30,6 +31,17 @@ func NewKey(secret []byte) (Key, error) {
 		return Key{}, apiary.E(apiary.KindInvalid, "lexical: key must be %d bytes", encrypt.KeySize)
 	}
 	return Key{secret: secret}, nil
+}
+
+// Derive returns a 256-bit key for another purpose: HKDF-SHA256 of the
+// lexical key with the purpose as its info. It is as erasable as the
+// lexical key (it goes with the account's key), and tells nothing of the
+// lexical key or of another purpose's key.
+func (k Key) Derive(purpose string) ([]byte, error) {
+	if k.secret == nil || purpose == "" {
+		return nil, apiary.E(apiary.KindInvalid, "lexical: derive: a key and a purpose are needed")
+	}
+	return hkdf.Key(sha256.New, k.secret, nil, "apiary "+purpose, encrypt.KeySize)
 }
 
 // hasher hashes terms with one key; it is not safe for concurrent use.

@@ -179,4 +179,32 @@ func TestErasingTheAccountKeyLosesTheLexicalKey(t *testing.T) {
 	require.NoError(t, err)
 	_, err = lexical.NewKeys(kr, e.recs, lexical.KeysConfig{}).Key(ctx, "acme")
 	require.Error(t, err, "the lexical key opened without the account's key")
+	require.ErrorIs(t, err, apiary.ErrNotFound, "the local vector store drops an account on NotFound")
+}
+
+func TestDerivedKeys(t *testing.T) {
+	t.Parallel()
+	e := newKeysEnv(t)
+	ctx := t.Context()
+	keys := lexical.NewKeys(e.kr, e.recs, lexical.KeysConfig{})
+	derive := func(account apiary.AccountID, purpose string) []byte {
+		t.Helper()
+		k, err := keys.Key(ctx, account)
+		require.NoError(t, err)
+		d, err := k.Derive(purpose)
+		require.NoError(t, err)
+		require.Len(t, d, 32)
+		return d
+	}
+	acme := derive("acme", "local-vectors")
+	require.Equal(t, acme, derive("acme", "local-vectors"), "the same key every time")
+	again, err := lexical.NewKeys(e.kr, e.recs, lexical.KeysConfig{}).Key(ctx, "acme")
+	require.NoError(t, err)
+	d, err := again.Derive("local-vectors")
+	require.NoError(t, err)
+	require.Equal(t, acme, d, "and in another process")
+	require.NotEqual(t, acme, derive("globex", "local-vectors"), "another account")
+	require.NotEqual(t, acme, derive("acme", "other"), "another purpose")
+	_, err = lexical.Key{}.Derive("local-vectors")
+	require.ErrorIs(t, err, apiary.ErrInvalid)
 }

@@ -38,45 +38,102 @@ func benchRecords(rng *rand.Rand, acc apiary.AccountID, doc apiary.DocumentID, f
 	return recs
 }
 
+// atRest are the two ways a store keeps records: in the clear, and sealed
+// (Options.Keys).
+var atRest = []struct {
+	name string
+	opts func() local.Options
+}{
+	{"clear", func() local.Options { return local.Options{} }},
+	{"sealed", func() local.Options { return local.Options{Keys: newTestKeys()} }},
+}
+
+// fill upserts n chunks into account "bench" of s, 1000 a call.
+func fill(b *testing.B, s *local.Store, rng *rand.Rand, n int) {
+	acc := apiary.AccountID("bench")
+	const batch = 1000
+	for from := 0; from < n; from += batch {
+		doc := apiary.DocumentID(fmt.Sprintf("doc-%d", from/batch))
+		if err := s.Upsert(b.Context(), acc, benchRecords(rng, acc, doc, from, batch)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkSearch is one exact top-5 search over an account of n chunks of
-// 384 dimensions.
+// 384 dimensions, kept in the clear or sealed at rest (in memory they are
+// open either way).
 func BenchmarkSearch(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
-		b.Run(fmt.Sprintf("chunks=%d", n), func(b *testing.B) {
-			s, err := local.Open(b.TempDir(), local.Options{})
+	for _, at := range atRest {
+		for _, n := range []int{10_000, 100_000} {
+			b.Run(fmt.Sprintf("%s/chunks=%d", at.name, n), func(b *testing.B) {
+				benchSearch(b, at.opts(), n)
+			})
+		}
+	}
+}
+
+func benchSearch(b *testing.B, opts local.Options, n int) {
+	s, err := local.Open(b.TempDir(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	acc := apiary.AccountID("bench")
+	fill(b, s, rng, n)
+	queries := make([][]float32, 64)
+	for i := range queries {
+		queries[i] = randomVector(rng)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		hits, err := s.Search(b.Context(), acc, queries[i%len(queries)], 5, storage.VectorFilter{})
+		if err != nil || len(hits) != 5 {
+			b.Fatalf("search: %d hits, %v", len(hits), err)
+		}
+	}
+}
+
+// BenchmarkUpsert is one durable (fsynced) Upsert of 32 chunks of 384
+// dimensions, as a worker writes one embedding batch, kept in the clear or
+// sealed.
+func BenchmarkUpsert(b *testing.B) {
+	for _, at := range atRest {
+		b.Run(at.name, func(b *testing.B) { benchUpsert(b, at.opts()) })
+	}
+}
+
+// BenchmarkOpen is opening a store of 10,000 chunks of 384 dimensions:
+// replaying its log (and, sealed, opening every record).
+func BenchmarkOpen(b *testing.B) {
+	for _, at := range atRest {
+		b.Run(at.name, func(b *testing.B) {
+			opts := at.opts()
+			dir := b.TempDir()
+			s, err := local.Open(dir, opts)
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer s.Close()
-			rng := rand.New(rand.NewPCG(1, uint64(n)))
-			acc := apiary.AccountID("bench")
-			const batch = 1000
-			for from := 0; from < n; from += batch {
-				doc := apiary.DocumentID(fmt.Sprintf("doc-%d", from/batch))
-				if err := s.Upsert(b.Context(), acc, benchRecords(rng, acc, doc, from, batch)); err != nil {
-					b.Fatal(err)
-				}
-			}
-			queries := make([][]float32, 64)
-			for i := range queries {
-				queries[i] = randomVector(rng)
+			fill(b, s, rand.New(rand.NewPCG(4, 4)), 10_000)
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
 			}
 			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				hits, err := s.Search(b.Context(), acc, queries[i%len(queries)], 5, storage.VectorFilter{})
-				if err != nil || len(hits) != 5 {
-					b.Fatalf("search: %d hits, %v", len(hits), err)
+			for b.Loop() {
+				s, err := local.Open(dir, opts)
+				if err != nil {
+					b.Fatal(err)
 				}
+				s.Close()
 			}
 		})
 	}
 }
 
-// BenchmarkUpsert is one durable (fsynced) Upsert of 32 chunks of 384
-// dimensions, as a worker writes one embedding batch.
-func BenchmarkUpsert(b *testing.B) {
-	s, err := local.Open(b.TempDir(), local.Options{})
+func benchUpsert(b *testing.B, opts local.Options) {
+	s, err := local.Open(b.TempDir(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}

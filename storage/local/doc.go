@@ -12,10 +12,22 @@
 //   - Compaction. When the log grows past CompactRatio times the size of the
 //     live records it is rewritten as a snapshot: a temporary file, fsync,
 //     atomic rename over the log, fsync of the directory.
-//   - No plaintext at rest. The store writes identifiers, versions, float32
-//     vectors, keyed term hashes with their counts and the Sealed bytes it
-//     is given, verbatim; chunk text only ever reaches it sealed (titles and
-//     metadata stay in document records) and terms only hashed.
+//   - No plaintext at rest. The store writes identifiers, versions, models,
+//     float32 vectors, keyed term hashes with their counts and the Sealed
+//     bytes it is given, verbatim; chunk text only ever reaches it sealed
+//     (titles and metadata stay in document records) and terms only hashed.
+//     With Options.Keys, each record's vector and terms are written sealed
+//     (AES-256-GCM under the account's key, bound to the account, chunk,
+//     document, version, index and model), in the log and in snapshots;
+//     only memory holds them open. What stays readable: the identifiers,
+//     versions, indexes, models, deletions, and each sealed part's length
+//     (the dimension and, roughly, how many distinct terms the chunk has).
+//     Open asks for each account's key once; an account whose key is gone
+//     (erased: NotFound) is dropped with one warning, as is a record that
+//     does not open under its account's key, and the log is rewritten
+//     without them at once. A log written in the clear opens with Keys
+//     and is rewritten sealed at once; a sealed log does not open without
+//     them.
 //   - Tenancy in one place. Every method goes through scoped(account), and a
 //     record whose Account differs from the call's account is Invalid.
 //   - One dimension. All vectors in a store share one dimension: Options.Dim,

@@ -27,6 +27,8 @@ func TestLexicalIndexFollowsChurn(t *testing.T) {
 	}{
 		{"Log", local.Options{}},
 		{"Snapshot", local.Options{CompactMinBytes: 1, CompactRatio: 1.1}},
+		{"SealedLog", local.Options{Keys: newTestKeys()}},
+		{"SealedSnapshot", local.Options{Keys: newTestKeys(), CompactMinBytes: 1, CompactRatio: 1.1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -9,8 +9,10 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/storage"
 )
 
@@ -27,6 +29,11 @@ import (
 //	opDelete: str account | str document | uvarint keep
 //	opUpsertTerms: as opUpsert, each record followed by its terms:
 //	          uvarint n | n × (uvarint hash − previous hash | uvarint count)
+//	opUpsertSealed: as opUpsert, each record's vector and terms replaced by
+//	          str box, where box = AES-256-GCM under the account's key
+//	          (Options.Keys) of the record's dim × float32 LE and terms as in
+//	          opUpsertTerms, with the record's place as associated data
+//	          (atrest.go)
 //
 // where str is a uvarint length followed by that many bytes.
 const (
@@ -54,6 +61,9 @@ const (
 	// opUpsertTerms is opUpsert with each record's terms; an upsert whose
 	// records have no terms is still written as opUpsert.
 	opUpsertTerms byte = 4
+	// opUpsertSealed is an upsert of a store opened with Options.Keys: every
+	// record's vector and terms are sealed.
+	opUpsertSealed byte = 5
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -83,26 +93,28 @@ func appendBytes(b []byte, p []byte) []byte {
 	return append(b, p...)
 }
 
-// entrySize is the encoded size of one record inside an upsert payload; the
-// sum over live records estimates what a snapshot would take.
+// entrySize is the encoded size of one record inside an upsert payload
+// (sealed or not); the sum over live records estimates what a snapshot
+// would take.
 func entrySize(r *storage.VectorRecord, dim int) int64 {
-	return int64(len(r.ChunkID)+len(r.Document)+len(r.Model)+len(r.Sealed)) + 4*int64(dim) + 5*binary.MaxVarintLen16 + 2*binary.MaxVarintLen64 +
-		int64(len(r.Terms))*2*binary.MaxVarintLen32
+	return int64(len(r.ChunkID)+len(r.Document)+len(r.Model)+len(r.Sealed)) + 4*int64(dim) + 6*binary.MaxVarintLen16 + 2*binary.MaxVarintLen64 +
+		int64(len(r.Terms))*2*binary.MaxVarintLen32 + encrypt.Overhead
 }
 
-// encodeUpsert returns a framed upsert record. vec(i) gives record i's vector.
-func encodeUpsert(account apiary.AccountID, dim int, recs []storage.VectorRecord, vec func(i int) []float32) []byte {
+// encodeUpsert returns a framed upsert record. vec(i) gives record i's
+// vector; with boxes (a store with Options.Keys) record i's vector and terms
+// are written as boxes[i], sealed, instead.
+func encodeUpsert(account apiary.AccountID, dim int, recs []storage.VectorRecord, vec func(i int) []float32, boxes [][]byte) []byte {
 	size := frameSize + 1 + len(account) + 3*binary.MaxVarintLen64
 	for i := range recs {
 		size += int(entrySize(&recs[i], dim))
 	}
 	kind := opUpsert
-	for i := range recs {
-		if len(recs[i].Terms) > 0 {
-			kind = opUpsertTerms
-			size += len(recs) * binary.MaxVarintLen16
-			break
-		}
+	switch {
+	case boxes != nil:
+		kind = opUpsertSealed
+	case slices.ContainsFunc(recs, func(r storage.VectorRecord) bool { return len(r.Terms) > 0 }):
+		kind = opUpsertTerms
 	}
 	b := make([]byte, frameSize, size)
 	b = append(b, kind)
@@ -117,20 +129,37 @@ func encodeUpsert(account apiary.AccountID, dim int, recs []storage.VectorRecord
 		b = binary.AppendUvarint(b, uint64(r.Index))
 		b = appendStr(b, r.Model)
 		b = appendBytes(b, r.Sealed)
-		for _, f := range vec(i) {
-			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
-		}
-		if kind == opUpsertTerms {
-			b = binary.AppendUvarint(b, uint64(len(r.Terms)))
-			var prev uint32
-			for _, t := range r.Terms {
-				b = binary.AppendUvarint(b, uint64(t.Hash-prev))
-				b = binary.AppendUvarint(b, uint64(t.Count))
-				prev = t.Hash
-			}
+		switch kind {
+		case opUpsertSealed:
+			b = appendBytes(b, boxes[i])
+		case opUpsertTerms:
+			b = appendVector(b, vec(i))
+			b = appendTerms(b, r.Terms)
+		default:
+			b = appendVector(b, vec(i))
 		}
 	}
 	return frame(b)
+}
+
+func appendVector(b []byte, v []float32) []byte {
+	for _, f := range v {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
+	}
+	return b
+}
+
+// appendTerms writes terms (sorted by hash) as their count, then each hash
+// as its difference from the one before, with its count.
+func appendTerms(b []byte, terms []storage.TermCount) []byte {
+	b = binary.AppendUvarint(b, uint64(len(terms)))
+	var prev uint32
+	for _, t := range terms {
+		b = binary.AppendUvarint(b, uint64(t.Hash-prev))
+		b = binary.AppendUvarint(b, uint64(t.Count))
+		prev = t.Hash
+	}
+	return b
 }
 
 func encodeDelete(account apiary.AccountID, doc apiary.DocumentID, keep uint64) []byte {
@@ -154,9 +183,13 @@ type op struct {
 	kind    byte
 	account apiary.AccountID
 	dim     int
-	recs    []storage.VectorRecord // opUpsert; Account is set to account
-	doc     apiary.DocumentID      // opDelete
-	keep    uint64                 // opDelete
+	recs    []storage.VectorRecord // opUpsert*; Account is set to account
+	// boxes are the sealed vectors and terms of opUpsertSealed's recs (whose
+	// Vector and Terms are nil until opened). They share the payload's
+	// buffer: valid only until replay reads the next record.
+	boxes [][]byte
+	doc   apiary.DocumentID // opDelete
+	keep  uint64            // opDelete
 }
 
 var errDecode = errors.New("malformed record")
@@ -196,6 +229,30 @@ func (d *decoder) bytes() []byte {
 
 func (d *decoder) str() string { return string(d.bytes()) }
 
+// vector reads dim float32s.
+func (d *decoder) vector(dim int) []float32 {
+	if d.err == nil && len(d.b) < 4*dim {
+		d.err = errDecode
+	}
+	if d.err != nil {
+		return nil
+	}
+	v := make([]float32, dim)
+	for j := range v {
+		v[j] = math.Float32frombits(binary.LittleEndian.Uint32(d.b[4*j:]))
+	}
+	d.b = d.b[4*dim:]
+	return v
+}
+
+// end fails unless every byte was read.
+func (d *decoder) end() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errDecode
+	}
+	return d.err
+}
+
 // terms reads a record's terms, checking them as Upsert does.
 func (d *decoder) terms() []storage.TermCount {
 	n := d.uvarint()
@@ -232,7 +289,7 @@ func decodeOp(payload []byte) (op, error) {
 	switch o.kind {
 	case opDim:
 		o.dim = int(min(d.uvarint(), maxDim+1))
-	case opUpsert, opUpsertTerms:
+	case opUpsert, opUpsertTerms, opUpsertSealed:
 		o.account = apiary.AccountID(d.str())
 		o.dim = int(min(d.uvarint(), maxDim+1))
 		n := d.uvarint()
@@ -253,19 +310,16 @@ func decodeOp(payload []byte) (op, error) {
 			if s := d.bytes(); len(s) > 0 {
 				r.Sealed = append([]byte(nil), s...)
 			}
-			if d.err == nil && len(d.b) < 4*o.dim {
-				d.err = errDecode
+			if o.kind == opUpsertSealed {
+				o.boxes = append(o.boxes, d.bytes())
+			} else {
+				r.Vector = d.vector(o.dim)
+			}
+			if o.kind == opUpsertTerms {
+				r.Terms = d.terms()
 			}
 			if d.err != nil {
 				break
-			}
-			r.Vector = make([]float32, o.dim)
-			for j := range r.Vector {
-				r.Vector[j] = math.Float32frombits(binary.LittleEndian.Uint32(d.b[4*j:]))
-			}
-			d.b = d.b[4*o.dim:]
-			if o.kind == opUpsertTerms {
-				r.Terms = d.terms()
 			}
 			o.recs = append(o.recs, r)
 		}
@@ -276,10 +330,7 @@ func decodeOp(payload []byte) (op, error) {
 	default:
 		return op{}, errDecode
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.err = errDecode
-	}
-	return o, d.err
+	return o, d.end()
 }
 
 // replay reads the log at f, calling apply for each record in order. It

@@ -26,13 +26,23 @@ type Options struct {
 	// invalid.
 	CompactMinBytes int64
 	// Logger receives compaction failures (the write that triggered the
-	// compaction has already succeeded). Default slog.Default().
+	// compaction has already succeeded) and the accounts dropped because
+	// their key is gone. Default slog.Default().
 	Logger *slog.Logger
 	// Dim, when set, is the dimension the store is opened for: a store
 	// holding vectors of another dimension fails Open with an Invalid error,
 	// and an empty one records Dim at once. 0 (the default) takes the
 	// dimension of the first vector ever upserted.
 	Dim int
+	// Keys, when set, seals what the store keeps at rest: every record's
+	// vector and terms are written sealed with AES-256-GCM under its
+	// account's key, bound to the account and the record's place (chunk,
+	// document, version, index, model). Open opens them into memory; an
+	// account whose key is gone (NotFound) is dropped with a warning. A log
+	// written without Keys opens with them and is rewritten sealed at once;
+	// a log holding sealed records does not open without them. Default nil:
+	// vectors and terms are kept in the clear.
+	Keys AtRestKeys
 }
 
 func (o *Options) setDefaults() {
@@ -134,7 +144,8 @@ func (s *Store) load() error {
 		f.Close()
 		return fmt.Errorf("local: open %s: %w", path, err)
 	}
-	good, torn, err := replay(f, st.Size(), s.replayOp)
+	keys := newReplayKeys(s.opts.Keys)
+	good, torn, err := replay(f, st.Size(), func(o op) error { return s.replayOp(o, keys) })
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("local: open %s: %w", path, err)
@@ -170,7 +181,12 @@ func (s *Store) load() error {
 		return err
 	}
 	s.nextCompact = s.opts.CompactMinBytes
-	s.maybeCompact()
+	keys.warn(s.opts.Logger, s.dir)
+	if keys.rewrite() {
+		s.compactLogged(keys.key) // seals what is in the clear, forgets what is dropped
+	} else {
+		s.maybeCompact(keys.key)
+	}
 	return nil
 }
 
@@ -194,8 +210,9 @@ func (s *Store) fixDim() error {
 	return nil
 }
 
-// replayOp applies one logged operation during load.
-func (s *Store) replayOp(o op) error {
+// replayOp applies one logged operation during load, opening its records
+// with keys.
+func (s *Store) replayOp(o op, keys *replayKeys) error {
 	switch o.kind {
 	case opDim:
 		if s.dim != 0 && s.dim != o.dim || o.dim < 1 || o.dim > maxDim {
@@ -203,7 +220,7 @@ func (s *Store) replayOp(o op) error {
 		}
 		s.dim = o.dim
 		return nil
-	case opUpsert, opUpsertTerms:
+	case opUpsert, opUpsertTerms, opUpsertSealed:
 		sc, err := s.scoped(o.account)
 		if err != nil {
 			return err
@@ -211,8 +228,14 @@ func (s *Store) replayOp(o op) error {
 		if s.dim != 0 && s.dim != o.dim {
 			return fmt.Errorf("upsert of dimension %d into a store of dimension %d", o.dim, s.dim)
 		}
+		recs, err := keys.records(o)
+		if err != nil {
+			return err
+		}
 		s.dim = o.dim
-		sc.upsert(o.recs)
+		if len(recs) > 0 {
+			sc.upsert(recs)
+		}
 		return nil
 	case opDelete:
 		sc, err := s.scoped(o.account)
@@ -296,6 +319,18 @@ func (s *Store) Upsert(ctx context.Context, account apiary.AccountID, recs []sto
 	if len(recs) == 0 {
 		return nil
 	}
+	for i := range recs {
+		if err := sc.owns(&recs[i]); err != nil {
+			return err
+		}
+		if err := validRecord(&recs[i]); err != nil {
+			return err
+		}
+	}
+	boxes, err := s.seal(ctx, account, recs)
+	if err != nil {
+		return err
+	}
 	if err := s.lockWriter(ctx, account); err != nil {
 		return fmt.Errorf("local: upsert: %w", err)
 	}
@@ -304,22 +339,15 @@ func (s *Store) Upsert(ctx context.Context, account apiary.AccountID, recs []sto
 		return err
 	}
 	dim := s.dim
+	if dim == 0 {
+		dim = len(recs[0].Vector)
+	}
 	for i := range recs {
-		r := &recs[i]
-		if err := sc.owns(r); err != nil {
-			return err
-		}
-		if err := validRecord(r); err != nil {
-			return err
-		}
-		if dim == 0 {
-			dim = len(r.Vector)
-		}
-		if len(r.Vector) != dim {
+		if r := &recs[i]; len(r.Vector) != dim {
 			return apiary.E(apiary.KindInvalid, "local: upsert: record %s has a vector of dimension %d, the store holds dimension %d", r.ChunkID, len(r.Vector), dim)
 		}
 	}
-	rec := encodeUpsert(account, dim, recs, func(i int) []float32 { return recs[i].Vector })
+	rec := encodeUpsert(account, dim, recs, func(i int) []float32 { return recs[i].Vector }, boxes)
 	if len(rec) > maxRecord {
 		return apiary.E(apiary.KindTooLarge, "local: upsert: batch of %d records is over %d bytes; split it", len(recs), maxRecord)
 	}
@@ -330,8 +358,31 @@ func (s *Store) Upsert(ctx context.Context, account apiary.AccountID, recs []sto
 	s.dim = dim
 	sc.upsert(recs)
 	s.mu.Unlock()
-	s.maybeCompact()
+	s.maybeCompact(s.key)
 	return nil
+}
+
+// seal returns recs' boxes under account's key, nil without Options.Keys.
+func (s *Store) seal(ctx context.Context, account apiary.AccountID, recs []storage.VectorRecord) ([][]byte, error) {
+	if s.opts.Keys == nil {
+		return nil, nil
+	}
+	key, err := s.opts.Keys.Key(ctx, account)
+	if err != nil {
+		return nil, fmt.Errorf("local: upsert: key for account %s: %w", account, err)
+	}
+	boxes := make([][]byte, len(recs))
+	for i := range recs {
+		if boxes[i], err = sealRecord(key, account, &recs[i]); err != nil {
+			return nil, fmt.Errorf("local: upsert: %w", err)
+		}
+	}
+	return boxes, nil
+}
+
+// key is the keyFunc of compactions after Open.
+func (s *Store) key(account apiary.AccountID) ([]byte, error) {
+	return lookupKey(s.opts.Keys, account)
 }
 
 func validRecord(r *storage.VectorRecord) error {
@@ -383,7 +434,7 @@ func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, do
 	s.mu.Lock()
 	sc.deleteDocument(doc, keep)
 	s.mu.Unlock()
-	s.maybeCompact()
+	s.maybeCompact(s.key)
 	return nil
 }
 

@@ -78,6 +78,7 @@ func requireStored(t *testing.T, s *local.Store, acc apiary.AccountID, doc apiar
 		require.InDelta(t, 1, got.Score, 1e-5)
 		require.Equal(t, w.Vector, got.Vector, "vectors come back exactly as given")
 		got.VectorRecord.Vector = w.Vector
+		w.Terms = nil // hits leave them out
 		require.Equal(t, w, got.VectorRecord)
 	}
 }

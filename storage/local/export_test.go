@@ -1,0 +1,4 @@
+package local
+
+// AppendTerms is appendTerms, for tests that look for terms in the clear.
+var AppendTerms = appendTerms
