@@ -381,7 +381,7 @@ func (f *pdfFile) load(num int64) (any, error) {
 			return nil, err
 		}
 		o, ok := stm.offs[num]
-		if !ok || stm.first+o >= len(stm.data) {
+		if !ok || o >= len(stm.data)-stm.first { // o may be near the largest int: no sum
 			return nil, errors.New("object not in its object stream")
 		}
 		l := &pdfLexer{b: stm.data, pos: stm.first + o, refs: true}
