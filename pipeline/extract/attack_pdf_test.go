@@ -1,10 +1,15 @@
 package extract_test
 
 import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/pipeline/extract"
 )
 
@@ -18,4 +23,53 @@ func TestAttackPDFObjectStreamOffsetOverflow(t *testing.T) {
 		"<< /Type /Page /Contents 6 0 R >>", "null",
 		stream("/Type /ObjStm /N 1 /First 22", "6 9223372036854775800 "))
 	require.NotPanics(t, func() { _, _, _ = extract.Extract(extract.PDF, raw, 0) })
+}
+
+// overlappingPDF is a page tree of n kids, each an object that opens
+// open (a string) and never closes it: every object, parsed,
+// runs to the end of the file.
+func overlappingPDF(n int, open string) []byte {
+	objs := []string{"<< /Type /Catalog /Pages 2 0 R >>", ""}
+	var kids strings.Builder
+	for i := range n {
+		fmt.Fprintf(&kids, "%d 0 R ", i+3)
+		objs = append(objs, open)
+	}
+	objs[1] = "<< /Type /Pages /Kids [" + kids.String() + "] >>"
+	return pdfOf(objs...)
+}
+
+// TestAttackPDFOverlappingObjectsAreNotQuadratic: objects that each open a
+// string and never close it, so that each, parsed, takes the
+// rest of the file; and, without a cross-reference, many streams without
+// "endstream", each searched for to the end of the file. Every parsed
+// object was kept: a 194 KB PDF of 4,000 such kids allocated 2.1 GB and a 390 KB one 8 GB (a
+// 1 MB one some 50 GB), and a 692 KB file of 32,000 "n 0 obj<<>>stream"
+// took 6.6 s of CPU to rebuild its cross-reference (30 MB: hours). Bytes
+// parsed (and searched for "endstream") count against the same budget as bytes decoded. Not parallel: it
+// reads the allocation counter.
+func TestAttackPDFOverlappingObjectsAreNotQuadratic(t *testing.T) {
+	var noEnd bytes.Buffer
+	noEnd.WriteString("%PDF-1.4\n")
+	for i := range 32000 {
+		fmt.Fprintf(&noEnd, "%d 0 obj<<>>stream\n", i+1)
+	}
+	for name, raw := range map[string][]byte{
+		"strings":                 overlappingPDF(8000, "("),
+		"hex strings":             overlappingPDF(8000, "<"),
+		"streams without the end": noEnd.Bytes(),
+	} {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, _, err := extract.Extract(extract.PDF, raw, 0)
+		runtime.ReadMemStats(&after)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%s: %d-byte file: %d bytes allocated: %v", name, len(raw), alloc, err)
+		require.Equal(t, apiary.KindTooLarge, apiary.KindOf(err), "%s: %v", name, err)
+		// Parsed strings grow by appending (some 5 times their length in
+		// all); the budget bounds their sum to the file's, not its square.
+		require.LessOrEqual(t, alloc, uint64(8*(extract.InflateRatio*len(raw)+extract.InflateSlack)),
+			"%s: %d bytes allocated for a file of %d", name, alloc, len(raw))
+	}
 }

@@ -130,7 +130,7 @@ func pdfError(err error) error {
 	case errors.Is(err, errPDFTooManyPages):
 		return apiary.E(apiary.KindTooLarge, "extract pdf: more than %d pages", MaxPDFPages)
 	case errors.Is(err, errPDFInflate):
-		return apiary.E(apiary.KindTooLarge, "extract pdf: its streams decode to more than %d times the file plus %d bytes", InflateRatio, InflateSlack)
+		return apiary.E(apiary.KindTooLarge, "extract pdf: its streams decode (or its objects parse) to more than %d times the file plus %d bytes", InflateRatio, InflateSlack)
 	case errors.Is(err, errPDFEncrypted):
 		return apiary.E(apiary.KindInvalid, "extract pdf: the document is encrypted with a password")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
