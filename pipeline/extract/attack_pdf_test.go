@@ -73,3 +73,28 @@ func TestAttackPDFOverlappingObjectsAreNotQuadratic(t *testing.T) {
 			"%s: %d bytes allocated for a file of %d", name, alloc, len(raw))
 	}
 }
+
+// type0PDF is a one-page PDF showing "ab" in a composite font whose
+// descendant has the widths w.
+func type0PDF(w string) []byte {
+	font := "<< /Type /Font /Subtype /Type0 /BaseFont /X /Encoding /Identity-H /DescendantFonts [<< /Subtype /CIDFontType2 /W " + w + " >>] >>"
+	return pdfOf("<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] >>",
+		"<< /Type /Page /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>", stream("", "BT /F1 1 Tf (ab) Tj ET"), font)
+}
+
+// TestAttackPDFFontWidthsAreBounded: a composite font's W array of the
+// same range of 131,071 CIDs given again and again. Each range was written
+// into the widths map while the map was below its bound, which the first
+// range had not reached: a 5 KB PDF of 400 ranges took 2.4 s of CPU (1 MB:
+// some 8 minutes), per font that shares the array. Widths read count
+// against the document's budget.
+func TestAttackPDFFontWidthsAreBounded(t *testing.T) {
+	t.Parallel()
+	raw := type0PDF("[" + strings.Repeat("0 131070 1 ", 400) + "]")
+	_, _, err := extract.Extract(extract.PDF, raw, 0)
+	require.Equal(t, apiary.KindTooLarge, apiary.KindOf(err), "%v", err)
+
+	// A font's widths as usual are read.
+	_, _, err = extract.Extract(extract.PDF, type0PDF("[1 [500 600] 3 200 0.5]"), 0)
+	require.NoError(t, err)
+}
