@@ -43,6 +43,10 @@ type cmapRange struct {
 // maxCMapEntries bounds the entries one CMap may hold.
 const maxCMapEntries = 1 << 17
 
+// maxCodespaceRanges bounds a CMap's codespace ranges, which every code
+// shown is tried against (MuPDF holds 40; Adobe's CMaps have a few).
+const maxCodespaceRanges = 40
+
 // pdfWidthCost is what one width read from a font counts against the
 // document's budget (pdfFile.spend): about what an entry of the widths map
 // takes. Fonts may share their arrays, and a font given directly in a
@@ -113,7 +117,7 @@ func parseCMap(data []byte) *cmap {
 			for i := 0; i+1 < len(stack); i += 2 {
 				lo, ok1 := stack[i].(pdfString)
 				hi, ok2 := stack[i+1].(pdfString)
-				if ok1 && ok2 && len(lo) == len(hi) && len(lo) >= 1 && len(lo) <= 4 {
+				if ok1 && ok2 && len(lo) == len(hi) && len(lo) >= 1 && len(lo) <= 4 && len(m.spaces) < maxCodespaceRanges {
 					m.spaces = append(m.spaces, codeRange{len(lo), codeOf(lo), codeOf(hi)})
 				}
 			}
