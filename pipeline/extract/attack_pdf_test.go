@@ -2,9 +2,11 @@ package extract_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -97,4 +99,36 @@ func TestAttackPDFFontWidthsAreBounded(t *testing.T) {
 	// A font's widths as usual are read.
 	_, _, err = extract.Extract(extract.PDF, type0PDF("[1 [500 600] 3 200 0.5]"), 0)
 	require.NoError(t, err)
+}
+
+// cancelAfter is a context whose Err reports Canceled from its n-th call on.
+type cancelAfter struct {
+	context.Context
+	n atomic.Int64
+}
+
+func (c *cancelAfter) Err() error {
+	if c.n.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestAttackPDFOnePageHonoursTheContext: the context was looked at between
+// pages and form XObjects only, so one page of many operators ran to its
+// end whatever the context said, and a context cancelled during the last
+// page gave a partial text and no error. A 30 KB one-page PDF took 117 s
+// past a 20 s deadline (with the codespace attack now bounded, any
+// operator-heavy page does the same within the decode budget: 64 times
+// the file plus 64 MiB of operators). Extraction now stops within a
+// thousand operators.
+func TestAttackPDFOnePageHonoursTheContext(t *testing.T) {
+	t.Parallel()
+	content := "BT /F1 12 Tf " + strings.Repeat("(a) Tj ", 100000) + "ET"
+	raw := simplePDF(content)
+	ctx := &cancelAfter{Context: context.Background()}
+	ctx.n.Store(3) // past opening and the page tree, into the page
+	_, err := extract.ExtractDocument(ctx, extract.PDF, raw, 0)
+	require.Equal(t, apiary.KindUnavailable, apiary.KindOf(err), "%v", err)
+	require.ErrorIs(t, err, context.Canceled)
 }
