@@ -13,7 +13,8 @@
 //
 // Compressed formats are bounded before any text is written: what a PDF's
 // streams or a zip's parts decode to, together, is at most InflateRatio
-// times the file plus InflateSlack; a PDF has at most MaxPDFPages pages; a
+// times the file plus InflateSlack (a PDF's parsed objects count too: they
+// may overlap); a PDF has at most MaxPDFPages pages; a
 // zip at most MaxZipEntries entries, each inflating at most MaxZipRatio
 // times. ExtractDocument also gives where each page of a PDF (or slide of
 // a PPTX) starts in the text.

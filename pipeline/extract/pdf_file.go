@@ -24,7 +24,7 @@ const (
 
 var (
 	errPDFTooManyPages = errors.New("too many pages")
-	errPDFInflate      = errors.New("streams decode to too many bytes")
+	errPDFInflate      = errors.New("streams decode (or objects parse) to too many bytes")
 	errPDFEncrypted    = errors.New("encrypted")
 	errPDFNoPages      = errors.New("no page tree")
 )
@@ -52,7 +52,7 @@ type pdfFile struct {
 	stms    map[int64]*objStm
 	loading map[int64]bool // objects being parsed: a Length that refers to its own object is no loop
 	scanned bool           // xref rebuilt by scanning the file
-	budget  int64          // decoded stream bytes left
+	budget  int64          // bytes left to decode or parse
 	crypt   *pdfCrypt
 }
 
@@ -74,6 +74,9 @@ func openPDF(ctx context.Context, b []byte) (*pdfFile, error) {
 			return nil, err
 		}
 		f.scan()
+	}
+	if f.budget < 0 {
+		return nil, errPDFInflate
 	}
 	if f.root() == nil {
 		return nil, errPDFNoPages
@@ -147,6 +150,9 @@ func (f *pdfFile) readXrefSection(off int) (pdfDict, error) {
 				l.pos += len("trailer")
 				v, err := l.object(0)
 				if err != nil {
+					return nil, err
+				}
+				if err := f.spend(l.pos - off); err != nil {
 					return nil, err
 				}
 				d, _ := v.(pdfDict)
@@ -381,11 +387,15 @@ func (f *pdfFile) load(num int64) (any, error) {
 			return nil, err
 		}
 		o, ok := stm.offs[num]
-		if !ok || stm.first+o >= len(stm.data) {
+		if !ok || o >= len(stm.data)-stm.first { // o may be near the largest int: no sum
 			return nil, errors.New("object not in its object stream")
 		}
 		l := &pdfLexer{b: stm.data, pos: stm.first + o, refs: true}
-		return l.object(0)
+		v, err := l.object(0)
+		if err := f.spend(l.pos - stm.first - o); err != nil {
+			return nil, err
+		}
+		return v, err
 	}
 	if e.off >= int64(len(f.b)) {
 		return nil, errors.New("object offset out of range")
@@ -407,6 +417,12 @@ func (f *pdfFile) parseObjectAt(off int, want int64) (any, error) {
 		return nil, pdfSyntaxError{off}
 	}
 	v, err := l.object(0)
+	// Objects may overlap (a string that never closes runs to the end of
+	// the file): what is parsed counts against the budget like what is
+	// decoded, or each object could cost the whole file.
+	if err := f.spend(l.pos - off); err != nil {
+		return nil, err
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -436,6 +452,13 @@ func (f *pdfFile) parseObjectAt(off int, want int64) (any, error) {
 	}
 	if end < 0 { // a wrong Length: the stream ends at "endstream"
 		i := bytes.Index(f.b[start:], []byte("endstream"))
+		searched := i
+		if i < 0 {
+			searched = len(f.b) - start
+		}
+		if err := f.spend(searched); err != nil {
+			return nil, err
+		}
 		if i < 0 {
 			end = len(f.b)
 		} else {
@@ -886,6 +909,9 @@ func (f *pdfFile) pages() ([]pdfDict, error) {
 	}
 	if err := walk(f.root()["Pages"], nil, 0); err != nil {
 		return nil, err
+	}
+	if f.budget < 0 {
+		return nil, errPDFInflate
 	}
 	return out, nil
 }

@@ -43,6 +43,16 @@ type cmapRange struct {
 // maxCMapEntries bounds the entries one CMap may hold.
 const maxCMapEntries = 1 << 17
 
+// maxCodespaceRanges bounds a CMap's codespace ranges, which every code
+// shown is tried against (MuPDF holds 40; Adobe's CMaps have a few).
+const maxCodespaceRanges = 40
+
+// pdfWidthCost is what one width read from a font counts against the
+// document's budget (pdfFile.spend): about what an entry of the widths map
+// takes. Fonts may share their arrays, and a font given directly in a
+// page's resources is read again at each Tf.
+const pdfWidthCost = 16
+
 // lookup returns the destination of code as UTF-16BE bytes (or a CID).
 func (m *cmap) lookup(code uint32) ([]byte, bool) {
 	if m == nil {
@@ -107,7 +117,7 @@ func parseCMap(data []byte) *cmap {
 			for i := 0; i+1 < len(stack); i += 2 {
 				lo, ok1 := stack[i].(pdfString)
 				hi, ok2 := stack[i+1].(pdfString)
-				if ok1 && ok2 && len(lo) == len(hi) && len(lo) >= 1 && len(lo) <= 4 {
+				if ok1 && ok2 && len(lo) == len(hi) && len(lo) >= 1 && len(lo) <= 4 && len(m.spaces) < maxCodespaceRanges {
 					m.spaces = append(m.spaces, codeRange{len(lo), codeOf(lo), codeOf(hi)})
 				}
 			}
@@ -218,8 +228,13 @@ func (f *pdfFile) loadFont(d pdfDict) *pdfFont {
 		}
 	}
 	first, _ := f.resolve(d["FirstChar"]).(int64)
-	for i, w := range f.resolveArray(d["Widths"]) {
-		if v, ok := f.number(w); ok && i < 256 {
+	widths := f.resolveArray(d["Widths"])
+	widths = widths[:min(len(widths), 256)]
+	if f.spend(pdfWidthCost*len(widths)) != nil {
+		return ft
+	}
+	for i, w := range widths {
+		if v, ok := f.number(w); ok {
 			ft.widths[uint32(first)+uint32(i)] = v * scale
 		}
 	}
@@ -246,7 +261,11 @@ func (f *pdfFile) loadFont(d pdfDict) *pdfFont {
 	ft.enc = base
 	if encDict != nil {
 		code := 0
-		for _, v := range f.resolveArray(encDict["Differences"]) {
+		diffs := f.resolveArray(encDict["Differences"])
+		if f.spend(pdfWidthCost*len(diffs)) != nil {
+			return ft
+		}
+		for _, v := range diffs {
 			switch x := f.resolve(v).(type) {
 			case int64:
 				code = int(x)
@@ -354,6 +373,9 @@ func (f *pdfFile) loadComposite(ft *pdfFont, d pdfDict) {
 			break
 		}
 		if arr, ok := f.resolve(w[i+1]).(pdfArray); ok {
+			if f.spend(pdfWidthCost*len(arr)) != nil {
+				return
+			}
 			for k, v := range arr {
 				if n, ok := f.number(v); ok {
 					ft.widths[uint32(first)+uint32(k)] = n / 1000
@@ -367,8 +389,14 @@ func (f *pdfFile) loadComposite(ft *pdfFont, d pdfDict) {
 		}
 		last, _ := f.resolve(w[i+1]).(int64)
 		n, _ := f.number(w[i+2])
-		for c := first; c <= last && len(ft.widths) < maxCMapEntries; c++ {
-			ft.widths[uint32(c)] = n / 1000
+		if first >= 0 && last >= first {
+			count := min(last-first, maxCMapEntries-1) + 1
+			if f.spend(pdfWidthCost*int(count)) != nil {
+				return
+			}
+			for c := first; c < first+count && len(ft.widths) < maxCMapEntries; c++ {
+				ft.widths[uint32(c)] = n / 1000
+			}
 		}
 		i += 3
 	}

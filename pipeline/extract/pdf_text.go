@@ -30,6 +30,8 @@ const (
 	pdfLineShift = 0.5
 	// maxPDFStack bounds the graphics state stack (q nested in q).
 	maxPDFStack = 128
+	// pdfCtxEvery is how many operators run between looks at the context.
+	pdfCtxEvery = 1024
 )
 
 type matrix [6]float64
@@ -67,6 +69,7 @@ type pdfPage struct {
 	dirX, dirY float64
 	lastSize   float64
 	formDepth  int
+	ops        int  // operators run, to look at the context now and then
 	hyphen     bool // a line break after a hyphen is pending
 	accent     rune // the combining form of an accent just written, or 0
 	accentRune rune // that accent as written
@@ -105,6 +108,9 @@ func extractPDF(ctx context.Context, raw []byte, w *writer) (text, title string,
 			return "", "", nil, nil // the caller reports the bound
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return "", "", nil, pdfError(err)
+	}
 	trimTrailingSpace(w)
 	for i := range pages {
 		pages[i] = min(pages[i], len(w.buf))
@@ -130,7 +136,7 @@ func pdfError(err error) error {
 	case errors.Is(err, errPDFTooManyPages):
 		return apiary.E(apiary.KindTooLarge, "extract pdf: more than %d pages", MaxPDFPages)
 	case errors.Is(err, errPDFInflate):
-		return apiary.E(apiary.KindTooLarge, "extract pdf: its streams decode to more than %d times the file plus %d bytes", InflateRatio, InflateSlack)
+		return apiary.E(apiary.KindTooLarge, "extract pdf: its streams decode (or its objects parse) to more than %d times the file plus %d bytes", InflateRatio, InflateSlack)
 	case errors.Is(err, errPDFEncrypted):
 		return apiary.E(apiary.KindInvalid, "extract pdf: the document is encrypted with a password")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -192,6 +198,9 @@ func (p *pdfPage) run(data []byte, res pdfDict) {
 				ops = append(ops, v)
 			}
 			continue
+		}
+		if p.ops++; p.ops%pdfCtxEvery == 0 && p.f.ctx.Err() != nil {
+			return
 		}
 		if op == "ID" { // inline image data: skip to EI
 			l.pos = skipInlineImage(data, l.pos)
