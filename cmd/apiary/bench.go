@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -41,9 +42,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&opt.Documents, "documents", 400, "documents per run")
 	fs.IntVar(&opt.DocBytes, "doc-bytes", 2000, "approximate size of each document")
 	fs.IntVar(&opt.Jobs, "jobs", 4, "ingest requests the documents are split into")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	fair := fs.Bool("fair", false, "instead: a quiet account's latency alone and under a noisy account's floods (benchfair.go)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *fair {
 		return runFairBench(ctx, dist, envErr, stdout, stderr)

@@ -71,6 +71,12 @@ func openSession(runtimePath, modelPath string, dim, threads int) (session, erro
 	if err := opts.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("onnx: session options: %w", err)
 	}
+	// The runtime's threads spin between batches by default, burning the
+	// cores that the rest of the process (HTTP, queue, sealing, storage)
+	// needs while the next batch is being gathered.
+	if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+		return nil, fmt.Errorf("onnx: session options: %w", err)
+	}
 	ins, outs, err := ort.GetInputOutputInfoWithOptions(modelPath, opts)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: read model %s: %w", modelPath, err)
