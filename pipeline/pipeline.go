@@ -71,7 +71,8 @@ type Config struct {
 	// Ingest calls queue their chunks, and each call to the embedder takes
 	// up to EmbedBatch of them from every waiting document, filled from the
 	// waiting accounts in turn, so one account's backlog does not keep
-	// another account's documents waiting (coalesce.go). Default 2.
+	// another account's documents waiting (coalesce.go). Default: the
+	// embedder's MaxConcurrency (embed.Concurrent), else 2.
 	EmbedConcurrency int
 	// EmbedWait is how long queued chunks may wait for a batch to fill
 	// before a call takes what there is. Default 10ms.
@@ -136,6 +137,11 @@ type Pipeline struct {
 
 // New returns a Pipeline over its ports. It does not close them.
 func New(cfg Config, emb embed.Embedder, keys encrypt.KeyProvider, vecs storage.VectorStore, docs Docs) (*Pipeline, error) {
+	if c, ok := emb.(embed.Concurrent); ok && cfg.EmbedConcurrency == 0 {
+		// More calls than it runs at once would each take a batch early,
+		// while the texts behind them could still have filled it.
+		cfg.EmbedConcurrency = c.MaxConcurrency()
+	}
 	cfg.setDefaults()
 	err := cfg.Validate()
 	if emb == nil || keys == nil || vecs == nil || docs == nil {

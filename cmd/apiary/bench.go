@@ -97,8 +97,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		if base == 0 {
 			base = res.path
-			fmt.Fprintf(stdout, "%-12s %9.1f documents/s   (%s alone, on the same chunks, in batches of %d)\n",
-				"embedder", res.bare, res.model, pipeline.DefaultEmbedBatch)
+			fmt.Fprintf(stdout, "%-12s %9.1f documents/s   (%s alone, on the same chunks, in batches of %d: %.1f before the path, %.1f after)\n",
+				"embedder", res.bare, res.model, pipeline.DefaultEmbedBatch, res.spread[0], res.spread[1])
 		}
 		fmt.Fprintf(stdout, "%-12s %9.1f documents/s   %5.2fx embedded   %5.2fx the embedder alone\n", r.name, res.path, res.path/base, res.path/res.bare)
 	}
@@ -110,9 +110,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // benchResult is one configuration's figures.
 type benchResult struct {
-	model string
-	bare  float64 // documents/s of the embedder alone, on the same chunks
-	path  float64 // documents/s of the whole path, first request to last job's end
+	model  string
+	bare   float64    // documents/s of the embedder alone, on the same chunks: the mean of a run before the path and one after
+	spread [2]float64 // the two runs of the embedder alone
+	path   float64    // documents/s of the whole path, first request to last job's end
 }
 
 // benchBare embeds the chunks of the bench's documents with emb alone, in
@@ -136,17 +137,24 @@ func benchBare(ctx context.Context, emb embed.Embedder, chunkCfg chunk.Config, o
 // benchOnce runs one configuration: the embedder alone on the documents'
 // chunks, then the whole path on the same documents, from the first request
 // to the last job's end.
-func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (benchResult, error) {
-	var res benchResult
+func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writer) (res benchResult, err error) {
 	a, srv, token, err := startInProcess(ctx, cfg, newLogger("warn", stderr), "apiary bench")
 	if err != nil {
 		return res, err
 	}
 	defer a.Close()
 	res.model = a.emb.Model()
-	if res.bare, err = benchBare(ctx, a.emb, chunkConfig(cfg, a.emb), opt); err != nil {
+	// The embedder alone runs before and after the whole path, and the path
+	// is compared with their mean: a shared machine's speed drifts.
+	if res.spread[0], err = benchBare(ctx, a.emb, chunkConfig(cfg, a.emb), opt); err != nil {
 		return res, err
 	}
+	defer func() {
+		if err == nil {
+			res.spread[1], err = benchBare(ctx, a.emb, chunkConfig(cfg, a.emb), opt)
+			res.bare = (res.spread[0] + res.spread[1]) / 2
+		}
+	}()
 
 	call := func(method, path string, body any, out any) error {
 		var r io.Reader

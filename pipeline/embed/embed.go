@@ -24,6 +24,15 @@ type TokenLimited interface {
 	MaxTokens() int
 }
 
+// Concurrent is an optional interface of an Embedder that gains nothing
+// from more than MaxConcurrency calls at once (an in-process model whose
+// one call uses every core runs calls one at a time). Callers that batch
+// texts for it (the pipeline) size their calls in flight to it, so that
+// texts keep gathering into the next call while one runs.
+type Concurrent interface {
+	MaxConcurrency() int
+}
+
 // QueryEmbedder is an optional interface of an Embedder whose model embeds a
 // query differently from a document (an instruction prefix, say).
 type QueryEmbedder interface {

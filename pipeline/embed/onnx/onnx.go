@@ -19,6 +19,7 @@ var (
 	_ embed.Embedder      = (*Embedder)(nil)
 	_ embed.QueryEmbedder = (*Embedder)(nil)
 	_ embed.TokenLimited  = (*Embedder)(nil)
+	_ embed.Concurrent    = (*Embedder)(nil)
 )
 
 // DefaultBatchSize is the number of texts run through the model at once.
@@ -177,6 +178,10 @@ func (e *Embedder) Close() error {
 	e.closed = true
 	return e.sess.close()
 }
+
+// MaxConcurrency is 1 (embed.Concurrent): calls run one at a time, each
+// on Config.Threads cores.
+func (e *Embedder) MaxConcurrency() int { return 1 }
 
 // MaxTokens is the model's token limit (embed.TokenLimited): the chunker
 // sizes chunks to fit it.
