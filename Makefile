@@ -36,7 +36,7 @@ services-stop:
 # floods.
 MODELS_DIR ?= $(CURDIR)/.test-services/models
 bench:
-	$(GO) run ./cmd/apiary models pull --models-dir $(MODELS_DIR) --model all-minilm-l6-v2-q --model all-minilm-l6-v2
+	$(GO) run ./cmd/apiary models pull --models-dir $(MODELS_DIR) --model all
 	APIARY_TEST_MODELS_DIR=$(MODELS_DIR) $(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./pipeline/... ./storage/local/... ./api/...
 	$(GO) run ./cmd/apiary bench --models-dir $(MODELS_DIR)
 	$(GO) run ./cmd/apiary bench --fair --embedder local

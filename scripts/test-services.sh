@@ -52,7 +52,7 @@ CFN_LINT_VERSION="1.58.0"
 
 # The models the onnx embedder's tests load (names of the model table in
 # pipeline/embed/onnx/models.go, which pins their versions and digests).
-TEST_MODELS=(all-minilm-l6-v2-q all-minilm-l6-v2)
+TEST_MODELS=(all-minilm-l6-v2-q all-minilm-l6-v2 bge-small-en-v1.5-q)
 
 # Seconds each service gets to become healthy (milvus-lite is slow the first time).
 MILVUS_TIMEOUT="${MILVUS_TIMEOUT:-180}"
