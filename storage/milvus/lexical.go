@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/milvus-io/milvus-sdk-go/v2/client"
 	"github.com/milvus-io/milvus-sdk-go/v2/entity"
@@ -27,8 +29,9 @@ import (
 // A query's sparse vector holds each term's idf from the account's current
 // N (a count) and df (a count of the rows whose terms contain it), so the
 // inner product is the BM25 score. The approximation: avgdl is fixed in a
-// row's weights when it is written (the mean over the rows being written
-// and up to lengthSample of the account's stored ones), where exact BM25
+// row's weights when it is written (the mean over up to lengthSample of the
+// account's stored rows, read at most once per lengthTTL per process and
+// updated with every batch written meanwhile), where exact BM25
 // uses the mean at query time; rows written while an account's mean
 // length was different keep that mean. Chunk lengths vary little, so
 // scores move little; an account re-ingested gets current weights.
@@ -39,6 +42,12 @@ const (
 	// lengthSample is how many of an account's stored lengths an Upsert
 	// reads to estimate the mean length.
 	lengthSample = 1000
+	// lengthTTL is how long a process reuses its sample of an account's
+	// lengths before reading it again: reading it on every Upsert made each
+	// write a query, which a busy Milvus answered too late.
+	lengthTTL = time.Minute
+	// maxLengthStats bounds the accounts whose samples a process keeps.
+	maxLengthStats = 4096
 	// maxQueryTerms bounds the terms of one lexical query: each costs a
 	// count for its document frequency. Later terms are ignored.
 	maxQueryTerms = 64
@@ -96,17 +105,40 @@ func weights(terms []storage.TermCount, avgdl float64) (entity.SparseEmbedding, 
 	return w, hashes, n
 }
 
-// meanLength estimates account's mean length once recs are written: over
-// recs and up to lengthSample of the rows stored. At least 1.
+// lengthStat is a process's sample of an account's chunk lengths.
+type lengthStat struct {
+	sum, n float64
+	read   time.Time // when the stored rows were last read
+}
+
+// lengthStats keeps each account's sample (see meanLength).
+type lengthStats struct {
+	mu sync.Mutex
+	m  map[apiary.AccountID]*lengthStat
+}
+
+// meanLength estimates account's mean length once recs are written: over up
+// to lengthSample of the rows stored, read at most once per lengthTTL, and
+// every batch written since. At least 1.
 func (s *Store) meanLength(ctx context.Context, account apiary.AccountID, recs []storage.VectorRecord) (float64, error) {
-	expr, err := (scope{account: account}).filter()
-	if err != nil {
-		return 0, err
-	}
 	var sum, n float64
 	for _, r := range recs {
 		sum += float64(storage.Length(r.Terms))
 		n++
+	}
+	s.lengths.mu.Lock()
+	st, ok := s.lengths.m[account]
+	if ok && time.Since(st.read) < lengthTTL {
+		st.sum, st.n = st.sum+sum, st.n+n
+		mean := st.sum / st.n
+		s.lengths.mu.Unlock()
+		return max(mean, 1), nil
+	}
+	s.lengths.mu.Unlock()
+
+	expr, err := (scope{account: account}).filter()
+	if err != nil {
+		return 0, err
 	}
 	qctx, cancel := s.call(ctx)
 	defer cancel()
@@ -121,10 +153,16 @@ func (s *Store) meanLength(ctx context.Context, account apiary.AccountID, recs [
 			n++
 		}
 	}
+	s.lengths.mu.Lock()
+	if s.lengths.m == nil || len(s.lengths.m) >= maxLengthStats {
+		s.lengths.m = make(map[apiary.AccountID]*lengthStat) // start over: a sample is cheap to read again
+	}
+	s.lengths.m[account] = &lengthStat{sum: sum, n: n, read: time.Now()}
+	s.lengths.mu.Unlock()
 	if n == 0 || sum == 0 {
 		return 1, nil
 	}
-	return sum / n, nil
+	return max(sum/n, 1), nil
 }
 
 // SearchLexical implements storage.VectorStore: BM25 with the account's

@@ -66,6 +66,7 @@ type Store struct {
 	// lexical is false on a collection created before the lexical fields:
 	// it serves dense search only (lexical.go).
 	lexical bool
+	lengths lengthStats // each account's sample of chunk lengths, for the BM25 weights
 	closed  sync.Once
 	cerr    error
 }
