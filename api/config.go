@@ -32,8 +32,8 @@ type Config struct {
 	RateBurst int
 	// AccountRateLimit is each account's sustained budget per second, in
 	// cost units shared by all of its tokens: a request costs 1, plus 1 per
-	// MiB of body; a search costs 1 + top_k/10, ten times that with a
-	// metadata filter. Default 200.
+	// MiB of body; a search costs 1 + top_k/10 (+1 for hybrid, which
+	// searches twice), ten times that with a metadata filter. Default 200.
 	AccountRateLimit float64
 	// AccountRateBurst is the most cost units an account may spend at once.
 	// Default 400.

@@ -19,7 +19,7 @@ func TestAccountBudgetWeighsCost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config, _ *Deps) { c.AccountRateLimit = 0.001; c.AccountRateBurst = 13 })
 	_, otherAdmin := e.otherAccount("other") // 1 of 13: the operator's token is in the default account
-	heavy := jsonBody(map[string]any{"query": "honey", "top_k": 100})
+	heavy := jsonBody(map[string]any{"query": "honey", "top_k": 100, "mode": "dense"})
 	require.Equal(t, http.StatusOK, e.do(http.MethodPost, "/v1/query", e.viewer, heavy).Code, "12 of 13")
 	require.Equal(t, http.StatusOK, e.do(http.MethodGet, "/v1/jobs", e.editor).Code, "13 of 13")
 
@@ -37,10 +37,12 @@ func TestQueryCost(t *testing.T) {
 		q    pipeline.Query
 		want int
 	}{
-		{pipeline.Query{TopK: 1}, 1},
-		{pipeline.Query{TopK: 10}, 2},
-		{pipeline.Query{TopK: 100}, 11},
-		{pipeline.Query{TopK: 100, Metadata: map[string]string{"a": "b"}}, 110},
+		{pipeline.Query{TopK: 1, Mode: pipeline.ModeDense}, 1},
+		{pipeline.Query{TopK: 10, Mode: pipeline.ModeLexical}, 2},
+		{pipeline.Query{TopK: 100, Mode: pipeline.ModeDense}, 11},
+		{pipeline.Query{TopK: 100, Mode: pipeline.ModeDense, Metadata: map[string]string{"a": "b"}}, 110},
+		{pipeline.Query{TopK: 10}, 3}, // hybrid, the default: two searches
+		{pipeline.Query{TopK: 10, Mode: pipeline.ModeHybrid, Metadata: map[string]string{"a": "b"}}, 30},
 	} {
 		require.Equal(t, tc.want, queryCost(tc.q), "%+v", tc.q)
 	}

@@ -147,11 +147,15 @@ func (s *Server) refuse(c echo.Context, err *apiary.Error) error {
 }
 
 // queryCost is what a search costs of its account's budget: it grows with
-// the hits it fetches and opens, top_k, tenfold with a metadata filter
+// the hits it fetches and opens, top_k, by one for a hybrid search (it
+// searches twice, densely and lexically), tenfold with a metadata filter
 // (metadata is sealed, so the search over-fetches and filters after
 // opening).
 func queryCost(q pipeline.Query) int {
 	cost := 1 + q.TopK/10
+	if q.Mode == "" || q.Mode == pipeline.ModeHybrid {
+		cost++
+	}
 	if len(q.Metadata) > 0 {
 		cost *= 10
 	}
