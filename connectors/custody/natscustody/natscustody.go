@@ -108,7 +108,12 @@ func (t *Transport) Serve(holder string, h func(ctx context.Context, req []byte)
 		return nil, natserr.Wrap(err, "natscustody: subscribe %s", subj)
 	}
 	return func() error {
+		// Flushed: once stop returns, the server answers requests to this
+		// holder with no responders.
 		err := sub.Unsubscribe()
+		if err == nil {
+			err = t.cfg.Conn.Flush()
+		}
 		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
 			return nil
 		}
