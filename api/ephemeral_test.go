@@ -151,4 +151,3 @@ func TestSubmitWithCredentials(t *testing.T) {
 	require.Equal(t, 0, held.Held(), "a job canceled through the API lets go of its token")
 	require.NotContains(t, e.logs.String(), canaryToken)
 }
-

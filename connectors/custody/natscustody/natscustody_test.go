@@ -48,15 +48,15 @@ func (noStage) Drop(context.Context, apiary.AccountID, apiary.JobID) error { ret
 // process holding tokens (api) and a worker process (worker), each with
 // its own connection, custody and job service over the shared records.
 type split struct {
-	url       string
-	recs      *records.Store
-	api       *custody.Custody
-	apiConn   *nats.Conn
-	apiJobs   *jobs.Service
-	worker    *custody.Custody
-	workJobs  *jobs.Service
-	logs      *testutil.Buffer
-	logger    *slog.Logger
+	url      string
+	recs     *records.Store
+	api      *custody.Custody
+	apiConn  *nats.Conn
+	apiJobs  *jobs.Service
+	worker   *custody.Custody
+	workJobs *jobs.Service
+	logs     *testutil.Buffer
+	logger   *slog.Logger
 }
 
 func connect(t *testing.T, url string) *nats.Conn {
