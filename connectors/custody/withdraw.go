@@ -219,10 +219,16 @@ func encodeCredentials(c apiary.Credentials) []byte {
 // decodeCredentials reads what encodeCredentials wrote, into fresh bytes.
 func decodeCredentials(b []byte) (apiary.Credentials, error) {
 	var out [4]apiary.Secret
+	malformed := func() (apiary.Credentials, error) {
+		for _, s := range out {
+			s.Wipe()
+		}
+		return apiary.Credentials{}, errors.New("malformed credentials")
+	}
 	for i := range out {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) {
-			return apiary.Credentials{}, errors.New("malformed credentials")
+			return malformed()
 		}
 		if n > 0 {
 			out[i] = apiary.SecretFromBytes(append([]byte(nil), b[k:k+int(n)]...))
@@ -230,10 +236,7 @@ func decodeCredentials(b []byte) (apiary.Credentials, error) {
 		b = b[k+int(n):]
 	}
 	if len(b) != 8 {
-		for _, s := range out {
-			s.Wipe()
-		}
-		return apiary.Credentials{}, errors.New("malformed credentials")
+		return malformed()
 	}
 	c := apiary.Credentials{Token: out[0], AccessKeyID: out[1], SecretAccessKey: out[2], SessionToken: out[3]}
 	if exp := int64(binary.BigEndian.Uint64(b)); exp != 0 {
