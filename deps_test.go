@@ -41,27 +41,29 @@ const (
 var roles = map[string]role{
 	".": roleRoot,
 
-	"connectors":       rolePort,
-	"pipeline/embed":   rolePort,
-	"pipeline/encrypt": rolePort,
-	"storage":          rolePort,
-	"workers/events":   rolePort,
-	"workers/queue":    rolePort,
+	"connectors":         rolePort,
+	"connectors/custody": rolePort,
+	"pipeline/embed":     rolePort,
+	"pipeline/encrypt":   rolePort,
+	"storage":            rolePort,
+	"workers/events":     rolePort,
+	"workers/queue":      rolePort,
 
-	"connectors/upload":        roleAdapter,
-	"pipeline/embed/bedrock":   roleAdapter,
-	"pipeline/embed/local":     roleAdapter,
-	"pipeline/embed/onnx":      roleAdapter,
-	"pipeline/embed/openai":    roleAdapter,
-	"pipeline/encrypt/awskms":  roleAdapter,
-	"pipeline/encrypt/keyring": roleAdapter,
-	"storage/local":            roleAdapter,
-	"storage/memkv":            roleAdapter,
-	"storage/milvus":           roleAdapter,
-	"storage/natskv":           roleAdapter,
-	"workers/events/natsbus":   roleAdapter,
-	"workers/queue/jetstream":  roleAdapter,
-	"workers/queue/sqs":        roleAdapter,
+	"connectors/custody/natscustody": roleAdapter,
+	"connectors/upload":              roleAdapter,
+	"pipeline/embed/bedrock":         roleAdapter,
+	"pipeline/embed/local":           roleAdapter,
+	"pipeline/embed/onnx":            roleAdapter,
+	"pipeline/embed/openai":          roleAdapter,
+	"pipeline/encrypt/awskms":        roleAdapter,
+	"pipeline/encrypt/keyring":       roleAdapter,
+	"storage/local":                  roleAdapter,
+	"storage/memkv":                  roleAdapter,
+	"storage/milvus":                 roleAdapter,
+	"storage/natskv":                 roleAdapter,
+	"workers/events/natsbus":         roleAdapter,
+	"workers/queue/jetstream":        roleAdapter,
+	"workers/queue/sqs":              roleAdapter,
 
 	"api":              roleApp,
 	"pipeline":         roleApp,
@@ -103,11 +105,11 @@ var sdkHomes = []struct {
 	homes []string
 }{
 	{"github.com/labstack/echo/v4", []string{"api"}},
-	// nats.go: the three NATS adapters and the error classification they
-	// share; the server wrapper, its test helper and cmd/apiary open
-	// connections.
+	// nats.go: the NATS adapters (and custody's request/reply transport)
+	// and the error classification they share; the server wrapper, its
+	// test helper and cmd/apiary open connections.
 	{"github.com/nats-io/nats.go", []string{
-		"workers/queue/jetstream", "workers/events/natsbus", "storage/natskv",
+		"workers/queue/jetstream", "workers/events/natsbus", "storage/natskv", "connectors/custody/natscustody",
 		"internal/natserr", "internal/natsserver", "internal/natsserver/natstest", "cmd/apiary",
 	}},
 	{"github.com/nats-io/nats-server/v2", []string{"internal/natsserver"}},

@@ -154,6 +154,10 @@ type Job struct {
 	Version uint64 `json:"version"`
 	// Source says where the documents come from ("upload").
 	Source string `json:"source"`
+	// Holder names the process that holds the job's ephemeral credentials
+	// in memory (connectors/custody), when it has any: the job's worker asks
+	// it for them. It never holds the credentials themselves.
+	Holder string `json:"holder,omitempty"`
 	// Interrupted counts the runs of this job that ended with their worker
 	// process (their lease ran out, never released). At MaxInterrupted the
 	// job is failed instead of being run again.

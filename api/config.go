@@ -227,6 +227,9 @@ type Deps struct {
 	// Ready reports whether the process can serve (GET /readyz); nil means
 	// always ready.
 	Ready func(context.Context) error
+	// Custody holds ephemeral tokens sent with ingest requests, in memory
+	// (connectors/custody.Custody); nil refuses them.
+	Custody Custody
 }
 
 func (d Deps) validate() error {

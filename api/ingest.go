@@ -116,13 +116,10 @@ func acceptedJob(c echo.Context, j apiary.Job) error {
 }
 
 // requestHash identifies a request for idempotency: SHA-256 of its content
-// type and body.
+// type and body, credentials left out (requestHashInput).
 func requestHash(contentType string, body []byte) string {
-	h := sha256.New()
-	h.Write([]byte(contentType))
-	h.Write([]byte{0})
-	h.Write(body)
-	return hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(requestHashInput(contentType, body))
+	return hex.EncodeToString(sum[:])
 }
 
 // idempotencyKey returns the Idempotency-Key header: up to 255 printable

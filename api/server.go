@@ -43,8 +43,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		accounts: newLimiterMap[apiary.AccountID](cfg.AccountRateLimit, cfg.AccountRateBurst, maxLimiters),
 		searches: newAccountGate(cfg.MaxSearchesPerAccount),
 		bodies:   newBodyBudget(cfg.MaxBodyBytesInFlight, cfg.BodyLimit, cfg.BodyWait),
-		jobs:     jobs.New(jobs.Config{Logger: cfg.Logger}, deps.Records, deps.Queue, deps.Events, deps.Stager),
 	}
+	jcfg := jobs.Config{Logger: cfg.Logger}
+	if deps.Custody != nil {
+		jcfg.Ended = deps.Custody.Ended // a job canceled here lets go of its token
+	}
+	s.jobs = jobs.New(jcfg, deps.Records, deps.Queue, deps.Events, deps.Stager)
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true

@@ -3,6 +3,7 @@ package workers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connectors/custody"
 	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
 	"github.com/apiaryhq/apiary/internal/testutil"
 	"github.com/apiaryhq/apiary/workers"
@@ -205,6 +207,14 @@ func TestPoolOutcomes(t *testing.T) {
 		{
 			name:         "invalid input gives up at once",
 			handle:       func(int) error { return apiary.Wrap(boom, apiary.KindInvalid, "bad document") },
+			wantAttempts: []int{1},
+			wantGiveUp:   true,
+		},
+		{
+			// The process holding the job's ephemeral token stopped: no
+			// retry can bring the token back.
+			name:         "a token holder gone gives up at once",
+			handle:       func(int) error { return fmt.Errorf("custody: withdraw: %w: %w", custody.ErrHolderGone, boom) },
 			wantAttempts: []int{1},
 			wantGiveUp:   true,
 		},

@@ -12,6 +12,8 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connectors/custody"
+	"github.com/apiaryhq/apiary/connectors/custody/natscustody"
 	"github.com/apiaryhq/apiary/connectors/upload"
 	"github.com/apiaryhq/apiary/pipeline"
 	"github.com/apiaryhq/apiary/pipeline/chunk"
@@ -58,6 +60,9 @@ type app struct {
 	vecs   storage.VectorStore
 	pipe   *pipeline.Pipeline
 	stager *upload.Stager
+	// custody holds the ephemeral tokens this process accepted, in memory;
+	// other processes' workers ask it over NATS (natscustody).
+	custody *custody.Custody
 
 	awsOnce sync.Once
 	awsCfg  aws.Config
@@ -114,7 +119,25 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 	a.stager = upload.NewStager(a.blobs, a.keys)
+	if err := a.openCustody(); err != nil {
+		return nil, err
+	}
 	return a, nil
+}
+
+// openCustody starts this process's custody of ephemeral tokens: it
+// answers on its own NATS subject, and everything it holds is wiped when
+// the app closes.
+func (a *app) openCustody() error {
+	tr, err := natscustody.New(natscustody.Config{Conn: a.nc})
+	if err != nil {
+		return err
+	}
+	if a.custody, err = custody.New(custody.Config{Leases: a.recs, Transport: tr, Logger: a.log}); err != nil {
+		return err
+	}
+	a.closeLater("custody", a.custody)
+	return nil
 }
 
 // closeLater closes v, if it has a Close method, when the app closes: after
@@ -140,7 +163,11 @@ func (a *app) aws(ctx context.Context) (aws.Config, error) {
 // jobService returns the job lifecycle over the app's records, queue, bus
 // and stage.
 func (a *app) jobService() *jobs.Service {
-	return jobs.New(jobs.Config{Lease: a.cfg.Workers.Lease, Logger: a.log}, a.recs, a.queue, a.bus, a.stager)
+	cfg := jobs.Config{Lease: a.cfg.Workers.Lease, Logger: a.log}
+	if a.custody != nil {
+		cfg.Ended = a.custody.Ended // an ended job's token is wiped, here or at its holder
+	}
+	return jobs.New(cfg, a.recs, a.queue, a.bus, a.stager)
 }
 
 // poolComponent is the worker pool over the app's queue, a mux of the job

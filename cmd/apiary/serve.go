@@ -123,6 +123,7 @@ func (a *app) newAPI() (*api.Server, error) {
 		Search:  a.pipe,
 		Keys:    a.keys,
 		Ready:   a.ready,
+		Custody: a.custody,
 	})
 }
 

@@ -70,6 +70,11 @@ type Config struct {
 	// Logger gets what could not be done and is not returned (a lost
 	// non-final event, a lease renewal). Default: silent.
 	Logger *slog.Logger
+	// Ended, when set, is told of every job that reached its final state,
+	// as its end is announced (possibly more than once), so that what the
+	// job held in memory is let go: the custody of its ephemeral
+	// credentials (connectors/custody.Custody.Ended).
+	Ended func(ctx context.Context, job apiary.Job)
 }
 
 func (c *Config) setDefaults() {
@@ -116,6 +121,15 @@ type Submission struct {
 	// identifies the request, so that the same key with another request
 	// is refused.
 	IdempotencyKey, RequestHash string
+	// Holder, when set, names the process that holds the job's ephemeral
+	// credentials in memory (connectors/custody); it goes into the record.
+	Holder string
+	// Deposit, when set, is called with the recorded job after its
+	// Idempotency-Key is claimed and before it is queued, to hand its
+	// ephemeral credentials to custody: a worker may take the job the
+	// moment it is queued. An error abandons the job (canceled) and is
+	// returned. A replayed request never calls it.
+	Deposit func(job apiary.Job) error
 }
 
 // Submit stages sub's documents, records a queued job, claims its
@@ -135,6 +149,7 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (job apiary.Job, r
 		Errors:         []apiary.DocumentError{},
 		Version:        uint64(now.UnixNano()),
 		Source:         sub.Source,
+		Holder:         sub.Holder,
 		IdempotencyKey: sub.IdempotencyKey,
 		RequestHash:    sub.RequestHash,
 		WebhookURL:     sub.WebhookURL,
@@ -170,6 +185,15 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (job apiary.Job, r
 			return prev, true, nil
 		}
 	}
+	if sub.Deposit != nil {
+		if err := sub.Deposit(job); err != nil {
+			s.abandon(ctx, job, "request not taken: its token could not be held")
+			if job.IdempotencyKey != "" {
+				s.releaseKey(ctx, job)
+			}
+			return job, false, err
+		}
+	}
 	if err := s.queue.Enqueue(ctx, job.Message()); err != nil {
 		s.failUnqueued(ctx, job)
 		return job, false, apiary.Wrap(err, apiary.KindUnavailable, "the job could not be queued; retry later")
@@ -200,14 +224,22 @@ func (s *Service) failUnqueued(ctx context.Context, job apiary.Job) {
 	defer cancel()
 	s.dropStage(ctx, job)
 	if job.IdempotencyKey != "" {
-		if err := s.records.ReleaseIdempotencyKey(ctx, job.Account, job.IdempotencyKey, job.ID); err != nil {
-			s.warn(ctx, "could not release idempotency key", job, err)
-		}
+		s.releaseKey(ctx, job)
 	}
 	if j, ok := s.end(ctx, job, apiary.JobFailed, "could not be queued"); ok {
 		if err := s.announce(ctx, j); err != nil {
 			s.warn(ctx, "could not announce the job's end", j, err)
 		}
+	}
+}
+
+// releaseKey lets job's Idempotency-Key go, so that the client's retry
+// with it gets a fresh attempt; a failure is logged.
+func (s *Service) releaseKey(ctx context.Context, job apiary.Job) {
+	ctx, cancel := s.finalCtx(ctx)
+	defer cancel()
+	if err := s.records.ReleaseIdempotencyKey(ctx, job.Account, job.IdempotencyKey, job.ID); err != nil {
+		s.warn(ctx, "could not release idempotency key", job, err)
 	}
 }
 
@@ -350,6 +382,9 @@ func (s *Service) end(ctx context.Context, job apiary.Job, status apiary.JobStat
 // that was done, and then records that it was. The event's id is the job's
 // FinalEventID, so that the bus keeps one however often it is published.
 func (s *Service) announce(ctx context.Context, job apiary.Job) error {
+	if s.cfg.Ended != nil && job.Status.Final() {
+		s.cfg.Ended(ctx, job)
+	}
 	if job.Notified {
 		return nil
 	}
