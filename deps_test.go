@@ -49,6 +49,7 @@ var roles = map[string]role{
 	"workers/queue":    rolePort,
 
 	"connectors/upload":        roleAdapter,
+	"connectors/web":           roleAdapter,
 	"pipeline/embed/bedrock":   roleAdapter,
 	"pipeline/embed/local":     roleAdapter,
 	"pipeline/embed/onnx":      roleAdapter,
@@ -81,6 +82,7 @@ var roles = map[string]role{
 	"internal/natsserver": roleInternal,
 	"internal/safehttp":   roleInternal,
 
+	"connectors/connectortest":       roleHelper,
 	"internal/artifact/artifacttest": roleHelper,
 	"internal/natsserver/natstest":   roleHelper,
 	"internal/testutil":              roleHelper,

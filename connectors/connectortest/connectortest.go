@@ -86,9 +86,14 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// putN adds n items and returns their ids.
+// putN adds n items and returns the ids a listing should name: theirs and
+// those the source listed before (a crawl's start page, say).
 func putN(t *testing.T, h Harness, n int) map[string]bool {
 	ids := map[string]bool{}
+	for it, err := range connectors.All(ctx(t), h.Connector(), h.Source(), "") {
+		require.NoError(t, err)
+		ids[it.ID] = true
+	}
 	for i := range n {
 		ids[h.Put(t, fmt.Sprintf("doc-%03d", i), []byte(fmt.Sprintf("<p>document %d</p>", i)))] = true
 	}
