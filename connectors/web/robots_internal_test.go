@@ -1,0 +1,72 @@
+package web
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestRobots(t *testing.T) {
+	t.Parallel()
+	const txt = `# comment
+User-agent: OtherBot
+Disallow: /
+
+User-Agent: ApiaryBot  # our group, with a second agent
+user-agent: friend
+Disallow: /private
+Allow: /private/public
+Disallow: /*.pdf$
+Allow: /docs/
+Disallow: /docs/draft*
+Disallow: /same
+Allow: /same
+
+User-agent: *
+Disallow: /everything-for-others
+
+User-agent: apiarybot
+Disallow: /merged
+`
+	r := parseRobots([]byte(txt), "apiarybot")
+	tests := []struct {
+		path string
+		want bool
+	}{
+		{"/", true},
+		{"/private", false},
+		{"/private/x", false},
+		{"/private/public/x", true}, // the longer allow wins
+		{"/file.pdf", false},        // * and $
+		{"/file.pdf?x=1", true},     // $ anchors the end
+		{"/docs/a", true},
+		{"/docs/draft-1", false},         // longer disallow with *
+		{"/same", true},                  // a tie: allow wins
+		{"/merged/a", false},             // groups naming us are merged
+		{"/everything-for-others", true}, // the * group is not ours
+		{"/robots.txt", true},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, r.allowed(tt.path), tt.path)
+	}
+
+	// No group names us: the * groups apply; none at all: allow all.
+	star := parseRobots([]byte(txt), "somebot")
+	require.False(t, star.allowed("/everything-for-others"))
+	require.True(t, star.allowed("/private"))
+	require.True(t, parseRobots([]byte("User-agent: x\nDisallow: /\n"), "apiarybot").allowed("/a"))
+	// An empty Disallow allows everything.
+	require.True(t, parseRobots([]byte("User-agent: *\nDisallow:\n"), "apiarybot").allowed("/a"))
+
+	// Only the first 500 KiB are read: a rule past them does not apply.
+	long := "User-agent: *\n" + strings.Repeat("# padding\n", MaxRobotsBytes/10) + "Disallow: /late\n"
+	require.True(t, parseRobots([]byte(long), "apiarybot").allowed("/late"))
+}
+
+func FuzzRobots(f *testing.F) {
+	f.Add([]byte("User-agent: *\nDisallow: /a*b$\nAllow: /a\n"), "/a/b")
+	f.Fuzz(func(t *testing.T, b []byte, path string) {
+		parseRobots(b, "apiarybot").allowed(path)
+	})
+}
