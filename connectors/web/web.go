@@ -57,8 +57,8 @@ import (
 
 // Limits.
 const (
-	DefaultMaxPages = 500
-	HardMaxPages    = 5000
+	DefaultMaxPages = connectors.DefaultMaxItems
+	HardMaxPages    = connectors.HardMaxItems
 	MaxSitemapDepth = 3 // an index of indexes of sitemaps, no deeper
 	MaxSitemaps     = 1000
 	MaxRedirects    = 5
@@ -122,28 +122,6 @@ func New(cfg Config) *Connector {
 	cfg.setDefaults()
 	token, _, _ := strings.Cut(strings.Fields(cfg.UserAgent + " x")[0], "/")
 	return &Connector{cfg: cfg, token: strings.ToLower(token)}
-}
-
-// DocumentID derives a stable document id from a page URL: the URL itself
-// when it is a valid id, else its first 200 bytes and a hash of the whole.
-func DocumentID(pageURL string) apiary.DocumentID {
-	id := apiary.DocumentID(pageURL)
-	if id.Validate() == nil {
-		return id
-	}
-	h := fnv.New128a()
-	h.Write([]byte(pageURL))
-	prefix := strings.ToValidUTF8(pageURL, "")
-	prefix = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return -1
-		}
-		return r
-	}, prefix)
-	if len(prefix) > 200 {
-		prefix = strings.ToValidUTF8(prefix[:200], "")
-	}
-	return apiary.DocumentID(strings.TrimSpace(prefix) + "#" + base64.RawURLEncoding.EncodeToString(h.Sum(nil)))
 }
 
 // Classify reads a web server's answer: 401 and 403 are forbidden (a

@@ -198,13 +198,13 @@ func TestClassify(t *testing.T) {
 func TestDocumentID(t *testing.T) {
 	t.Parallel()
 	short := "https://example.com/docs/a?b=c"
-	require.Equal(t, apiary.DocumentID(short), web.DocumentID(short))
+	require.Equal(t, apiary.DocumentID(short), connectors.DocumentID(short))
 	long := "https://example.com/" + strings.Repeat("a", 400)
-	id := web.DocumentID(long)
+	id := connectors.DocumentID(long)
 	require.NoError(t, id.Validate())
-	require.Equal(t, id, web.DocumentID(long), "stable")
-	require.NotEqual(t, id, web.DocumentID(long+"b"), "distinct")
+	require.Equal(t, id, connectors.DocumentID(long), "stable")
+	require.NotEqual(t, id, connectors.DocumentID(long+"b"), "distinct")
 	odd := "https://example.com/\x01" + strings.Repeat("é", 200) + " "
-	require.NoError(t, web.DocumentID(odd).Validate())
-	require.True(t, utf8.ValidString(string(web.DocumentID(odd))))
+	require.NoError(t, connectors.DocumentID(odd).Validate())
+	require.True(t, utf8.ValidString(string(connectors.DocumentID(odd))))
 }
