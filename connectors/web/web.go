@@ -139,10 +139,7 @@ func (c *Connector) Classify(resp *http.Response, what string) error {
 	case s == http.StatusTooManyRequests:
 		return connectors.RetryAfter(connectors.ParseRetryAfter(resp.Header, c.cfg.Now()), "web: %s: the site is rate limiting", what)
 	}
-	if err := connectors.ClassifyStatus(resp, what); err != nil {
-		return apiary.Wrap(err, apiary.KindOf(err), "web")
-	}
-	return nil
+	return connectors.ClassifyStatus(resp, "web: "+what)
 }
 
 // get fetches u, following up to MaxRedirects redirects, each through the

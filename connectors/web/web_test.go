@@ -193,6 +193,7 @@ func TestClassify(t *testing.T) {
 		require.Equal(t, tt.delay, d, "%d", tt.resp.StatusCode)
 	}
 	require.ErrorIs(t, c.Classify(resp(410, ""), "fetch"), connectors.ErrGone)
+	require.Equal(t, "web: fetch: not found at the source (410)", apiary.Message(c.Classify(resp(410, ""), "fetch")), "the message says what happened")
 }
 
 func TestDocumentID(t *testing.T) {
