@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -68,5 +69,20 @@ func FuzzRobots(f *testing.F) {
 	f.Add([]byte("User-agent: *\nDisallow: /a*b$\nAllow: /a\n"), "/a/b")
 	f.Fuzz(func(t *testing.T, b []byte, path string) {
 		parseRobots(b, "apiarybot").allowed(path)
+	})
+}
+
+func FuzzSitemap(f *testing.F) {
+	f.Add([]byte(`<urlset><url><loc>/a</loc><lastmod>2025-01-01</lastmod></url></urlset>`))
+	f.Add([]byte(`<sitemapindex><sitemap><loc>/s.xml</loc></sitemap></sitemapindex>`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := 0
+		_, _ = parseSitemap(bytes.NewReader(b), 1<<16, func(e entry, _ bool) bool {
+			if e.loc == "" || len(e.loc) > maxURLLen {
+				t.Fatalf("entry with loc %q", e.loc)
+			}
+			n++
+			return n < 1000
+		})
 	})
 }

@@ -24,7 +24,7 @@
 //     sitemap is streamed, and a List page holds Config.PageSize items.
 //   - The cursor holds the listing's state (the sitemaps left and the
 //     position in the current one, or the crawl's frontier) and a 64-bit
-//     hash of each URL seen, so it stays small (≤ 8 bytes a page) and a
+//     hash of each URL seen, so it stays small (about 11 bytes a page) and a
 //     resumed listing names no page twice. A sitemap is fetched again for
 //     each List page that reads from it.
 //   - Versions: a sitemap's <lastmod> as listed; a crawled page's or a
@@ -38,6 +38,7 @@ package web
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"hash/fnv"
@@ -234,7 +235,8 @@ type state struct {
 	Offset   int          `json:"o,omitempty"` // entries of Sitemaps[0] already read
 	Fetched  int          `json:"f,omitempty"` // sitemaps fetched so far
 	Frontier []string     `json:"q,omitempty"` // crawl: pages queued, the next first
-	Seen     []uint64     `json:"h,omitempty"` // hashes of the URLs listed or queued
+	Seen     []uint64     `json:"-"`           // hashes of the URLs listed or queued
+	Packed   []byte       `json:"h,omitempty"` // Seen, 8 bytes each, in the cursor
 	Emitted  int          `json:"n,omitempty"` // items listed so far
 	seen     map[uint64]bool
 }
@@ -245,6 +247,10 @@ type sitemapRef struct {
 }
 
 func (s *state) encode() connectors.Cursor {
+	s.Packed = make([]byte, 0, 8*len(s.Seen))
+	for _, h := range s.Seen {
+		s.Packed = binary.BigEndian.AppendUint64(s.Packed, h)
+	}
 	b, _ := json.Marshal(s)
 	return connectors.Cursor(base64.RawURLEncoding.EncodeToString(b))
 }
@@ -255,9 +261,13 @@ func decodeCursor(c connectors.Cursor) (*state, error) {
 	if err == nil {
 		err = json.Unmarshal(b, &s)
 	}
-	if err != nil {
+	if err != nil || len(s.Packed)%8 != 0 {
 		return nil, apiary.E(apiary.KindInvalid, "web: the cursor is not one of ours")
 	}
+	for b := s.Packed; len(b) > 0; b = b[8:] {
+		s.Seen = append(s.Seen, binary.BigEndian.Uint64(b))
+	}
+	s.Packed = nil
 	s.seen = make(map[uint64]bool, len(s.Seen))
 	for _, h := range s.Seen {
 		s.seen[h] = true
