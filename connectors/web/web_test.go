@@ -209,3 +209,16 @@ func TestDocumentID(t *testing.T) {
 	require.NoError(t, connectors.DocumentID(odd).Validate())
 	require.True(t, utf8.ValidString(string(connectors.DocumentID(odd))))
 }
+
+func TestForeignCursorIsInvalid(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	for _, c := range []connectors.Cursor{"not base64!", "e30", "eyJoIjoiQUFBPSJ9"} { // "{}" is fine; a hash list of 2 bytes is not
+		_, err := private().List(context.Background(), connectors.Source{Location: s.url("/sitemap.xml")}, c)
+		if c == "e30" {
+			require.NoError(t, err)
+			continue
+		}
+		require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "cursor %q: %v", c, err)
+	}
+}
