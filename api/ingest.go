@@ -102,6 +102,7 @@ func (s *Server) ingest(c echo.Context) error {
 		Kind:           kind,
 		Source:         source,
 		Documents:      docs,
+		Unlisted:       kind == apiary.JobKindSource,
 		WebhookURL:     hookURL,
 		IdempotencyKey: key,
 	}

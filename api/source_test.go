@@ -25,6 +25,7 @@ func TestIngestSource(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, apiary.JobKindSource, job.Kind)
 	require.Equal(t, "web", job.Source)
+	require.Zero(t, job.Counts.DocumentsTotal, "the total is known once the source is listed")
 
 	// The source waits sealed in the stage; the queue message names ids only.
 	staged, err := e.stager.Load(ctx, apiary.DefaultAccount, out.JobID)

@@ -17,9 +17,15 @@ import (
 // cmd/apiary builds it over the connectors it knows (web).
 type Opener func(spec connectors.Spec) (connectors.Connector, connectors.Source, error)
 
+// DefaultSourceConcurrency is how many items of one source job are fetched
+// and ingested at once when IngestConfig.DocConcurrency is unset: few, as a
+// polite crawler's requests to one site are.
+const DefaultSourceConcurrency = 4
+
 // SourceHandler runs source jobs (apiary.JobKindSource): it lists the
 // job's source page by page and runs each item through the pipeline as it
-// is listed, IngestConfig.DocConcurrency at a time, so that a source is
+// is listed, IngestConfig.DocConcurrency at a time (default
+// DefaultSourceConcurrency), so that a source is
 // never held in memory whole: what is in flight is a page of item metadata
 // and the content of the items being ingested (each bounded by the
 // connector's size cap). Each item's outcome is recorded like an upload's
@@ -39,7 +45,9 @@ var _ Handler = (*SourceHandler)(nil)
 
 // NewSourceHandler returns a handler over its dependencies.
 func NewSourceHandler(cfg IngestConfig, svc *jobs.Service, stage Stage, p Ingester, open Opener) *SourceHandler {
-	cfg.setDefaults()
+	if cfg.DocConcurrency <= 0 {
+		cfg.DocConcurrency = DefaultSourceConcurrency
+	}
 	return &SourceHandler{cfg: cfg, jobs: svc, stage: stage, pipeline: p, open: open}
 }
 
