@@ -60,7 +60,7 @@ func parseRobots(b []byte, token string) *robots {
 			if len(agents) == 0 {
 				continue // a rule outside any group
 			}
-			r := rule{allow: key == "allow", pattern: value}
+			r := rule{allow: key == "allow", pattern: canonical(value)}
 			for _, a := range agents {
 				switch {
 				case a == token:
@@ -96,6 +96,7 @@ func (r *robots) allowed(path string) bool {
 	case r.allowAll, path == "/robots.txt":
 		return true
 	}
+	path = canonical(path)
 	best, allow := -1, true
 	for _, ru := range r.rules {
 		if !match(ru.pattern, path) {
@@ -136,4 +137,52 @@ func match(pattern, path string) bool {
 		rest = rest[j+len(p):]
 	}
 	return true
+}
+
+// canonical puts a path or pattern in one percent-encoded form (§2.2.2):
+// octets outside printable ASCII (UTF-8 in a pattern) encoded, escapes of
+// unreserved characters decoded, hex digits upper case. "*" and "$" stay.
+func canonical(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			v := unhex(s[i+1])<<4 | unhex(s[i+2])
+			if isUnreserved(v) {
+				b.WriteByte(v)
+			} else {
+				b.WriteByte('%')
+				b.WriteByte(hex[v>>4])
+				b.WriteByte(hex[v&15])
+			}
+			i += 2
+		case c <= 0x20 || c >= 0x7f:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }

@@ -60,6 +60,14 @@ Disallow: /merged
 	// An empty Disallow allows everything.
 	require.True(t, parseRobots([]byte("User-agent: *\nDisallow:\n"), "apiarybot").allowed("/a"))
 
+	// Paths and patterns compare in one percent-encoded form.
+	enc := parseRobots([]byte("User-agent: *\nDisallow: /caf\u00e9\nDisallow: /%7euser\nDisallow: /a%2fb\n"), "apiarybot")
+	require.False(t, enc.allowed("/caf%C3%A9/menu"), "a UTF-8 pattern matches its encoded path")
+	require.False(t, enc.allowed("/caf%c3%a9"), "hex case does not matter")
+	require.False(t, enc.allowed("/~user/x"), "an escaped unreserved character is the character")
+	require.False(t, enc.allowed("/a%2Fb"))
+	require.True(t, enc.allowed("/a/b"), "an escaped slash is not a slash")
+
 	// Only the first 500 KiB are read: a rule past them does not apply.
 	long := "User-agent: *\n" + strings.Repeat("# padding\n", MaxRobotsBytes/10) + "Disallow: /late\n"
 	require.True(t, parseRobots([]byte(long), "apiarybot").allowed("/late"))

@@ -9,7 +9,8 @@
 //     loopback hosts through, for self-hosted sites and tests.
 //   - robots.txt is obeyed (RFC 9309) for the Config.UserAgent token: the
 //     groups naming it, else the "*" groups; the longest matching rule
-//     decides, allow winning a tie; the first 500 KiB are read; a 4xx
+//     decides, allow winning a tie, paths and patterns compared in one
+//     percent-encoded form; the first 500 KiB are read; a 4xx
 //     robots.txt allows all; a 5xx or an unreachable one disallows all,
 //     so the listing fails as unavailable (retried later); a 429 is a
 //     rate limit. Listing filters by it; Open does not check it
