@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/connectors"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestParseRetryAfter(t *testing.T) {
 	t.Parallel()

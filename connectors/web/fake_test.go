@@ -15,10 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/apiaryhq/apiary/connectors"
 	"github.com/apiaryhq/apiary/connectors/connectortest"
 	"github.com/apiaryhq/apiary/connectors/web"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // site is a stateful fake web site: robots.txt, a sitemap index naming a
 // plain and a gzip sitemap (pages split between them), a home page linking
