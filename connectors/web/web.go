@@ -161,6 +161,12 @@ func (c *Connector) get(ctx context.Context, u string, header http.Header) (*htt
 		req.Header.Set("User-Agent", c.cfg.UserAgent)
 		resp, err := c.cfg.Client.Do(req)
 		if err != nil {
+			// The transport's error names the URL, whose query may be
+			// private: keep only its cause.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
 			if errors.Is(err, safehttp.ErrForbiddenAddress) {
 				return nil, nil, apiary.Wrap(err, apiary.KindInvalid, "web: the site's address is refused")
 			}

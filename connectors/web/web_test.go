@@ -222,3 +222,13 @@ func TestForeignCursorIsInvalid(t *testing.T) {
 		require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "cursor %q: %v", c, err)
 	}
 }
+
+func TestErrorsDoNotNameTheURL(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	s.srv.Close() // nothing answers
+	_, err := private().Open(context.Background(), connectors.Item{ID: s.url("/docs/a?token=canary-secret"), Size: -1})
+	require.Error(t, err)
+	require.False(t, apiary.IsPermanent(err), "an unreachable site is retried")
+	require.NotContains(t, err.Error(), "canary-secret")
+}
