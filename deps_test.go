@@ -51,6 +51,7 @@ var roles = map[string]role{
 
 	"connectors/custody/natscustody": roleAdapter,
 	"connectors/upload":              roleAdapter,
+	"connectors/web":                 roleAdapter,
 	"pipeline/embed/bedrock":         roleAdapter,
 	"pipeline/embed/local":           roleAdapter,
 	"pipeline/embed/onnx":            roleAdapter,
@@ -83,6 +84,7 @@ var roles = map[string]role{
 	"internal/natsserver": roleInternal,
 	"internal/safehttp":   roleInternal,
 
+	"connectors/connectortest":       roleHelper,
 	"internal/artifact/artifacttest": roleHelper,
 	"internal/natsserver/natstest":   roleHelper,
 	"internal/testutil":              roleHelper,

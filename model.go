@@ -374,6 +374,12 @@ const JobKindIngest JobKind = "ingest"
 // and written back under the same id with the new model's vector.
 const JobKindReembed JobKind = "reembed"
 
+// JobKindSource ingests the documents of a connector's source (a web site):
+// the worker lists the source and fetches its items as it goes. The source
+// (connectors.Spec) waits in the job's sealed stage, like an upload's
+// documents.
+const JobKindSource JobKind = "source"
+
 // JobMessage is all a queue message carries: identifiers, never document
 // text, never a credential.
 type JobMessage struct {

@@ -84,6 +84,11 @@ type Config struct {
 	// link-local addresses (--allow-private-webhooks: self-hosted installs,
 	// tests). Default false.
 	AllowPrivateWebhooks bool
+	// AllowPrivateSources lets an ingestion source's URL (web) name
+	// private, loopback and link-local addresses (--allow-private-sources:
+	// self-hosted sites, tests). The workers' connectors are configured
+	// alike. Default false.
+	AllowPrivateSources bool
 	// WebhookSecretGrace is how long a rotated-out webhook secret keeps
 	// signing deliveries beside the new one. Default 24 h; negative: none.
 	WebhookSecretGrace time.Duration

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connectors"
 	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
@@ -69,7 +70,14 @@ func (s *Server) ingest(c echo.Context) error {
 	}
 	var docs []apiary.Document
 	var hookURL string
+	kind, source := apiary.JobKindIngest, "upload"
 	switch {
+	case isJSON(mt) && hasSource(body):
+		var spec connectors.Spec
+		if spec, hookURL, err = s.decodeSourceRequest(body); err == nil {
+			docs = []apiary.Document{spec.Document()}
+			kind, source = apiary.JobKindSource, spec.Provider
+		}
 	case isJSON(mt):
 		docs, err = decodeIngestJSON(body, s.limits())
 		if err == nil {
@@ -91,9 +99,10 @@ func (s *Server) ingest(c echo.Context) error {
 
 	sub := jobs.Submission{
 		Account:        principal(c).Account,
-		Kind:           apiary.JobKindIngest,
-		Source:         "upload",
+		Kind:           kind,
+		Source:         source,
 		Documents:      docs,
+		Unlisted:       kind == apiary.JobKindSource,
 		WebhookURL:     hookURL,
 		IdempotencyKey: key,
 	}
@@ -108,6 +117,50 @@ func (s *Server) ingest(c echo.Context) error {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
 	return acceptedJob(c, job)
+}
+
+// sourceRequest is an ingestion from a connector's source:
+// {"source": {"provider": "web", "url": ..., "max_pages": ...}}.
+type sourceRequest struct {
+	Source struct {
+		Provider string `json:"provider"`
+		URL      string `json:"url"`
+		MaxPages *int   `json:"max_pages"`
+	} `json:"source"`
+	WebhookURL string `json:"webhook_url,omitempty"`
+}
+
+// hasSource reports whether a JSON ingest body names a source rather than
+// documents.
+func hasSource(body []byte) bool {
+	var probe struct {
+		Source json.RawMessage `json:"source"`
+	}
+	return json.Unmarshal(body, &probe) == nil && probe.Source != nil
+}
+
+// decodeSourceRequest parses and checks a source request.
+func (s *Server) decodeSourceRequest(body []byte) (connectors.Spec, string, error) {
+	var req sourceRequest
+	if err := decodeJSON(body, &req); err != nil {
+		return connectors.Spec{}, "", err
+	}
+	spec := connectors.Spec{Provider: req.Source.Provider, URL: req.Source.URL}
+	if req.Source.MaxPages != nil {
+		if *req.Source.MaxPages < 1 {
+			return connectors.Spec{}, "", apiary.E(apiary.KindInvalid, "source.max_pages must be 1 to %d", connectors.HardMaxItems)
+		}
+		spec.MaxItems = *req.Source.MaxPages
+	}
+	if err := spec.Validate(s.cfg.AllowPrivateSources); err != nil {
+		return connectors.Spec{}, "", err
+	}
+	if req.WebhookURL != "" {
+		if err := s.checkWebhookURL("webhook_url", req.WebhookURL); err != nil {
+			return connectors.Spec{}, "", err
+		}
+	}
+	return spec, req.WebhookURL, nil
 }
 
 func acceptedJob(c echo.Context, j apiary.Job) error {

@@ -98,7 +98,6 @@ func (h *IngestHandler) ingestAll(ctx context.Context, run *jobs.Run, docs []api
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(h.cfg.DocConcurrency)
-	job := run.Job()
 	for i := range docs {
 		if run.Done(docs[i].ID) {
 			continue
@@ -108,20 +107,7 @@ func (h *IngestHandler) ingestAll(ctx context.Context, run *jobs.Run, docs []api
 		}
 		doc := docs[i]
 		g.Go(func() error {
-			rec, err := h.pipeline.Ingest(gctx, job, doc)
-			o := apiary.DocumentOutcome{Document: doc.ID, Chunks: rec.Chunks}
-			switch {
-			case err == nil, errors.Is(err, apiary.ErrConflict):
-				// Conflict: a newer version of the document is already stored.
-			case apiary.IsPermanent(err):
-				if o.Reason = apiary.Message(err); o.Reason == "" {
-					o.Reason = "the document could not be processed"
-				}
-				o.Chunks = 0
-			default:
-				return err
-			}
-			stop, err := run.Record(gctx, o)
+			stop, err := ingestOne(gctx, h.pipeline, run, doc)
 			if err != nil {
 				return err
 			}
@@ -132,11 +118,44 @@ func (h *IngestHandler) ingestAll(ctx context.Context, run *jobs.Run, docs []api
 			return nil
 		})
 	}
-	err := g.Wait()
+	return endOfRun(ctx, g.Wait(), errCanceled)
+}
+
+// endOfRun is a run's error once its documents are done: nil when the run
+// stopped because its job was canceled (errCanceled, or the lease renewal
+// saw the job end), else err.
+func endOfRun(ctx context.Context, err, errCanceled error) error {
 	if errors.Is(err, errCanceled) || errors.Is(context.Cause(ctx), errCanceled) || errors.Is(context.Cause(ctx), jobs.ErrJobEnded) {
 		return nil
 	}
 	return err
+}
+
+// ingestOne runs doc through the pipeline and records its outcome: done,
+// or failed for good with a reason safe to show. A transient error is
+// returned, unrecorded, so that the job is retried. stop reports that the
+// job ended meanwhile (canceled).
+func ingestOne(ctx context.Context, p Ingester, run *jobs.Run, doc apiary.Document) (stop bool, err error) {
+	rec, err := p.Ingest(ctx, run.Job(), doc)
+	o := apiary.DocumentOutcome{Document: doc.ID, Chunks: rec.Chunks}
+	switch {
+	case err == nil, errors.Is(err, apiary.ErrConflict):
+		// Conflict: a newer version of the document is already stored.
+	case apiary.IsPermanent(err):
+		o = failedOutcome(doc.ID, err)
+	default:
+		return false, err
+	}
+	return run.Record(ctx, o)
+}
+
+// failedOutcome is the outcome of a document that failed for good.
+func failedOutcome(id apiary.DocumentID, err error) apiary.DocumentOutcome {
+	o := apiary.DocumentOutcome{Document: id, Reason: apiary.Message(err)}
+	if o.Reason == "" {
+		o.Reason = "the document could not be processed"
+	}
+	return o
 }
 
 // GiveUp marks the job of d failed with cause's reason. Use it as the

@@ -179,6 +179,7 @@ func (a *app) poolComponent() (component, error) {
 	mux := workers.NewMux()
 	mux.Register(apiary.JobKindIngest, handler)
 	mux.Register(apiary.JobKindReembed, a.reembedHandler())
+	mux.Register(apiary.JobKindSource, workers.NewSourceHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe, a.openSource))
 	pool, err := workers.NewPool(a.queue, mux, workers.PoolConfig{
 		Concurrency: a.cfg.Workers.Count,
 		Fair:        workers.FairConfig{MaxPerAccount: a.cfg.Workers.JobsPerAccount},

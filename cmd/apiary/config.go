@@ -31,6 +31,7 @@ type Config struct {
 	Workers  WorkersConfig  // the worker pool and its stop budget
 	Pipeline PipelineConfig // chunking
 	Webhooks WebhooksConfig // webhooks.go
+	Sources  SourcesConfig  // sources.go
 	NATS     NATSConfig     // nats.go: records, events and the embedded server
 	Queue    QueueConfig    // queue.go
 	Keys     KeysConfig     // keys.go
@@ -144,6 +145,7 @@ func flagSet(name string, cfg *Config) (*flag.FlagSet, error) {
 	cfg.Workers.register(f)
 	cfg.Pipeline.register(f)
 	cfg.Webhooks.register(f)
+	cfg.Sources.register(f)
 	cfg.NATS.register(f)
 	cfg.Queue.register(f)
 	cfg.Keys.register(f)

@@ -114,6 +114,7 @@ func (a *app) newAPI() (*api.Server, error) {
 		AccountRateBurst: cfg.AccountBurst,
 
 		AllowPrivateWebhooks: a.cfg.Webhooks.AllowPrivate,
+		AllowPrivateSources:  a.cfg.Sources.AllowPrivate,
 		Model:                a.pipe.Model(),
 	}, api.Deps{
 		Records: a.recs,

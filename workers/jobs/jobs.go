@@ -115,6 +115,9 @@ type Submission struct {
 	Kind      apiary.JobKind
 	Source    string // where the documents come from ("upload")
 	Documents []apiary.Document
+	// Unlisted says the documents are not known yet: a source job stages
+	// its source, and the total is set once the source is listed (Run.Expect).
+	Unlisted bool
 	// WebhookURL, when set, gets the job's final event.
 	WebhookURL string
 	// IdempotencyKey, when set, binds the job to the key; RequestHash
@@ -158,6 +161,9 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (job apiary.Job, r
 	}
 	if job.Kind == "" {
 		job.Kind = apiary.JobKindIngest
+	}
+	if sub.Unlisted {
+		job.Counts.DocumentsTotal = 0
 	}
 	if err := s.stage.Stage(ctx, job.Account, job.ID, sub.Documents); err != nil {
 		return job, false, fmt.Errorf("jobs: stage job %s: %w", job.ID, err)
