@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connections"
 	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
@@ -27,6 +28,7 @@ type Server struct {
 	bodies   *bodyBudget                   // request body bytes held
 	streams  streamSet                     // open event streams; its zero value is ready
 	jobs     *jobs.Service
+	conns    *connections.Service
 }
 
 // New builds the API over deps.
@@ -44,6 +46,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		searches: newAccountGate(cfg.MaxSearchesPerAccount),
 		bodies:   newBodyBudget(cfg.MaxBodyBytesInFlight, cfg.BodyLimit, cfg.BodyWait),
 		jobs:     jobs.New(jobs.Config{Logger: cfg.Logger}, deps.Records, deps.Queue, deps.Events, deps.Stager),
+	}
+	s.conns = deps.Connections
+	if s.conns == nil { // no provider configured: every provider is refused with a clear 400
+		conns, err := connections.New(connections.Config{Logger: cfg.Logger}, deps.Records, deps.Keys, deps.Events)
+		if err != nil {
+			return nil, err
+		}
+		s.conns = conns
 	}
 	e := echo.New()
 	e.HideBanner = true
@@ -94,6 +104,7 @@ func (s *Server) routes() {
 	e.GET("/v1/tokens", s.listTokens, admin...)
 	e.DELETE("/v1/tokens/:id", s.deleteToken, admin...)
 	s.webhookRoutes(admin)
+	s.connectionRoutes(viewer, editor, admin)
 }
 
 const ctxKeyRequestID = "apiary.request_id"

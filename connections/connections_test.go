@@ -5,17 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"html"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connections/oidctest"
 	"github.com/apiaryhq/apiary/internal/testutil"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/pipeline/encrypt/keyring"
@@ -32,19 +27,6 @@ import (
 	"github.com/apiaryhq/apiary/storage/memkv"
 	"github.com/apiaryhq/apiary/storage/records"
 )
-
-// The tests run against the real local authorization server started by
-// scripts/test-services.sh (oidc-provider from npm).
-type oidcServer struct{ issuer, clientID, clientSecret string }
-
-func needOIDC(t *testing.T) oidcServer {
-	t.Helper()
-	s := oidcServer{os.Getenv("APIARY_TEST_OIDC_ISSUER"), os.Getenv("APIARY_TEST_OIDC_CLIENT_ID"), os.Getenv("APIARY_TEST_OIDC_CLIENT_SECRET")}
-	if s.issuer == "" {
-		t.Skip("APIARY_TEST_OIDC_ISSUER is not set: run scripts/test-services.sh start oidc and source .test-services/env")
-	}
-	return s
-}
 
 // countingTransport counts requests to the token endpoint.
 type countingTransport struct{ token atomic.Int64 }
@@ -82,7 +64,7 @@ func (p *publisher) types() []apiary.EventType {
 // and a keyring, and a tiny HTTP server with the start and callback routes
 // (as the API serves them) on 127.0.0.1.
 type world struct {
-	oidc      oidcServer
+	oidc      oidctest.Server
 	svc       *Service
 	recs      *records.Store
 	kvs       *memkv.Store
@@ -98,7 +80,7 @@ const acc = apiary.AccountID("acc_one")
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	o := needOIDC(t)
+	o := oidctest.Need(t)
 	ctx := context.Background()
 	w := &world{oidc: o, kvs: memkv.New(), logs: &testutil.Buffer{}, events: &publisher{}, transport: &countingTransport{}}
 	var err error
@@ -148,7 +130,7 @@ func newWorld(t *testing.T) *world {
 func (w *world) newService(t *testing.T, keys encrypt.KeyProvider) *Service {
 	t.Helper()
 	svc, err := New(Config{
-		Providers:  []Provider{{Name: "oidc", ClientID: w.oidc.clientID, ClientSecret: w.oidc.clientSecret, Issuer: w.oidc.issuer, Scopes: []string{"openid"}}},
+		Providers:  []Provider{{Name: "oidc", ClientID: w.oidc.ClientID, ClientSecret: w.oidc.ClientSecret, Issuer: w.oidc.Issuer, Scopes: []string{"openid"}}},
 		PublicURL:  w.srv.URL,
 		HTTPClient: &http.Client{Transport: w.transport, Timeout: 30 * time.Second},
 		Logger:     slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -157,64 +139,14 @@ func (w *world) newService(t *testing.T, keys encrypt.KeyProvider) *Service {
 	return svc
 }
 
-// browser is a user agent with a cookie jar that submits oidc-provider's
-// dev login and consent forms.
-func browser(t *testing.T) *http.Client {
-	jar, err := cookiejar.New(nil)
-	require.NoError(t, err)
-	return &http.Client{Jar: jar, Timeout: 30 * time.Second}
-}
-
-var (
-	formRe   = regexp.MustCompile(`<form[^>]*action="([^"]+)"[^>]*method="post"`)
-	hiddenRe = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)"`)
-)
-
-// authorize opens authorizeURL in b and signs in and consents until the
-// provider redirects back; it returns the last answer's status and body.
-func authorize(t *testing.T, b *http.Client, authorizeURL string) (int, string) {
-	t.Helper()
-	resp, err := b.Get(authorizeURL)
-	require.NoError(t, err)
-	for range 4 {
-		body := readAll(t, resp)
-		m := formRe.FindStringSubmatch(body)
-		if m == nil || resp.Request.URL.Host == "" || !strings.Contains(resp.Request.URL.Path, "/interaction/") {
-			return resp.StatusCode, body
-		}
-		form := url.Values{}
-		for _, h := range hiddenRe.FindAllStringSubmatch(body, -1) {
-			form.Set(h[1], html.UnescapeString(h[2]))
-		}
-		if form.Get("prompt") == "login" {
-			form.Set("login", "user-1")
-			form.Set("password", "any")
-		}
-		action, err := resp.Request.URL.Parse(html.UnescapeString(m[1]))
-		require.NoError(t, err)
-		resp, err = b.PostForm(action.String(), form)
-		require.NoError(t, err)
-	}
-	t.Fatal("the provider kept asking")
-	return 0, ""
-}
-
-func readAll(t *testing.T, resp *http.Response) string {
-	t.Helper()
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(b)
-}
-
 // connect runs the whole flow for account and returns the connection id.
 func (w *world) connect(t *testing.T, account apiary.AccountID) string {
 	t.Helper()
 	c, authURL, err := w.svc.Begin(context.Background(), account, "oidc")
 	require.NoError(t, err)
 	require.Equal(t, records.ConnectionPending, c.Status)
-	status, body := authorize(t, browser(t), authURL)
-	require.Equal(t, http.StatusOK, status, body)
+	resp, body := oidctest.Authorize(t, oidctest.Browser(t, ""), authURL)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	require.JSONEq(t, `{"status":"active"}`, body)
 	return c.ID
 }
@@ -237,22 +169,6 @@ func (w *world) expire(t *testing.T, account apiary.AccountID, id string) {
 		return nil
 	})
 	require.NoError(t, err)
-}
-
-// introspect asks the provider whether token is active.
-func (w *world) introspect(t *testing.T, token string) bool {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, w.oidc.issuer+"/token/introspection", strings.NewReader(url.Values{"token": {token}}.Encode()))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(w.oidc.clientID, w.oidc.clientSecret)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	var out struct {
-		Active bool `json:"active"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(readAll(t, resp)), &out))
-	return out.Active
 }
 
 // exchangeRefresh uses a refresh token directly at the provider.
@@ -302,7 +218,7 @@ func TestFlowConnectsAndSealsTokens(t *testing.T) {
 	require.Nil(t, c.Flow, "the flow is consumed")
 	tok := w.tokens(t, acc, id)
 	require.NotEmpty(t, tok.RefreshToken)
-	require.True(t, w.introspect(t, tok.AccessToken))
+	require.True(t, w.oidc.Active(t, tok.AccessToken))
 
 	got, err := w.svc.Token(context.Background(), acc, id)
 	require.NoError(t, err)
@@ -325,10 +241,10 @@ func TestProviderEnforcesPKCE(t *testing.T) {
 	w.intercept = func(cb Callback) { codes <- cb }
 	_, authURL, err := w.svc.Begin(context.Background(), acc, "oidc")
 	require.NoError(t, err)
-	authorize(t, browser(t), authURL)
+	oidctest.Authorize(t, oidctest.Browser(t, ""), authURL)
 	cb := <-codes
 	require.NotEmpty(t, cb.Code)
-	require.Equal(t, w.oidc.issuer, cb.Iss, "the provider sends iss (RFC 9207)")
+	require.Equal(t, w.oidc.Issuer, cb.Iss, "the provider sends iss (RFC 9207)")
 
 	r, err := w.svc.provider(context.Background(), "oidc")
 	require.NoError(t, err)
@@ -359,7 +275,7 @@ func TestCallbackRefusesForeignOrReplayedState(t *testing.T) {
 	begin := func() Callback {
 		_, authURL, err := w.svc.Begin(context.Background(), acc, "oidc")
 		require.NoError(t, err)
-		authorize(t, browser(t), authURL)
+		oidctest.Authorize(t, oidctest.Browser(t, ""), authURL)
 		mu.Lock()
 		defer mu.Unlock()
 		return cbs[len(cbs)-1]
@@ -515,15 +431,15 @@ func TestDisconnectRevokesAtTheProvider(t *testing.T) {
 	ctx := context.Background()
 	id := w.connect(t, acc)
 	tok := w.tokens(t, acc, id)
-	require.True(t, w.introspect(t, tok.AccessToken))
+	require.True(t, w.oidc.Active(t, tok.AccessToken))
 
 	rep, err := w.svc.Disconnect(ctx, acc, id)
 	require.NoError(t, err)
 	require.Equal(t, Revoked, rep.Revocation)
 	require.Equal(t, records.ConnectionRevoked, rep.Connection.Status)
 
-	require.False(t, w.introspect(t, tok.AccessToken), "the access token no longer works")
-	require.False(t, w.introspect(t, tok.RefreshToken), "the refresh token no longer works")
+	require.False(t, w.oidc.Active(t, tok.AccessToken), "the access token no longer works")
+	require.False(t, w.oidc.Active(t, tok.RefreshToken), "the refresh token no longer works")
 	require.Error(t, w.exchangeRefresh(t, tok.RefreshToken))
 
 	c, err := w.recs.Connection(ctx, acc, id)
