@@ -103,6 +103,10 @@ func (a *app) apiComponent(ctx context.Context, stderr io.Writer) (component, er
 // newAPI returns the API over the app's engines.
 func (a *app) newAPI() (*api.Server, error) {
 	cfg := a.cfg.API
+	conns, err := a.newConnections()
+	if err != nil {
+		return nil, err
+	}
 	return api.New(api.Config{
 		BodyLimit:    int64(cfg.BodyLimitMiB) << 20,
 		MaxDocuments: cfg.MaxDocuments,
@@ -123,6 +127,8 @@ func (a *app) newAPI() (*api.Server, error) {
 		Search:  a.pipe,
 		Keys:    a.keys,
 		Ready:   a.ready,
+
+		Connections: conns,
 	})
 }
 
