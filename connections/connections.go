@@ -379,7 +379,7 @@ func (s *Service) Complete(ctx context.Context, provider string, cb Callback, co
 	if err != nil {
 		return records.Connection{}, err
 	}
-	return s.recs.UpdateConnection(ctx, account, id, func(c *records.Connection) error {
+	c, err := s.recs.UpdateConnection(ctx, account, id, func(c *records.Connection) error {
 		if c.Status == records.ConnectionRevoked {
 			return apiary.E(apiary.KindConflict, "the connection was disconnected during its authorization")
 		}
@@ -389,6 +389,10 @@ func (s *Service) Complete(ctx context.Context, provider string, cb Callback, co
 		c.UpdatedAt = time.Now().UTC()
 		return nil
 	})
+	if err != nil {
+		s.discard(ctx, records.Connection{Account: account, ID: id}, r.p, tok)
+	}
+	return c, err
 }
 
 func checkFlow(c records.Connection, state string, now time.Time) error {
@@ -555,9 +559,18 @@ func (s *Service) refresh(ctx context.Context, seen records.Connection) (tok *oa
 		return nil
 	})
 	if err != nil {
+		s.discard(ctx, c, r.p, fresh)
 		return nil, false, err
 	}
 	return fresh, false, nil
+}
+
+// discard revokes tokens that could not be stored (the connection was
+// disconnected meanwhile), so that none stays valid unknown to Apiary.
+func (s *Service) discard(ctx context.Context, c records.Connection, p Provider, tok *oauth2.Token) {
+	if p.RevokeURL != "" {
+		s.revokeTokens(context.WithoutCancel(ctx), c, p, tok)
+	}
 }
 
 // reauthRequired marks c reauth_required (tokens destroyed) if the lease is
@@ -691,7 +704,16 @@ func (s *Service) revokeAll(ctx context.Context, c records.Connection, p Provide
 			slog.String("account", string(c.Account)), slog.String("connection", c.ID), slog.Any("err", err))
 		return Failed
 	}
-	out := Revoked
+	if !s.revokeTokens(ctx, c, p, tok) {
+		return Failed
+	}
+	return Revoked
+}
+
+// revokeTokens revokes tok's refresh and access tokens at p, logging what
+// failed; true when every call succeeded.
+func (s *Service) revokeTokens(ctx context.Context, c records.Connection, p Provider, tok *oauth2.Token) bool {
+	ok := true
 	for _, t := range []struct{ token, hint string }{{tok.RefreshToken, "refresh_token"}, {tok.AccessToken, "access_token"}} {
 		if t.token == "" {
 			continue
@@ -700,10 +722,10 @@ func (s *Service) revokeAll(ctx context.Context, c records.Connection, p Provide
 			s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "revocation at the provider failed",
 				slog.String("account", string(c.Account)), slog.String("connection", c.ID),
 				slog.String("token_type", t.hint), slog.Any("err", err))
-			out = Failed
+			ok = false
 		}
 	}
-	return out
+	return ok
 }
 
 func (s *Service) publish(ctx context.Context, c records.Connection, typ apiary.EventType) {
