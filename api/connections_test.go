@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -165,4 +166,73 @@ func TestConnectionFlowThroughTheAPI(t *testing.T) {
 			require.NotContains(t, body, word)
 		}
 	}
+}
+
+// TestConnectionTemplates uses the provider templates without a network:
+// their endpoints are configured, so nothing is discovered.
+func TestConnectionTemplates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(cfg *Config, deps *Deps) {
+		notion, ms := connections.Templates["notion"], connections.Templates["microsoft"]
+		notion.ClientID, notion.ClientSecret = "notion-client", "notion-secret"
+		ms.ClientID, ms.ClientSecret = "ms-client", "ms-secret"
+		svc, err := connections.New(connections.Config{
+			Providers: []connections.Provider{notion, ms}, PublicURL: "https://apiary.example", Logger: cfg.Logger,
+		}, deps.Records, deps.Keys, deps.Events)
+		require.NoError(t, err)
+		deps.Connections = svc
+	})
+	begin := func(provider string) (string, *http.Cookie, *url.URL) {
+		rec := e.do(http.MethodPost, "/v1/connections", e.admin, jsonBody(map[string]string{"provider": provider}))
+		require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+		out := decode[struct {
+			ID           string `json:"connection_id"`
+			AuthorizeURL string `json:"authorize_url"`
+		}](t, rec)
+		start, err := url.Parse(out.AuthorizeURL)
+		require.NoError(t, err)
+		require.Equal(t, "https://apiary.example"+connections.StartPath, start.Scheme+"://"+start.Host+start.Path)
+		rec = e.do(http.MethodGet, start.RequestURI(), "")
+		require.Equal(t, http.StatusFound, rec.Code, rec.Body.String())
+		to, err := url.Parse(rec.Header().Get("Location"))
+		require.NoError(t, err)
+		return out.ID, rec.Result().Cookies()[0], to
+	}
+
+	id, cookie, to := begin("notion")
+	require.True(t, cookie.Secure, "the public URL is https")
+	require.True(t, cookie.HttpOnly)
+	require.Equal(t, "api.notion.com", to.Host)
+	q := to.Query()
+	require.Equal(t, "notion-client", q.Get("client_id"))
+	require.Equal(t, "https://apiary.example/v1/oauth/callback/notion", q.Get("redirect_uri"))
+	require.Equal(t, "S256", q.Get("code_challenge_method"))
+	require.Equal(t, "user", q.Get("owner"))
+	require.NotContains(t, to.String(), "notion-secret")
+
+	// The provider says no: the flow is spent, the answer says why.
+	cb := "/v1/oauth/callback/notion?error=access_denied&state=" + url.QueryEscape(cookie.Value)
+	requireProblem(t, e.do(http.MethodGet, cb, "", request{header: http.Header{"Cookie": {cookie.String()}}}),
+		http.StatusBadRequest, "refused the authorization: access_denied")
+	requireProblem(t, e.do(http.MethodGet, cb, "", request{header: http.Header{"Cookie": {cookie.String()}}}),
+		http.StatusBadRequest, "already completed")
+	// A callback at another provider's redirect URI is refused (mix-up).
+	msID, msCookie, _ := begin("microsoft")
+	cb = "/v1/oauth/callback/notion?code=x&state=" + url.QueryEscape(msCookie.Value)
+	requireProblem(t, e.do(http.MethodGet, cb, "", request{header: http.Header{"Cookie": {msCookie.String()}}}),
+		http.StatusBadRequest, "started for another provider")
+
+	// Microsoft has no per-grant revocation: the answer says so and links the user's page.
+	rec := e.do(http.MethodDelete, "/v1/connections/"+msID, e.editor)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.JSONEq(t, `"unsupported"`, mustJSON(t, decode[map[string]any](t, rec)["provider_revocation"]))
+	require.Equal(t, "https://myapps.microsoft.com", decode[map[string]any](t, rec)["manage_url"])
+	rec = e.do(http.MethodGet, "/v1/connections/"+id, e.viewer)
+	require.Equal(t, "pending", decode[connectionResp](t, rec).Status)
+}
+
+func mustJSON(t *testing.T, v any) string {
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
 }
