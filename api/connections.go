@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -22,8 +23,27 @@ func (s *Server) connectionRoutes(viewer, editor, admin []echo.MiddlewareFunc) {
 	e.GET("/v1/connections", s.listConnections, viewer...)
 	e.GET("/v1/connections/:id", s.getConnection, viewer...)
 	e.DELETE("/v1/connections/:id", s.deleteConnection, editor...)
-	e.GET(connections.StartPath, s.startOAuth)
-	e.GET(connections.CallbackPath+":provider", s.oauthCallback)
+	e.GET(connections.StartPath, s.startOAuth, s.browserRateLimit)
+	e.GET(connections.CallbackPath+":provider", s.oauthCallback, s.browserRateLimit)
+}
+
+// browserRateLimit budgets the unauthenticated browser routes per client
+// address (the connection's TCP peer: a forwarded-for header is not
+// trusted), at the per-token rate.
+func (s *Server) browserRateLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+		if err != nil {
+			host = c.Request().RemoteAddr
+		}
+		if wait, ok := s.browsers.reserve(host, 1, time.Now()); !ok {
+			return s.refuse(c, &apiary.Error{
+				Kind: apiary.KindRateLimited, RetryAfter: wait,
+				Msg: "too many authorization requests from this address; retry after the number of seconds in Retry-After",
+			})
+		}
+		return next(c)
+	}
 }
 
 // connectionView is a connection as the API shows it: never a token.

@@ -236,3 +236,16 @@ func mustJSON(t *testing.T, v any) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+func TestOAuthBrowserRoutesAreBudgeted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(cfg *Config, _ *Deps) {
+		cfg.RateLimit, cfg.RateBurst, cfg.RefusalDelay = 0.001, 2, -1
+	})
+	for range 2 {
+		requireProblem(t, e.do(http.MethodGet, connections.StartPath+"?state=a.b.c", ""), http.StatusBadRequest, "not one of a live authorization")
+	}
+	rec := e.do(http.MethodGet, connections.CallbackPath+"oidc?state=a.b.c", "")
+	requireProblem(t, rec, http.StatusTooManyRequests, "too many authorization requests from this address")
+	require.NotEmpty(t, rec.Header().Get("Retry-After"))
+}

@@ -24,6 +24,7 @@ type Server struct {
 	e        *echo.Echo
 	limiter  *limiterMap[apiary.TokenID]
 	accounts *limiterMap[apiary.AccountID] // cost-weighted budgets
+	browsers *limiterMap[string]           // the OAuth browser routes, per client address
 	searches *accountGate                  // searches running per account
 	bodies   *bodyBudget                   // request body bytes held
 	streams  streamSet                     // open event streams; its zero value is ready
@@ -43,6 +44,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:      cfg.Logger,
 		limiter:  newLimiterMap[apiary.TokenID](cfg.RateLimit, cfg.RateBurst, maxLimiters),
 		accounts: newLimiterMap[apiary.AccountID](cfg.AccountRateLimit, cfg.AccountRateBurst, maxLimiters),
+		browsers: newLimiterMap[string](cfg.RateLimit, cfg.RateBurst, maxLimiters),
 		searches: newAccountGate(cfg.MaxSearchesPerAccount),
 		bodies:   newBodyBudget(cfg.MaxBodyBytesInFlight, cfg.BodyLimit, cfg.BodyWait),
 		jobs:     jobs.New(jobs.Config{Logger: cfg.Logger}, deps.Records, deps.Queue, deps.Events, deps.Stager),
