@@ -161,6 +161,9 @@ func TestConnectionFlowThroughTheAPI(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, c.Sealed)
 
+	// Neither the code nor the state reaches a log line.
+	require.NotContains(t, e.logs.String(), cb.Query().Get("code"))
+	require.NotContains(t, e.logs.String(), cb.Query().Get("state"))
 	for _, body := range []string{rec.Body.String(), e.logs.String()} {
 		for _, word := range []string{"access_token", "refresh_token", "sealed", "verifier"} {
 			require.NotContains(t, body, word)
