@@ -321,6 +321,36 @@ func TestCallbackRefusesForeignOrReplayedState(t *testing.T) {
 	require.ErrorContains(t, err, "expired")
 }
 
+// A callback replayed while the first is still being handled is refused
+// before the code reaches the provider: the flow is consumed by
+// compare-and-swap, once.
+func TestConcurrentCallbacksExchangeOnce(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	cbs := make(chan Callback, 1)
+	w.intercept = func(cb Callback) { cbs <- cb }
+	_, authURL, err := w.svc.Begin(context.Background(), acc, "oidc")
+	require.NoError(t, err)
+	oidctest.Authorize(t, oidctest.Browser(t, ""), authURL)
+	cb := <-cbs
+
+	before := w.transport.token.Load()
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for range 5 {
+		wg.Go(func() {
+			if _, err := w.svc.Complete(context.Background(), "oidc", cb, cb.State); err == nil {
+				ok.Add(1)
+			} else {
+				require.ErrorIs(t, err, apiary.ErrInvalid)
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, int64(1), ok.Load())
+	require.Equal(t, int64(1), w.transport.token.Load()-before, "one code exchange at the provider")
+}
+
 func mustParse(t *testing.T, state string) string {
 	_, id, err := parseState(state)
 	require.NoError(t, err)
