@@ -385,6 +385,27 @@ func TestRefreshRotatesAndStoresBeforeUse(t *testing.T) {
 	w.requireNoSecrets(t, first.RefreshToken, first.AccessToken, stored.RefreshToken, got.AccessToken)
 }
 
+// A caller whose unexpired access token was refused asks for a refresh;
+// a caller holding a token refreshed since gets the stored one.
+func TestRefreshOfARefusedToken(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx := context.Background()
+	id := w.connect(t, acc)
+	first := w.tokens(t, acc, id)
+
+	got, err := w.svc.Refresh(ctx, acc, id, first.AccessToken)
+	require.NoError(t, err)
+	require.NotEqual(t, first.AccessToken, got.AccessToken)
+	require.Equal(t, got.RefreshToken, w.tokens(t, acc, id).RefreshToken)
+
+	calls := w.transport.token.Load()
+	again, err := w.svc.Refresh(ctx, acc, id, first.AccessToken)
+	require.NoError(t, err)
+	require.Equal(t, got.AccessToken, again.AccessToken)
+	require.Equal(t, calls, w.transport.token.Load(), "no second refresh for a token already replaced")
+}
+
 func TestRefreshOnceAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)

@@ -1,6 +1,7 @@
 package connections
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -64,6 +65,21 @@ func usable(c records.Connection) error {
 // Token returns a usable access token of account's connection id,
 // refreshing it first when it expires within RefreshSkew.
 func (s *Service) Token(ctx context.Context, account apiary.AccountID, id string) (*oauth2.Token, error) {
+	return s.token(ctx, account, id, "")
+}
+
+// Refresh is Token for a caller whose access token stale was refused by
+// the provider before its expiry: if stale is still the stored one, it is
+// refreshed (once across processes, as in Token); if another caller has
+// refreshed it meanwhile, the stored token is returned.
+func (s *Service) Refresh(ctx context.Context, account apiary.AccountID, id, stale string) (*oauth2.Token, error) {
+	if stale == "" {
+		return nil, apiary.E(apiary.KindInvalid, "connections: refresh needs the refused access token")
+	}
+	return s.token(ctx, account, id, stale)
+}
+
+func (s *Service) token(ctx context.Context, account apiary.AccountID, id, stale string) (*oauth2.Token, error) {
 	for {
 		c, err := s.recs.Connection(ctx, account, id)
 		if err != nil {
@@ -72,9 +88,12 @@ func (s *Service) Token(ctx context.Context, account apiary.AccountID, id string
 		if err := usable(c); err != nil {
 			return nil, err
 		}
-		now := time.Now()
-		if c.AccessExpiry.IsZero() || c.AccessExpiry.After(now.Add(s.cfg.RefreshSkew)) {
-			return s.open(ctx, c)
+		due := !c.AccessExpiry.IsZero() && !c.AccessExpiry.After(time.Now().Add(s.cfg.RefreshSkew))
+		if !due {
+			tok, err := s.open(ctx, c)
+			if err != nil || stale == "" || tok.AccessToken != stale {
+				return tok, err
+			}
 		}
 		tok, again, err := s.refresh(ctx, c)
 		if !again {
@@ -84,6 +103,7 @@ func (s *Service) Token(ctx context.Context, account apiary.AccountID, id string
 		if err := s.waitLease(ctx, account, id); err != nil {
 			return nil, err
 		}
+		stale = "" // whatever it stored is newer than stale
 	}
 }
 
@@ -102,7 +122,7 @@ func (s *Service) refresh(ctx context.Context, seen records.Connection) (tok *oa
 			busy = true
 			return records.ErrNoChange
 		}
-		if !c.AccessExpiry.Equal(seen.AccessExpiry) {
+		if !bytes.Equal(c.Sealed, seen.Sealed) {
 			return records.ErrNoChange // refreshed since we looked: use it
 		}
 		c.Lease = &records.ConnectionLease{Owner: owner, Until: now.Add(s.cfg.LeaseTTL)}
