@@ -160,6 +160,27 @@ func (w *world) tokens(t *testing.T, account apiary.AccountID, id string) *oauth
 	return tok
 }
 
+// authorizedCallback runs a new flow of acc up to Apiary's callback and
+// returns what the provider sent there, without completing it.
+func (w *world) authorizedCallback(t *testing.T) Callback {
+	t.Helper()
+	cbs := make(chan Callback, 1)
+	w.intercept = func(cb Callback) { cbs <- cb }
+	_, authURL, err := w.svc.Begin(context.Background(), acc, "oidc")
+	require.NoError(t, err)
+	oidctest.Authorize(t, oidctest.Browser(t, ""), authURL)
+	return <-cbs
+}
+
+// connected is a world with one active connection of acc, its id and its
+// first tokens.
+func connected(t *testing.T) (*world, context.Context, string, *oauth2.Token) {
+	t.Helper()
+	w := newWorld(t)
+	id := w.connect(t, acc)
+	return w, context.Background(), id, w.tokens(t, acc, id)
+}
+
 // expire makes the stored access token look expired, so the next Token
 // call refreshes.
 func (w *world) expire(t *testing.T, account apiary.AccountID, id string) {
@@ -237,12 +258,7 @@ func TestFlowConnectsAndSealsTokens(t *testing.T) {
 func TestProviderEnforcesPKCE(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	codes := make(chan Callback, 1)
-	w.intercept = func(cb Callback) { codes <- cb }
-	_, authURL, err := w.svc.Begin(context.Background(), acc, "oidc")
-	require.NoError(t, err)
-	oidctest.Authorize(t, oidctest.Browser(t, ""), authURL)
-	cb := <-codes
+	cb := w.authorizedCallback(t)
 	require.NotEmpty(t, cb.Code)
 	require.Equal(t, w.oidc.Issuer, cb.Iss, "the provider sends iss (RFC 9207)")
 
@@ -256,9 +272,7 @@ func TestProviderEnforcesPKCE(t *testing.T) {
 	require.ErrorAs(t, err, &re, "a wrong verifier fails too")
 
 	// The authorization URL asked for S256.
-	u, err := url.Parse(authURL)
-	require.NoError(t, err)
-	to, err := w.svc.Start(context.Background(), u.Query().Get("state"))
+	to, err := w.svc.Start(context.Background(), cb.State)
 	require.NoError(t, err)
 	pu, err := url.Parse(to)
 	require.NoError(t, err)
@@ -269,19 +283,8 @@ func TestProviderEnforcesPKCE(t *testing.T) {
 func TestCallbackRefusesForeignOrReplayedState(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	var mu sync.Mutex
-	var cbs []Callback
-	w.intercept = func(cb Callback) { mu.Lock(); cbs = append(cbs, cb); mu.Unlock() }
-	begin := func() Callback {
-		_, authURL, err := w.svc.Begin(context.Background(), acc, "oidc")
-		require.NoError(t, err)
-		oidctest.Authorize(t, oidctest.Browser(t, ""), authURL)
-		mu.Lock()
-		defer mu.Unlock()
-		return cbs[len(cbs)-1]
-	}
 	ctx := context.Background()
-	cb, other := begin(), begin()
+	cb, other := w.authorizedCallback(t), w.authorizedCallback(t)
 
 	tests := []struct {
 		name   string
@@ -327,12 +330,7 @@ func TestCallbackRefusesForeignOrReplayedState(t *testing.T) {
 func TestConcurrentCallbacksExchangeOnce(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	cbs := make(chan Callback, 1)
-	w.intercept = func(cb Callback) { cbs <- cb }
-	_, authURL, err := w.svc.Begin(context.Background(), acc, "oidc")
-	require.NoError(t, err)
-	oidctest.Authorize(t, oidctest.Browser(t, ""), authURL)
-	cb := <-cbs
+	cb := w.authorizedCallback(t)
 
 	before := w.transport.token.Load()
 	var wg sync.WaitGroup
@@ -359,10 +357,7 @@ func mustParse(t *testing.T, state string) string {
 
 func TestRefreshRotatesAndStoresBeforeUse(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	ctx := context.Background()
-	id := w.connect(t, acc)
-	first := w.tokens(t, acc, id)
+	w, ctx, id, first := connected(t)
 
 	w.expire(t, acc, id)
 	got, err := w.svc.Token(ctx, acc, id)
@@ -389,10 +384,7 @@ func TestRefreshRotatesAndStoresBeforeUse(t *testing.T) {
 // a caller holding a token refreshed since gets the stored one.
 func TestRefreshOfARefusedToken(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	ctx := context.Background()
-	id := w.connect(t, acc)
-	first := w.tokens(t, acc, id)
+	w, ctx, id, first := connected(t)
 
 	got, err := w.svc.Refresh(ctx, acc, id, first.AccessToken)
 	require.NoError(t, err)
@@ -440,10 +432,7 @@ func TestRefreshOnceAcrossProcesses(t *testing.T) {
 
 func TestReusedRefreshTokenKillsTheGrant(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	ctx := context.Background()
-	id := w.connect(t, acc)
-	first := w.tokens(t, acc, id)
+	w, ctx, id, first := connected(t)
 	w.expire(t, acc, id)
 	_, err := w.svc.Token(ctx, acc, id)
 	require.NoError(t, err)
@@ -478,10 +467,7 @@ func TestReusedRefreshTokenKillsTheGrant(t *testing.T) {
 
 func TestDisconnectRevokesAtTheProvider(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	ctx := context.Background()
-	id := w.connect(t, acc)
-	tok := w.tokens(t, acc, id)
+	w, ctx, id, tok := connected(t)
 	require.True(t, w.oidc.Active(t, tok.AccessToken))
 
 	rep, err := w.svc.Disconnect(ctx, acc, id)
