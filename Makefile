@@ -1,6 +1,6 @@
 # Apiary's developer commands. `make test` is the one test command: it installs
 # and starts the real servers the integration tests need (milvus-lite, local-kms,
-# an SQS emulator, an external nats-server), points the tests at them, runs vet
+# an SQS emulator, an external nats-server, oidc-provider), points the tests at them, runs vet
 # and the race-enabled test suite, and stops the servers again.
 SHELL := /bin/bash
 GO ?= go

@@ -67,6 +67,7 @@ var roles = map[string]role{
 	"workers/queue/sqs":              roleAdapter,
 
 	"api":              roleApp,
+	"connections":      roleApp, // OAuth connections, shared by api and (later) the connectors' workers
 	"pipeline":         roleApp,
 	"pipeline/chunk":   roleApp,
 	"pipeline/extract": roleApp,
@@ -88,6 +89,7 @@ var roles = map[string]role{
 	"internal/artifact/artifacttest": roleHelper,
 	"internal/natsserver/natstest":   roleHelper,
 	"internal/testutil":              roleHelper,
+	"connections/oidctest":           roleHelper,
 	"pipeline/embed/embedtest":       roleHelper,
 	"pipeline/encrypt/encrypttest":   roleHelper,
 	"storage/storagetest":            roleHelper,
@@ -129,6 +131,8 @@ var sdkHomes = []struct {
 	// tokenizer that feeds it.
 	{"github.com/yalue/onnxruntime_go", []string{"pipeline/embed/onnx"}},
 	{"github.com/sugarme/tokenizer", []string{"pipeline/embed/onnx"}},
+	// OAuth 2.0 clients: the connection flows, refreshes and their errors.
+	{"golang.org/x/oauth2", []string{"connections"}},
 }
 
 // libraries are general-purpose third-party modules any package may import.

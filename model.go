@@ -449,6 +449,10 @@ const (
 	EventJobFailed    EventType = "job.failed"
 	EventJobCanceled  EventType = "job.canceled"
 	EventWebhookTest  EventType = "webhook.test"
+
+	// Connection events carry Connection and no job.
+	EventConnectionReauthRequired EventType = "connection.reauth_required"
+	EventConnectionRevoked        EventType = "connection.revoked"
 )
 
 // Final reports whether t is a job's last event: succeeded, failed or canceled.
@@ -475,15 +479,17 @@ func (s JobStatus) FinalEvent() EventType {
 // document text, never a credential.
 type Event struct {
 	// Seq is the position in the event stream, set by the bus on delivery.
-	Seq     uint64          `json:"seq,omitempty"`
-	ID      string          `json:"id"`
-	Type    EventType       `json:"type"`
-	Account AccountID       `json:"account_id"`
-	Job     JobID           `json:"job_id"`
-	Status  JobStatus       `json:"status"`
-	Counts  Counts          `json:"counts"`
-	Errors  []DocumentError `json:"errors,omitempty"`
-	Time    time.Time       `json:"time"`
+	Seq     uint64    `json:"seq,omitempty"`
+	ID      string    `json:"id"`
+	Type    EventType `json:"type"`
+	Account AccountID `json:"account_id"`
+	Job     JobID     `json:"job_id"`
+	// Connection is the OAuth connection of a connection.* event.
+	Connection string          `json:"connection_id,omitempty"`
+	Status     JobStatus       `json:"status"`
+	Counts     Counts          `json:"counts"`
+	Errors     []DocumentError `json:"errors,omitempty"`
+	Time       time.Time       `json:"time"`
 }
 
 // FinalEventID is the id of a job's one final event (succeeded, failed or

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connections"
 	"github.com/apiaryhq/apiary/pipeline"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/workers/events"
@@ -229,6 +230,9 @@ type Deps struct {
 	Stager jobs.Stage
 	Search Searcher
 	Keys   encrypt.KeyProvider
+	// Connections runs OAuth connections; nil: one over Records and Keys
+	// with no provider configured (every provider answers 400).
+	Connections *connections.Service
 	// Ready reports whether the process can serve (GET /readyz); nil means
 	// always ready.
 	Ready func(context.Context) error

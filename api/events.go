@@ -24,21 +24,23 @@ import (
 // eventView is an event as the API shows it: without the account, which is
 // always the caller's.
 type eventView struct {
-	ID     string                 `json:"id"`
-	Type   apiary.EventType       `json:"type"`
-	JobID  apiary.JobID           `json:"job_id"`
-	Status apiary.JobStatus       `json:"status"`
-	Counts apiary.Counts          `json:"counts"`
-	Errors []apiary.DocumentError `json:"errors"`
-	Time   time.Time              `json:"time"`
-	Seq    uint64                 `json:"seq"`
+	ID    string           `json:"id"`
+	Type  apiary.EventType `json:"type"`
+	JobID apiary.JobID     `json:"job_id"`
+	// ConnectionID is set on connection.* events.
+	ConnectionID string                 `json:"connection_id,omitempty"`
+	Status       apiary.JobStatus       `json:"status"`
+	Counts       apiary.Counts          `json:"counts"`
+	Errors       []apiary.DocumentError `json:"errors"`
+	Time         time.Time              `json:"time"`
+	Seq          uint64                 `json:"seq"`
 }
 
 func viewEvent(ev apiary.Event) eventView {
 	if ev.Errors == nil {
 		ev.Errors = []apiary.DocumentError{}
 	}
-	return eventView{ID: ev.ID, Type: ev.Type, JobID: ev.Job, Status: ev.Status, Counts: ev.Counts,
+	return eventView{ID: ev.ID, Type: ev.Type, JobID: ev.Job, ConnectionID: ev.Connection, Status: ev.Status, Counts: ev.Counts,
 		Errors: ev.Errors, Time: ev.Time, Seq: ev.Seq}
 }
 

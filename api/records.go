@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connections"
 	"github.com/apiaryhq/apiary/storage/records"
 	"github.com/apiaryhq/apiary/webhooks"
 	"github.com/apiaryhq/apiary/workers/jobs"
@@ -16,6 +17,7 @@ type Records interface {
 	JobRecords
 	DocumentRecords
 	WebhookRecords
+	connections.Records // OAuth connections (records.ConnectionStore)
 }
 
 // AccountRecords are accounts and their tokens (records.AccountStore):

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connections"
 	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
@@ -23,10 +24,12 @@ type Server struct {
 	e        *echo.Echo
 	limiter  *limiterMap[apiary.TokenID]
 	accounts *limiterMap[apiary.AccountID] // cost-weighted budgets
+	browsers *limiterMap[string]           // the OAuth browser routes, per client address
 	searches *accountGate                  // searches running per account
 	bodies   *bodyBudget                   // request body bytes held
 	streams  streamSet                     // open event streams; its zero value is ready
 	jobs     *jobs.Service
+	conns    *connections.Service
 }
 
 // New builds the API over deps.
@@ -41,6 +44,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:      cfg.Logger,
 		limiter:  newLimiterMap[apiary.TokenID](cfg.RateLimit, cfg.RateBurst, maxLimiters),
 		accounts: newLimiterMap[apiary.AccountID](cfg.AccountRateLimit, cfg.AccountRateBurst, maxLimiters),
+		browsers: newLimiterMap[string](cfg.RateLimit, cfg.RateBurst, maxLimiters),
 		searches: newAccountGate(cfg.MaxSearchesPerAccount),
 		bodies:   newBodyBudget(cfg.MaxBodyBytesInFlight, cfg.BodyLimit, cfg.BodyWait),
 	}
@@ -49,6 +53,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		jcfg.Ended = deps.Custody.Ended // a job canceled here lets go of its token
 	}
 	s.jobs = jobs.New(jcfg, deps.Records, deps.Queue, deps.Events, deps.Stager)
+	s.conns = deps.Connections
+	if s.conns == nil { // no provider configured: every provider is refused with a clear 400
+		conns, err := connections.New(connections.Config{Logger: cfg.Logger}, deps.Records, deps.Keys, deps.Events)
+		if err != nil {
+			return nil, err
+		}
+		s.conns = conns
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -98,6 +110,7 @@ func (s *Server) routes() {
 	e.GET("/v1/tokens", s.listTokens, admin...)
 	e.DELETE("/v1/tokens/:id", s.deleteToken, admin...)
 	s.webhookRoutes(admin)
+	s.connectionRoutes(viewer, editor, admin)
 }
 
 const ctxKeyRequestID = "apiary.request_id"

@@ -14,10 +14,16 @@
 #   ONNX models   (apiary models pull, in                 APIARY_TEST_MODELS_DIR
 #                  .test-services/models: the runtime
 #                  and the models the onnx tests load)
+#   oidc-provider (npm, in .test-services/npm; launched   APIARY_TEST_OIDC_ISSUER,
+#                  by scripts/oidc-provider.mjs)           APIARY_TEST_OIDC_CLIENT_ID,
+#                                                         APIARY_TEST_OIDC_CLIENT_SECRET
 #
 # Usage:
 #   scripts/test-services.sh start    install what is missing, start what is not
 #                                     running, wait until healthy, write .test-services/env
+#   scripts/test-services.sh start NAME...
+#                                     only those services (milvus kms sqs nats oidc);
+#                                     the env file names the ones running
 #   scripts/test-services.sh stop     TERM every started process and wait for it
 #   scripts/test-services.sh env      print .test-services/env
 #   scripts/test-services.sh status   show which services run
@@ -49,6 +55,11 @@ FAUXQS_VERSION="1.9.2"
 STANDARDWEBHOOKS_VERSION="1.1.1"
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
+OIDC_PROVIDER_VERSION="9.13.3"
+
+# The client the local authorization server knows Apiary by (test only).
+OIDC_CLIENT_ID="apiary-test"
+OIDC_CLIENT_SECRET="apiary-test-secret-not-for-production"
 
 # The models the onnx embedder's tests load (names of the model table in
 # pipeline/embed/onnx/models.go, which pins their versions and digests).
@@ -58,7 +69,7 @@ TEST_MODELS=(all-minilm-l6-v2-q all-minilm-l6-v2 bge-small-en-v1.5-q)
 MILVUS_TIMEOUT="${MILVUS_TIMEOUT:-180}"
 SERVICE_TIMEOUT="${SERVICE_TIMEOUT:-60}"
 
-SERVICES=(milvus kms sqs nats)
+SERVICES=(milvus kms sqs nats oidc)
 
 log() { printf 'test-services: %s\n' "$*" >&2; }
 die() {
@@ -94,6 +105,9 @@ healthy() {
 			-H 'Content-Type: application/x-amz-json-1.0' -H 'X-Amz-Target: AmazonSQS.ListQueues' \
 			-H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0' \
 			-d '{}' 2>/dev/null
+		;;
+	oidc)
+		curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/.well-known/openid-configuration" 2>/dev/null
 		;;
 	kms)
 		curl -fsS -o /dev/null --max-time 2 -X POST "http://127.0.0.1:$port/" \
@@ -236,6 +250,16 @@ install_npm() {
 		"fauxqs@$FAUXQS_VERSION" "standardwebhooks@$STANDARDWEBHOOKS_VERSION" >&2
 }
 
+install_oidc() {
+	local have
+	have="$(node -p "require('$NPM/node_modules/oidc-provider/package.json').version" 2>/dev/null || true)"
+	[[ "$have" == "$OIDC_PROVIDER_VERSION" ]] && return 0
+	log "installing oidc-provider@$OIDC_PROVIDER_VERSION (npm)"
+	mkdir -p "$NPM"
+	npm install --prefix "$NPM" --no-audit --no-fund --loglevel=error \
+		"oidc-provider@$OIDC_PROVIDER_VERSION" >&2
+}
+
 # ---------------------------------------------------------------- cfn-lint
 # Not a server: the linter deploy/'s tests run on the CloudFormation template
 # (deploy/aws/apiary.cfn.yaml) when APIARY_TEST_CFN_LINT names it. It shares
@@ -342,14 +366,35 @@ start_nats() {
 	wait_healthy nats "$SERVICE_TIMEOUT"
 }
 
+start_oidc() {
+	alive oidc && healthy oidc && return 0
+	stop_one oidc
+	install_oidc
+	local port
+	port="$(free_port)"
+	launch oidc "$port" env OIDC_PROVIDER_MODULE="$NPM/node_modules/oidc-provider" OIDC_PORT="$port" \
+		OIDC_CLIENT_ID="$OIDC_CLIENT_ID" OIDC_CLIENT_SECRET="$OIDC_CLIENT_SECRET" \
+		node "$ROOT/scripts/oidc-provider.mjs"
+	wait_healthy oidc "$SERVICE_TIMEOUT"
+}
+
+# env_line NAME LINE prints LINE when service NAME has a port (it was started).
+env_line() { [[ -n "$(port_of "$1")" ]] && printf '%s\n' "$2" || true; }
+
 write_env() {
 	local tmp="$ENV_FILE.tmp"
-	cat >"$tmp" <<EOF
+	{
+	cat <<EOF
 # Written by scripts/test-services.sh start; source it before running tests.
-export APIARY_TEST_MILVUS_ADDR=127.0.0.1:$(port_of milvus)
-export APIARY_TEST_KMS_ENDPOINT=http://127.0.0.1:$(port_of kms)
-export APIARY_TEST_SQS_ENDPOINT=http://127.0.0.1:$(port_of sqs)
-export APIARY_TEST_NATS_URL=nats://127.0.0.1:$(port_of nats)
+EOF
+	env_line milvus "export APIARY_TEST_MILVUS_ADDR=127.0.0.1:$(port_of milvus)"
+	env_line kms "export APIARY_TEST_KMS_ENDPOINT=http://127.0.0.1:$(port_of kms)"
+	env_line sqs "export APIARY_TEST_SQS_ENDPOINT=http://127.0.0.1:$(port_of sqs)"
+	env_line nats "export APIARY_TEST_NATS_URL=nats://127.0.0.1:$(port_of nats)"
+	env_line oidc "export APIARY_TEST_OIDC_ISSUER=http://127.0.0.1:$(port_of oidc)"
+	env_line oidc "export APIARY_TEST_OIDC_CLIENT_ID=$OIDC_CLIENT_ID"
+	env_line oidc "export APIARY_TEST_OIDC_CLIENT_SECRET=$OIDC_CLIENT_SECRET"
+	cat <<EOF
 export APIARY_TEST_NODE_PATH=$NPM/node_modules
 export APIARY_TEST_CFN_LINT=$VENV/bin/cfn-lint
 export APIARY_TEST_MODELS_DIR=$MODELS
@@ -357,6 +402,7 @@ export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 EOF
+	} >"$tmp"
 	mv "$tmp" "$ENV_FILE"
 }
 
@@ -368,6 +414,16 @@ cmd_start() {
 	command -v curl >/dev/null || die "curl is required"
 	mkdir -p "$RUN" "$LOGS" "$DATA"
 	rm -f "$ENV_FILE"
+	if (($# > 0)); then # only the named services
+		local name
+		for name in "$@"; do
+			[[ " ${SERVICES[*]} " == *" $name "* ]] || die "no service $name (${SERVICES[*]})"
+			"start_$name"
+		done
+		write_env
+		log "$* healthy; source $ENV_FILE"
+		return 0
+	fi
 	# The npm install also brings standardwebhooks for the webhook verifier test.
 	install_npm
 	install_cfn_lint
@@ -376,6 +432,7 @@ cmd_start() {
 	start_nats
 	start_sqs
 	start_milvus
+	start_oidc
 	write_env
 	log "all services healthy; source $ENV_FILE"
 }
@@ -407,7 +464,10 @@ cmd_status() {
 }
 
 case "${1:-}" in
-start) cmd_start ;;
+start)
+	shift
+	cmd_start "$@"
+	;;
 stop) cmd_stop ;;
 env) cmd_env ;;
 status) cmd_status ;;

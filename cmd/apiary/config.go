@@ -26,17 +26,18 @@ type Config struct {
 	DataDir  string
 	LogLevel string
 
-	HTTP     HTTPConfig     // httpserver.go: listener, TLS, connection limits, HTTP stop budget
-	API      APIConfig      // request limits and per-token budgets
-	Workers  WorkersConfig  // the worker pool and its stop budget
-	Pipeline PipelineConfig // chunking
-	Webhooks WebhooksConfig // webhooks.go
-	Sources  SourcesConfig  // sources.go
-	NATS     NATSConfig     // nats.go: records, events and the embedded server
-	Queue    QueueConfig    // queue.go
-	Keys     KeysConfig     // keys.go
-	Vectors  VectorsConfig  // vectors.go
-	Embedder EmbedderConfig // embedder.go
+	HTTP        HTTPConfig        // httpserver.go: listener, TLS, connection limits, HTTP stop budget
+	API         APIConfig         // request limits and per-token budgets
+	Workers     WorkersConfig     // the worker pool and its stop budget
+	Pipeline    PipelineConfig    // chunking
+	Webhooks    WebhooksConfig    // webhooks.go
+	Sources     SourcesConfig     // sources.go
+	Connections ConnectionsConfig // connections.go: OAuth providers
+	NATS        NATSConfig        // nats.go: records, events and the embedded server
+	Queue       QueueConfig       // queue.go
+	Keys        KeysConfig        // keys.go
+	Vectors     VectorsConfig     // vectors.go
+	Embedder    EmbedderConfig    // embedder.go
 }
 
 // APIConfig limits what a request may ask of the API.
@@ -146,6 +147,7 @@ func flagSet(name string, cfg *Config) (*flag.FlagSet, error) {
 	cfg.Pipeline.register(f)
 	cfg.Webhooks.register(f)
 	cfg.Sources.register(f)
+	cfg.Connections.register(f)
 	cfg.NATS.register(f)
 	cfg.Queue.register(f)
 	cfg.Keys.register(f)
@@ -170,6 +172,7 @@ func (c *Config) Validate(role string) error {
 		c.API.validate(),
 		c.Workers.validate(),
 		c.Pipeline.validate(),
+		c.Connections.validate(),
 		c.NATS.validate(role),
 		queues.check(c, role, "--queue", c.Queue.Name),
 		keyProviders.check(c, role, "--keys", c.Keys.Name),

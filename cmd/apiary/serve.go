@@ -103,6 +103,10 @@ func (a *app) apiComponent(ctx context.Context, stderr io.Writer) (component, er
 // newAPI returns the API over the app's engines.
 func (a *app) newAPI() (*api.Server, error) {
 	cfg := a.cfg.API
+	conns, err := a.newConnections()
+	if err != nil {
+		return nil, err
+	}
 	return api.New(api.Config{
 		BodyLimit:    int64(cfg.BodyLimitMiB) << 20,
 		MaxDocuments: cfg.MaxDocuments,
@@ -117,14 +121,15 @@ func (a *app) newAPI() (*api.Server, error) {
 		AllowPrivateSources:  a.cfg.Sources.AllowPrivate,
 		Model:                a.pipe.Model(),
 	}, api.Deps{
-		Records: a.recs,
-		Queue:   a.queue,
-		Events:  a.bus,
-		Stager:  a.stager,
-		Search:  a.pipe,
-		Keys:    a.keys,
-		Ready:   a.ready,
-		Custody: a.custody,
+		Records:     a.recs,
+		Queue:       a.queue,
+		Events:      a.bus,
+		Stager:      a.stager,
+		Search:      a.pipe,
+		Keys:        a.keys,
+		Ready:       a.ready,
+		Custody:     a.custody,
+		Connections: conns,
 	})
 }
 

@@ -2,8 +2,9 @@
 // store per aggregate, each owning its buckets: AccountStore (accounts,
 // tokens, each account's admin set and wrapped lexical key), JobStore (jobs, their document
 // outcomes, idempotency keys), DocumentStore (ingested documents),
-// WebhookStore (endpoints and default secrets) and DeliveryStore (webhook
-// deliveries, with a due-time index for retries). Open opens them all as
+// WebhookStore (endpoints and default secrets), DeliveryStore (webhook
+// deliveries, with a due-time index for retries) and ConnectionStore (OAuth
+// connections, their tokens sealed). Open opens them all as
 // one Store; consumers declare the methods they use as interfaces of their
 // own.
 //
@@ -50,17 +51,18 @@ const (
 // their own, which a part (or the whole Store, whose methods are its
 // parts') satisfies. Safe for concurrent use.
 type Store struct {
-	*AccountStore  // accounts and their tokens (accounts.go, tokens.go)
-	*JobStore      // jobs, their document outcomes and idempotency keys
-	*DocumentStore // ingested documents (documents.go)
-	*WebhookStore  // webhook endpoints and default secrets (webhooks.go)
-	*DeliveryStore // webhook deliveries and their due index (webhooks.go)
+	*AccountStore    // accounts and their tokens (accounts.go, tokens.go)
+	*JobStore        // jobs, their document outcomes and idempotency keys
+	*DocumentStore   // ingested documents (documents.go)
+	*WebhookStore    // webhook endpoints and default secrets (webhooks.go)
+	*DeliveryStore   // webhook deliveries and their due index (webhooks.go)
+	*ConnectionStore // OAuth connections, their sealed tokens (connections.go)
 }
 
 // Open opens (creating on first use) the record buckets in kvs.
 func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 	s := &Store{AccountStore: &AccountStore{}, JobStore: &JobStore{}, DocumentStore: &DocumentStore{},
-		WebhookStore: &WebhookStore{}, DeliveryStore: &DeliveryStore{}}
+		WebhookStore: &WebhookStore{}, DeliveryStore: &DeliveryStore{}, ConnectionStore: &ConnectionStore{}}
 	err := openBuckets(ctx, kvs, map[string]*storage.KV{
 		bucketAccounts:       &s.accounts,
 		bucketTokens:         &s.tokens,
@@ -74,6 +76,7 @@ func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 		bucketWebhookSecrets: &s.secrets,
 		bucketDeliveries:     &s.deliveries,
 		bucketDue:            &s.due,
+		bucketConnections:    &s.connections,
 	})
 	if err != nil {
 		return nil, err

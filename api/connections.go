@@ -1,0 +1,180 @@
+package api
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connections"
+	"github.com/apiaryhq/apiary/storage/records"
+)
+
+// connectionRoutes registers the OAuth connection routes. Connecting
+// (POST) grants Apiary access to a source: admins only. Disconnecting
+// (DELETE) cuts it off: any editor may. The browser routes carry no
+// bearer token: the state (and its cookie) is their credential.
+func (s *Server) connectionRoutes(viewer, editor, admin []echo.MiddlewareFunc) {
+	e := s.e
+	e.POST("/v1/connections", s.createConnection, admin...)
+	e.GET("/v1/connections", s.listConnections, viewer...)
+	e.GET("/v1/connections/:id", s.getConnection, viewer...)
+	e.DELETE("/v1/connections/:id", s.deleteConnection, editor...)
+	e.GET(connections.StartPath, s.startOAuth, s.browserRateLimit)
+	e.GET(connections.CallbackPath+":provider", s.oauthCallback, s.browserRateLimit)
+}
+
+// browserRateLimit budgets the unauthenticated browser routes per client
+// address (the connection's TCP peer: a forwarded-for header is not
+// trusted), at the per-token rate.
+func (s *Server) browserRateLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+		if err != nil {
+			host = c.Request().RemoteAddr
+		}
+		if wait, ok := s.browsers.reserve(host, 1, time.Now()); !ok {
+			return s.refuse(c, &apiary.Error{
+				Kind: apiary.KindRateLimited, RetryAfter: wait,
+				Msg: "too many authorization requests from this address; retry after the number of seconds in Retry-After",
+			})
+		}
+		return next(c)
+	}
+}
+
+// connectionView is a connection as the API shows it: never a token.
+type connectionView struct {
+	ID            string                   `json:"id"`
+	Provider      string                   `json:"provider"`
+	Status        records.ConnectionStatus `json:"status"`
+	CreatedAt     time.Time                `json:"created_at"`
+	UpdatedAt     time.Time                `json:"updated_at"`
+	LastRefreshed *time.Time               `json:"last_refreshed,omitempty"`
+}
+
+func viewConnection(c records.Connection) connectionView {
+	return connectionView{ID: c.ID, Provider: c.Provider, Status: c.Status, CreatedAt: c.CreatedAt,
+		UpdatedAt: c.UpdatedAt, LastRefreshed: c.LastRefreshed}
+}
+
+type createConnectionRequest struct {
+	Provider string `json:"provider"`
+}
+
+func (s *Server) createConnection(c echo.Context) error {
+	var req createConnectionRequest
+	if err := readJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Provider == "" {
+		return apiary.E(apiary.KindInvalid, "provider is required, like \"google\"")
+	}
+	if len(req.Provider) > 64 {
+		return apiary.E(apiary.KindInvalid, "provider is not one this server knows")
+	}
+	conn, authorizeURL, err := s.conns.Begin(c.Request().Context(), principal(c).Account, req.Provider)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/connections/"+conn.ID)
+	return c.JSON(http.StatusCreated, map[string]any{
+		"connection_id": conn.ID, "authorize_url": authorizeURL, "connection": viewConnection(conn),
+	})
+}
+
+func (s *Server) listConnections(c echo.Context) error {
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
+	}
+	conns, next, err := s.conns.Connections(c.Request().Context(), principal(c).Account, limit, c.QueryParam("cursor"))
+	if err != nil {
+		return err
+	}
+	out := make([]connectionView, 0, len(conns))
+	for _, conn := range conns {
+		out = append(out, viewConnection(conn))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"connections": out, "next_cursor": next})
+}
+
+// connectionParam returns the :id of a connection route; anything not
+// shaped like a connection id is simply not found.
+func connectionParam(c echo.Context) (string, error) {
+	id := c.Param("id")
+	if !strings.HasPrefix(id, "con_") || len(id) > 64 {
+		return "", apiary.E(apiary.KindNotFound, "no such connection")
+	}
+	return id, nil
+}
+
+func (s *Server) getConnection(c echo.Context) error {
+	id, err := connectionParam(c)
+	if err != nil {
+		return err
+	}
+	conn, err := s.conns.Connection(c.Request().Context(), principal(c).Account, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewConnection(conn))
+}
+
+func (s *Server) deleteConnection(c echo.Context) error {
+	id, err := connectionParam(c)
+	if err != nil {
+		return err
+	}
+	rep, err := s.conns.Disconnect(c.Request().Context(), principal(c).Account, id)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"connection": viewConnection(rep.Connection), "provider_revocation": rep.Revocation}
+	if rep.ManageURL != "" && rep.Revocation != connections.Revoked {
+		out["manage_url"] = rep.ManageURL
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// startOAuth binds the flow's state to this browser with a cookie and sends
+// it to the provider.
+func (s *Server) startOAuth(c echo.Context) error {
+	state := c.QueryParam("state")
+	to, err := s.conns.Start(c.Request().Context(), state)
+	if err != nil {
+		return err
+	}
+	c.SetCookie(&http.Cookie{
+		Name: connections.CookieName, Value: state, Path: connections.CallbackPath,
+		MaxAge: int(s.conns.FlowTTL().Seconds()), HttpOnly: true, Secure: s.conns.Secure() || c.IsTLS(),
+		SameSite: http.SameSiteLaxMode,
+	})
+	c.Response().Header().Set("Cache-Control", "no-store")
+	c.Response().Header().Set("Referrer-Policy", "no-referrer")
+	return c.Redirect(http.StatusFound, to)
+}
+
+// oauthCallback completes the flow at the provider's redirect.
+func (s *Server) oauthCallback(c echo.Context) error {
+	var cookie string
+	if ck, err := c.Cookie(connections.CookieName); err == nil {
+		cookie = ck.Value
+	}
+	// The cookie is for one flow: it goes whatever the outcome.
+	c.SetCookie(&http.Cookie{Name: connections.CookieName, Value: "", Path: connections.CallbackPath, MaxAge: -1,
+		HttpOnly: true, Secure: s.conns.Secure() || c.IsTLS(), SameSite: http.SameSiteLaxMode})
+	c.Response().Header().Set("Cache-Control", "no-store")
+	c.Response().Header().Set("Referrer-Policy", "no-referrer")
+	q := c.QueryParams()
+	conn, err := s.conns.Complete(c.Request().Context(), c.Param("provider"), connections.Callback{
+		Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss"), Error: q.Get("error"),
+	}, cookie)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"connection_id": conn.ID, "provider": conn.Provider, "status": conn.Status})
+}

@@ -1,0 +1,132 @@
+package records
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage"
+)
+
+const bucketConnections = "connections"
+
+// ConnectionStatus is where an OAuth connection is in its life.
+type ConnectionStatus string
+
+const (
+	ConnectionPending        ConnectionStatus = "pending"         // authorization started, not completed
+	ConnectionActive         ConnectionStatus = "active"          // tokens stored
+	ConnectionReauthRequired ConnectionStatus = "reauth_required" // the provider refused the grant
+	ConnectionRevoked        ConnectionStatus = "revoked"         // disconnected; no tokens stored
+)
+
+// Connection is an account's OAuth connection to a provider. Its tokens are
+// never stored in the clear: Sealed is an envelope (pipeline/encrypt) that
+// holds the data key wrapped by the account's key and the tokens sealed
+// with it, bound to the account and the connection. Clearing Sealed
+// destroys the tokens and their key together.
+type Connection struct {
+	ID       string           `json:"id"`
+	Account  apiary.AccountID `json:"account_id"`
+	Provider string           `json:"provider"`
+	Status   ConnectionStatus `json:"status"`
+	// Sealed holds the access and refresh tokens; empty unless active.
+	Sealed []byte `json:"sealed,omitempty"`
+	// AccessExpiry is when the stored access token expires (zero: unknown).
+	AccessExpiry time.Time `json:"access_expiry,omitzero"`
+	// Flow is the authorization in progress; nil once it completed or
+	// before it started.
+	Flow *ConnectionFlow `json:"flow,omitempty"`
+	// Lease is held by the one process refreshing the tokens.
+	Lease         *ConnectionLease `json:"lease,omitempty"`
+	CreatedAt     time.Time        `json:"created_at"`
+	UpdatedAt     time.Time        `json:"updated_at"`
+	LastRefreshed *time.Time       `json:"last_refreshed,omitempty"`
+}
+
+// ConnectionFlow is a one-time authorization in progress. Only the hash of
+// its state is kept; the PKCE verifier is sealed like the tokens.
+type ConnectionFlow struct {
+	StateHash      string    `json:"state_hash"`
+	Challenge      string    `json:"challenge"`
+	SealedVerifier []byte    `json:"sealed_verifier"`
+	ExpiresAt      time.Time `json:"expires_at"`
+}
+
+// ConnectionLease names the process refreshing a connection's tokens and
+// until when it may.
+type ConnectionLease struct {
+	Owner string    `json:"owner"`
+	Until time.Time `json:"until"`
+}
+
+// ConnectionStore keeps accounts' OAuth connections.
+type ConnectionStore struct {
+	connections storage.KV
+}
+
+// CreateConnection stores a new connection; Conflict if the id is taken.
+func (s *ConnectionStore) CreateConnection(ctx context.Context, c Connection) error {
+	if c.Account == "" || c.ID == "" {
+		return apiary.E(apiary.KindInvalid, "connection needs an account and an id")
+	}
+	return create(ctx, s.connections, scopedKey(c.Account, c.ID), "connection", c)
+}
+
+// Connection returns account's connection id; NotFound for another account's.
+func (s *ConnectionStore) Connection(ctx context.Context, account apiary.AccountID, id string) (Connection, error) {
+	if id == "" {
+		return Connection{}, apiary.E(apiary.KindNotFound, "no such connection")
+	}
+	c, _, err := get[Connection](ctx, s.connections, scopedKey(account, id), "connection")
+	return c, err
+}
+
+// UpdateConnection applies fn to account's connection id and stores the
+// result, retrying on concurrent writes (compare-and-swap on the record's
+// revision); ErrNoChange from fn writes nothing.
+func (s *ConnectionStore) UpdateConnection(ctx context.Context, account apiary.AccountID, id string, fn func(*Connection) error) (Connection, error) {
+	if id == "" {
+		return Connection{}, apiary.E(apiary.KindNotFound, "no such connection")
+	}
+	return update(ctx, s.connections, scopedKey(account, id), "connection", fn)
+}
+
+// Connections lists account's connections by id, up to limit (default 50,
+// max 500), after cursor, and returns the cursor of the next page ("" when
+// there is none).
+func (s *ConnectionStore) Connections(ctx context.Context, account apiary.AccountID, limit int, cursor string) ([]Connection, string, error) {
+	ids, err := scopedIDs(ctx, s.connections, account, cursor, false)
+	if err != nil {
+		return nil, "", err
+	}
+	limit = clampLimit(limit)
+	out := []Connection{}
+	for _, id := range ids {
+		if len(out) == limit {
+			return out, encodeID(out[len(out)-1].ID), nil
+		}
+		c, _, err := get[Connection](ctx, s.connections, scopedKey(account, id), "connection")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, c)
+	}
+	return out, "", nil
+}
+
+// DeleteConnection removes account's connection id; NotFound if none.
+func (s *ConnectionStore) DeleteConnection(ctx context.Context, account apiary.AccountID, id string) error {
+	if _, err := s.Connection(ctx, account, id); err != nil {
+		return err
+	}
+	if err := s.connections.Delete(ctx, scopedKey(account, id)); err != nil {
+		return fmt.Errorf("records: delete connection: %w", err)
+	}
+	return nil
+}
