@@ -48,6 +48,7 @@ var roles = map[string]role{
 	"workers/events":   rolePort,
 	"workers/queue":    rolePort,
 
+	"connectors/s3":            roleAdapter,
 	"connectors/upload":        roleAdapter,
 	"connectors/web":           roleAdapter,
 	"pipeline/embed/bedrock":   roleAdapter,
@@ -116,11 +117,12 @@ var sdkHomes = []struct {
 	{"github.com/aws/aws-sdk-go-v2/service/sqs", []string{"workers/queue/sqs"}},
 	{"github.com/aws/aws-sdk-go-v2/service/kms", []string{"pipeline/encrypt/awskms"}},
 	{"github.com/aws/aws-sdk-go-v2/service/bedrockruntime", []string{"pipeline/embed/bedrock"}},
+	{"github.com/aws/aws-sdk-go-v2/service/s3", []string{"connectors/s3"}},
 	// config loads the shared AWS settings; only the composition root reads
 	// the environment. The core types (aws.Config) pass from it to the adapters.
 	{"github.com/aws/aws-sdk-go-v2/config", []string{"cmd/apiary"}},
-	{"github.com/aws/aws-sdk-go-v2", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock", "cmd/apiary"}},
-	{"github.com/aws/smithy-go", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock"}},
+	{"github.com/aws/aws-sdk-go-v2", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock", "connectors/s3", "cmd/apiary"}},
+	{"github.com/aws/smithy-go", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock", "connectors/s3"}},
 	{"github.com/milvus-io/milvus-sdk-go/v2", []string{"storage/milvus"}},
 	{"google.golang.org/grpc", []string{"storage/milvus"}}, // Milvus's transport: its status codes
 	// The in-process embedder: ONNX Runtime through cgo, and the pure-Go
