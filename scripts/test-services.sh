@@ -8,6 +8,8 @@
 #   fauxqs        (npm, in .test-services/npm; falls back APIARY_TEST_SQS_ENDPOINT
 #                  to moto_server if fauxqs does not start)
 #   nats-server   (the version pinned in go.mod)          APIARY_TEST_NATS_URL
+#   moto_server   (PyPI moto[server], in                  APIARY_TEST_S3_ENDPOINT
+#                  .test-services/venv; S3 for connectors/s3)
 #   standardwebhooks (npm, installed only)                APIARY_TEST_NODE_PATH
 #   cfn-lint      (PyPI, in .test-services/venv,          APIARY_TEST_CFN_LINT
 #                  installed only; lints deploy/aws/)
@@ -18,7 +20,10 @@
 # Usage:
 #   scripts/test-services.sh start    install what is missing, start what is not
 #                                     running, wait until healthy, write .test-services/env
+#   scripts/test-services.sh start s3 only the named services (milvus kms sqs nats s3);
+#                                     the env file names only those running
 #   scripts/test-services.sh stop     TERM every started process and wait for it
+#   scripts/test-services.sh stop s3  only the named services
 #   scripts/test-services.sh env      print .test-services/env
 #   scripts/test-services.sh status   show which services run
 #
@@ -58,7 +63,7 @@ TEST_MODELS=(all-minilm-l6-v2-q all-minilm-l6-v2)
 MILVUS_TIMEOUT="${MILVUS_TIMEOUT:-180}"
 SERVICE_TIMEOUT="${SERVICE_TIMEOUT:-60}"
 
-SERVICES=(milvus kms sqs nats)
+SERVICES=(milvus kms sqs nats s3)
 
 log() { printf 'test-services: %s\n' "$*" >&2; }
 die() {
@@ -99,6 +104,9 @@ healthy() {
 		curl -fsS -o /dev/null --max-time 2 -X POST "http://127.0.0.1:$port/" \
 			-H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: TrentService.ListKeys' \
 			-d '{}' 2>/dev/null
+		;;
+	s3)
+		curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/moto-api/" 2>/dev/null
 		;;
 	*) tcp_open "$port" ;;
 	esac
@@ -188,7 +196,10 @@ install_milvus() {
 
 install_moto() {
 	install_venv
-	[[ -x "$VENV/bin/moto_server" ]] && return 0
+	if [[ -x "$VENV/bin/moto_server" ]] &&
+		[[ "$("$VENV/bin/pip" show moto 2>/dev/null)" == *$'\nVersion: '"$MOTO_VERSION"$'\n'* ]]; then
+		return 0
+	fi
 	log "installing moto[server] $MOTO_VERSION"
 	"$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
@@ -331,6 +342,21 @@ start_sqs() {
 	fi
 }
 
+# start_s3 runs moto_server for the S3 connector's tests, apart from the
+# SQS fallback's: the tests create a bucket each, with any credential (moto
+# does not check signatures here; the expired-token answer is played by the
+# tests' proxy).
+start_s3() {
+	alive s3 && healthy s3 && return 0
+	stop_one s3
+	install_moto
+	local port
+	port="$(free_port)"
+	launch s3 "$port" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
+	printf 'moto\n' >"$RUN/s3.kind"
+	wait_healthy s3 "$SERVICE_TIMEOUT"
+}
+
 start_nats() {
 	alive nats && healthy nats && return 0
 	stop_one nats
@@ -342,14 +368,24 @@ start_nats() {
 	wait_healthy nats "$SERVICE_TIMEOUT"
 }
 
+# env_line NAME VAR PREFIX prints "export VAR=PREFIXport" when NAME has a port.
+env_line() {
+	local port
+	port="$(port_of "$1")"
+	[[ -n "$port" ]] && printf 'export %s=%s%s\n' "$2" "$3" "$port"
+	return 0
+}
+
 write_env() {
 	local tmp="$ENV_FILE.tmp"
-	cat >"$tmp" <<EOF
-# Written by scripts/test-services.sh start; source it before running tests.
-export APIARY_TEST_MILVUS_ADDR=127.0.0.1:$(port_of milvus)
-export APIARY_TEST_KMS_ENDPOINT=http://127.0.0.1:$(port_of kms)
-export APIARY_TEST_SQS_ENDPOINT=http://127.0.0.1:$(port_of sqs)
-export APIARY_TEST_NATS_URL=nats://127.0.0.1:$(port_of nats)
+	{
+		echo "# Written by scripts/test-services.sh start; source it before running tests."
+		env_line milvus APIARY_TEST_MILVUS_ADDR "127.0.0.1:"
+		env_line kms APIARY_TEST_KMS_ENDPOINT "http://127.0.0.1:"
+		env_line sqs APIARY_TEST_SQS_ENDPOINT "http://127.0.0.1:"
+		env_line nats APIARY_TEST_NATS_URL "nats://127.0.0.1:"
+		env_line s3 APIARY_TEST_S3_ENDPOINT "http://127.0.0.1:"
+		cat <<EOF
 export APIARY_TEST_NODE_PATH=$NPM/node_modules
 export APIARY_TEST_CFN_LINT=$VENV/bin/cfn-lint
 export APIARY_TEST_MODELS_DIR=$MODELS
@@ -357,6 +393,7 @@ export AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 EOF
+	} >"$tmp"
 	mv "$tmp" "$ENV_FILE"
 }
 
@@ -368,6 +405,16 @@ cmd_start() {
 	command -v curl >/dev/null || die "curl is required"
 	mkdir -p "$RUN" "$LOGS" "$DATA"
 	rm -f "$ENV_FILE"
+	if (($# > 0)); then
+		local name
+		for name in "$@"; do
+			[[ " ${SERVICES[*]} " == *" $name "* ]] || die "unknown service $name; the services: ${SERVICES[*]}"
+			"start_$name"
+		done
+		write_env
+		log "$* healthy; source $ENV_FILE"
+		return 0
+	fi
 	# The npm install also brings standardwebhooks for the webhook verifier test.
 	install_npm
 	install_cfn_lint
@@ -376,16 +423,22 @@ cmd_start() {
 	start_nats
 	start_sqs
 	start_milvus
+	start_s3
 	write_env
 	log "all services healthy; source $ENV_FILE"
 }
 
 cmd_stop() {
-	local rc=0 name
-	for name in "${SERVICES[@]}"; do
+	local rc=0 name names=("${SERVICES[@]}")
+	(($# > 0)) && names=("$@")
+	for name in "${names[@]}"; do
 		stop_one "$name" || rc=1
 	done
-	rm -f "$ENV_FILE"
+	if (($# > 0)); then
+		write_env
+	else
+		rm -f "$ENV_FILE"
+	fi
 	return "$rc"
 }
 
@@ -407,8 +460,14 @@ cmd_status() {
 }
 
 case "${1:-}" in
-start) cmd_start ;;
-stop) cmd_stop ;;
+start)
+	shift
+	cmd_start "$@"
+	;;
+stop)
+	shift
+	cmd_stop "$@"
+	;;
 env) cmd_env ;;
 status) cmd_status ;;
 *)
