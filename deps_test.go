@@ -118,6 +118,8 @@ var sdkHomes = []struct {
 	{"github.com/aws/aws-sdk-go-v2/service/kms", []string{"pipeline/encrypt/awskms"}},
 	{"github.com/aws/aws-sdk-go-v2/service/bedrockruntime", []string{"pipeline/embed/bedrock"}},
 	{"github.com/aws/aws-sdk-go-v2/service/s3", []string{"connectors/s3"}},
+	// STS: the S3 connector assumes customer roles (its stored credential).
+	{"github.com/aws/aws-sdk-go-v2/service/sts", []string{"connectors/s3"}},
 	// config loads the shared AWS settings; only the composition root reads
 	// the environment. The core types (aws.Config) pass from it to the adapters.
 	{"github.com/aws/aws-sdk-go-v2/config", []string{"cmd/apiary"}},

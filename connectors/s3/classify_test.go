@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/stretchr/testify/require"
 
 	"github.com/apiaryhq/apiary"
@@ -115,6 +116,10 @@ func TestNewRefuses(t *testing.T) {
 	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "a credential without its secret")
 	_, err = s3.New(s3.Config{Endpoint: "http://169.254.169.254/"}, s3.Credential{AccessKeyID: "a", SecretAccessKey: "b"})
 	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "the metadata service as an endpoint")
+	_, err = s3.NewWithRole(s3.Config{}, aws.Config{}, s3.Role{ARN: "arn:aws:s3:::bucket", ExternalID: "x42"})
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "not a role ARN")
+	_, err = s3.NewWithRole(s3.Config{}, aws.Config{}, s3.Role{ARN: "arn:aws:iam::123456789012:role/r"})
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "a role without an external id")
 	_, _, err = s3.ParseSource("Not_A_Bucket/x")
 	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err))
 }

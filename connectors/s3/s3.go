@@ -18,19 +18,20 @@
 //     (Content-Length), over Config.MaxBytes fails with TooLarge and its
 //     body is closed unread; the body is also bounded by connectors.LimitBody.
 //     Bytes pass through as stored.
-//   - The credential is an ephemeral one (a temporary access key id, secret
-//     and session token), held in memory only, in a Credential that redacts
-//     itself in every formatter, log and JSON encoding; errors never carry
-//     it nor the SDK's raw error (whose text may quote the request).
+//   - The credential is an ephemeral one (New: a temporary access key id,
+//     secret and session token), held in memory only, in a Credential that
+//     redacts itself in every formatter, log and JSON encoding; or the
+//     stored form (NewWithRole: a customer's IAM role, assumed through STS
+//     AssumeRole with an ExternalId by Apiary's own AWS credentials, the
+//     temporary keys cached in memory until shortly before they expire;
+//     nothing secret is stored). Errors never carry a credential nor the
+//     SDK's raw error (whose text may quote the request).
 //   - The SDK does not retry: workers do, after the delay a rate limit
 //     names. Errors are classified by Classify.
 //   - Config.Endpoint names an S3-compatible endpoint (MinIO, R2, moto);
 //     with it, requests go through the SSRF guard (internal/safehttp) unless
 //     Config.AllowPrivate (--allow-private-sources), and Config.UsePathStyle
 //     addresses buckets as a path rather than a host name.
-//
-// Not here yet: the stored form of the credential (a customer IAM role
-// assumed with an ExternalId through STS AssumeRole).
 package s3
 
 import (
@@ -51,7 +52,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
 	"github.com/apiaryhq/apiary"
@@ -142,10 +145,53 @@ var _ connectors.Connector = (*Connector)(nil)
 // New returns an S3 connector bound to cred. A credential without an access
 // key id or secret, or an endpoint the SSRF guard refuses, is invalid.
 func New(cfg Config, cred Credential) (*Connector, error) {
-	cfg.setDefaults()
 	if cred.AccessKeyID == "" || cred.SecretAccessKey == "" {
 		return nil, apiary.E(apiary.KindInvalid, "s3: the credential needs an access key id and a secret access key")
 	}
+	return newConnector(cfg, credentials.NewStaticCredentialsProvider(cred.AccessKeyID, cred.SecretAccessKey, cred.SessionToken))
+}
+
+// Role is the stored form of the credential: a customer's IAM role that
+// trusts Apiary's AWS account on the condition of ExternalID (the
+// confused-deputy guard: one ExternalID per customer connection, chosen by
+// Apiary). Neither is secret.
+type Role struct {
+	ARN        string
+	ExternalID string
+}
+
+var (
+	roleARN    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
+	externalID = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
+)
+
+// RoleSessionName names Apiary's sessions in the customer's CloudTrail.
+const RoleSessionName = "apiary-connector"
+
+// NewWithRole returns an S3 connector that reads as role, assumed through
+// STS with base (Apiary's own AWS configuration: its credentials, region,
+// and BaseEndpoint for an STS-compatible server in tests). The temporary
+// credentials are cached in memory and renewed before they expire. A
+// refused AssumeRole (the role does not trust Apiary, or the ExternalID
+// differs) surfaces from List and Open as forbidden.
+func NewWithRole(cfg Config, base aws.Config, role Role) (*Connector, error) {
+	if !roleARN.MatchString(role.ARN) {
+		return nil, apiary.E(apiary.KindInvalid, "s3: role %q is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", role.ARN)
+	}
+	if n := len(role.ExternalID); n < 2 || n > 1224 || !externalID.MatchString(role.ExternalID) {
+		return nil, apiary.E(apiary.KindInvalid, "s3: the role's external id must be 2 to 1224 of letters, digits and +=,.@:/-")
+	}
+	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(base, func(o *sts.Options) {
+		o.Retryer = aws.NopRetryer{}
+	}), role.ARN, func(o *stscreds.AssumeRoleOptions) {
+		o.ExternalID = aws.String(role.ExternalID)
+		o.RoleSessionName = RoleSessionName
+	})
+	return newConnector(cfg, aws.NewCredentialsCache(provider))
+}
+
+func newConnector(cfg Config, creds aws.CredentialsProvider) (*Connector, error) {
+	cfg.setDefaults()
 	if cfg.Endpoint != "" {
 		if err := safehttp.CheckURL(cfg.Endpoint, cfg.AllowPrivate); err != nil {
 			return nil, apiary.Wrap(err, apiary.KindInvalid, "s3: endpoint: %s", apiary.Message(err))
@@ -153,7 +199,7 @@ func New(cfg Config, cred Credential) (*Connector, error) {
 	}
 	opts := s3.Options{
 		Region:       cfg.Region,
-		Credentials:  credentials.NewStaticCredentialsProvider(cred.AccessKeyID, cred.SecretAccessKey, cred.SessionToken),
+		Credentials:  creds,
 		UsePathStyle: cfg.UsePathStyle,
 		Retryer:      aws.NopRetryer{}, // workers retry, after the vendor's delay
 	}

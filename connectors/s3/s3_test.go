@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -49,10 +50,13 @@ type moto struct {
 	proxy  *httptest.Server
 	conn   *s3.Connector
 
-	mu      sync.Mutex
-	expired bool
-	limits  []time.Duration
-	served  map[string]int64 // by "/bucket/key"
+	mu       sync.Mutex
+	expired  bool
+	limits   []time.Duration
+	served   map[string]int64 // by "/bucket/key"
+	assumed  []url.Values     // the AssumeRole requests
+	denyRole bool             // answer AssumeRole with AccessDenied
+	keyIDs   map[string]bool  // the access key ids that signed S3 requests
 }
 
 const (
@@ -67,6 +71,7 @@ func newMoto(t *testing.T) *moto {
 	m := &moto{
 		bucket: fmt.Sprintf("apiary-test-%d-%d", time.Now().UnixNano(), bucketSeq.Add(1)),
 		served: map[string]int64{},
+		keyIDs: map[string]bool{},
 	}
 	m.admin = awss3.New(awss3.Options{
 		Region:       "us-east-1",
@@ -79,7 +84,7 @@ func newMoto(t *testing.T) *moto {
 
 	rp := httputil.NewSingleHostReverseProxy(target)
 	m.proxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if m.intercept(w) {
+		if m.intercept(w) || m.sts(w, r) {
 			return
 		}
 		if r.Method == http.MethodGet { // objects at /bucket/key, listings at /bucket
@@ -94,6 +99,40 @@ func newMoto(t *testing.T) *moto {
 	}, s3.Credential{AccessKeyID: "ASIATESTTEMPORARY", SecretAccessKey: "secret-canary", SessionToken: "token-canary"})
 	require.NoError(t, err)
 	return m
+}
+
+// sts records AssumeRole requests, answering AccessDenied when asked to;
+// for other requests it records the signing key id and returns false.
+func (m *moto) sts(w http.ResponseWriter, r *http.Request) bool {
+	auth := r.Header.Get("Authorization")
+	if !strings.Contains(auth, "/sts/aws4_request") {
+		if _, rest, ok := strings.Cut(auth, "Credential="); ok {
+			key, _, _ := strings.Cut(rest, "/")
+			m.mu.Lock()
+			m.keyIDs[key] = true
+			m.mu.Unlock()
+		}
+		return false
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return true
+	}
+	form, _ := url.ParseQuery(string(body))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if form.Get("Action") == "AssumeRole" {
+		m.assumed = append(m.assumed, form)
+		if m.denyRole {
+			w.Header().Set("Content-Type", "text/xml")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to perform sts:AssumeRole</Message></Error><RequestId>1</RequestId></ErrorResponse>`)
+			return true
+		}
+	}
+	return false
 }
 
 // intercept answers in S3's stead when the test asked for it.
@@ -251,4 +290,45 @@ func TestTooLargeByContentLength(t *testing.T) {
 	_, err := m.conn.Open(context.Background(), connectors.Item{ID: id, Size: -1})
 	require.Equal(t, apiary.KindTooLarge, apiary.KindOf(err), "%v", err)
 	require.Less(t, m.Served(id), int64(len(big)))
+}
+
+func TestAssumeRole(t *testing.T) {
+	t.Parallel()
+	m := newMoto(t)
+	id := m.Put(t, "a", []byte("content"))
+	base := aws.Config{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(m.proxy.URL), // moto serves STS too
+		Credentials:  credentials.NewStaticCredentialsProvider("APIARYOWNKEY", "apiary-secret", ""),
+	}
+	role := s3.Role{ARN: "arn:aws:iam::123456789012:role/apiary-reader", ExternalID: "apiary-conn-42"}
+	c, err := s3.NewWithRole(s3.Config{Endpoint: m.proxy.URL, UsePathStyle: true, AllowPrivate: true}, base, role)
+	require.NoError(t, err)
+	for range 2 {
+		page, err := c.List(context.Background(), m.Source(), "")
+		require.NoError(t, err)
+		require.Len(t, page.Items, 1)
+		body, err := c.Open(context.Background(), page.Items[0])
+		require.NoError(t, err)
+		require.NoError(t, body.Body.Close())
+	}
+	m.mu.Lock()
+	assumed, keys := m.assumed, m.keyIDs
+	m.mu.Unlock()
+	require.Len(t, assumed, 1, "the assumed credentials are cached")
+	require.Equal(t, role.ARN, assumed[0].Get("RoleArn"))
+	require.Equal(t, role.ExternalID, assumed[0].Get("ExternalId"))
+	require.Equal(t, s3.RoleSessionName, assumed[0].Get("RoleSessionName"))
+	require.NotContains(t, keys, "APIARYOWNKEY", "S3 requests are signed with the role's keys, not Apiary's")
+
+	// A role that does not trust Apiary (or another ExternalId): forbidden.
+	m.mu.Lock()
+	m.denyRole = true
+	m.mu.Unlock()
+	denied, err := s3.NewWithRole(s3.Config{Endpoint: m.proxy.URL, UsePathStyle: true, AllowPrivate: true}, base, role)
+	require.NoError(t, err)
+	_, err = denied.List(context.Background(), m.Source(), "")
+	require.Equal(t, apiary.KindForbidden, apiary.KindOf(err), "%v", err)
+	_, err = denied.Open(context.Background(), connectors.Item{ID: id, Size: -1})
+	require.Equal(t, apiary.KindForbidden, apiary.KindOf(err), "%v", err)
 }
