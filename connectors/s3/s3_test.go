@@ -40,7 +40,8 @@ func motoEndpoint(t *testing.T) string {
 
 var bucketSeq atomic.Int64
 
-// moto is a harness: a fresh bucket on moto_server, reached by the
+// moto is a harness: a fresh bucket on moto_server (or on the Go fake,
+// fakeS3, for the runs without it), reached by the
 // connector through a proxy that can answer in S3's stead (an expired
 // token, SlowDown with Retry-After) and counts the content bytes served
 // per object.
@@ -64,8 +65,10 @@ const (
 	maxBytes = 64 << 10
 )
 
-func newMoto(t *testing.T) *moto {
-	ep := motoEndpoint(t)
+func newMoto(t *testing.T) *moto { return newHarness(t, motoEndpoint(t)) }
+
+// newHarness makes a harness over the S3 server at ep: moto, or the Go fake.
+func newHarness(t *testing.T, ep string) *moto {
 	target, err := url.Parse(ep)
 	require.NoError(t, err)
 	m := &moto{
@@ -78,6 +81,8 @@ func newMoto(t *testing.T) *moto {
 		BaseEndpoint: aws.String(ep),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		// Plain bodies (no aws-chunked trailers), which the Go fake reads.
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 	})
 	_, err = m.admin.CreateBucket(context.Background(), &awss3.CreateBucketInput{Bucket: aws.String(m.bucket)})
 	require.NoError(t, err)
