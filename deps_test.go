@@ -50,6 +50,7 @@ var roles = map[string]role{
 	"workers/queue":      rolePort,
 
 	"connectors/custody/natscustody": roleAdapter,
+	"connectors/s3":                  roleAdapter,
 	"connectors/upload":              roleAdapter,
 	"connectors/web":                 roleAdapter,
 	"pipeline/embed/bedrock":         roleAdapter,
@@ -120,11 +121,14 @@ var sdkHomes = []struct {
 	{"github.com/aws/aws-sdk-go-v2/service/sqs", []string{"workers/queue/sqs"}},
 	{"github.com/aws/aws-sdk-go-v2/service/kms", []string{"pipeline/encrypt/awskms"}},
 	{"github.com/aws/aws-sdk-go-v2/service/bedrockruntime", []string{"pipeline/embed/bedrock"}},
+	{"github.com/aws/aws-sdk-go-v2/service/s3", []string{"connectors/s3"}},
+	// STS: the S3 connector assumes customer roles (its stored credential).
+	{"github.com/aws/aws-sdk-go-v2/service/sts", []string{"connectors/s3"}},
 	// config loads the shared AWS settings; only the composition root reads
 	// the environment. The core types (aws.Config) pass from it to the adapters.
 	{"github.com/aws/aws-sdk-go-v2/config", []string{"cmd/apiary"}},
-	{"github.com/aws/aws-sdk-go-v2", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock", "cmd/apiary"}},
-	{"github.com/aws/smithy-go", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock"}},
+	{"github.com/aws/aws-sdk-go-v2", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock", "connectors/s3", "cmd/apiary"}},
+	{"github.com/aws/smithy-go", []string{"workers/queue/sqs", "pipeline/encrypt/awskms", "pipeline/embed/bedrock", "connectors/s3"}},
 	{"github.com/milvus-io/milvus-sdk-go/v2", []string{"storage/milvus"}},
 	{"google.golang.org/grpc", []string{"storage/milvus"}}, // Milvus's transport: its status codes
 	// The in-process embedder: ONNX Runtime through cgo, and the pure-Go

@@ -8,6 +8,8 @@
 #   fauxqs        (npm, in .test-services/npm; falls back APIARY_TEST_SQS_ENDPOINT
 #                  to moto_server if fauxqs does not start)
 #   nats-server   (the version pinned in go.mod)          APIARY_TEST_NATS_URL
+#   moto_server   (PyPI moto[server], in                  APIARY_TEST_S3_ENDPOINT
+#                  .test-services/venv; S3 for connectors/s3)
 #   standardwebhooks (npm, installed only)                APIARY_TEST_NODE_PATH
 #   cfn-lint      (PyPI, in .test-services/venv,          APIARY_TEST_CFN_LINT
 #                  installed only; lints deploy/aws/)
@@ -22,9 +24,10 @@
 #   scripts/test-services.sh start    install what is missing, start what is not
 #                                     running, wait until healthy, write .test-services/env
 #   scripts/test-services.sh start NAME...
-#                                     only those services (milvus kms sqs nats oidc);
+#                                     only those services (milvus kms sqs nats oidc s3);
 #                                     the env file names the ones running
 #   scripts/test-services.sh stop     TERM every started process and wait for it
+#   scripts/test-services.sh stop s3  only the named services
 #   scripts/test-services.sh env      print .test-services/env
 #   scripts/test-services.sh status   show which services run
 #
@@ -69,7 +72,7 @@ TEST_MODELS=(all-minilm-l6-v2-q all-minilm-l6-v2 bge-small-en-v1.5-q)
 MILVUS_TIMEOUT="${MILVUS_TIMEOUT:-180}"
 SERVICE_TIMEOUT="${SERVICE_TIMEOUT:-60}"
 
-SERVICES=(milvus kms sqs nats oidc)
+SERVICES=(milvus kms sqs nats oidc s3)
 
 log() { printf 'test-services: %s\n' "$*" >&2; }
 die() {
@@ -113,6 +116,9 @@ healthy() {
 		curl -fsS -o /dev/null --max-time 2 -X POST "http://127.0.0.1:$port/" \
 			-H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: TrentService.ListKeys' \
 			-d '{}' 2>/dev/null
+		;;
+	s3)
+		curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/moto-api/" 2>/dev/null
 		;;
 	*) tcp_open "$port" ;;
 	esac
@@ -202,7 +208,10 @@ install_milvus() {
 
 install_moto() {
 	install_venv
-	[[ -x "$VENV/bin/moto_server" ]] && return 0
+	if [[ -x "$VENV/bin/moto_server" ]] &&
+		[[ "$("$VENV/bin/pip" show moto 2>/dev/null)" == *$'\nVersion: '"$MOTO_VERSION"$'\n'* ]]; then
+		return 0
+	fi
 	log "installing moto[server] $MOTO_VERSION"
 	"$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
@@ -355,6 +364,21 @@ start_sqs() {
 	fi
 }
 
+# start_s3 runs moto_server for the S3 connector's tests, apart from the
+# SQS fallback's: the tests create a bucket each, with any credential (moto
+# does not check signatures here; the expired-token answer is played by the
+# tests' proxy).
+start_s3() {
+	alive s3 && healthy s3 && return 0
+	stop_one s3
+	install_moto
+	local port
+	port="$(free_port)"
+	launch s3 "$port" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
+	printf 'moto\n' >"$RUN/s3.kind"
+	wait_healthy s3 "$SERVICE_TIMEOUT"
+}
+
 start_nats() {
 	alive nats && healthy nats && return 0
 	stop_one nats
@@ -394,6 +418,7 @@ EOF
 	env_line oidc "export APIARY_TEST_OIDC_ISSUER=http://127.0.0.1:$(port_of oidc)"
 	env_line oidc "export APIARY_TEST_OIDC_CLIENT_ID=$OIDC_CLIENT_ID"
 	env_line oidc "export APIARY_TEST_OIDC_CLIENT_SECRET=$OIDC_CLIENT_SECRET"
+	env_line s3 "export APIARY_TEST_S3_ENDPOINT=http://127.0.0.1:$(port_of s3)"
 	cat <<EOF
 export APIARY_TEST_NODE_PATH=$NPM/node_modules
 export APIARY_TEST_CFN_LINT=$VENV/bin/cfn-lint
@@ -433,16 +458,22 @@ cmd_start() {
 	start_sqs
 	start_milvus
 	start_oidc
+	start_s3
 	write_env
 	log "all services healthy; source $ENV_FILE"
 }
 
 cmd_stop() {
-	local rc=0 name
-	for name in "${SERVICES[@]}"; do
+	local rc=0 name names=("${SERVICES[@]}")
+	(($# > 0)) && names=("$@")
+	for name in "${names[@]}"; do
 		stop_one "$name" || rc=1
 	done
-	rm -f "$ENV_FILE"
+	if (($# > 0)); then
+		write_env
+	else
+		rm -f "$ENV_FILE"
+	fi
 	return "$rc"
 }
 
@@ -468,7 +499,10 @@ start)
 	shift
 	cmd_start "$@"
 	;;
-stop) cmd_stop ;;
+stop)
+	shift
+	cmd_stop "$@"
+	;;
 env) cmd_env ;;
 status) cmd_status ;;
 *)
