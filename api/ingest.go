@@ -70,11 +70,15 @@ func (s *Server) ingest(c echo.Context) error {
 	}
 	var docs []apiary.Document
 	var hookURL string
+	var creds apiary.Credentials
 	kind, source := apiary.JobKindIngest, "upload"
 	switch {
 	case isJSON(mt) && hasSource(body):
 		var spec connectors.Spec
-		if spec, hookURL, err = s.decodeSourceRequest(body); err == nil {
+		// The body may hold a credential: wiped when the request is
+		// answered (custody keeps its own copy).
+		defer clear(body)
+		if spec, hookURL, creds, err = s.decodeSourceRequest(body); err == nil {
 			docs = []apiary.Document{spec.Document()}
 			kind, source = apiary.JobKindSource, spec.Provider
 		}
@@ -109,7 +113,13 @@ func (s *Server) ingest(c echo.Context) error {
 	if key != "" {
 		sub.RequestHash = requestHash(c.Request().Header.Get(echo.HeaderContentType), body)
 	}
-	job, replayed, err := s.jobs.Submit(c.Request().Context(), sub)
+	var job apiary.Job
+	var replayed bool
+	if !creds.Empty() {
+		job, replayed, err = s.submitWithCredentials(c.Request().Context(), sub, creds)
+	} else {
+		job, replayed, err = s.jobs.Submit(c.Request().Context(), sub)
+	}
 	if err != nil {
 		return err
 	}
@@ -120,14 +130,36 @@ func (s *Server) ingest(c echo.Context) error {
 }
 
 // sourceRequest is an ingestion from a connector's source:
-// {"source": {"provider": "web", "url": ..., "max_pages": ...}}.
+// {"source": {"provider": "web", "url": ..., "max_pages": ...}} or
+// {"source": {"provider": "s3", "bucket": ..., "prefix": ..., "region": ...,
+// "endpoint": ..., "access_key_id": ..., "secret_access_key": ...,
+// "session_token": ...}}. The credential fields are read apart, by
+// decodeSourceCredentials, into Secrets; here they are only raw bytes,
+// wiped once decoded.
 type sourceRequest struct {
 	Source struct {
 		Provider string `json:"provider"`
 		URL      string `json:"url"`
 		MaxPages *int   `json:"max_pages"`
+		Bucket   string `json:"bucket"`
+		Prefix   string `json:"prefix"`
+		Region   string `json:"region"`
+		Endpoint string `json:"endpoint"`
+
+		AccessToken     json.RawMessage `json:"access_token"`
+		AccessKeyID     json.RawMessage `json:"access_key_id"`
+		SecretAccessKey json.RawMessage `json:"secret_access_key"`
+		SessionToken    json.RawMessage `json:"session_token"`
+		ExpiresAt       json.RawMessage `json:"expires_at"`
 	} `json:"source"`
 	WebhookURL string `json:"webhook_url,omitempty"`
+}
+
+// wipeCredentials clears the raw copies of the credential fields.
+func (r *sourceRequest) wipeCredentials() {
+	for _, b := range [][]byte{r.Source.AccessToken, r.Source.AccessKeyID, r.Source.SecretAccessKey, r.Source.SessionToken} {
+		clear(b)
+	}
 }
 
 // hasSource reports whether a JSON ingest body names a source rather than
@@ -139,28 +171,57 @@ func hasSource(body []byte) bool {
 	return json.Unmarshal(body, &probe) == nil && probe.Source != nil
 }
 
-// decodeSourceRequest parses and checks a source request.
-func (s *Server) decodeSourceRequest(body []byte) (connectors.Spec, string, error) {
+// decodeSourceRequest parses and checks a source request: the spec (what
+// is staged: no credential) and the ephemeral credentials, which a
+// provider that reads with one (s3) requires and the others refuse. The
+// caller owns the credentials (empty on error).
+func (s *Server) decodeSourceRequest(body []byte) (connectors.Spec, string, apiary.Credentials, error) {
 	var req sourceRequest
+	defer req.wipeCredentials()
 	if err := decodeJSON(body, &req); err != nil {
-		return connectors.Spec{}, "", err
+		return connectors.Spec{}, "", apiary.Credentials{}, err
 	}
-	spec := connectors.Spec{Provider: req.Source.Provider, URL: req.Source.URL}
-	if req.Source.MaxPages != nil {
-		if *req.Source.MaxPages < 1 {
-			return connectors.Spec{}, "", apiary.E(apiary.KindInvalid, "source.max_pages must be 1 to %d", connectors.HardMaxItems)
+	src := req.Source
+	spec := connectors.Spec{Provider: src.Provider, URL: src.URL,
+		Bucket: src.Bucket, Prefix: src.Prefix, Region: src.Region, Endpoint: src.Endpoint}
+	if src.MaxPages != nil {
+		if *src.MaxPages < 1 {
+			return connectors.Spec{}, "", apiary.Credentials{}, apiary.E(apiary.KindInvalid, "source.max_pages must be 1 to %d", connectors.HardMaxItems)
 		}
-		spec.MaxItems = *req.Source.MaxPages
+		spec.MaxItems = *src.MaxPages
 	}
 	if err := spec.Validate(s.cfg.AllowPrivateSources); err != nil {
-		return connectors.Spec{}, "", err
+		return connectors.Spec{}, "", apiary.Credentials{}, err
 	}
 	if req.WebhookURL != "" {
 		if err := s.checkWebhookURL("webhook_url", req.WebhookURL); err != nil {
-			return connectors.Spec{}, "", err
+			return connectors.Spec{}, "", apiary.Credentials{}, err
 		}
 	}
-	return spec, req.WebhookURL, nil
+	var probe struct {
+		Source json.RawMessage `json:"source"`
+	}
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return connectors.Spec{}, "", apiary.Credentials{}, apiary.E(apiary.KindInvalid, "source must be an object")
+	}
+	defer clear(probe.Source)
+	creds, err := decodeSourceCredentials(probe.Source)
+	if err != nil {
+		return connectors.Spec{}, "", apiary.Credentials{}, err
+	}
+	switch {
+	case spec.Provider == "s3" && !creds.Token.Empty():
+		err = apiary.E(apiary.KindInvalid, "source: the s3 provider takes an access key (access_key_id, secret_access_key, session_token), not access_token")
+	case spec.Provider == "s3" && creds.Empty():
+		err = apiary.E(apiary.KindInvalid, "source: the s3 provider needs an ephemeral credential: access_key_id and secret_access_key, with session_token for temporary keys")
+	case !spec.NeedsCredential() && !creds.Empty():
+		err = apiary.E(apiary.KindInvalid, "source: the %s provider takes no credential", spec.Provider)
+	}
+	if err != nil {
+		creds.Wipe()
+		return connectors.Spec{}, "", apiary.Credentials{}, err
+	}
+	return spec, req.WebhookURL, creds, nil
 }
 
 func acceptedJob(c echo.Context, j apiary.Job) error {
