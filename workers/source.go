@@ -14,8 +14,22 @@ import (
 )
 
 // Opener opens the connector a source spec names, with the source to list.
-// cmd/apiary builds it over the connectors it knows (web).
-type Opener func(spec connectors.Spec) (connectors.Connector, connectors.Source, error)
+// creds is the job's ephemeral credential when the spec needs one
+// (Spec.NeedsCredential), else empty; the opener must not keep it: the
+// handler wipes it once the connector is open. cmd/apiary builds it over
+// the connectors it knows (web, s3).
+type Opener func(spec connectors.Spec, creds apiary.Credentials) (connectors.Connector, connectors.Source, error)
+
+// Withdrawer hands a job's ephemeral credentials to the run that holds its
+// lease (connectors/custody.Custody.Withdraw: in this process, or from the
+// holder over NATS). The caller owns, and wipes, the copy.
+type Withdrawer interface {
+	Withdraw(ctx context.Context, job apiary.Job) (apiary.Credentials, error)
+}
+
+// ReasonCredentialRefused is the error of a source job whose ephemeral
+// credential the source refused: a token does not get better by retrying.
+const ReasonCredentialRefused = "the source refused the ephemeral credential (it expired, was revoked or is wrong); resubmit with a fresh one and a new Idempotency-Key"
 
 // DefaultSourceConcurrency is how many items of one source job are fetched
 // and ingested at once when IngestConfig.DocConcurrency is unset: few, as a
@@ -39,16 +53,19 @@ type SourceHandler struct {
 	stage    Stage
 	pipeline Ingester
 	open     Opener
+	custody  Withdrawer
 }
 
 var _ Handler = (*SourceHandler)(nil)
 
-// NewSourceHandler returns a handler over its dependencies.
-func NewSourceHandler(cfg IngestConfig, svc *jobs.Service, stage Stage, p Ingester, open Opener) *SourceHandler {
+// NewSourceHandler returns a handler over its dependencies. custody
+// withdraws the ephemeral credentials of the providers that need one; nil
+// fails such jobs.
+func NewSourceHandler(cfg IngestConfig, svc *jobs.Service, stage Stage, p Ingester, open Opener, custody Withdrawer) *SourceHandler {
 	if cfg.DocConcurrency <= 0 {
 		cfg.DocConcurrency = DefaultSourceConcurrency
 	}
-	return &SourceHandler{cfg: cfg, jobs: svc, stage: stage, pipeline: p, open: open}
+	return &SourceHandler{cfg: cfg, jobs: svc, stage: stage, pipeline: p, open: open, custody: custody}
 }
 
 // Handle runs the job of delivery d.
@@ -70,14 +87,40 @@ func (h *SourceHandler) Handle(ctx context.Context, d *queue.Delivery) error {
 	if err != nil {
 		return err
 	}
-	conn, src, err := h.open(spec)
+	var creds apiary.Credentials
+	if spec.NeedsCredential() {
+		if creds, err = h.withdraw(ctx, run.Job()); err != nil {
+			return err
+		}
+	}
+	conn, src, err := h.open(spec, creds)
+	creds.Wipe() // the connector holds what it needs; this copy goes
 	if err != nil {
 		return apiary.Permanent(err)
 	}
 	if err := h.ingestSource(ctx, run, conn, src); err != nil {
+		if spec.NeedsCredential() && apiary.KindOf(err) == apiary.KindUnauthenticated {
+			// Retrying cannot revive an ephemeral token.
+			return apiary.Permanent(apiary.Wrap(err, apiary.KindPermanent, "%s", ReasonCredentialRefused))
+		}
 		return err
 	}
 	return run.Finish(ctx)
+}
+
+// withdraw gets job's ephemeral credential from custody. A credential that
+// is gone (expired, or its holder stopped) fails the job for good with
+// custody's reason; others (the holder slow to answer, the lease lost)
+// are custody's own errors.
+func (h *SourceHandler) withdraw(ctx context.Context, job apiary.Job) (apiary.Credentials, error) {
+	if h.custody == nil {
+		return apiary.Credentials{}, apiary.Permanent(apiary.E(apiary.KindPermanent, "this worker cannot receive ephemeral tokens"))
+	}
+	creds, err := h.custody.Withdraw(ctx, job)
+	if err != nil {
+		return apiary.Credentials{}, err
+	}
+	return creds, nil
 }
 
 func (h *SourceHandler) ingestSource(ctx context.Context, run *jobs.Run, conn connectors.Connector, src connectors.Source) error {

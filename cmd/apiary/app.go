@@ -170,6 +170,16 @@ func (a *app) jobService() *jobs.Service {
 	return jobs.New(cfg, a.recs, a.queue, a.bus, a.stager)
 }
 
+// withdrawer is the custody the source handler asks for a job's
+// ephemeral credential: this process's own, which answers for the jobs it
+// holds and asks their holder over NATS for the others.
+func (a *app) withdrawer() workers.Withdrawer {
+	if a.custody == nil {
+		return nil
+	}
+	return a.custody
+}
+
 // poolComponent is the worker pool over the app's queue, a mux of the job
 // kinds and their handlers. Its stop lets jobs in flight finish within
 // --shutdown-timeout, then hands the rest back.
@@ -179,7 +189,7 @@ func (a *app) poolComponent() (component, error) {
 	mux := workers.NewMux()
 	mux.Register(apiary.JobKindIngest, handler)
 	mux.Register(apiary.JobKindReembed, a.reembedHandler())
-	mux.Register(apiary.JobKindSource, workers.NewSourceHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe, a.openSource))
+	mux.Register(apiary.JobKindSource, workers.NewSourceHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe, a.openSource, a.withdrawer()))
 	pool, err := workers.NewPool(a.queue, mux, workers.PoolConfig{
 		Concurrency: a.cfg.Workers.Count,
 		Fair:        workers.FairConfig{MaxPerAccount: a.cfg.Workers.JobsPerAccount},
