@@ -354,28 +354,11 @@ func (l *pdfLexer) literalString() (any, error) {
 
 func (l *pdfLexer) hexString() (any, error) {
 	l.pos++ // <
-	var out []byte
-	var hi byte
-	half := false
-	for l.pos < len(l.b) {
-		c := l.b[l.pos]
-		l.pos++
-		if c == '>' {
-			break
-		}
-		v, ok := unhex(c)
-		if !ok {
-			continue
-		}
-		if half {
-			out = append(out, hi<<4|v)
-		} else {
-			hi = v
-		}
-		half = !half
+	rest := l.b[l.pos:]
+	end := bytes.IndexByte(rest, '>')
+	if end < 0 {
+		end = len(rest) - 1 // unterminated: the string runs to the end
 	}
-	if half {
-		out = append(out, hi<<4)
-	}
-	return pdfString(out), nil
+	l.pos += end + 1
+	return pdfString(asciiHexDecode(rest[:end+1])), nil
 }
