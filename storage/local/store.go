@@ -264,6 +264,14 @@ func (s *Store) scoped(account apiary.AccountID) (scope, error) {
 	return scope{s: s, account: account}, nil
 }
 
+// call begins operation op of a caller: ctx still live, then scoped.
+func (s *Store) call(ctx context.Context, op string, account apiary.AccountID) (scope, error) {
+	if err := ctx.Err(); err != nil {
+		return scope{}, fmt.Errorf("local: %s: %w", op, err)
+	}
+	return s.scoped(account)
+}
+
 // shard returns the account's records, nil when it has none. The caller
 // holds s.mu (read or write) or the writer's place.
 func (sc scope) shard() *shard { return sc.s.accounts[sc.account] }
@@ -309,10 +317,7 @@ func (sc scope) deleteDocument(doc apiary.DocumentID, keep uint64) int {
 // when it returns nil the records are fsynced to the log. Either every
 // record is written or none is.
 func (s *Store) Upsert(ctx context.Context, account apiary.AccountID, recs []storage.VectorRecord) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("local: upsert: %w", err)
-	}
-	sc, err := s.scoped(account)
+	sc, err := s.call(ctx, "upsert", account)
 	if err != nil {
 		return err
 	}
@@ -408,10 +413,7 @@ func validRecord(r *storage.VectorRecord) error {
 // DeleteDocument removes the document's chunks of versions older than keep
 // (keep 0 removes them all), durably. Deleting nothing is not an error.
 func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, doc apiary.DocumentID, keep uint64) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("local: delete document: %w", err)
-	}
-	sc, err := s.scoped(account)
+	sc, err := s.call(ctx, "delete document", account)
 	if err != nil {
 		return err
 	}
@@ -441,10 +443,7 @@ func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, do
 // Search returns up to k records of account closest to vec by cosine
 // similarity, best first; ties go to the smaller ChunkID.
 func (s *Store) Search(ctx context.Context, account apiary.AccountID, vec []float32, k int, f storage.VectorFilter) ([]storage.Hit, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("local: search: %w", err)
-	}
-	sc, err := s.scoped(account)
+	sc, err := s.call(ctx, "search", account)
 	if err != nil {
 		return nil, err
 	}
@@ -473,10 +472,7 @@ func (s *Store) Search(ctx context.Context, account apiary.AccountID, vec []floa
 // best first by BM25 over the account's records (exact: the statistics are
 // kept current by every write); ties go to the smaller ChunkID.
 func (s *Store) SearchLexical(ctx context.Context, account apiary.AccountID, terms []uint32, k int, f storage.VectorFilter) ([]storage.Hit, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("local: search lexical: %w", err)
-	}
-	sc, err := s.scoped(account)
+	sc, err := s.call(ctx, "search lexical", account)
 	if err != nil {
 		return nil, err
 	}
@@ -502,10 +498,7 @@ func (s *Store) SearchLexical(ctx context.Context, account apiary.AccountID, ter
 
 // Count returns how many of account's records match f.
 func (s *Store) Count(ctx context.Context, account apiary.AccountID, f storage.VectorFilter) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("local: count: %w", err)
-	}
-	sc, err := s.scoped(account)
+	sc, err := s.call(ctx, "count", account)
 	if err != nil {
 		return 0, err
 	}
@@ -525,10 +518,7 @@ func (s *Store) Count(ctx context.Context, account apiary.AccountID, f storage.V
 // above after, in ChunkID order. Each page is one pass over the account's
 // records (or the document's, with a document filter).
 func (s *Store) Scan(ctx context.Context, account apiary.AccountID, after apiary.ChunkID, limit int, f storage.VectorFilter) ([]storage.VectorRecord, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("local: scan: %w", err)
-	}
-	sc, err := s.scoped(account)
+	sc, err := s.call(ctx, "scan", account)
 	if err != nil {
 		return nil, err
 	}
