@@ -50,6 +50,11 @@ var roles = map[string]role{
 	"workers/queue":      rolePort,
 
 	"connectors/custody/natscustody": roleAdapter,
+	"connectors/confluence":          roleAdapter,
+	"connectors/gdrive":              roleAdapter,
+	"connectors/github":              roleAdapter,
+	"connectors/graph":               roleAdapter,
+	"connectors/notion":              roleAdapter,
 	"connectors/s3":                  roleAdapter,
 	"connectors/upload":              roleAdapter,
 	"connectors/web":                 roleAdapter,
@@ -59,10 +64,12 @@ var roles = map[string]role{
 	"pipeline/embed/openai":          roleAdapter,
 	"pipeline/encrypt/awskms":        roleAdapter,
 	"pipeline/encrypt/keyring":       roleAdapter,
+	"pipeline/encrypt/kek":           roleAdapter,
 	"storage/local":                  roleAdapter,
 	"storage/memkv":                  roleAdapter,
 	"storage/milvus":                 roleAdapter,
 	"storage/natskv":                 roleAdapter,
+	"storage/vecguard":               roleAdapter, // a VectorStore decorator: vector protection over any store
 	"workers/events/natsbus":         roleAdapter,
 	"workers/queue/jetstream":        roleAdapter,
 	"workers/queue/sqs":              roleAdapter,
@@ -80,6 +87,7 @@ var roles = map[string]role{
 	"workers/webhook":  roleApp,
 
 	"internal/artifact":   roleInternal,
+	"connectors/rest":     roleInternal, // the REST connectors' shared client: bearer per request, caps, classification
 	"internal/eval":       roleInternal,
 	"internal/fairsem":    roleInternal,
 	"internal/natserr":    roleInternal,
@@ -87,6 +95,7 @@ var roles = map[string]role{
 	"internal/safehttp":   roleInternal,
 
 	"connectors/connectortest":       roleHelper,
+	"connectors/gdrive/gdrivetest":   roleHelper,
 	"internal/artifact/artifacttest": roleHelper,
 	"internal/natsserver/natstest":   roleHelper,
 	"internal/testutil":              roleHelper,
@@ -94,6 +103,7 @@ var roles = map[string]role{
 	"pipeline/embed/embedtest":       roleHelper,
 	"pipeline/encrypt/encrypttest":   roleHelper,
 	"storage/storagetest":            roleHelper,
+	"storage/vecguard/vecguardtest":  roleHelper,
 	"workers/events/eventstest":      roleHelper,
 	"workers/queue/queuetest":        roleHelper,
 

@@ -52,7 +52,18 @@ type Token struct {
 	Operator  bool      `json:"operator,omitempty"` // may create accounts
 	Hash      string    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
+	// Prefix is the secret's first characters (the "apy_" prefix and a few
+	// more), enough to recognise a token, far too few to guess it.
+	Prefix string `json:"prefix,omitempty"`
+	// ExpiresAt, when set, is when the token stops authenticating.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Replaced marks the record of a secret that a rotation replaced: it
+	// keeps authenticating until ExpiresAt (the rotation's grace period).
+	Replaced bool `json:"replaced,omitempty"`
 }
+
+// Expired reports whether t no longer authenticates at now.
+func (t Token) Expired(now time.Time) bool { return t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) }
 
 // JobStatus is where a job is in its life.
 type JobStatus string
@@ -85,6 +96,12 @@ type Counts struct {
 	DocumentsDone   int `json:"documents_done"`
 	DocumentsFailed int `json:"documents_failed"`
 	Chunks          int `json:"chunks"`
+	// DocumentsUnchanged counts, among the done, the documents a sync
+	// found unchanged at the source (not fetched again).
+	DocumentsUnchanged int `json:"documents_unchanged,omitempty"`
+	// DocumentsRemoved counts the documents a sync deleted because they
+	// are gone from the source; they are not in the total.
+	DocumentsRemoved int `json:"documents_removed,omitempty"`
 }
 
 // DocumentError says why one document of a job failed. Reason never holds
@@ -107,6 +124,10 @@ type DocumentOutcome struct {
 	Chunks   int        `json:"chunks,omitempty"`
 	// Reason says why the document failed; empty when it succeeded.
 	Reason string `json:"reason,omitempty"`
+	// Unchanged: a sync found the document unchanged at the source.
+	Unchanged bool `json:"unchanged,omitempty"`
+	// Removed: a sync deleted the document, gone from the source.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // Failed reports whether the document failed.
@@ -115,15 +136,23 @@ func (o DocumentOutcome) Failed() bool { return o.Reason != "" }
 // Tally is what a job's document outcomes add up to.
 type Tally struct {
 	Done, Failed, Chunks int
+	Unchanged, Removed   int // see Counts
 	// Sample is the first MaxErrorSample failures, by document id.
 	Sample []DocumentError
 }
 
 // Add counts o into t.
 func (t *Tally) Add(o DocumentOutcome) {
+	if o.Removed {
+		t.Removed++
+		return
+	}
 	if !o.Failed() {
 		t.Done++
 		t.Chunks += o.Chunks
+		if o.Unchanged {
+			t.Unchanged++
+		}
 		return
 	}
 	t.Failed++
@@ -154,6 +183,9 @@ type Job struct {
 	Version uint64 `json:"version"`
 	// Source says where the documents come from ("upload").
 	Source string `json:"source"`
+	// Connection is the OAuth connection the job reads with, when it reads
+	// with one: disconnecting it cancels the job.
+	Connection string `json:"connection_id,omitempty"`
 	// Holder names the process that holds the job's ephemeral credentials
 	// in memory (connectors/custody), when it has any: the job's worker asks
 	// it for them. It never holds the credentials themselves.
@@ -268,6 +300,7 @@ func (j *Job) Expect(total int, now time.Time) bool {
 // SetTally sets the job's counts and error sample from t.
 func (j *Job) SetTally(t Tally) {
 	j.Counts.DocumentsDone, j.Counts.DocumentsFailed, j.Counts.Chunks = t.Done, t.Failed, t.Chunks
+	j.Counts.DocumentsUnchanged, j.Counts.DocumentsRemoved = t.Unchanged, t.Removed
 	j.Errors = t.Sample
 }
 
@@ -407,6 +440,19 @@ type Document struct {
 	ContentType string            `json:"content_type,omitempty"` // of Raw, e.g. "text/html"
 	Raw         []byte            `json:"raw,omitempty"`          // undecoded file content, when Text is empty
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	// Origin names the source and the content version a connector read
+	// the document from, as keyed fingerprints; empty for uploads.
+	Origin Origin `json:"-"`
+}
+
+// Origin is where a document came from, as keyed fingerprints (HMACs under
+// a key of the account's): a sync compares them without revealing the
+// source, its item ids or its content versions to whoever reads records.
+type Origin struct {
+	// Source identifies the source (connection, location, picked items).
+	Source string `json:"source,omitempty"`
+	// Version is the item's content version (an ETag, a revision).
+	Version string `json:"version,omitempty"`
 }
 
 // DocumentRecord is what is kept about an ingested document. Title and
@@ -421,10 +467,13 @@ type DocumentRecord struct {
 	Chunks      int        `json:"chunks"`
 	Bytes       int        `json:"bytes"`
 	ContentType string     `json:"content_type,omitempty"`
-	WrappedKey  []byte     `json:"wrapped_key"`
-	Sealed      []byte     `json:"sealed,omitempty"` // title + metadata, sealed with the data key
-	CreatedAt   time.Time  `json:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
+	// Origin is the source and version a connector read it from (keyed
+	// fingerprints); empty for uploads.
+	Origin     Origin    `json:"origin,omitzero"`
+	WrappedKey []byte    `json:"wrapped_key"`
+	Sealed     []byte    `json:"sealed,omitempty"` // title + metadata, sealed with the data key
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // Chunk is a piece of a document, in plaintext, in worker memory only.

@@ -40,7 +40,7 @@ func (s *Server) createAccount(c echo.Context) error {
 	if err := s.deps.Keys.CreateAccountKey(ctx, id); err != nil {
 		return fmt.Errorf("api: create key of account %s: %w", id, err)
 	}
-	tok, secret, err := issueToken(ctx, s.deps.Records, id, "admin", apiary.RoleAdmin, false)
+	tok, secret, err := issueToken(ctx, s.deps.Records, id, "admin", apiary.RoleAdmin, false, nil)
 	if err != nil {
 		return err
 	}
@@ -51,6 +51,7 @@ func (s *Server) createAccount(c echo.Context) error {
 	if err := s.deps.Records.CreateAccount(ctx, a); err != nil {
 		return fmt.Errorf("api: create account %s: %w", id, err)
 	}
+	setAuditTarget(c, string(id))
 	return c.JSON(http.StatusCreated, createAccountResponse{ID: id, Name: req.Name, Token: secret, TokenID: tok.ID})
 }
 
@@ -96,14 +97,22 @@ func (s *Server) getAccount(c echo.Context) error {
 type createTokenRequest struct {
 	Role apiary.Role `json:"role"`
 	Name string      `json:"name"`
+	tokenExpiry
 }
 
+// tokenView is a token as the API shows it: never its secret.
 type tokenView struct {
-	ID        apiary.TokenID `json:"id"`
-	Name      string         `json:"name"`
-	Role      apiary.Role    `json:"role"`
-	Operator  bool           `json:"operator"`
-	CreatedAt time.Time      `json:"created_at"`
+	ID         apiary.TokenID `json:"id"`
+	Name       string         `json:"name"`
+	Role       apiary.Role    `json:"role"`
+	Operator   bool           `json:"operator"`
+	Prefix     string         `json:"prefix,omitempty"`
+	CreatedAt  time.Time      `json:"created_at"`
+	LastUsedAt *time.Time     `json:"last_used_at,omitempty"`
+	ExpiresAt  *time.Time     `json:"expires_at,omitempty"`
+	// PreviousValidUntil is when the secret a rotation replaced stops
+	// working; absent when none does.
+	PreviousValidUntil *time.Time `json:"previous_valid_until,omitempty"`
 }
 
 type createTokenResponse struct {
@@ -112,7 +121,8 @@ type createTokenResponse struct {
 }
 
 func viewToken(t apiary.Token) tokenView {
-	return tokenView{ID: t.ID, Name: t.Name, Role: t.Role, Operator: t.Operator, CreatedAt: t.CreatedAt}
+	return tokenView{ID: t.ID, Name: t.Name, Role: t.Role, Operator: t.Operator, Prefix: t.Prefix, CreatedAt: t.CreatedAt,
+		ExpiresAt: t.ExpiresAt}
 }
 
 // createToken issues a token in the caller's account; the secret is in this
@@ -128,18 +138,23 @@ func (s *Server) createToken(c echo.Context) error {
 	if err := checkName("name", req.Name, maxNameLen); err != nil {
 		return err
 	}
+	expires, err := req.at(s.cfg.Now())
+	if err != nil {
+		return err
+	}
 	p, ctx := principal(c), c.Request().Context()
 	existing, err := s.deps.Records.Tokens(ctx, p.Account)
 	if err != nil {
 		return err
 	}
-	if len(existing) >= s.cfg.MaxTokensPerAccount {
-		return apiary.E(apiary.KindConflict, "the account has %d tokens, the most it may have; delete one first", len(existing))
+	if n := len(slices.DeleteFunc(existing, func(t apiary.Token) bool { return t.Replaced })); n >= s.cfg.MaxTokensPerAccount {
+		return apiary.E(apiary.KindConflict, "the account has %d tokens, the most it may have; delete one first", n)
 	}
-	tok, secret, err := issueToken(ctx, s.deps.Records, p.Account, req.Name, req.Role, false)
+	tok, secret, err := issueToken(ctx, s.deps.Records, p.Account, req.Name, req.Role, false, expires)
 	if err != nil {
 		return err
 	}
+	setAuditTarget(c, string(tok.ID))
 	return c.JSON(http.StatusCreated, createTokenResponse{tokenView: viewToken(tok), Token: secret})
 }
 
@@ -151,12 +166,30 @@ func (s *Server) listTokens(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	uses, err := s.deps.Records.TokenUses(c.Request().Context(), p.Account)
+	if err != nil {
+		return err
+	}
 	out := make([]tokenView, 0, len(toks))
+	index := map[apiary.TokenID]int{}
+	now := s.cfg.Now()
 	for _, t := range toks {
-		if t.Operator && !p.Operator {
+		if t.Operator && !p.Operator || t.Replaced {
 			continue
 		}
-		out = append(out, viewToken(t))
+		index[t.ID] = len(out)
+		v := viewToken(t)
+		if at, ok := uses[t.ID]; ok {
+			v.LastUsedAt = &at
+		}
+		out = append(out, v)
+	}
+	for _, t := range toks { // a rotation's old secrets still in their grace period
+		if i, ok := index[t.ID]; ok && t.Replaced && !t.Expired(now) {
+			if v := &out[i]; v.PreviousValidUntil == nil || t.ExpiresAt.After(*v.PreviousValidUntil) {
+				v.PreviousValidUntil = t.ExpiresAt
+			}
+		}
 	}
 	return c.JSON(http.StatusOK, map[string][]tokenView{"tokens": out})
 }
@@ -167,18 +200,16 @@ func (s *Server) listTokens(c echo.Context) error {
 // does not exist.
 func (s *Server) deleteToken(c echo.Context) error {
 	id := apiary.TokenID(c.Param("id"))
-	p := principal(c)
-	ctx := c.Request().Context()
-	if !p.Operator {
-		toks, err := s.deps.Records.Tokens(ctx, p.Account)
-		if err != nil {
+	cur, err := s.visibleToken(c, id)
+	if err != nil {
+		return err
+	}
+	if cur.Role == apiary.RoleAdmin {
+		if err := s.checkAnotherAdmin(c, id); err != nil {
 			return err
 		}
-		if slices.ContainsFunc(toks, func(t apiary.Token) bool { return t.ID == id && t.Operator }) {
-			return apiary.E(apiary.KindNotFound, "no such token")
-		}
 	}
-	if err := s.deps.Records.DeleteToken(ctx, p.Account, id); err != nil {
+	if err := s.deps.Records.DeleteToken(c.Request().Context(), principal(c).Account, id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

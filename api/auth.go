@@ -16,9 +16,18 @@ type Principal struct {
 	Role     apiary.Role
 	TokenID  apiary.TokenID
 	Operator bool
+	Prefix   string // the token's first characters, for the audit log
 }
 
+// ctxKeyRefused is the token an authentication refused though it was
+// found (expired): the audit log files the failure under its account.
+const ctxKeyRefused = "apiary.refused_token"
+
 const ctxKeyPrincipal = "apiary.principal"
+
+// ctxKeyRoleRefused marks a request refused for its token's role or for
+// not being an operator's: the audit log records it on every route.
+const ctxKeyRoleRefused = "apiary.role_refused"
 
 var (
 	errMissingToken = apiary.E(apiary.KindUnauthenticated, "missing bearer token: send the header \"Authorization: Bearer <token>\"")
@@ -33,7 +42,8 @@ func principal(c echo.Context) Principal {
 }
 
 // authenticate checks the bearer token: its format first (no lookup for a
-// malformed one), then its hash in the token records.
+// malformed one), then its hash in the token records, then its expiry. It
+// records the token's use (at most once a minute).
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Request().Header.Get(echo.HeaderAuthorization)
@@ -55,7 +65,14 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		c.Set(ctxKeyPrincipal, Principal{Account: t.Account, Role: t.Role, TokenID: t.ID, Operator: t.Operator})
+		p := Principal{Account: t.Account, Role: t.Role, TokenID: t.ID, Operator: t.Operator, Prefix: t.Prefix}
+		now := s.cfg.Now()
+		if t.Expired(now) {
+			c.Set(ctxKeyRefused, p)
+			return errExpiredToken
+		}
+		s.touchToken(c, t, now)
+		c.Set(ctxKeyPrincipal, p)
 		return next(c)
 	}
 }
@@ -65,6 +82,7 @@ func requireRole(need apiary.Role) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if p := principal(c); !p.Role.Allows(need) {
+				c.Set(ctxKeyRoleRefused, true)
 				return apiary.E(apiary.KindForbidden, "this needs a token with role %s or higher; this token's role is %s", need, p.Role)
 			}
 			return next(c)
@@ -76,6 +94,7 @@ func requireRole(need apiary.Role) echo.MiddlewareFunc {
 func requireOperator(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !principal(c).Operator {
+			c.Set(ctxKeyRoleRefused, true)
 			return apiary.E(apiary.KindForbidden, "this needs an operator token")
 		}
 		return next(c)

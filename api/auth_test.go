@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +134,51 @@ func TestLimiterMapBounded(t *testing.T) {
 	_, ok = l.reserve("e", 1, now.Add(time.Second))
 	require.True(t, ok)
 	require.Equal(t, 1, l.len())
+}
+
+// TestRateLimitHeaders: every answer names the quota policies
+// (RateLimit-Policy); every authenticated one, 429s included, says what is
+// left of them (RateLimit), as draft-ietf-httpapi-ratelimit-headers has it.
+func TestRateLimitHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config, _ *Deps) { c.RateLimit = 0.001; c.RateBurst = 2 })
+	const policy = `"token";q=2;w=2000, "account";q=400;w=2`
+
+	rec := e.do(http.MethodGet, "/healthz", "")
+	require.Equal(t, policy, rec.Header().Get("RateLimit-Policy"))
+	require.Empty(t, rec.Header().Get("RateLimit"), "no token, no bucket")
+
+	rec = e.do(http.MethodGet, "/v1/jobs", e.viewer)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Equal(t, policy, rec.Header().Get("RateLimit-Policy"))
+	require.Equal(t, `"token";r=1;t=1000, "account";r=399;t=1`, rec.Header().Get("RateLimit"))
+
+	rec = e.do(http.MethodGet, "/v1/jobs", e.viewer)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.True(t, strings.HasPrefix(rec.Header().Get("RateLimit"), `"token";r=0;t=2000, "account";r=`), rec.Header().Get("RateLimit"))
+
+	rec = e.do(http.MethodGet, "/v1/jobs", e.viewer)
+	requireProblem(t, rec, http.StatusTooManyRequests, "too many requests")
+	require.Equal(t, policy, rec.Header().Get("RateLimit-Policy"))
+	require.True(t, strings.HasPrefix(rec.Header().Get("RateLimit"), `"token";r=0;t=`), rec.Header().Get("RateLimit"))
+
+	rec = e.do(http.MethodGet, "/v1/jobs", "not-a-token")
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+	require.Equal(t, policy, rec.Header().Get("RateLimit-Policy"))
+}
+
+// TestHSTSOnlyOverTLS: Strict-Transport-Security on answers over HTTPS,
+// never over plain HTTP (where a browser ignores it anyway).
+func TestHSTSOnlyOverTLS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	req := httptest.NewRequest(http.MethodGet, "https://apiary.example/healthz", nil)
+	require.NotNil(t, req.TLS)
+	rec := httptest.NewRecorder()
+	e.srv.Echo().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Header().Get("Strict-Transport-Security"), "max-age=63072000")
+
+	rec = e.do(http.MethodGet, "/healthz", "")
+	require.Empty(t, rec.Header().Get("Strict-Transport-Security"))
 }

@@ -18,6 +18,9 @@ import (
 
 // Config tunes the API. The zero value of each field means its default.
 type Config struct {
+	// Now is the clock of token expiry, rotation grace and last use.
+	// Default time.Now.
+	Now func() time.Time
 	// BodyLimit is the largest request body in bytes; larger bodies get 413.
 	// Default 32 MiB.
 	BodyLimit int64
@@ -90,6 +93,10 @@ type Config struct {
 	// self-hosted sites, tests). The workers' connectors are configured
 	// alike. Default false.
 	AllowPrivateSources bool
+	// DrivePickedOnly says the Google Drive OAuth scope is drive.file
+	// (--gdrive-scope): Drive sources must name their items, since such a
+	// grant reaches only the files the user picked.
+	DrivePickedOnly bool
 	// WebhookSecretGrace is how long a rotated-out webhook secret keeps
 	// signing deliveries beside the new one. Default 24 h; negative: none.
 	WebhookSecretGrace time.Duration
@@ -115,6 +122,9 @@ const (
 )
 
 func (c *Config) setDefaults() {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.BodyLimit == 0 {
 		c.BodyLimit = DefaultBodyLimit
 	}
@@ -215,6 +225,8 @@ func (c *Config) Validate() error {
 type Searcher interface {
 	Search(ctx context.Context, account apiary.AccountID, q pipeline.Query) ([]pipeline.Result, error)
 	DeleteDocument(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) error
+	// DeleteAccount deletes every chunk of the account (account deletion).
+	DeleteAccount(ctx context.Context, account apiary.AccountID) error
 	Describe(ctx context.Context, rec apiary.DocumentRecord) (pipeline.DocumentInfo, error)
 }
 

@@ -1,6 +1,10 @@
 package api
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -23,6 +27,10 @@ func (s *Server) connectionRoutes(viewer, editor, admin []echo.MiddlewareFunc) {
 	e.GET("/v1/connections", s.listConnections, viewer...)
 	e.GET("/v1/connections/:id", s.getConnection, viewer...)
 	e.DELETE("/v1/connections/:id", s.deleteConnection, editor...)
+	e.POST("/v1/connections/:id/sync", s.syncConnection, editor...)
+	e.PUT("/v1/connections/:id/schedule", s.putSchedule, admin...)
+	e.GET("/v1/connections/:id/schedule", s.getSchedule, viewer...)
+	e.DELETE("/v1/connections/:id/schedule", s.deleteSchedule, admin...)
 	e.GET(connections.StartPath, s.startOAuth, s.browserRateLimit)
 	e.GET(connections.CallbackPath+":provider", s.oauthCallback, s.browserRateLimit)
 }
@@ -129,11 +137,30 @@ func (s *Server) deleteConnection(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := s.conns.Disconnect(c.Request().Context(), principal(c).Account, id)
+	purge, err := boolQuery(c, "purge")
 	if err != nil {
 		return err
 	}
-	out := map[string]any{"connection": viewConnection(rep.Connection), "provider_revocation": rep.Revocation}
+	ctx, account := c.Request().Context(), principal(c).Account
+	rep, err := s.conns.Disconnect(ctx, account, id)
+	if err != nil {
+		return err
+	}
+	// The tokens are gone: a running job fails at its next request. Its
+	// queued and running jobs are canceled now, so none waits to fail.
+	canceled, err := s.cancelConnectionJobs(ctx, account, id)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"connection": viewConnection(rep.Connection), "provider_revocation": rep.Revocation,
+		"jobs_canceled": canceled}
+	if purge {
+		n, err := s.purgeConnectionDocuments(ctx, account, id)
+		if err != nil {
+			return err
+		}
+		out["documents_deleted"] = n
+	}
 	if rep.ManageURL != "" && rep.Revocation != connections.Revoked {
 		out["manage_url"] = rep.ManageURL
 	}
@@ -177,4 +204,158 @@ func (s *Server) oauthCallback(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"connection_id": conn.ID, "provider": conn.Provider, "status": conn.Status})
+}
+
+// boolQuery reads an optional boolean query parameter.
+func boolQuery(c echo.Context, name string) (bool, error) {
+	switch v := c.QueryParam(name); v {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	default:
+		return false, apiary.E(apiary.KindInvalid, "%s must be true or false", name)
+	}
+}
+
+// connectionJobs yields account's jobs that read with connection id (every
+// job of the account when id is "") and
+// have not ended, status by status.
+func (s *Server) connectionJobs(ctx context.Context, account apiary.AccountID, id string, visit func(apiary.Job) error) error {
+	for _, status := range []apiary.JobStatus{apiary.JobQueued, apiary.JobRunning} {
+		cursor := ""
+		for {
+			page, next, err := s.deps.Records.Jobs(ctx, account, records.JobFilter{Status: status, Limit: 500, Cursor: cursor})
+			if err != nil {
+				return err
+			}
+			for _, j := range page {
+				if id == "" || j.Connection == id { // "": every job (account deletion)
+					if err := visit(j); err != nil {
+						return err
+					}
+				}
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+	return nil
+}
+
+// cancelConnectionJobs cancels account's unfinished jobs that read with
+// connection id and returns how many it canceled.
+func (s *Server) cancelConnectionJobs(ctx context.Context, account apiary.AccountID, id string) (int, error) {
+	n := 0
+	err := s.connectionJobs(ctx, account, id, func(j apiary.Job) error {
+		_, err := s.jobs.Cancel(ctx, account, j.ID)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, apiary.ErrConflict): // it ended meanwhile
+		default:
+			return err
+		}
+		return nil
+	})
+	return n, err
+}
+
+// purgeConnectionDocuments deletes account's documents that a job reading
+// with connection id wrote, and returns how many.
+func (s *Server) purgeConnectionDocuments(ctx context.Context, account apiary.AccountID, id string) (int, error) {
+	fromConn := map[apiary.JobID]bool{}
+	n, cursor := 0, ""
+	for {
+		docs, next, err := s.deps.Records.Documents(ctx, account, 500, cursor)
+		if err != nil {
+			return n, err
+		}
+		for _, d := range docs {
+			ours, seen := fromConn[d.Job]
+			if !seen {
+				j, err := s.deps.Records.Job(ctx, account, d.Job)
+				if err != nil && !errors.Is(err, apiary.ErrNotFound) {
+					return n, err
+				}
+				ours = err == nil && j.Connection == id
+				fromConn[d.Job] = ours
+			}
+			if !ours {
+				continue
+			}
+			if err := s.removeDocument(ctx, account, d.ID); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if next == "" {
+			return n, nil
+		}
+		cursor = next
+	}
+}
+
+// syncConnection submits a sync of one of the connection's sources: the
+// body is the source's fields (location, items, site, max_items, and
+// webhook_url), all optional; the job fetches what changed since its
+// documents were ingested and deletes those gone from the source.
+func (s *Server) syncConnection(c echo.Context) error {
+	id, err := connectionParam(c)
+	if err != nil {
+		return err
+	}
+	key, err := idempotencyKey(c)
+	if err != nil {
+		return err
+	}
+	mt, _, err := mediaType(c)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	src := map[string]json.RawMessage{}
+	if len(bytes.TrimSpace(body)) > 0 {
+		if !isJSON(mt) {
+			return unsupportedMediaType("send the body as JSON with the header \"Content-Type: application/json\", or none")
+		}
+		if err := decodeJSON(body, &src); err != nil {
+			return err
+		}
+	}
+	out, err := syncRequest(id, "sync", src)
+	if err != nil {
+		return err
+	}
+	return s.submitBody(c, key, echo.MIMEApplicationJSON, nil, out)
+}
+
+// syncRequest turns the source fields of a sync (or a schedule's runs,
+// what says which) through connection id into the body of the source
+// request it amounts to.
+func syncRequest(id, what string, src map[string]json.RawMessage) ([]byte, error) {
+	for _, f := range []string{"connection_id", "sync", "provider"} {
+		if _, ok := src[f]; ok {
+			return nil, apiary.E(apiary.KindInvalid, "%s is set by the route; send only the source's location, items, site, max_items and webhook_url", f)
+		}
+	}
+	for _, f := range credentialFields {
+		if _, ok := src[f]; ok {
+			return nil, apiary.E(apiary.KindInvalid, "a %s reads with the connection's own token; send no %s", what, f)
+		}
+	}
+	req := map[string]any{}
+	if hook, ok := src["webhook_url"]; ok {
+		req["webhook_url"] = hook
+		delete(src, "webhook_url")
+	}
+	src["connection_id"], _ = json.Marshal(id)
+	src["sync"] = json.RawMessage("true")
+	req["source"] = src
+	return json.Marshal(req)
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -39,6 +40,9 @@ func mediaType(c echo.Context) (string, map[string]string, error) {
 	return mt, params, nil
 }
 
+// sendJSON is the answer to a JSON route's body sent as something else.
+const sendJSON = "send the body as JSON with the header \"Content-Type: application/json\""
+
 func isJSON(mt string) bool {
 	return mt == echo.MIMEApplicationJSON || strings.HasSuffix(mt, "+json")
 }
@@ -52,11 +56,32 @@ func readJSON(c echo.Context, v any) error {
 		return err
 	}
 	if !isJSON(mt) {
-		return unsupportedMediaType("send the body as JSON with the header \"Content-Type: application/json\"")
+		return unsupportedMediaType(sendJSON)
 	}
 	body, err := readBody(c)
 	if err != nil {
 		return err
+	}
+	return decodeJSON(body, v)
+}
+
+// readOptionalJSON is readJSON for a route whose body may be left out: an
+// empty (or blank) body, however it is framed (no Content-Length, or a
+// chunked one), leaves v as it is.
+func readOptionalJSON(c echo.Context, v any) error {
+	if c.Request().ContentLength == 0 {
+		return nil
+	}
+	body, err := readBody(c)
+	if err != nil || len(bytes.TrimSpace(body)) == 0 {
+		return err
+	}
+	mt, _, err := mediaType(c)
+	if err != nil {
+		return err
+	}
+	if !isJSON(mt) {
+		return unsupportedMediaType(sendJSON)
 	}
 	return decodeJSON(body, v)
 }
@@ -73,6 +98,10 @@ func decodeJSON(body []byte, v any) error {
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			te.Field = jsonFieldPath(reflect.TypeOf(v), te.Field)
+		}
 		return jsonError(body, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -286,8 +315,12 @@ func jsonError(body []byte, err error) error {
 	var (
 		se *json.SyntaxError
 		te *json.UnmarshalTypeError
+		pe *time.ParseError
 	)
 	switch {
+	case errors.As(err, &pe), strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
+		// time.Time's own decoding error, without the field: say what a time is.
+		return apiary.E(apiary.KindInvalid, "a time in the body is not an RFC 3339 string with a time zone; send one like \"2030-01-02T15:04:05Z\"")
 	case errors.As(err, &se):
 		return apiary.E(apiary.KindInvalid, "malformed JSON at %s: %s", position(body, int(se.Offset)), se.Error())
 	case errors.As(err, &te):
@@ -310,6 +343,44 @@ func jsonError(body []byte, err error) error {
 	return apiary.E(apiary.KindInvalid, "malformed JSON")
 }
 
+// jsonFieldPath drops from path, encoding/json's dotted path to a field of
+// t, the Go names of embedded structs ("tokenExpiry.expires_in" becomes
+// "expires_in"), so that an error names the field as the client sent it.
+func jsonFieldPath(t reflect.Type, path string) string {
+	var kept []string
+	for _, seg := range strings.Split(path, ".") {
+		for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map) {
+			t = t.Elem()
+		}
+		if t == nil || t.Kind() != reflect.Struct {
+			kept, t = append(kept, seg), nil
+			continue
+		}
+		if f, ok := t.FieldByName(seg); ok && f.Anonymous && f.Tag.Get("json") == "" {
+			t = f.Type
+			continue
+		}
+		kept = append(kept, seg)
+		t = fieldByJSONName(t, seg)
+	}
+	return strings.Join(kept, ".")
+}
+
+// fieldByJSONName returns the type of t's field (embedded ones included)
+// spelled name in JSON, or nil.
+func fieldByJSONName(t reflect.Type, name string) reflect.Type {
+	for _, f := range reflect.VisibleFields(t) {
+		if !f.IsExported() {
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == name || (tag == "" && f.Name == name) {
+			return f.Type
+		}
+	}
+	return nil
+}
+
 func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
 
 func jsonTypeName(goKind string) string {
@@ -322,6 +393,8 @@ func jsonTypeName(goKind string) string {
 		return "an object"
 	case "bool":
 		return "a boolean"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "a whole number"
 	}
 	return "a number"
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -125,11 +126,21 @@ func (s *Server) deleteDocument(c echo.Context) error {
 	if _, err := s.deps.Records.Document(ctx, p.Account, id); err != nil {
 		return err
 	}
-	if err := s.deps.Search.DeleteDocument(ctx, p.Account, id); err != nil && !errors.Is(err, apiary.ErrNotFound) {
-		return fmt.Errorf("api: delete document: %w", err)
-	}
-	if err := s.deps.Records.DeleteDocument(ctx, p.Account, id); err != nil && !errors.Is(err, apiary.ErrNotFound) {
+	if err := s.removeDocument(ctx, p.Account, id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// removeDocument deletes account's document id: its chunks, then its
+// record (which holds its wrapped data key, so whatever copy remains is
+// unreadable). Either already gone is no error.
+func (s *Server) removeDocument(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) error {
+	if err := s.deps.Search.DeleteDocument(ctx, account, id); err != nil && !errors.Is(err, apiary.ErrNotFound) {
+		return fmt.Errorf("api: delete document: %w", err)
+	}
+	if err := s.deps.Records.DeleteDocument(ctx, account, id); err != nil && !errors.Is(err, apiary.ErrNotFound) {
+		return err
+	}
+	return nil
 }

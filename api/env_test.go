@@ -20,12 +20,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connectors/custody"
 	"github.com/apiaryhq/apiary/connectors/upload"
 	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
 	"github.com/apiaryhq/apiary/internal/testutil"
 	"github.com/apiaryhq/apiary/pipeline"
 	embedlocal "github.com/apiaryhq/apiary/pipeline/embed/local"
 	"github.com/apiaryhq/apiary/pipeline/encrypt/keyring"
+	"github.com/apiaryhq/apiary/pipeline/lexical"
+	"github.com/apiaryhq/apiary/storage"
 	"github.com/apiaryhq/apiary/storage/local"
 	"github.com/apiaryhq/apiary/storage/natskv"
 	"github.com/apiaryhq/apiary/storage/records"
@@ -56,6 +59,8 @@ func newStores(t testing.TB) stores {
 	_, _ = rand.Read(root)
 	keys, err := keyring.New(keyring.Config{Dir: t.TempDir(), RootKey: root})
 	require.NoError(t, err)
+	// Customer-named fields sealed as cmd/apiary seals them.
+	recs.SealFields(lexical.NewKeys(keys, recs, lexical.KeysConfig{}).Derived("record fields"))
 	return stores{nc: nc, recs: recs, keys: keys}
 }
 
@@ -69,6 +74,7 @@ type env struct {
 	bus      events.Bus
 	stager   *upload.Stager
 	pipe     *pipeline.Pipeline
+	vecs     storage.VectorStore // under pipe
 	logs     *testutil.Buffer
 	operator string // operator admin token of the default account
 	admin    string
@@ -77,6 +83,20 @@ type env struct {
 }
 
 type envOption func(*Config, *Deps)
+
+// withCustody gives the server a custody of ephemeral tokens, closed with
+// the test, and hands it to *held unless held is nil.
+func withCustody(t testing.TB, held **custody.Custody) envOption {
+	return func(_ *Config, d *Deps) {
+		cu, err := custody.New(custody.Config{Leases: d.Records})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cu.Close() })
+		d.Custody = cu
+		if held != nil {
+			*held = cu
+		}
+	}
+}
 
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
@@ -107,7 +127,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	op, created, err := Bootstrap(ctx, st.recs, st.keys, "")
 	require.NoError(t, err)
 	require.True(t, created)
-	e := &env{stores: st, t: t, srv: srv, queue: q, bus: bus, stager: stager, pipe: pipe, logs: logs, operator: op}
+	e := &env{stores: st, t: t, srv: srv, queue: q, bus: bus, stager: stager, pipe: pipe, vecs: vs, logs: logs, operator: op}
 	e.admin = e.token(apiary.DefaultAccount, apiary.RoleAdmin)
 	e.editor = e.token(apiary.DefaultAccount, apiary.RoleEditor)
 	e.viewer = e.token(apiary.DefaultAccount, apiary.RoleViewer)
@@ -117,7 +137,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 // token issues a token of role in account, straight into the records.
 func (e *env) token(account apiary.AccountID, role apiary.Role) string {
 	e.t.Helper()
-	_, secret, err := issueToken(context.Background(), e.recs, account, string(role), role, false)
+	_, secret, err := issueToken(context.Background(), e.recs, account, string(role), role, false, nil)
 	require.NoError(e.t, err)
 	return secret
 }

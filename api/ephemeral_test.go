@@ -113,12 +113,7 @@ func TestDecodeSourceCredentials(t *testing.T) {
 func TestSubmitWithCredentials(t *testing.T) {
 	t.Parallel()
 	var held *custody.Custody
-	e := newEnv(t, func(_ *Config, d *Deps) {
-		c, err := custody.New(custody.Config{Leases: d.Records})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = c.Close() })
-		held, d.Custody = c, c
-	})
+	e := newEnv(t, withCustody(t, &held))
 	sub := func(token []byte) (apiary.Job, bool, error) {
 		body := s3Body(t, map[string]any{"access_token": string(token)})
 		return e.srv.submitWithCredentials(t.Context(), jobs.Submission{

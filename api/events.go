@@ -44,6 +44,9 @@ func viewEvent(ev apiary.Event) eventView {
 		Errors: ev.Errors, Time: ev.Time, Seq: ev.Seq}
 }
 
+// replayPage is how many stored events a stream reads at once.
+const replayPage = 200
+
 // streamRetryAfter is the Retry-After of a refused stream.
 const streamRetryAfter = 5 * time.Second
 
@@ -133,7 +136,8 @@ func lastEventID(c echo.Context) (uint64, error) {
 // stream ends after the job's final event, when the client goes away, or on
 // StopStreams. A finished job whose events the client all has answers 204.
 // A job whose record is final but whose final event does not
-// come within a heartbeat (it was lost) ends the stream too.
+// come within a heartbeat (it was lost) ends the stream too, after every
+// stored event of the job is written.
 func (s *Server) jobEvents(c echo.Context) error {
 	id, err := jobID(c)
 	if err != nil {
@@ -190,14 +194,46 @@ func (s *Server) jobEvents(c echo.Context) error {
 	if err := w.open(); err != nil {
 		return nil // the client is gone
 	}
+	// sent is the Seq of the last event written: the follower may deliver
+	// again what a drain already wrote.
+	sent := after
+	// drain writes the job's stored events after sent, so that a stream
+	// never ends on a final job before its stored events are out however
+	// slowly the follower delivers them. done: the final event is written
+	// or the client is gone.
+	drain := func() (done bool, err error) {
+		for {
+			page, err := s.deps.Events.Replay(ctx, events.Filter{Account: p.Account, Job: id, AfterSeq: sent}, replayPage)
+			if err != nil {
+				return false, fmt.Errorf("api: replay events of job %s: %w", id, err)
+			}
+			for _, ev := range page {
+				sent = ev.Seq
+				if err := w.event(ev); err != nil || ev.Type.Final() {
+					return true, nil
+				}
+			}
+			if len(page) < replayPage {
+				return false, nil
+			}
+		}
+	}
+	final := job.Status.Final()
+	if final {
+		if done, err := drain(); done || err != nil {
+			return err
+		}
+	}
 	tick := time.NewTicker(s.cfg.SSEHeartbeat)
 	defer tick.Stop()
-	final := job.Status.Final()
 	quiet := false // no event since the last tick
 	for {
 		select {
 		case ev := <-evs:
-			quiet = false
+			if ev.Seq <= sent {
+				continue // a drain wrote it
+			}
+			quiet, sent = false, ev.Seq
 			if err := w.event(ev); err != nil || ev.Type.Final() {
 				return nil
 			}
@@ -217,7 +253,11 @@ func (s *Server) jobEvents(c echo.Context) error {
 				return nil
 			}
 			if !final {
-				final = s.jobFinal(ctx, p.Account, id)
+				if final = s.jobFinal(ctx, p.Account, id); final {
+					if done, err := drain(); done || err != nil {
+						return err
+					}
+				}
 			}
 		case <-stop:
 			return nil

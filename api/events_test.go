@@ -17,6 +17,7 @@ import (
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/workers"
+	"github.com/apiaryhq/apiary/workers/events"
 	"github.com/apiaryhq/apiary/workers/jobs"
 	"github.com/apiaryhq/apiary/workers/queue"
 )
@@ -354,6 +355,42 @@ func TestJobEventsHeartbeatAndLostFinalEvent(t *testing.T) {
 	again := openStream(t, srv, path, e.viewer, nil)
 	again.requireOpen()
 	require.Equal(t, []apiary.EventType{apiary.EventJobQueued}, types(again.rest()))
+}
+
+// stalledFollower is the real bus whose Follow delivers nothing until its
+// context ends: a follower slower than any heartbeat.
+type stalledFollower struct{ events.Bus }
+
+func (stalledFollower) Follow(ctx context.Context, _ events.Filter, _ func(apiary.Event) (bool, error)) error {
+	<-ctx.Done()
+	return nil
+}
+
+// A finished job's stream sends every stored event before it ends, however
+// slowly its follower delivers them (the heartbeat must not end it first:
+// TestJobEventsHeartbeatAndLostFinalEvent flaked on exactly that under load).
+func TestJobEventsOfAFinishedJobDoNotWaitForTheFollower(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config, d *Deps) {
+		c.SSEHeartbeat = 10 * time.Millisecond
+		d.Events = stalledFollower{d.Events}
+	})
+	srv := httpServer(t, e)
+	job := e.ingest(e.editor, map[string]any{"id": "a", "text": "alpha"})
+	_, err := e.recs.UpdateJob(t.Context(), apiary.DefaultAccount, job, func(j *apiary.Job) error {
+		j.Status = apiary.JobFailed // its final event lost
+		return nil
+	})
+	require.NoError(t, err)
+	s := openStream(t, srv, "/v1/jobs/"+string(job)+"/events", e.viewer, nil)
+	s.requireOpen()
+	require.Equal(t, []apiary.EventType{apiary.EventJobQueued}, types(s.rest()))
+
+	// The job's final event stored: the stream ends on it.
+	e.publishEvent(t, apiary.DefaultAccount, job, apiary.EventJobFailed)
+	s = openStream(t, srv, "/v1/jobs/"+string(job)+"/events", e.viewer, nil)
+	s.requireOpen()
+	require.Equal(t, []apiary.EventType{apiary.EventJobQueued, apiary.EventJobFailed}, types(s.rest()))
 }
 
 func TestJobEventsAccess(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -139,4 +141,28 @@ func TestFairnessConfig(t *testing.T) {
 		"MaxWebhooksPerAccount", "BodyWait", "MaxBodyBytesInFlight"} {
 		require.ErrorContains(t, err, f)
 	}
+}
+
+// The RateLimit field of a search's answer says what is left of the
+// account's budget after the search's whole cost, not only its base cost
+// (a client pacing itself by it overran the budget).
+func TestSearchRateLimitHeaderCountsItsCost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config, _ *Deps) { c.AccountRateLimit = 0.001; c.AccountRateBurst = 20 })
+	accountLeft := func(rec *httptest.ResponseRecorder) int {
+		t.Helper()
+		m := regexp.MustCompile(`"account";r=(\d+);`).FindStringSubmatch(rec.Header().Get("RateLimit"))
+		require.NotNil(t, m, rec.Header().Get("RateLimit"))
+		n, err := strconv.Atoi(m[1])
+		require.NoError(t, err)
+		return n
+	}
+	heavy := jsonBody(map[string]any{"query": "honey", "top_k": 100, "mode": "dense"}) // costs 11
+	rec := e.do(http.MethodPost, "/v1/query", e.viewer, heavy)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	afterSearch := accountLeft(rec)
+	rec = e.do(http.MethodGet, "/v1/jobs", e.viewer) // costs 1
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, afterSearch-1, accountLeft(rec))
+	require.Equal(t, 20-11-1, accountLeft(rec))
 }

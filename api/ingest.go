@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,12 +11,14 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/connectors"
+	"github.com/apiaryhq/apiary/storage/records"
 	"github.com/apiaryhq/apiary/workers/jobs"
 )
 
@@ -65,22 +68,28 @@ func (s *Server) ingest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.submitBody(c, key, mt, params, body)
+}
+
+// submitBody submits the job an ingest body of media type mt asks for:
+// documents, files, or a source. key is the Idempotency-Key, if any.
+func (s *Server) submitBody(c echo.Context, key, mt string, params map[string]string, body []byte) error {
 	if len(body) == 0 {
 		return apiary.E(apiary.KindInvalid, "the request body is empty; send {\"documents\": [...]} as JSON or files as multipart/form-data parts named \"file\"")
 	}
 	var docs []apiary.Document
 	var hookURL string
 	var creds apiary.Credentials
-	kind, source := apiary.JobKindIngest, "upload"
+	var err error
+	var sub jobs.Submission
 	switch {
 	case isJSON(mt) && hasSource(body):
 		var spec connectors.Spec
 		// The body may hold a credential: wiped when the request is
 		// answered (custody keeps its own copy).
 		defer clear(body)
-		if spec, hookURL, creds, err = s.decodeSourceRequest(body); err == nil {
-			docs = []apiary.Document{spec.Document()}
-			kind, source = apiary.JobKindSource, spec.Provider
+		if spec, hookURL, creds, err = s.decodeSourceRequest(c.Request().Context(), principal(c).Account, body); err == nil {
+			sub = jobs.SourceSubmission(principal(c).Account, spec, hookURL)
 		}
 	case isJSON(mt):
 		docs, err = decodeIngestJSON(body, s.limits())
@@ -101,15 +110,11 @@ func (s *Server) ingest(c echo.Context) error {
 		return err
 	}
 
-	sub := jobs.Submission{
-		Account:        principal(c).Account,
-		Kind:           kind,
-		Source:         source,
-		Documents:      docs,
-		Unlisted:       kind == apiary.JobKindSource,
-		WebhookURL:     hookURL,
-		IdempotencyKey: key,
+	if sub.Kind == "" {
+		sub = jobs.Submission{Account: principal(c).Account, Kind: apiary.JobKindIngest, Source: "upload",
+			Documents: docs, WebhookURL: hookURL}
 	}
+	sub.IdempotencyKey = key
 	if key != "" {
 		sub.RequestHash = requestHash(c.Request().Header.Get(echo.HeaderContentType), body)
 	}
@@ -145,6 +150,15 @@ type sourceRequest struct {
 		Prefix   string `json:"prefix"`
 		Region   string `json:"region"`
 		Endpoint string `json:"endpoint"`
+		// The token providers (gdrive, sharepoint, notion, confluence,
+		// github): what to read, and the OAuth connection that reads it
+		// (else an ephemeral access_token).
+		Sync         bool            `json:"sync"`
+		Location     string          `json:"location"`
+		Items        json.RawMessage `json:"items"`
+		Site         string          `json:"site"`
+		MaxItems     *int            `json:"max_items"`
+		ConnectionID string          `json:"connection_id"`
 
 		AccessToken     json.RawMessage `json:"access_token"`
 		AccessKeyID     json.RawMessage `json:"access_key_id"`
@@ -175,7 +189,7 @@ func hasSource(body []byte) bool {
 // is staged: no credential) and the ephemeral credentials, which a
 // provider that reads with one (s3) requires and the others refuse. The
 // caller owns the credentials (empty on error).
-func (s *Server) decodeSourceRequest(body []byte) (connectors.Spec, string, apiary.Credentials, error) {
+func (s *Server) decodeSourceRequest(ctx context.Context, account apiary.AccountID, body []byte) (connectors.Spec, string, apiary.Credentials, error) {
 	var req sourceRequest
 	defer req.wipeCredentials()
 	if err := decodeJSON(body, &req); err != nil {
@@ -183,15 +197,33 @@ func (s *Server) decodeSourceRequest(body []byte) (connectors.Spec, string, apia
 	}
 	src := req.Source
 	spec := connectors.Spec{Provider: src.Provider, URL: src.URL,
-		Bucket: src.Bucket, Prefix: src.Prefix, Region: src.Region, Endpoint: src.Endpoint}
-	if src.MaxPages != nil {
-		if *src.MaxPages < 1 {
-			return connectors.Spec{}, "", apiary.Credentials{}, apiary.E(apiary.KindInvalid, "source.max_pages must be 1 to %d", connectors.HardMaxItems)
+		Bucket: src.Bucket, Prefix: src.Prefix, Region: src.Region, Endpoint: src.Endpoint,
+		Location: src.Location, Site: src.Site, Connection: src.ConnectionID, Sync: src.Sync}
+	for name, n := range map[string]*int{"max_pages": src.MaxPages, "max_items": src.MaxItems} {
+		if n == nil {
+			continue
 		}
-		spec.MaxItems = *src.MaxPages
+		if *n < 1 || *n > connectors.HardMaxItems {
+			return connectors.Spec{}, "", apiary.Credentials{}, apiary.E(apiary.KindInvalid, "source.%s must be 1 to %d", name, connectors.HardMaxItems)
+		}
+		spec.MaxItems = *n
+	}
+	if src.MaxPages != nil && src.MaxItems != nil {
+		return connectors.Spec{}, "", apiary.Credentials{}, apiary.E(apiary.KindInvalid, "source: send max_pages (web) or max_items, not both")
+	}
+	var err error
+	if spec.Items, err = decodeItems(src.Items); err != nil {
+		return connectors.Spec{}, "", apiary.Credentials{}, err
+	}
+	if err := s.resolveConnection(ctx, account, &spec); err != nil {
+		return connectors.Spec{}, "", apiary.Credentials{}, err
 	}
 	if err := spec.Validate(s.cfg.AllowPrivateSources); err != nil {
 		return connectors.Spec{}, "", apiary.Credentials{}, err
+	}
+	if spec.Provider == "gdrive" && s.cfg.DrivePickedOnly && spec.Items == nil {
+		return connectors.Spec{}, "", apiary.Credentials{}, apiary.E(apiary.KindInvalid,
+			"source.items is required: this server's Google Drive access (scope drive.file) reaches only the files picked for Apiary, so it cannot list a location")
 	}
 	if req.WebhookURL != "" {
 		if err := s.checkWebhookURL("webhook_url", req.WebhookURL); err != nil {
@@ -214,14 +246,69 @@ func (s *Server) decodeSourceRequest(body []byte) (connectors.Spec, string, apia
 		err = apiary.E(apiary.KindInvalid, "source: the s3 provider takes an access key (access_key_id, secret_access_key, session_token), not access_token")
 	case spec.Provider == "s3" && creds.Empty():
 		err = apiary.E(apiary.KindInvalid, "source: the s3 provider needs an ephemeral credential: access_key_id and secret_access_key, with session_token for temporary keys")
+	case spec.Connection != "" && !creds.Empty():
+		err = apiary.E(apiary.KindInvalid, "source: send connection_id or an ephemeral access_token, not both")
 	case !spec.NeedsCredential() && !creds.Empty():
 		err = apiary.E(apiary.KindInvalid, "source: the %s provider takes no credential", spec.Provider)
+	case spec.Provider != "s3" && spec.NeedsCredential() && !creds.AccessKeyID.Empty():
+		err = apiary.E(apiary.KindInvalid, "source: the %s provider reads with a bearer token: send access_token (or connection_id), not an access key", spec.Provider)
+	case spec.Provider != "s3" && spec.NeedsCredential() && creds.Empty():
+		err = apiary.E(apiary.KindInvalid, "source: the %s provider reads with a connection (connection_id, see POST /v1/connections) or an ephemeral access_token", spec.Provider)
 	}
 	if err != nil {
 		creds.Wipe()
 		return connectors.Spec{}, "", apiary.Credentials{}, err
 	}
 	return spec, req.WebhookURL, creds, nil
+}
+
+// decodeItems reads a source's "items": absent or "all" (nil: everything
+// the location holds) or an array of item ids.
+func decodeItems(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == `"all"` {
+		return nil, nil
+	}
+	var items []string
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, apiary.E(apiary.KindInvalid, `source.items must be "all" or an array of item ids`)
+	}
+	if items == nil {
+		items = []string{}
+	}
+	return items, nil
+}
+
+// resolveConnection checks the connection a source request names: one of
+// the caller's own (another account's answers 404, like a missing one),
+// active, and of the OAuth provider that spec's provider reads with; the
+// provider may be left out, then it is the connection's.
+func (s *Server) resolveConnection(ctx context.Context, account apiary.AccountID, spec *connectors.Spec) error {
+	if spec.Connection == "" {
+		return nil
+	}
+	if !strings.HasPrefix(spec.Connection, "con_") || len(spec.Connection) > 64 {
+		return apiary.E(apiary.KindNotFound, "source.connection_id: no such connection")
+	}
+	conn, err := s.conns.Connection(ctx, account, spec.Connection)
+	if errors.Is(err, apiary.ErrNotFound) {
+		return apiary.E(apiary.KindNotFound, "source.connection_id: no such connection")
+	}
+	if err != nil {
+		return err
+	}
+	reads := connectors.ProviderOf(conn.Provider)
+	switch {
+	case reads == "":
+		return apiary.E(apiary.KindInvalid, "source.connection_id: a %s connection reads no documents; connect one of: google, microsoft, notion, atlassian, github", conn.Provider)
+	case spec.Provider == "":
+		spec.Provider = reads
+	case spec.Provider != reads:
+		return apiary.E(apiary.KindInvalid, "source.connection_id is a %s connection, which reads %s, not %s", conn.Provider, reads, spec.Provider)
+	}
+	if conn.Status != records.ConnectionActive {
+		return apiary.E(apiary.KindConflict, "source.connection_id: the connection is %s; it reads nothing until it is authorized again (POST /v1/connections)", conn.Status)
+	}
+	return nil
 }
 
 func acceptedJob(c echo.Context, j apiary.Job) error {

@@ -26,6 +26,7 @@ type jobView struct {
 	Message    string                 `json:"message,omitempty"`
 	Attempts   int                    `json:"attempts"`
 	Source     string                 `json:"source"`
+	Connection string                 `json:"connection_id,omitempty"`
 	CreatedAt  time.Time              `json:"created_at"`
 	UpdatedAt  time.Time              `json:"updated_at"`
 	StartedAt  *time.Time             `json:"started_at,omitempty"`
@@ -40,7 +41,7 @@ func viewJob(j apiary.Job) jobView {
 		j.Kind = apiary.JobKindIngest // a record from before kinds
 	}
 	v := jobView{ID: j.ID, Kind: j.Kind, Status: j.Status, Counts: j.Counts, Errors: j.Errors, Error: j.Error, Attempts: j.Attempts,
-		Source: j.Source, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt}
+		Source: j.Source, Connection: j.Connection, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt}
 	if n := j.Counts.DocumentsFailed; n > 0 {
 		v.Message = fmt.Sprintf("%d of %d documents failed; see errors", n, j.Counts.DocumentsTotal)
 		if n > apiary.MaxErrorSample {

@@ -130,8 +130,11 @@ func (s *Server) query(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// The request's base cost is already paid.
-	if err := s.chargeAccount(c, queryCost(q)-1); err != nil {
+	// The request's base cost is already paid; RateLimit says what is left
+	// after the rest.
+	err = s.chargeAccount(c, queryCost(q)-1)
+	s.setRateLimit(c, time.Now())
+	if err != nil {
 		return err
 	}
 	account := principal(c).Account

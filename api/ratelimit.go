@@ -1,6 +1,8 @@
 package api
 
 import (
+	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -88,6 +90,60 @@ func (l *limiterMap[K]) evict(now time.Time) {
 	}
 }
 
+// state reports key's bucket as the RateLimit header field tells it: the
+// whole requests left now and the seconds until the bucket is full again. A
+// key without a bucket has a full one.
+func (l *limiterMap[K]) state(key K, now time.Time) (remaining, reset int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	left := float64(l.burst)
+	if e := l.m[key]; e != nil {
+		left = max(e.lim.TokensAt(now), 0)
+	}
+	return int(left), int(math.Ceil((float64(l.burst) - left) / float64(l.limit)))
+}
+
+// window is the policy's window in seconds: how long an empty bucket takes
+// to fill, at least 1.
+func (l *limiterMap[K]) window() int {
+	return max(int(math.Ceil(float64(l.burst)/float64(l.limit))), 1)
+}
+
+// The two quota policies of draft-ietf-httpapi-ratelimit-headers: the
+// token's requests and the account's cost units.
+const (
+	policyToken   = "token"
+	policyAccount = "account"
+)
+
+// rateLimitPolicy is the RateLimit-Policy field value: each policy's quota
+// (q) over its window in seconds (w). The account's quota is counted in cost
+// units (qu is not "requests"): a request costs 1 and more by body size and
+// search.
+func (s *Server) rateLimitPolicy() string {
+	return fmt.Sprintf("%q;q=%d;w=%d, %q;q=%d;w=%d", policyToken, s.limiter.burst, s.limiter.window(),
+		policyAccount, s.accounts.burst, s.accounts.window())
+}
+
+// rateLimitPolicyHeader puts RateLimit-Policy on every answer; the routes
+// that take a token add RateLimit (rateLimit).
+func (s *Server) rateLimitPolicyHeader(next echo.HandlerFunc) echo.HandlerFunc {
+	policy := s.rateLimitPolicy()
+	return func(c echo.Context) error {
+		c.Response().Header().Set("RateLimit-Policy", policy)
+		return next(c)
+	}
+}
+
+// setRateLimit writes the RateLimit field: what is left of each policy (r)
+// and the seconds until it is whole again (t).
+func (s *Server) setRateLimit(c echo.Context, now time.Time) {
+	p := principal(c)
+	tr, tt := s.limiter.state(p.TokenID, now)
+	ar, at := s.accounts.state(p.Account, now)
+	c.Response().Header().Set("RateLimit", fmt.Sprintf("%q;r=%d;t=%d, %q;r=%d;t=%d", policyToken, tr, tt, policyAccount, ar, at))
+}
+
 func (l *limiterMap[K]) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -102,13 +158,16 @@ func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		now := time.Now()
 		if wait, ok := s.limiter.reserve(principal(c).TokenID, 1, now); !ok {
+			s.setRateLimit(c, now)
 			return s.refuse(c, &apiary.Error{
 				Kind:       apiary.KindRateLimited,
 				Msg:        "too many requests for this token; retry after the number of seconds in Retry-After",
 				RetryAfter: wait,
 			})
 		}
-		if err := s.chargeAccount(c, 1+int(max(c.Request().ContentLength, 0)>>20)); err != nil {
+		err := s.chargeAccount(c, 1+int(max(c.Request().ContentLength, 0)>>20))
+		s.setRateLimit(c, now) // before the answer is written
+		if err != nil {
 			return err
 		}
 		return next(c)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"time"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/connections"
@@ -17,6 +18,7 @@ type Records interface {
 	JobRecords
 	DocumentRecords
 	WebhookRecords
+	AuditRecords
 	connections.Records // OAuth connections (records.ConnectionStore)
 }
 
@@ -30,6 +32,23 @@ type AccountRecords interface {
 	TokenByHash(ctx context.Context, hash string) (apiary.Token, error)
 	Tokens(ctx context.Context, account apiary.AccountID) ([]apiary.Token, error)
 	DeleteToken(ctx context.Context, account apiary.AccountID, id apiary.TokenID) error
+	// DeleteAccountTokens deletes every token of the account (the first
+	// step of its deletion).
+	DeleteAccountTokens(ctx context.Context, account apiary.AccountID) error
+	// DeleteAccountRecords deletes every record of the account (account deletion).
+	DeleteAccountRecords(ctx context.Context, account apiary.AccountID) error
+	// AccountLeft reports whether anything of the account is left to delete
+	// and whether it holds an operator token, opening no sealed field.
+	AccountLeft(ctx context.Context, account apiary.AccountID) (left, operator bool, err error)
+	RotateToken(ctx context.Context, account apiary.AccountID, next apiary.Token, now, graceUntil time.Time) error
+	TouchToken(ctx context.Context, account apiary.AccountID, id apiary.TokenID, now time.Time, every time.Duration) error
+	TokenUses(ctx context.Context, account apiary.AccountID) (map[apiary.TokenID]time.Time, error)
+}
+
+// AuditRecords are the accounts' audit logs (records.AuditStore).
+type AuditRecords interface {
+	AppendAudit(ctx context.Context, e records.AuditEntry) (records.AuditEntry, error)
+	AuditLog(ctx context.Context, account apiary.AccountID, limit int, cursor string) ([]records.AuditEntry, string, error)
 }
 
 // JobRecords are jobs, their outcomes and Idempotency-Keys

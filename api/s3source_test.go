@@ -25,13 +25,7 @@ const (
 func TestIngestS3SourceWithEphemeralKey(t *testing.T) {
 	t.Parallel()
 	var held *custody.Custody
-	e := newEnv(t, func(c *Config, d *Deps) {
-		c.AllowPrivateSources = true
-		cu, err := custody.New(custody.Config{Leases: d.Records})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = cu.Close() })
-		held, d.Custody = cu, cu
-	})
+	e := newEnv(t, withCustody(t, &held), func(c *Config, _ *Deps) { c.AllowPrivateSources = true })
 	ctx := context.Background()
 	rec := e.do(http.MethodPost, "/v1/ingest", e.editor, jsonBody(map[string]any{"source": map[string]any{
 		"provider": "s3", "bucket": "my-bucket", "prefix": "docs/", "region": "eu-west-1", "endpoint": "http://127.0.0.1:5000",
@@ -70,12 +64,7 @@ func TestIngestS3SourceWithEphemeralKey(t *testing.T) {
 
 func TestIngestS3SourceRejects(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(_ *Config, d *Deps) {
-		cu, err := custody.New(custody.Config{Leases: d.Records})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = cu.Close() })
-		d.Custody = cu
-	})
+	e := newEnv(t, withCustody(t, nil))
 	src := func(extra map[string]any) map[string]any {
 		s := map[string]any{"provider": "s3", "bucket": "my-bucket", "access_key_id": canaryKeyID, "secret_access_key": canarySecret}
 		for k, v := range extra {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/connections"
@@ -30,6 +31,11 @@ type Server struct {
 	streams  streamSet                     // open event streams; its zero value is ready
 	jobs     *jobs.Service
 	conns    *connections.Service
+
+	anonAudit *rate.Limiter // audit entries of unknown callers' authentication failures
+	touched   touches       // tokens' last use recorded by this process
+
+	refusedAudit *limiterMap[apiary.TokenID] // audit entries of each expired token's failures
 }
 
 // New builds the API over deps.
@@ -48,6 +54,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		searches: newAccountGate(cfg.MaxSearchesPerAccount),
 		bodies:   newBodyBudget(cfg.MaxBodyBytesInFlight, cfg.BodyLimit, cfg.BodyWait),
 	}
+	s.anonAudit = newAnonymousAuditLimiter()
+	s.refusedAudit = newRefusedAuditLimiter()
 	jcfg := jobs.Config{Logger: cfg.Logger}
 	if deps.Custody != nil {
 		jcfg.Ended = deps.Custody.Ended // a job canceled here lets go of its token
@@ -62,10 +70,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.conns = conns
 	}
 	e := echo.New()
+	e.Use(s.rateLimitPolicyHeader) // first: every answer names the quotas
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(s.requestIDMiddleware, s.recoverMiddleware, securityHeaders, s.accessLog, s.bodyLimit)
+	// recoverMiddleware inside the logs: a panic is logged and audited as
+	// the 500 it answers, like any other error.
+	e.Use(s.requestIDMiddleware, securityHeaders, s.accessLog, s.auditLog, s.recoverMiddleware, s.bodyLimit)
 	s.e = e
 	s.routes()
 	return s, nil
@@ -105,10 +116,15 @@ func (s *Server) routes() {
 	e.GET("/v1/documents/:id", s.getDocument, viewer...)
 	e.DELETE("/v1/documents/:id", s.deleteDocument, editor...)
 	e.POST("/v1/accounts", s.createAccount, operator...)
+	e.DELETE("/v1/accounts/:id", s.deleteAccountByID, operator...)
 	e.GET("/v1/account", s.getAccount, viewer...)
+	e.DELETE("/v1/account", s.deleteOwnAccount, admin...)
+	e.POST("/v1/account/keys/rotate", s.rotateAccountKey, admin...)
 	e.POST("/v1/tokens", s.createToken, admin...)
 	e.GET("/v1/tokens", s.listTokens, admin...)
 	e.DELETE("/v1/tokens/:id", s.deleteToken, admin...)
+	e.POST("/v1/tokens/:id/rotate", s.rotateToken, admin...)
+	e.GET("/v1/audit", s.listAudit, admin...)
 	s.webhookRoutes(admin)
 	s.connectionRoutes(viewer, editor, admin)
 }

@@ -231,6 +231,11 @@ func TestOperatorTokensAreTheOperators(t *testing.T) {
 	// NewOperatorToken, behind `apiary token --operator`, mints a new one.
 	minted, err := NewOperatorToken(context.Background(), e.recs, "replacement")
 	require.NoError(t, err)
+	// Minted offline, it is still in the audit log: a new operator token
+	// must never appear without a trace.
+	got := e.lastAudit(minted)
+	require.Equal(t, []string{"token.create", auditSuccess, string(e.tokenID(minted))}, []string{got.Action, got.Result, got.Target})
+	require.True(t, got.Operator)
 	require.Equal(t, http.StatusNoContent, e.do(http.MethodDelete, "/v1/tokens/"+string(op.ID), minted).Code)
 	require.Equal(t, http.StatusCreated, e.do(http.MethodPost, "/v1/accounts", minted, jsonBody(map[string]string{"name": "y"})).Code)
 	requireProblem(t, e.do(http.MethodGet, "/v1/jobs", e.operator), http.StatusUnauthorized, "revoked")

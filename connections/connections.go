@@ -68,6 +68,7 @@ type Records interface {
 	Connection(ctx context.Context, account apiary.AccountID, id string) (records.Connection, error)
 	UpdateConnection(ctx context.Context, account apiary.AccountID, id string, fn func(*records.Connection) error) (records.Connection, error)
 	Connections(ctx context.Context, account apiary.AccountID, limit int, cursor string) ([]records.Connection, string, error)
+	DeleteConnection(ctx context.Context, account apiary.AccountID, id string) error
 }
 
 // Publisher publishes connection events (the events port's Publish).

@@ -59,6 +59,8 @@ func (s *Service) Disconnect(ctx context.Context, account apiary.AccountID, id s
 	c, err = s.recs.UpdateConnection(ctx, account, id, func(c *records.Connection) error {
 		c.Status = records.ConnectionRevoked
 		c.Sealed = nil
+		c.SyncCursors = nil
+		c.Schedule = nil // a disconnected connection syncs nothing
 		c.Flow = nil
 		c.Lease = nil // a refresh in flight cannot store its result
 		c.AccessExpiry = time.Time{}
@@ -74,13 +76,28 @@ func (s *Service) Disconnect(ctx context.Context, account apiary.AccountID, id s
 }
 
 // revokeAll revokes the refresh token (which ends the grant at providers
-// that follow RFC 7009 §2.1) and the access token.
+// that follow RFC 7009 §2.1) and the access token, or deletes the grant
+// (GitHub).
 func (s *Service) revokeAll(ctx context.Context, c records.Connection, p Provider) Revocation {
 	tok, err := s.open(ctx, c)
 	if err != nil {
 		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "disconnect could not open the tokens",
 			slog.String("account", string(c.Account)), slog.String("connection", c.ID), slog.Any("err", err))
 		return Failed
+	}
+	if p.RevokeStyle == RevokeGitHubGrant && tok.RefreshToken != "" && !tok.Expiry.IsZero() && !tok.Expiry.After(time.Now()) {
+		// GitHub deletes a grant only with a live access token of it (a
+		// GitHub App's expire after 8 hours): refresh first. The new tokens
+		// are never stored; the grant deletion ends them.
+		old := *tok
+		old.Expiry = time.Unix(1, 0)
+		fresh, err := s.oauthConfig(p).TokenSource(s.httpContext(ctx), &old).Token()
+		if err != nil {
+			s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "disconnect could not refresh an expired access token to revoke its grant",
+				slog.String("account", string(c.Account)), slog.String("connection", c.ID), slog.String("error_code", oauthErrorCode(err)))
+			return Failed
+		}
+		tok = fresh
 	}
 	if !s.revokeTokens(ctx, c, p, tok) {
 		return Failed
@@ -91,6 +108,18 @@ func (s *Service) revokeAll(ctx context.Context, c records.Connection, p Provide
 // revokeTokens revokes tok's refresh and access tokens at p, logging what
 // failed; true when every call succeeded.
 func (s *Service) revokeTokens(ctx context.Context, c records.Connection, p Provider, tok *oauth2.Token) bool {
+	if p.RevokeStyle == RevokeGitHubGrant {
+		if tok.AccessToken == "" {
+			return false
+		}
+		if err := revokeGrant(ctx, s.cfg.HTTPClient, p, tok.AccessToken); err != nil {
+			s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "revocation at the provider failed",
+				slog.String("account", string(c.Account)), slog.String("connection", c.ID),
+				slog.String("token_type", "grant"), slog.Any("err", err))
+			return false
+		}
+		return true
+	}
 	ok := true
 	for _, t := range []struct{ token, hint string }{{tok.RefreshToken, "refresh_token"}, {tok.AccessToken, "access_token"}} {
 		if t.token == "" {

@@ -26,6 +26,9 @@ func (s *Service) Begin(ctx context.Context, account apiary.AccountID, provider 
 		return records.Connection{}, "", err
 	}
 	now := time.Now().UTC()
+	if err := s.boundPending(ctx, account, now); err != nil {
+		return records.Connection{}, "", err
+	}
 	c := records.Connection{
 		ID: apiary.RandomID("con_"), Account: account, Provider: provider,
 		Status: records.ConnectionPending, CreatedAt: now, UpdatedAt: now,
@@ -39,6 +42,45 @@ func (s *Service) Begin(ctx context.Context, account apiary.AccountID, provider 
 		return records.Connection{}, "", err
 	}
 	return c, s.cfg.PublicURL + StartPath + "?state=" + url.QueryEscape(state), nil
+}
+
+// MaxPendingConnections bounds an account's authorizations in progress
+// (pending connections whose flow has not expired).
+const MaxPendingConnections = 20
+
+// boundPending removes account's pending connections whose flow expired,
+// or was spent (refused at the provider) over a flow's lifetime ago: they
+// can never complete. It refuses a new one when MaxPendingConnections
+// are in progress.
+func (s *Service) boundPending(ctx context.Context, account apiary.AccountID, now time.Time) error {
+	live, cursor := 0, ""
+	for {
+		page, next, err := s.recs.Connections(ctx, account, 500, cursor)
+		if err != nil {
+			return err
+		}
+		for _, c := range page {
+			switch {
+			case c.Status != records.ConnectionPending:
+			case c.Flow != nil && c.Flow.ExpiresAt.After(now),
+				c.Flow == nil && c.UpdatedAt.Add(s.cfg.FlowTTL).After(now): // a spent flow is shown a while
+				live++
+			default:
+				if err := s.recs.DeleteConnection(ctx, account, c.ID); err != nil && !errors.Is(err, apiary.ErrNotFound) {
+					return fmt.Errorf("connections: remove expired pending connection %s: %w", c.ID, err)
+				}
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if live >= MaxPendingConnections {
+		return apiary.E(apiary.KindConflict, "the account has %d authorizations in progress, the most it may have; complete one, or begin again once they expire (after %s)",
+			live, s.cfg.FlowTTL)
+	}
+	return nil
 }
 
 // newFlow makes a flow's state (account, connection and 32 random bytes)

@@ -1,6 +1,7 @@
 package connections
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,8 +33,11 @@ type Provider struct {
 	// on first use. An authorization response's iss (RFC 9207) must equal it.
 	Issuer string
 	// AuthURL, TokenURL and RevokeURL are the provider's endpoints;
-	// RevokeURL (RFC 7009) is empty when the provider cannot revoke a grant.
+	// RevokeURL is empty when the provider cannot revoke a grant.
 	AuthURL, TokenURL, RevokeURL string
+	// RevokeStyle is how RevokeURL is called: RFC 7009 unless the
+	// provider has its own way.
+	RevokeStyle RevokeStyle
 	// Scopes are asked for at authorization.
 	Scopes []string
 	// AuthStyle is how the client authenticates at the token endpoint
@@ -46,6 +50,19 @@ type Provider struct {
 	// providers without a per-grant revocation endpoint.
 	ManageURL string
 }
+
+// RevokeStyle is how a provider revokes a grant.
+type RevokeStyle int
+
+const (
+	// RevokeRFC7009 posts each token to RevokeURL (RFC 7009), the client
+	// authenticating as AuthStyle says.
+	RevokeRFC7009 RevokeStyle = iota
+	// RevokeGitHubGrant deletes the whole grant the way GitHub does:
+	// DELETE RevokeURL (its "{client_id}" replaced), the client in basic
+	// auth, the access token in a JSON body {"access_token": ...}.
+	RevokeGitHubGrant
+)
 
 // String describes the provider without its secret.
 func (p Provider) String() string {
@@ -101,8 +118,7 @@ var Templates = map[string]Provider{
 	"github": {
 		Name: "github", AuthURL: "https://github.com/login/oauth/authorize",
 		TokenURL: "https://github.com/login/oauth/access_token", AuthStyle: oauth2.AuthStyleInParams,
-		// GitHub revokes with DELETE /applications/{client_id}/grant, not
-		// RFC 7009; until that call is wired a disconnect reports unsupported.
+		RevokeURL: "https://api.github.com/applications/{client_id}/grant", RevokeStyle: RevokeGitHubGrant,
 		ManageURL: "https://github.com/settings/applications",
 	},
 	"atlassian": {
@@ -182,6 +198,35 @@ func fetchMetadata(ctx context.Context, hc *http.Client, u string) (metadata, er
 		return md, fmt.Errorf("connections: discovery %s: %w", u, err)
 	}
 	return md, nil
+}
+
+// revokeGrant deletes the grant of accessToken at GitHub
+// (DELETE /applications/{client_id}/grant), which ends every token of it.
+func revokeGrant(ctx context.Context, hc *http.Client, p Provider, accessToken string) error {
+	body, err := json.Marshal(map[string]string{"access_token": accessToken})
+	if err != nil {
+		return err
+	}
+	u := strings.ReplaceAll(p.RevokeURL, "{client_id}", url.PathEscape(p.ClientID))
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.SetBasicAuth(p.ClientID, p.ClientSecret)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("connections: revoke grant at %s: status %d", p.Name, resp.StatusCode)
+	}
+	return nil
 }
 
 // revoke asks the provider to revoke token (RFC 7009), authenticating as

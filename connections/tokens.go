@@ -155,7 +155,7 @@ func (s *Service) refresh(ctx context.Context, seen records.Connection) (tok *oa
 	fresh, err := s.oauthConfig(r.p).TokenSource(s.httpContext(ctx), old).Token()
 	if err != nil {
 		code := oauthErrorCode(err)
-		if code == "invalid_grant" {
+		if grantRefused(code) {
 			return nil, false, s.reauthRequired(ctx, c, owner, code)
 		}
 		s.releaseLease(ctx, c, owner)
@@ -187,6 +187,13 @@ func (s *Service) refresh(ctx context.Context, seen records.Connection) (tok *oa
 		return nil, false, err
 	}
 	return fresh, false, nil
+}
+
+// grantRefused reports whether a refresh's error code means the grant is
+// dead: RFC 6749's invalid_grant, or GitHub's bad_refresh_token (which it
+// answers, with status 200, for an expired or revoked refresh token).
+func grantRefused(code string) bool {
+	return code == "invalid_grant" || code == "bad_refresh_token"
 }
 
 // discard revokes tokens that could not be stored (the connection was

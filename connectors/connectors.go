@@ -57,6 +57,42 @@ type Source struct {
 	// max_pages); 0 is the connector's default, and every connector has a
 	// hard cap of its own.
 	MaxItems int
+	// Items, when set, are the only items to list: ids as the connector
+	// lists them (file ids, page ids, paths), picked by the caller (a
+	// Drive picker with the drive.file scope). The listing yields each
+	// one's metadata, in order, paged like any listing; an id gone at the
+	// source fails the listing with ErrGone naming no id.
+	Items []string
+}
+
+// ChangeFeed is implemented by connectors whose vendor lists changes since
+// a point (Drive's changes with startPageToken, Graph's delta with
+// deltaLink, Notion's search by last_edited_time, Confluence's CQL
+// lastmodified, GitHub's tree diff by blob sha). A sync asks StartToken
+// before its first full listing, so that nothing changed during that
+// listing is lost, then Changes from the token it kept.
+type ChangeFeed interface {
+	// StartToken returns the token of now for src: Changes from it lists
+	// what changes afterwards.
+	StartToken(ctx context.Context, src Source) (Cursor, error)
+	// Changes returns one page of what changed in src after token:
+	// items added or changed (with their versions), and ids removed at
+	// the source (or moved out of src). Changes.Next continues the page
+	// run; when it is "", Changes.Token is the token for the next sync.
+	// An item may be listed more than once in a run; a token the vendor
+	// no longer honours fails with KindInvalid, and the caller falls back
+	// to a full listing.
+	Changes(ctx context.Context, src Source, token Cursor) (Changes, error)
+}
+
+// Changes is one page of a change feed.
+type Changes struct {
+	Items   []Item
+	Removed []string
+	// Next continues this run of pages; "" on the last page.
+	Next Cursor
+	// Token is, on the last page, where the next sync resumes.
+	Token Cursor
 }
 
 // Cursor resumes a listing. It is opaque to everyone but its connector,

@@ -16,7 +16,7 @@ func TestSpecS3(t *testing.T) {
 	s := connectors.Spec{Provider: "s3", Bucket: "my-bucket", Prefix: "docs/", Region: "eu-west-1", Endpoint: "http://127.0.0.1:9000"}
 	require.NoError(t, s.Validate(true))
 	require.True(t, s.NeedsCredential())
-	require.Equal(t, "my-bucket/docs/", s.Location())
+	require.Equal(t, "my-bucket/docs/", s.SourceLocation())
 	got, err := connectors.SpecFrom([]apiary.Document{s.Document()})
 	require.NoError(t, err)
 	require.Equal(t, s, got)

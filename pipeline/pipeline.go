@@ -34,6 +34,8 @@ type Docs interface {
 	PutDocument(ctx context.Context, rec apiary.DocumentRecord) error
 	// DeleteDocument removes account's document id; NotFound if there is none.
 	DeleteDocument(ctx context.Context, account apiary.AccountID, id apiary.DocumentID) error
+	// Documents lists account's documents a page at a time.
+	Documents(ctx context.Context, account apiary.AccountID, limit int, cursor string) ([]apiary.DocumentRecord, string, error)
 }
 
 // Defaults and limits.
@@ -287,6 +289,7 @@ func (p *Pipeline) Ingest(ctx context.Context, job apiary.Job, doc apiary.Docume
 		Chunks:      len(pieces),
 		Bytes:       size,
 		ContentType: doc.ContentType,
+		Origin:      doc.Origin,
 		WrappedKey:  dk.Wrapped,
 		Sealed:      sealedMeta,
 		CreatedAt:   now,
@@ -836,6 +839,18 @@ func (p *Pipeline) DeleteDocument(ctx context.Context, account apiary.AccountID,
 type DocumentInfo struct {
 	Title    string            `json:"title,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// DeleteAccount deletes every chunk of account from the vector store.
+func (p *Pipeline) DeleteAccount(ctx context.Context, account apiary.AccountID) error {
+	if err := account.Validate(); err != nil {
+		return err
+	}
+	p.lex.Forget(account) // its key is erased: no term is hashed with a cached copy
+	if err := p.vecs.DeleteAccount(ctx, account); err != nil {
+		return fmt.Errorf("pipeline: delete account chunks: %w", err)
+	}
+	return nil
 }
 
 // Describe opens rec's sealed title and metadata.

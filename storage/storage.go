@@ -149,6 +149,11 @@ type VectorStore interface {
 	// keep (keep 0 removes them all). Newer versions stay: a slow writer of
 	// an old version can never remove what a newer one wrote.
 	DeleteDocument(ctx context.Context, account apiary.AccountID, doc apiary.DocumentID, keep uint64) error
+	// DeleteAccount removes every record of account; an account with none
+	// is not an error. A store that keeps files erases them from the files
+	// too, not only from what it answers (crypto-shredding of the account
+	// also erases its key; this removes what the key sealed).
+	DeleteAccount(ctx context.Context, account apiary.AccountID) error
 	// Search returns up to k records closest to vec by cosine similarity, best first.
 	Search(ctx context.Context, account apiary.AccountID, vec []float32, k int, f VectorFilter) ([]Hit, error)
 	// SearchLexical returns up to k records of account that hold at least

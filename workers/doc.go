@@ -14,6 +14,7 @@
 //
 //	Handle returns nil                          → Ack
 //	apiary.IsPermanent(err), or the last attempt → OnGiveUp, then Term
+//	                                               or Nack when OnGiveUp returns an error
 //	any other error (a panic included)           → Nack after apiary.RetryDelay(err),
 //	                                               or exponential backoff with jitter
 //	the pool was hard-stopped                    → Nack(0): handed back at once

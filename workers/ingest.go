@@ -159,7 +159,8 @@ func failedOutcome(id apiary.DocumentID, err error) apiary.DocumentOutcome {
 }
 
 // GiveUp marks the job of d failed with cause's reason. Use it as the
-// pool's OnGiveUp: it runs once, before the delivery is terminated.
-func (h *IngestHandler) GiveUp(ctx context.Context, d *queue.Delivery, cause error) {
-	h.jobs.GiveUp(ctx, d.Msg.Account, d.Msg.Job, d.Attempt, cause)
+// pool's OnGiveUp: it runs once, before the delivery is terminated. Its
+// error, when the job is still running elsewhere, keeps the delivery.
+func (h *IngestHandler) GiveUp(ctx context.Context, d *queue.Delivery, cause error) error {
+	return h.jobs.GiveUp(ctx, d.Msg.Account, d.Msg.Job, d.Attempt, cause)
 }

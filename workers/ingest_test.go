@@ -419,20 +419,28 @@ func (d dying) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document) 
 	return d.next.Ingest(ctx, job, doc)
 }
 
-// crashOn runs job j in a worker process of its own that dies at document
-// at, and waits until the lease that process left behind has run out.
-func (e *env) crashOn(t *testing.T, j apiary.Job, attempt int, at apiary.DocumentID) {
+// otherProcess is the job service of another worker process, on a NATS
+// connection of its own (closing it is that process dying), with a short
+// lease (300 ms).
+func (e *env) otherProcess(t *testing.T) (*nats.Conn, *jobs.Service) {
 	t.Helper()
-	ctx := context.Background()
 	nc, err := nats.Connect(e.url)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := natsjs.New(nc)
 	require.NoError(t, err)
-	recs, err := records.Open(ctx, natskv.NewKVStore(js, natskv.Config{}))
+	recs, err := records.Open(context.Background(), natskv.NewKVStore(js, natskv.Config{}))
 	require.NoError(t, err)
 	const lease = 300 * time.Millisecond
-	svc := jobs.New(jobs.Config{ProgressEvery: time.Nanosecond, Lease: lease, FinalTimeout: lease}, recs, e.q, e.bus, e.stager)
+	return nc, jobs.New(jobs.Config{ProgressEvery: time.Nanosecond, Lease: lease, FinalTimeout: lease}, recs, e.q, e.bus, e.stager)
+}
+
+// crashOn runs job j in a worker process of its own that dies at document
+// at, and waits until the lease that process left behind has run out.
+func (e *env) crashOn(t *testing.T, j apiary.Job, attempt int, at apiary.DocumentID) {
+	t.Helper()
+	ctx := context.Background()
+	nc, svc := e.otherProcess(t)
 	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1}, svc, e.stager, dying{next: e.ingest, at: at, nc: nc})
 	require.Error(t, h.Handle(ctx, delivery(j, attempt)))
 	held := e.job(t, j.ID)

@@ -49,7 +49,10 @@ type PoolConfig struct {
 	// OnGiveUp, when set, is called once before a delivery is terminated,
 	// with the error that ended it, so that the job can be marked failed
 	// with its reason. It runs under a context that outlives the pool's.
-	OnGiveUp func(ctx context.Context, d *queue.Delivery, err error)
+	// A non-nil error keeps the delivery instead (the job is still running
+	// elsewhere and the message is its only one): it is handed back after
+	// apiary.RetryDelay of that error, else the backoff.
+	OnGiveUp func(ctx context.Context, d *queue.Delivery, err error) error
 	// Fair shares the slots among accounts (see FairConfig).
 	Fair FairConfig
 	// Logger receives the pool's logs: ids, attempts and errors, never
@@ -227,6 +230,16 @@ func (p *Pool) receive(recvCtx, workCtx context.Context) {
 			}
 			ds = ds[:slots]
 		}
+		if recvCtx.Err() != nil {
+			// Received as the pool stopped: hand them back at once rather
+			// than start work on them (as drain does with a pull that was
+			// still in flight).
+			for _, d := range ds {
+				p.settle(workCtx, d, outcome{action: actNack})
+				p.fair.done(d)
+			}
+			ds = nil
+		}
 		for _, d := range ds {
 			p.wg.Add(1)
 			go p.work(workCtx, d)
@@ -376,10 +389,18 @@ func (p *Pool) settle(ctx context.Context, d *queue.Delivery, o outcome) {
 		p.log.Info("workers: job will be retried", logAttrs(d, "err", o.err, "delay", o.delay)...)
 		err = d.Nack(ctx, o.delay)
 	case actGiveUp:
-		p.log.Warn("workers: giving up on job", logAttrs(d, "err", o.err)...)
 		if p.cfg.OnGiveUp != nil {
-			p.cfg.OnGiveUp(ctx, d, o.err)
+			if keep := p.cfg.OnGiveUp(ctx, d, o.err); keep != nil {
+				delay, ok := apiary.RetryDelay(keep)
+				if !ok {
+					delay = p.backoff(d.Attempt)
+				}
+				p.log.Info("workers: job kept for later", logAttrs(d, "err", keep, "delay", delay)...)
+				err = d.Nack(ctx, delay)
+				break
+			}
 		}
+		p.log.Warn("workers: giving up on job", logAttrs(d, "err", o.err)...)
 		err = d.Term(ctx, queue.Reason(o.reason))
 	}
 	if err != nil {

@@ -56,11 +56,11 @@ func TestSourceHandlerEphemeralCredential(t *testing.T) {
 	}}
 	var given apiary.Credentials
 	var givenSecret string
-	opener := func(spec connectors.Spec, creds apiary.Credentials) (connectors.Connector, connectors.Source, error) {
+	opener := func(_ context.Context, _ apiary.Job, spec connectors.Spec, creds apiary.Credentials) (connectors.Connector, connectors.Source, error) {
 		given, givenSecret = creds, string(creds.SecretAccessKey.Reveal())
-		return refusing{}, connectors.Source{Location: spec.Location()}, nil
+		return refusing{}, connectors.Source{Location: spec.SourceLocation()}, nil
 	}
-	h := workers.NewSourceHandler(workers.IngestConfig{}, e.jobs, e.stager, e.ingest, opener, cust)
+	h := workers.NewSourceHandler(workers.IngestConfig{}, e.jobs, e.stager, e.ingest, e.pipe, opener, cust)
 
 	j := e.submit(t, s3Spec.Document())
 	err := h.Handle(ctx, delivery(j, 1))
@@ -73,7 +73,7 @@ func TestSourceHandlerEphemeralCredential(t *testing.T) {
 
 	// A credential gone from custody: permanent, with custody's reason.
 	gone := &fakeCustody{err: custody.ErrTokenGone}
-	h = workers.NewSourceHandler(workers.IngestConfig{}, e.jobs, e.stager, e.ingest, func(connectors.Spec, apiary.Credentials) (connectors.Connector, connectors.Source, error) {
+	h = workers.NewSourceHandler(workers.IngestConfig{}, e.jobs, e.stager, e.ingest, e.pipe, func(context.Context, apiary.Job, connectors.Spec, apiary.Credentials) (connectors.Connector, connectors.Source, error) {
 		t.Fatal("no connector is opened without the credential")
 		return nil, connectors.Source{}, nil
 	}, gone)
@@ -84,7 +84,7 @@ func TestSourceHandlerEphemeralCredential(t *testing.T) {
 
 	// A web source asks custody nothing.
 	web := &fakeCustody{err: custody.ErrTokenGone}
-	h = workers.NewSourceHandler(workers.IngestConfig{}, e.jobs, e.stager, e.ingest, func(spec connectors.Spec, creds apiary.Credentials) (connectors.Connector, connectors.Source, error) {
+	h = workers.NewSourceHandler(workers.IngestConfig{}, e.jobs, e.stager, e.ingest, e.pipe, func(_ context.Context, _ apiary.Job, spec connectors.Spec, creds apiary.Credentials) (connectors.Connector, connectors.Source, error) {
 		require.True(t, creds.Empty())
 		return refusing{}, connectors.Source{Location: spec.URL}, nil
 	}, web)

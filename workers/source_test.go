@@ -51,7 +51,7 @@ func webSite(t *testing.T, limited *atomic.Bool) *httptest.Server {
 	return srv
 }
 
-func webOpener(spec connectors.Spec, _ apiary.Credentials) (connectors.Connector, connectors.Source, error) {
+func webOpener(_ context.Context, _ apiary.Job, spec connectors.Spec, _ apiary.Credentials) (connectors.Connector, connectors.Source, error) {
 	return web.New(web.Config{AllowPrivate: true, PageSize: 2}), connectors.Source{Location: spec.URL, MaxItems: spec.MaxItems}, nil
 }
 
@@ -62,7 +62,7 @@ func TestSourceHandler(t *testing.T) {
 	var limited atomic.Bool
 	limited.Store(true)
 	srv := webSite(t, &limited)
-	h := workers.NewSourceHandler(workers.IngestConfig{DocConcurrency: 2}, e.jobs, e.stager, e.ingest, webOpener, nil)
+	h := workers.NewSourceHandler(workers.IngestConfig{DocConcurrency: 2}, e.jobs, e.stager, e.ingest, e.pipe, webOpener, nil)
 	j := e.submit(t, connectors.Spec{Provider: "web", URL: srv.URL + "/sitemap.xml"}.Document())
 
 	// A rate-limited page fails the run with the site's delay; the others
@@ -106,7 +106,7 @@ func TestSourceHandlerFailsASourceWithNothingToList(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	h := workers.NewSourceHandler(workers.IngestConfig{}, e.jobs, e.stager, e.ingest, webOpener, nil)
+	h := workers.NewSourceHandler(workers.IngestConfig{}, e.jobs, e.stager, e.ingest, e.pipe, webOpener, nil)
 	j := e.submit(t, connectors.Spec{Provider: "web", URL: srv.URL + "/sitemap.xml"}.Document())
 	err := h.Handle(context.Background(), delivery(j, 1))
 	require.True(t, apiary.IsPermanent(err), "%v", err)

@@ -12,6 +12,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/connections"
 	"github.com/apiaryhq/apiary/connectors/custody"
 	"github.com/apiaryhq/apiary/connectors/custody/natscustody"
 	"github.com/apiaryhq/apiary/connectors/upload"
@@ -19,6 +20,7 @@ import (
 	"github.com/apiaryhq/apiary/pipeline/chunk"
 	"github.com/apiaryhq/apiary/pipeline/embed"
 	"github.com/apiaryhq/apiary/pipeline/encrypt"
+	"github.com/apiaryhq/apiary/pipeline/encrypt/kek"
 	"github.com/apiaryhq/apiary/storage"
 	"github.com/apiaryhq/apiary/storage/natskv"
 	"github.com/apiaryhq/apiary/storage/records"
@@ -63,6 +65,12 @@ type app struct {
 	// custody holds the ephemeral tokens this process accepted, in memory;
 	// other processes' workers ask it over NATS (natscustody).
 	custody *custody.Custody
+	// keyCalls counts the calls to the --keys provider (keys.go).
+	keyCalls *kek.Counter
+
+	connsOnce sync.Once
+	conns     *connections.Service
+	connsErr  error
 
 	awsOnce sync.Once
 	awsCfg  aws.Config
@@ -95,7 +103,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.bus, err = natsbus.New(ctx, natsbus.Config{Conn: a.nc, Replicas: cfg.NATS.Replicas, MaxAge: cfg.NATS.EventsMaxAge, MaxBytes: int64(cfg.NATS.EventsMaxMiB) << 20}); err != nil {
 		return nil, err
 	}
-	if a.keys, err = keyProviders.open(ctx, a, cfg.Keys.Name); err != nil {
+	if err := a.openKeys(ctx); err != nil {
 		return nil, err
 	}
 	if a.queue, err = queues.open(ctx, a, cfg.Queue.Name); err != nil {
@@ -189,7 +197,11 @@ func (a *app) poolComponent() (component, error) {
 	mux := workers.NewMux()
 	mux.Register(apiary.JobKindIngest, handler)
 	mux.Register(apiary.JobKindReembed, a.reembedHandler())
-	mux.Register(apiary.JobKindSource, workers.NewSourceHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe, a.openSource, a.withdrawer()))
+	conns, err := a.connections()
+	if err != nil {
+		return component{}, err
+	}
+	mux.Register(apiary.JobKindSource, workers.NewSourceHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe, a.pipe, a.openSource, a.withdrawer()).WithCursors(conns))
 	pool, err := workers.NewPool(a.queue, mux, workers.PoolConfig{
 		Concurrency: a.cfg.Workers.Count,
 		Fair:        workers.FairConfig{MaxPerAccount: a.cfg.Workers.JobsPerAccount},

@@ -100,7 +100,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "%-12s %9.1f documents/s   (%s alone, on the same chunks, in batches of %d: %.1f before the path, %.1f after)\n",
 				"embedder", res.bare, res.model, pipeline.DefaultEmbedBatch, res.spread[0], res.spread[1])
 		}
-		fmt.Fprintf(stdout, "%-12s %9.1f documents/s   %5.2fx embedded   %5.2fx the embedder alone\n", r.name, res.path, res.path/base, res.path/res.bare)
+		fmt.Fprintf(stdout, "%-12s %9.1f documents/s   %5.2fx embedded   %5.2fx the embedder alone   %.3f %s calls/document\n",
+			r.name, res.path, res.path/base, res.path/res.bare, res.keyCalls, r.cfg.Keys.Name)
 	}
 	if !distributed {
 		fmt.Fprintln(stdout, "distributed  skipped: pass --nats-url, --queue sqs, --keys awskms and/or --vectors milvus to compare")
@@ -114,6 +115,9 @@ type benchResult struct {
 	bare   float64    // documents/s of the embedder alone, on the same chunks: the mean of a run before the path and one after
 	spread [2]float64 // the two runs of the embedder alone
 	path   float64    // documents/s of the whole path, first request to last job's end
+	// keyCalls is the calls to the --keys provider (KMS) per document on the
+	// whole path: about 1 with --keys-direct, far less with key-encryption keys.
+	keyCalls float64
 }
 
 // benchBare embeds the chunks of the bench's documents with emb alone, in
@@ -176,7 +180,7 @@ func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 		return json.Unmarshal(rec.Body.Bytes(), out)
 	}
 
-	start := time.Now()
+	start, calls0 := time.Now(), a.keyCalls.Calls()
 	var ids []string
 	per := (opt.Documents + opt.Jobs - 1) / opt.Jobs
 	for j := 0; j < opt.Documents; j += per {
@@ -215,6 +219,7 @@ func benchOnce(ctx context.Context, cfg Config, opt benchOptions, stderr io.Writ
 		}
 	}
 	res.path = float64(opt.Documents) / time.Since(start).Seconds()
+	res.keyCalls = float64(a.keyCalls.Calls()-calls0) / float64(opt.Documents)
 	return res, nil
 }
 

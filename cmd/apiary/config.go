@@ -52,6 +52,8 @@ type APIConfig struct {
 	AccountRate  float64
 	AccountBurst int
 
+	AuditRetention time.Duration // audit log entries older are pruned (audit.go)
+
 	BootstrapToken secret // APIARY_BOOTSTRAP_TOKEN, environment only
 }
 
@@ -62,6 +64,7 @@ func (c *APIConfig) register(f *flags) {
 	f.int(&c.RateBurst, "rate-burst", 100, "burst of requests per token")
 	f.float(&c.AccountRate, "account-rate-limit", 200, "cost units per second per account, shared by its tokens")
 	f.int(&c.AccountBurst, "account-rate-burst", 400, "burst of cost units per account")
+	f.dur(&c.AuditRetention, "audit-retention", defaultAuditRetention, "how long audit log entries are kept (pruned hourly)")
 	c.BootstrapToken = secret(os.Getenv("APIARY_BOOTSTRAP_TOKEN"))
 }
 
@@ -76,6 +79,9 @@ func (c APIConfig) validate() error {
 	if c.AccountRate <= 0 || c.AccountBurst < 1 {
 		errs = append(errs, errors.New("--account-rate-limit must be positive and --account-rate-burst at least 1"))
 	}
+	if c.AuditRetention < time.Hour {
+		errs = append(errs, errors.New("--audit-retention must be at least 1h (e.g. 2160h for 90 days)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -86,6 +92,9 @@ type WorkersConfig struct {
 	MaxAttempts     int           // deliveries before a job is marked failed
 	Lease           time.Duration // queue ack wait and job record lease
 	ShutdownTimeout time.Duration // the workers' stop budget, after the HTTP server's
+	// ScheduleInterval is how often the scheduler looks for due
+	// connection schedules.
+	ScheduleInterval time.Duration
 }
 
 func (c *WorkersConfig) register(f *flags) {
@@ -94,6 +103,7 @@ func (c *WorkersConfig) register(f *flags) {
 	f.int(&c.MaxAttempts, "max-attempts", 5, "deliveries of a job before it is marked failed")
 	f.dur(&c.Lease, "lease", 60*time.Second, "job lease (queue ack wait); extended while a job runs")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight jobs may finish after SIGTERM before they are handed back")
+	f.dur(&c.ScheduleInterval, "schedule-interval", time.Minute, "how often the workers look for connection schedules due to run")
 }
 
 func (c WorkersConfig) validate() error {
@@ -109,6 +119,9 @@ func (c WorkersConfig) validate() error {
 	}
 	if c.Lease < 2*time.Second {
 		errs = append(errs, errors.New("--lease must be at least 2s"))
+	}
+	if c.ScheduleInterval < time.Second {
+		errs = append(errs, errors.New("--schedule-interval must be at least 1s"))
 	}
 	return errors.Join(errs...)
 }
@@ -168,11 +181,13 @@ func (c *Config) Validate(role string) error {
 		errs = append(errs, fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(append(errs,
-		c.HTTP.validate(),
+		c.HTTP.validate(role),
 		c.API.validate(),
 		c.Workers.validate(),
 		c.Pipeline.validate(),
 		c.Connections.validate(),
+		c.Sources.validate(),
+		c.Keys.validate(),
 		c.NATS.validate(role),
 		queues.check(c, role, "--queue", c.Queue.Name),
 		keyProviders.check(c, role, "--keys", c.Keys.Name),
@@ -335,8 +350,11 @@ func (f *flags) dur(p *time.Duration, name string, def time.Duration, usage stri
 	f.DurationVar(p, name, envParse(f, name, def, time.ParseDuration, "a duration (like 30s or 5m)"), usage+" ("+envName(name)+")")
 }
 
-func (f *flags) bool(p *bool, name, usage string) {
-	f.BoolVar(p, name, envParse(f, name, false, strconv.ParseBool, "true or false"), usage+" ("+envName(name)+")")
+func (f *flags) bool(p *bool, name, usage string) { f.boolOr(p, name, false, usage) }
+
+// boolOr is bool with the default def.
+func (f *flags) boolOr(p *bool, name string, def bool, usage string) {
+	f.BoolVar(p, name, envParse(f, name, def, strconv.ParseBool, "true or false"), usage+" ("+envName(name)+")")
 }
 
 // envParse returns name's APIARY_* variable parsed by parse, or def when it

@@ -83,6 +83,11 @@ func TestAdapterChoices(t *testing.T) {
 		{[]string{"--models-dir", ""}, "--models-dir must be set"},
 		{[]string{"--embedder", "local", "--embed-model", "gpt-7", "--embed-batch", "0"}, ""}, // the onnx embedder's flags, unused
 		{[]string{"--embed-dim", "4"}, "--embed-dim 4: local: Dim must be between 8 and 65536"},
+		{[]string{"--source-api-urls", "github=https://ghe.example.com/api/v3, notion=http://127.0.0.1:9"}, ""},
+		{[]string{"--source-api-urls", "gitlab=https://gitlab.example.com"}, `--source-api-urls: "gitlab=https://gitlab.example.com" is not provider=http(s)://url`},
+		{[]string{"--source-api-urls", "github=ftp://x"}, "is not provider=http(s)://url"},
+		{[]string{"--gdrive-scope", "drive.file"}, ""},
+		{[]string{"--gdrive-scope", "drive"}, "--gdrive-scope must be drive.readonly or drive.file"},
 	} {
 		var cfg Config
 		fs, envErr := flagSet("serve", &cfg)

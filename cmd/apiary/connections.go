@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 
@@ -24,6 +25,24 @@ type ConnectionsConfig struct {
 	Secrets    map[string]secret  // APIARY_OAUTH_<NAME>_CLIENT_SECRET, environment only
 	OIDCIssuer string             // --oauth-oidc-issuer
 	OIDCScopes string             // --oauth-oidc-scopes
+	// Endpoints override a provider's endpoints (GitHub Enterprise, a
+	// national cloud, a test's local server); empty keeps the template's.
+	Endpoints map[string]*providerEndpoints
+}
+
+// providerEndpoints are --oauth-<name>-{auth,token,revoke}-url and
+// --oauth-<name>-issuer.
+type providerEndpoints struct{ Auth, Token, Revoke, Issuer string }
+
+// endpointFlags are the override flags' suffixes and what they set.
+var endpointFlags = []struct {
+	suffix, what string
+	field        func(*providerEndpoints) *string
+}{
+	{"auth-url", "authorization endpoint", func(e *providerEndpoints) *string { return &e.Auth }},
+	{"token-url", "token endpoint", func(e *providerEndpoints) *string { return &e.Token }},
+	{"revoke-url", "revocation endpoint", func(e *providerEndpoints) *string { return &e.Revoke }},
+	{"issuer", "issuer (checked against an authorization response's iss)", func(e *providerEndpoints) *string { return &e.Issuer }},
 }
 
 func secretEnv(name string) string {
@@ -39,6 +58,17 @@ func (c *ConnectionsConfig) register(f *flags) {
 		f.str(c.ClientIDs[name], "oauth-"+name+"-client-id", "",
 			"OAuth client id at "+name+"; set to offer "+name+" connections (secret: "+secretEnv(name)+")")
 		c.Secrets[name] = secret(os.Getenv(secretEnv(name)))
+	}
+	c.Endpoints = map[string]*providerEndpoints{}
+	for _, name := range oauthProviders {
+		c.Endpoints[name] = &providerEndpoints{}
+		for _, ef := range endpointFlags {
+			if name == "oidc" && ef.suffix == "issuer" {
+				continue // --oauth-oidc-issuer, below
+			}
+			f.str(ef.field(c.Endpoints[name]), "oauth-"+name+"-"+ef.suffix, "",
+				"override the "+ef.what+" of "+name+" (self-hosted servers like GitHub Enterprise, tests); empty keeps its own")
+		}
 	}
 	f.str(&c.OIDCIssuer, "oauth-oidc-issuer", "", "issuer of the generic OpenID Connect provider (endpoints discovered from it)")
 	f.str(&c.OIDCScopes, "oauth-oidc-scopes", "openid", "comma-separated scopes asked of the generic OpenID Connect provider")
@@ -61,6 +91,16 @@ func (c ConnectionsConfig) providers() []connections.Provider {
 				}
 			}
 		}
+		if e := c.Endpoints[name]; e != nil {
+			for _, o := range []struct {
+				to *string
+				v  string
+			}{{&p.AuthURL, e.Auth}, {&p.TokenURL, e.Token}, {&p.RevokeURL, e.Revoke}, {&p.Issuer, e.Issuer}} {
+				if o.v != "" {
+					*o.to = o.v
+				}
+			}
+		}
 		p.ClientID = *id
 		p.ClientSecret = string(c.Secrets[name])
 		out = append(out, p)
@@ -70,10 +110,22 @@ func (c ConnectionsConfig) providers() []connections.Provider {
 
 func (c ConnectionsConfig) validate() error {
 	ps := c.providers()
-	if len(ps) == 0 {
-		return nil
-	}
 	var errs []error
+	for _, name := range oauthProviders {
+		e := c.Endpoints[name]
+		if e == nil {
+			continue
+		}
+		for _, ef := range endpointFlags {
+			v := *ef.field(e)
+			if u, err := url.Parse(v); v != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+				errs = append(errs, fmt.Errorf("--oauth-%s-%s must be an absolute http(s) URL", name, ef.suffix))
+			}
+		}
+	}
+	if len(ps) == 0 {
+		return errors.Join(errs...)
+	}
 	if c.PublicURL == "" {
 		errs = append(errs, errors.New("--public-url is required when an OAuth provider is configured"))
 	}
@@ -91,12 +143,22 @@ func (c ConnectionsConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// newConnections returns the OAuth connection service over the app's
-// records, keys and event bus.
-func (a *app) newConnections() (*connections.Service, error) {
-	return connections.New(connections.Config{
-		Providers: a.cfg.Connections.providers(),
-		PublicURL: a.cfg.Connections.PublicURL,
-		Logger:    a.log.With("component", "connections"),
-	}, a.recs, a.keys, a.bus)
+// connections returns the app's OAuth connection service over its
+// records, keys and event bus, one per process: the API's routes and the
+// workers' connectors share it.
+func (a *app) connections() (*connections.Service, error) {
+	a.connsOnce.Do(func() {
+		providers := a.cfg.Connections.providers()
+		for i, p := range providers {
+			if p.Name == "google" { // the scope --gdrive-scope names
+				providers[i].Scopes = []string{"https://www.googleapis.com/auth/" + a.cfg.Sources.DriveScope}
+			}
+		}
+		a.conns, a.connsErr = connections.New(connections.Config{
+			Providers: providers,
+			PublicURL: a.cfg.Connections.PublicURL,
+			Logger:    a.log.With("component", "connections"),
+		}, a.recs, a.keys, a.bus)
+	})
+	return a.conns, a.connsErr
 }

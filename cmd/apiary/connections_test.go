@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
+
+	"github.com/apiaryhq/apiary/connections"
 )
 
 func TestConnectionsConfig(t *testing.T) {
@@ -47,4 +49,40 @@ func TestConnectionsConfig(t *testing.T) {
 	require.NotEmpty(t, ps[0].RevokeURL)
 	require.Equal(t, []string{"openid", "offline_access"}, ps[1].Scopes)
 	require.Equal(t, "https://i", ps[1].Issuer)
+}
+
+// TestOAuthEndpointOverrides: --oauth-<name>-{auth,token,revoke}-url and
+// --oauth-<name>-issuer (or their APIARY_OAUTH_* variables) point a
+// provider at other servers (GitHub Enterprise, a test's); they do not
+// turn on a provider without a client id, and must be absolute URLs.
+func TestOAuthEndpointOverrides(t *testing.T) {
+	t.Setenv("APIARY_OAUTH_GITHUB_REVOKE_URL", "https://ghe.example/api/v3/applications/{client_id}/grant")
+	t.Setenv("APIARY_OAUTH_GITHUB_CLIENT_SECRET", "gh-secret")
+	var cfg Config
+	fs, envErr := flagSet("serve", &cfg)
+	require.NoError(t, envErr)
+	require.NoError(t, fs.Parse([]string{
+		"--public-url", "https://apiary.example",
+		"--oauth-github-client-id", "Iv1.x",
+		"--oauth-github-auth-url", "https://ghe.example/login/oauth/authorize",
+		"--oauth-github-token-url", "https://ghe.example/login/oauth/access_token",
+		"--oauth-notion-token-url", "https://notion.example/token", // notion has no client id: stays off
+	}))
+	require.NoError(t, cfg.Connections.validate())
+	ps := cfg.Connections.providers()
+	require.Len(t, ps, 1)
+	gh := ps[0]
+	require.Equal(t, "github", gh.Name)
+	require.Equal(t, "https://ghe.example/login/oauth/authorize", gh.AuthURL)
+	require.Equal(t, "https://ghe.example/login/oauth/access_token", gh.TokenURL)
+	require.Equal(t, "https://ghe.example/api/v3/applications/{client_id}/grant", gh.RevokeURL)
+	require.Equal(t, connections.RevokeGitHubGrant, gh.RevokeStyle, "the template's revoke style is kept")
+	require.Equal(t, "gh-secret", gh.ClientSecret)
+
+	cfg = Config{}
+	fs, _ = flagSet("serve", &cfg)
+	require.NoError(t, fs.Parse([]string{"--oauth-google-token-url", "oauth2.example/token", "--oauth-notion-issuer", "ftp://x"}))
+	err := cfg.Connections.validate()
+	require.ErrorContains(t, err, "--oauth-google-token-url must be an absolute http(s) URL")
+	require.ErrorContains(t, err, "--oauth-notion-issuer must be an absolute http(s) URL")
 }

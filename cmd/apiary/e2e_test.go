@@ -65,6 +65,7 @@ type server struct {
 	base    string
 	dataDir string
 	token   string
+	stdout  *testutil.Buffer
 	stderr  *testutil.Buffer
 	done    chan struct{}
 }
@@ -89,13 +90,19 @@ func startServer(t *testing.T, dataDir, token string, extra ...string) *server {
 // extra chooses another.
 func startRole(t *testing.T, role, dataDir, token string, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, dataDir: dataDir, token: token, stderr: &testutil.Buffer{}, done: make(chan struct{})}
-	addr := freeAddr(t)
+	return startRoleAt(t, freeAddr(t), role, dataDir, token, extra...)
+}
+
+// startRoleAt is startRole listening on addr (known before the start, for
+// flags that name it, like --public-url).
+func startRoleAt(t *testing.T, addr, role, dataDir, token string, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, dataDir: dataDir, token: token, stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}, done: make(chan struct{})}
 	s.base = "http://" + addr
 	args := []string{role, "--data-dir", dataDir, "--addr", addr, "--embedder", "local"}
 	s.cmd = exec.Command(apiaryBin, append(args, extra...)...)
 	s.cmd.Env = append(os.Environ(), "APIARY_BOOTSTRAP_TOKEN="+token)
-	s.cmd.Stderr = s.stderr
+	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	require.NoError(t, s.cmd.Start())
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {

@@ -21,6 +21,9 @@ type HTTPConfig struct {
 	Addr    string
 	TLSCert string // PEM certificate (chain) for HTTPS
 	TLSKey  string // PEM private key for HTTPS
+	// InsecureHTTP lets the API listen on a non-loopback address without
+	// TLS, for a TLS-terminating proxy or load balancer in front of it.
+	InsecureHTTP bool
 
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
@@ -34,6 +37,7 @@ func (c *HTTPConfig) register(f *flags) {
 	f.str(&c.Addr, "addr", "127.0.0.1:8080", "HTTP listen address")
 	f.str(&c.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS (TLS 1.2+) instead of HTTP")
 	f.str(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	f.bool(&c.InsecureHTTP, "insecure-http", "serve plain HTTP on a non-loopback --addr (only behind a proxy or load balancer that terminates TLS)")
 	f.dur(&c.ShutdownTimeout, "http-shutdown-timeout", 10*time.Second, "how long open HTTP requests may finish after SIGTERM before their connections are closed; the workers' --shutdown-timeout starts after it")
 	f.dur(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers")
 	f.dur(&c.IdleTimeout, "idle-timeout", 30*time.Second, "how long an idle keep-alive connection stays open")
@@ -42,8 +46,13 @@ func (c *HTTPConfig) register(f *flags) {
 	f.int(&c.BodyMinRateKiB, "body-min-rate-kib", 16, "slowest accepted request body, in KiB/s (after --body-timeout)")
 }
 
-func (c HTTPConfig) validate() error {
+func (c HTTPConfig) validate(role string) error {
 	var errs []error
+	if role != roleWorker && c.TLSCert == "" && !c.InsecureHTTP && !loopback(c.Addr) {
+		// The worker's listener serves only /healthz and /readyz.
+		errs = append(errs, fmt.Errorf("--addr %s is not a loopback address and there is no --tls-cert: API tokens would cross the network in the clear; "+
+			"serve HTTPS with --tls-cert and --tls-key, or, behind a proxy or load balancer that terminates TLS, set --insecure-http", c.Addr))
+	}
 	if c.ReadHeaderTimeout <= 0 || c.IdleTimeout <= 0 || c.BodyTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--read-header-timeout, --idle-timeout, --body-timeout and --http-shutdown-timeout must be positive"))
 	}
@@ -54,6 +63,37 @@ func (c HTTPConfig) validate() error {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
 	return errors.Join(errs...)
+}
+
+// loopback reports whether addr (HOST:PORT) listens on a loopback address
+// only: localhost or a 127.0.0.0/8 or ::1 address. An empty host (every
+// interface) is not.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkListener refuses a plain-HTTP API listener bound to a non-loopback
+// address unless --insecure-http: validate judged --addr by its text, and a
+// host name (localhost above all) is only as loopback as the resolver makes
+// it. It closes ln when it refuses.
+func checkListener(ln net.Listener, cfg HTTPConfig) error {
+	if cfg.TLSCert != "" || cfg.InsecureHTTP {
+		return nil
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+		return nil
+	}
+	ln.Close()
+	return fmt.Errorf("--addr %s listens on %s, not a loopback address, and there is no --tls-cert: "+
+		"serve HTTPS with --tls-cert and --tls-key, or, behind a proxy or load balancer that terminates TLS, set --insecure-http", cfg.Addr, ln.Addr())
 }
 
 // newHTTPServer returns an http.Server for h with cfg's connection limits:

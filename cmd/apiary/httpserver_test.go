@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -236,4 +238,72 @@ func TestShutdownBudgetsAreSeparate(t *testing.T) {
 	require.Contains(t, logs.String(), "closing the connections still open")
 	requireClosedByServer(t, c)
 	require.Error(t, within(t, h.results, "the stuck request ending"), "the stuck request ended")
+}
+
+// TestPlainHTTPOnlyOnLoopback: serve and api refuse to listen in the clear
+// on anything but a loopback address unless TLS is configured or
+// --insecure-http says a proxy terminates it; a worker's health listener
+// is exempt (it serves /healthz and /readyz only).
+func TestPlainHTTPOnlyOnLoopback(t *testing.T) {
+	cases := []struct {
+		role string
+		args []string
+		ok   bool
+	}{
+		{roleServe, []string{"--addr", "127.0.0.1:8080"}, true},
+		{roleServe, []string{"--addr", "localhost:8080"}, true},
+		{roleServe, []string{"--addr", "[::1]:8080"}, true},
+		{roleServe, []string{"--addr", "0.0.0.0:8080"}, false},
+		{roleServe, []string{"--addr", ":8080"}, false},
+		{roleAPI, []string{"--addr", "10.0.0.5:8080"}, false},
+		{roleAPI, []string{"--addr", "api.internal:8080"}, false},
+		{roleServe, []string{"--addr", "0.0.0.0:8080", "--insecure-http"}, true},
+		{roleServe, []string{"--addr", "0.0.0.0:8080", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, true},
+		{roleWorker, []string{"--addr", "0.0.0.0:8080", "--nats-url", "nats://127.0.0.1:4222", "--queue", "jetstream"}, true},
+	}
+	for _, c := range cases {
+		var cfg Config
+		fs, envErr := flagSet(c.role, &cfg)
+		require.NoError(t, envErr)
+		require.NoError(t, fs.Parse(append(c.args, "--embedder", "local")))
+		err := cfg.Validate(c.role)
+		if c.ok {
+			if err != nil {
+				require.NotContains(t, err.Error(), "--insecure-http", "%s %v", c.role, c.args)
+			}
+			continue
+		}
+		require.Error(t, err, "%s %v", c.role, c.args)
+		require.Contains(t, err.Error(), "is not a loopback address", "%s %v", c.role, c.args)
+		require.Contains(t, err.Error(), "--insecure-http", "%s %v", c.role, c.args)
+	}
+
+	// The binary refuses before it opens anything.
+	out, err := exec.Command(apiaryBin, "serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--addr", "0.0.0.0:0", "--embedder", "local").CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "--insecure-http")
+}
+
+// TestListenerCheckedAfterListening: --addr is judged again by the address
+// the listener got, so a host name that resolves off loopback is refused
+// however its text reads; TLS or --insecure-http let it be.
+func TestListenerCheckedAfterListening(t *testing.T) {
+	all, err := net.Listen("tcp", "0.0.0.0:0") // every interface: what a name could resolve to
+	require.NoError(t, err)
+	err = checkListener(all, HTTPConfig{Addr: "localhost:8080"})
+	require.ErrorContains(t, err, "not a loopback address")
+	require.ErrorContains(t, err, "--insecure-http")
+	_, err = all.Accept()
+	require.ErrorIs(t, err, net.ErrClosed, "the refused listener is closed")
+
+	for _, cfg := range []HTTPConfig{{InsecureHTTP: true}, {TLSCert: "c.pem", TLSKey: "k.pem"}} {
+		ln, err := net.Listen("tcp", "0.0.0.0:0")
+		require.NoError(t, err)
+		require.NoError(t, checkListener(ln, cfg))
+		ln.Close()
+	}
+	lo, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer lo.Close()
+	require.NoError(t, checkListener(lo, HTTPConfig{Addr: "localhost:8080"}))
 }

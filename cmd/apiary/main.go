@@ -130,6 +130,9 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := a.openRecords(ctx); err != nil {
 		return err
 	}
+	if err := a.openKeys(ctx); err != nil {
+		return err
+	}
 	tok, err := api.NewOperatorToken(ctx, a.recs, *name)
 	if errors.Is(err, apiary.ErrNotFound) {
 		return errors.New("no installation here yet: run apiary serve once first (it creates the first operator token)")

@@ -72,7 +72,9 @@ func (a *app) openRecords(ctx context.Context) (err error) {
 	return err
 }
 
-func (a *app) kvConfig() natskv.Config { return natskv.Config{Replicas: a.cfg.NATS.Replicas} }
+func (a *app) kvConfig() natskv.Config {
+	return natskv.Config{Replicas: a.cfg.NATS.Replicas, EraseReplaced: records.SealedBuckets, Logger: a.log}
+}
 
 // connectNATS connects to --nats-url, or starts the embedded server in the
 // data dir. The embedded server opens no port: this process is its only

@@ -36,6 +36,7 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 	if role != roleAPI {
 		parts := []func() (component, error){
 			func() (component, error) { return a.sweeperComponent(), nil },
+			a.schedulerComponent,
 			a.webhookComponent,
 			a.poolComponent,
 		}
@@ -51,6 +52,8 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 	serve := a.apiComponent
 	if role == roleWorker {
 		serve = a.healthComponent
+	} else {
+		a.lc.start(ctx, a.auditPrunerComponent(auditPruneEvery))
 	}
 	c, err := serve(ctx, stderr)
 	if err != nil {
@@ -94,6 +97,9 @@ func (a *app) apiComponent(ctx context.Context, stderr io.Writer) (component, er
 	if err != nil {
 		return component{}, err
 	}
+	if err := checkListener(ln, a.cfg.HTTP); err != nil {
+		return component{}, err
+	}
 	httpSrv := newHTTPServer(srv.Handler(), a.cfg.HTTP)
 	httpSrv.RegisterOnShutdown(srv.StopStreams) // open event streams end at once
 	a.log.Info("apiary serving", "addr", ln.Addr().String(), "tls", a.cfg.HTTP.TLSCert != "", "data_dir", a.cfg.DataDir)
@@ -103,7 +109,7 @@ func (a *app) apiComponent(ctx context.Context, stderr io.Writer) (component, er
 // newAPI returns the API over the app's engines.
 func (a *app) newAPI() (*api.Server, error) {
 	cfg := a.cfg.API
-	conns, err := a.newConnections()
+	conns, err := a.connections()
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +125,7 @@ func (a *app) newAPI() (*api.Server, error) {
 
 		AllowPrivateWebhooks: a.cfg.Webhooks.AllowPrivate,
 		AllowPrivateSources:  a.cfg.Sources.AllowPrivate,
+		DrivePickedOnly:      a.cfg.Sources.DriveScope == "drive.file",
 		Model:                a.pipe.Model(),
 	}, api.Deps{
 		Records:     a.recs,

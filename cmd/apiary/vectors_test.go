@@ -28,8 +28,7 @@ func openStoppedVectors(t *testing.T, dataDir string) (vs *localvec.Store, done 
 	a := bareApp(serveConfig(t, dataDir), slog.New(slog.DiscardHandler))
 	require.NoError(t, a.openRecords(t.Context()))
 	var err error
-	a.keys, err = keyProviders.open(t.Context(), a, a.cfg.Keys.Name)
-	require.NoError(t, err)
+	require.NoError(t, a.openKeys(t.Context()))
 	vs, err = openLocalVectors(a, 0)
 	require.NoError(t, err)
 	return vs, func() {
@@ -96,8 +95,7 @@ func TestLocalVectorsAreSealedAtRest(t *testing.T) {
 		a := bareApp(serveConfig(t, dataDir), slog.New(slog.NewTextHandler(&logs, nil)))
 		require.NoError(t, a.openRecords(ctx))
 		var err error
-		a.keys, err = keyProviders.open(ctx, a, a.cfg.Keys.Name)
-		require.NoError(t, err)
+		require.NoError(t, a.openKeys(ctx))
 		vs, err := openLocalVectors(a, storagetest.VectorDim)
 		require.NoError(t, err)
 		return a, vs

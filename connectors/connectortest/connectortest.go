@@ -12,7 +12,11 @@
 // content, an expired credential (KindUnauthenticated), rate limiting
 // (KindRateLimited carrying the server's delay), a deleted item
 // (connectors.ErrGone), an item over the size cap (TooLarge without reading
-// it all) and non-UTF-8 content (bytes passed through untouched).
+// it all), non-UTF-8 content (bytes passed through untouched; non-ASCII text
+// kept whole for a vendor that holds text only, see TextHarness), a listing
+// of picked items (Source.Items) and, for connectors that have one, the
+// change feed (connectors.ChangeFeed: changed and removed items after a
+// token).
 package connectortest
 
 import (
@@ -22,6 +26,7 @@ import (
 	"io"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -57,6 +62,19 @@ type Harness interface {
 	Served(id string) int64
 }
 
+// TextHarness is implemented by the harness of a connector whose vendor
+// holds text, not bytes: an API that serves content as JSON (Notion's
+// blocks, Confluence's storage format) carries only Unicode, so invalid
+// UTF-8 cannot be stored there, let alone come back, and such a connector
+// renders the text (as Markdown) rather than passing bytes through. For it
+// NonUTF8 checks what still holds: non-ASCII text comes back intact, in
+// valid UTF-8.
+type TextHarness interface {
+	Harness
+	// TextOnly reports whether the vendor holds text only.
+	TextOnly() bool
+}
+
 // Run runs the suite, calling newHarness for each test.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	tests := []struct {
@@ -71,6 +89,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"DeletedItem", testDeletedItem},
 		{"TooLarge", testTooLarge},
 		{"NonUTF8", testNonUTF8},
+		{"PickedItems", testPickedItems},
+		{"ChangeFeed", testChangeFeed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -284,6 +304,10 @@ func testTooLarge(t *testing.T, h Harness) {
 }
 
 func testNonUTF8(t *testing.T, h Harness) {
+	if th, ok := h.(TextHarness); ok && th.TextOnly() {
+		testNonASCIIText(t, h)
+		return
+	}
 	content := []byte("caf\xe9 \xff\xfe na\xefve \x00\x80 end") // Latin-1 and stray bytes
 	id := h.Put(t, "latin1", content)
 	c, err := h.Connector().Open(ctx(t), connectors.Item{ID: id, Size: -1})
@@ -292,4 +316,92 @@ func testNonUTF8(t *testing.T, h Harness) {
 	require.NoError(t, err)
 	require.NoError(t, c.Body.Close())
 	require.True(t, bytes.Equal(content, got), "bytes pass through untouched: got %q", got)
+}
+
+// testNonASCIIText is NonUTF8 for a vendor that holds text only: the text
+// comes back whole, byte for byte, within valid UTF-8.
+func testNonASCIIText(t *testing.T, h Harness) {
+	content := "café naïve Ærøskøbing, 日本語のテキスト, ÿ þ \u00a0nbsp, emoji 🐝🍯 end"
+	id := h.Put(t, "unicode", []byte(content))
+	c, err := h.Connector().Open(ctx(t), connectors.Item{ID: id, Size: -1})
+	require.NoError(t, err)
+	got, err := io.ReadAll(c.Body)
+	require.NoError(t, err)
+	require.NoError(t, c.Body.Close())
+	require.True(t, utf8.Valid(got), "a text-only vendor's content is valid UTF-8: got %q", got)
+	require.Contains(t, string(got), content, "non-ASCII text passes through untouched")
+}
+
+func testPickedItems(t *testing.T, h Harness) {
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, h.Put(t, fmt.Sprintf("pick-%d", i), []byte(fmt.Sprintf("picked %d", i))))
+	}
+	src := h.Source()
+	src.Items = []string{ids[2], ids[0]}
+	var got []string
+	for it, err := range connectors.All(ctx(t), h.Connector(), src, "") {
+		require.NoError(t, err)
+		got = append(got, it.ID)
+	}
+	require.Equal(t, []string{ids[2], ids[0]}, got, "a picked listing yields the picked items, in order, and nothing else")
+
+	h.Delete(t, ids[1])
+	src.Items = []string{ids[1]}
+	var err error
+	for _, err = range connectors.All(ctx(t), h.Connector(), src, "") {
+		if err != nil {
+			break
+		}
+	}
+	if err != nil { // a connector may list a stale pick and fail at Open
+		require.ErrorIs(t, err, connectors.ErrGone, "a picked item deleted at the source")
+	}
+}
+
+func testChangeFeed(t *testing.T, h Harness) {
+	feed, ok := h.Connector().(connectors.ChangeFeed)
+	if !ok {
+		t.Skip("the connector has no change feed")
+	}
+	keep := h.Put(t, "keep", []byte("unchanged"))
+	edit := h.Put(t, "edit", []byte("before"))
+	gone := h.Put(t, "gone", []byte("deleted soon"))
+	token, err := feed.StartToken(ctx(t), h.Source())
+	require.NoError(t, err)
+
+	h.Put(t, "edit", []byte("after the token"))
+	added := h.Put(t, "added", []byte("new after the token"))
+	h.Delete(t, gone)
+
+	changed, removed := map[string]bool{}, map[string]bool{}
+	cur := token
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 10_000, "the change feed does not end")
+		ch, err := feed.Changes(ctx(t), h.Source(), cur)
+		require.NoError(t, err)
+		for _, it := range ch.Items {
+			changed[it.ID] = true
+		}
+		for _, id := range ch.Removed {
+			removed[id] = true
+		}
+		if ch.Next == "" {
+			require.NotEmpty(t, ch.Token, "the last page of changes names the next sync's token")
+			cur = ch.Token
+			break
+		}
+		cur = ch.Next
+	}
+	require.True(t, changed[edit], "an item changed after the token is listed")
+	require.True(t, changed[added], "an item added after the token is listed")
+	require.False(t, changed[keep], "an unchanged item is not listed")
+	require.True(t, removed[gone], "an item deleted after the token is removed")
+
+	// Nothing changed since: the next sync's feed is empty of these.
+	ch, err := feed.Changes(ctx(t), h.Source(), cur)
+	require.NoError(t, err)
+	for _, it := range ch.Items {
+		require.NotEqual(t, edit, it.ID, "a change is listed once, not again from the next token")
+	}
 }

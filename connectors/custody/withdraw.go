@@ -101,7 +101,7 @@ func (c *Custody) Withdraw(ctx context.Context, job apiary.Job) (apiary.Credenti
 	case errors.Is(err, ErrNoHolder):
 		return apiary.Credentials{}, fmt.Errorf("custody: withdraw job %s from %s: %w", job.ID, job.Holder, ErrHolderGone)
 	case err != nil:
-		return apiary.Credentials{}, apiary.Wrap(err, apiary.KindUnavailable, "custody: the token's holder did not answer")
+		return apiary.Credentials{}, apiary.Wrap(err, apiary.KindUnavailable, "custody: the process holding the token did not answer (it may be frozen or cut off); if the job fails, resubmit with a fresh token and a new Idempotency-Key")
 	}
 	var rep reply
 	if err := json.Unmarshal(raw, &rep); err != nil {

@@ -20,8 +20,9 @@ import (
 
 // fakeS3 is a stateful Go fake of the part of S3's REST API (path style)
 // the connector and the harness use: CreateBucket, PutObject, DeleteObject,
-// ListObjectsV2 (prefix, max-keys, continuation tokens, IsTruncated) and
-// GetObject (ETag, If-None-Match, Content-Length), with S3's XML errors
+// ListObjectsV2 (prefix, max-keys, continuation tokens, IsTruncated),
+// GetObject (ETag, If-None-Match, Content-Length) and HeadObject (GetObject's
+// headers, no body, so its errors have no code), with S3's XML errors
 // NoSuchBucket and NoSuchKey. It checks no signature.
 type fakeS3 struct {
 	mu      sync.Mutex
@@ -72,7 +73,9 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodGet && key == "" && r.URL.Query().Get("list-type") == "2":
 		f.list(w, r, objects)
-	case r.Method == http.MethodGet && key != "":
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && key != "":
+		// HEAD answers as GET does, without the body (net/http drops
+		// it): so its errors carry no code, as S3's do not.
 		o, ok := objects[key]
 		if !ok {
 			s3Error(w, http.StatusNotFound, "NoSuchKey", "The specified key does not exist.", nil)

@@ -11,6 +11,19 @@
 //     count listed so far (the listing yields at most Source.MaxItems,
 //     default connectors.DefaultMaxItems, at most connectors.HardMaxItems)
 //     and a hash of the source, so that another source's cursor is invalid.
+//   - Source.Items picks objects: each an item id as List yields it
+//     ("s3://bucket/key", the full key), of the source's bucket and under
+//     its prefix (else the listing is invalid, naming the pick's index, as
+//     is a pick named twice, a folder marker, or more picks than
+//     Source.MaxItems). The listing yields them in the order picked,
+//     Config.PageSize a page, each described by HeadObject (size, ETag,
+//     last-modified, content type; at most 8 at once); the cursor holds
+//     the next pick's index and a hash of the source and its picks. A
+//     pick gone at the source fails the listing with connectors.ErrGone,
+//     naming no key. HeadObject's errors have no body: a 400, 403 or 404
+//     is asked again as a GET of one byte, whose error names S3's code
+//     (an expired credential is unauthenticated, a missing bucket
+//     invalid, as in a listing).
 //   - The content version is the object's ETag as listed: a sync diffs
 //     without downloading. Open with Item.Seen asks with If-None-Match: an
 //     unchanged object is connectors.ErrNotModified.
@@ -56,6 +69,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/connectors"
@@ -241,14 +255,21 @@ func parseItemID(id string) (bucket, key string, err error) {
 
 // cursor is a listing's state between List calls.
 type cursor struct {
-	Source uint64 `json:"s"`           // hash of the source location
-	Token  string `json:"t"`           // S3's continuation token
+	Source uint64 `json:"s"`           // hash of the source location (and picks)
+	Token  string `json:"t,omitempty"` // S3's continuation token
 	Listed int    `json:"n,omitempty"` // items yielded so far
+	Pick   int    `json:"p,omitempty"` // picked listing: the next pick's index
 }
 
-func sourceHash(loc string) uint64 {
+// sourceHash identifies a listing: the location, and the picked ids when
+// there are some, so that a cursor of another pick list is invalid.
+func sourceHash(src connectors.Source) uint64 {
 	h := fnv.New64a()
-	h.Write([]byte(loc))
+	h.Write([]byte(src.Location))
+	for _, id := range src.Items {
+		h.Write([]byte{0})
+		h.Write([]byte(id))
+	}
 	return h.Sum64()
 }
 
@@ -257,13 +278,17 @@ func (c cursor) encode() connectors.Cursor {
 	return connectors.Cursor(base64.RawURLEncoding.EncodeToString(b))
 }
 
-func decodeCursor(c connectors.Cursor, loc string) (cursor, error) {
+func decodeCursor(c connectors.Cursor, src connectors.Source) (cursor, error) {
 	var st cursor
 	b, err := base64.RawURLEncoding.DecodeString(string(c))
 	if err == nil {
 		err = json.Unmarshal(b, &st)
 	}
-	if err != nil || st.Token == "" || st.Listed < 0 || st.Source != sourceHash(loc) {
+	valid := st.Token != "" && st.Listed >= 0 && st.Pick == 0 // a bucket listing
+	if len(src.Items) > 0 {
+		valid = st.Token == "" && st.Pick > 0 && st.Pick < len(src.Items) // a picked listing
+	}
+	if err != nil || !valid || st.Source != sourceHash(src) {
 		return cursor{}, apiary.E(apiary.KindInvalid, "s3: the cursor is not one of this source's")
 	}
 	return st, nil
@@ -280,11 +305,14 @@ func (c *Connector) List(ctx context.Context, src connectors.Source, cur connect
 		limit = connectors.DefaultMaxItems
 	}
 	limit = min(limit, connectors.HardMaxItems)
-	st := cursor{Source: sourceHash(src.Location)}
+	st := cursor{Source: sourceHash(src)}
 	if cur != "" {
-		if st, err = decodeCursor(cur, src.Location); err != nil {
+		if st, err = decodeCursor(cur, src); err != nil {
 			return connectors.Page{}, err
 		}
+	}
+	if len(src.Items) > 0 {
+		return c.listPicked(ctx, src, bucket, prefix, limit, st)
 	}
 	if st.Listed >= limit {
 		return connectors.Page{}, nil
@@ -326,6 +354,109 @@ func (c *Connector) List(ctx context.Context, src connectors.Source, cur connect
 		page.Next = st.encode()
 	}
 	return page, nil
+}
+
+// headConcurrency bounds the HeadObject requests of one picked page.
+const headConcurrency = 8
+
+// listPicked returns the page of src's picked objects that starts at
+// st.Pick: at most PageSize of them, in the order picked, each one's
+// metadata asked with HeadObject.
+func (c *Connector) listPicked(ctx context.Context, src connectors.Source, bucket, prefix string, limit int, st cursor) (connectors.Page, error) {
+	keys, err := pickedKeys(src.Items, bucket, prefix, limit)
+	if err != nil {
+		return connectors.Page{}, err
+	}
+	end := min(st.Pick+c.cfg.PageSize, len(keys))
+	page := connectors.Page{Items: make([]connectors.Item, end-st.Pick)}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(headConcurrency)
+	for i, key := range keys[st.Pick:end] {
+		g.Go(func() (err error) {
+			page.Items[i], err = c.head(gctx, bucket, key)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return connectors.Page{}, err
+	}
+	if end < len(keys) {
+		st.Pick = end
+		page.Next = st.encode()
+	}
+	return page, nil
+}
+
+// pickedKeys reads the picked ids: each an id List yields
+// ("s3://bucket/key", the full key) of src's bucket and under its prefix,
+// not a folder marker, picked once; at most limit of them. Errors name the
+// pick by its index, not by its key.
+func pickedKeys(ids []string, bucket, prefix string, limit int) ([]string, error) {
+	if len(ids) > limit {
+		return nil, apiary.E(apiary.KindInvalid, "s3: %d items are picked, more than the listing's cap of %d", len(ids), limit)
+	}
+	keys := make([]string, len(ids))
+	seen := make(map[string]bool, len(ids))
+	for i, id := range ids {
+		b, key, err := parseItemID(id)
+		switch {
+		case err != nil:
+			return nil, apiary.E(apiary.KindInvalid, "s3: the picked item at index %d is not an item id s3://bucket/key", i)
+		case b != bucket || !strings.HasPrefix(key, prefix):
+			return nil, apiary.E(apiary.KindInvalid, "s3: the picked item at index %d is outside the source's bucket and prefix", i)
+		case strings.HasSuffix(key, "/"):
+			return nil, apiary.E(apiary.KindInvalid, "s3: the picked item at index %d is a folder marker, not an object", i)
+		case seen[key]:
+			return nil, apiary.E(apiary.KindInvalid, "s3: the picked item at index %d is picked twice", i)
+		}
+		seen[key] = true
+		keys[i] = key
+	}
+	return keys, nil
+}
+
+// head returns the item of key as HeadObject describes it. The error names
+// no key: a gone pick fails the listing with ErrGone naming no id.
+func (c *Connector) head(ctx context.Context, bucket, key string) (connectors.Item, error) {
+	const what = "describe a picked object"
+	out, err := c.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		// A HEAD answer has no body, so S3's error code is lost: a 400
+		// or 403 may be a credential (ExpiredToken, InvalidAccessKeyId)
+		// as well as a refusal, a 404 a key (gone) or a bucket (invalid).
+		// A GET of the first byte reads the code, unless it works (or
+		// the object is empty: 416) after all.
+		if s := httpStatus(err); s == http.StatusBadRequest || s == http.StatusForbidden || s == http.StatusNotFound {
+			got, gerr := c.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Range: aws.String("bytes=0-0")})
+			if gerr == nil {
+				got.Body.Close()
+			} else if httpStatus(gerr) != http.StatusRequestedRangeNotSatisfiable {
+				return connectors.Item{}, c.Classify(ctx, gerr, what)
+			}
+		}
+		return connectors.Item{}, c.Classify(ctx, err, what)
+	}
+	size := int64(-1)
+	if out.ContentLength != nil {
+		size = *out.ContentLength
+	}
+	return connectors.Item{
+		ID:          ItemID(bucket, key),
+		Name:        path.Base(key),
+		ContentType: aws.ToString(out.ContentType),
+		Size:        size,
+		Version:     aws.ToString(out.ETag),
+		Modified:    aws.ToTime(out.LastModified),
+	}, nil
+}
+
+// httpStatus is the HTTP status of an SDK error, 0 when it has none.
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.HTTPStatusCode()
+	}
+	return 0
 }
 
 // Open streams item's object, refusing one over the size cap before
@@ -388,11 +519,10 @@ func (c *Connector) Classify(ctx context.Context, err error, what string) error 
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return apiary.E(apiary.KindUnavailable, "s3: %s: timed out", what)
 	}
-	var status int
+	status := httpStatus(err)
 	header := http.Header{}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) && re.Response != nil {
-		status = re.HTTPStatusCode()
 		header = re.Response.Header
 	}
 	code := ""

@@ -337,3 +337,110 @@ func TestAssumeRole(t *testing.T) {
 	_, err = denied.Open(context.Background(), connectors.Item{ID: id, Size: -1})
 	require.Equal(t, apiary.KindForbidden, apiary.KindOf(err), "%v", err)
 }
+
+// newServerHarness is a harness over moto when it runs, else over the Go
+// fake, for the tests that need no more than both serve.
+func newServerHarness(t *testing.T) *moto {
+	if ep := os.Getenv("APIARY_TEST_S3_ENDPOINT"); ep != "" {
+		return newHarness(t, ep)
+	}
+	return newHarness(t, newFakeS3(t))
+}
+
+func TestPickedItems(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := newServerHarness(t)
+	var ids []string
+	for i := range 6 {
+		ids = append(ids, m.Put(t, fmt.Sprintf("p%d.md", i), bytes.Repeat([]byte("x"), i+1)))
+	}
+	listed := map[string]connectors.Item{}
+	for it, err := range connectors.All(ctx, m.conn, m.Source(), "") {
+		require.NoError(t, err)
+		listed[it.ID] = it
+	}
+
+	src := m.Source()
+	src.Items = []string{ids[5], ids[0], ids[3], ids[1], ids[4]}
+	first, err := m.conn.List(ctx, src, "")
+	require.NoError(t, err)
+	require.Len(t, first.Items, pageSize, "picks are paged by the page size")
+	require.NotEmpty(t, first.Next)
+	second, err := m.conn.List(ctx, src, first.Next)
+	require.NoError(t, err)
+	require.Empty(t, second.Next)
+	got := append(first.Items, second.Items...)
+	require.Len(t, got, len(src.Items))
+	for i, it := range got {
+		require.Equal(t, src.Items[i], it.ID, "in the order picked")
+		want := listed[it.ID]
+		require.Equal(t, want.Name, it.Name)
+		require.Equal(t, want.Size, it.Size)
+		require.Equal(t, want.Version, it.Version, "the version is the ETag, as listed")
+		require.WithinDuration(t, want.Modified, it.Modified, time.Second)
+	}
+
+	// A cursor resumes only its own listing.
+	other := src
+	other.Items = []string{ids[0], ids[1], ids[2], ids[3], ids[4]}
+	_, err = m.conn.List(ctx, other, first.Next)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "another pick list's cursor: %v", err)
+	_, err = m.conn.List(ctx, m.Source(), first.Next)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "a picked listing's cursor for the whole source: %v", err)
+	whole, err := m.conn.List(ctx, m.Source(), "")
+	require.NoError(t, err)
+	require.NotEmpty(t, whole.Next)
+	_, err = m.conn.List(ctx, src, whole.Next)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "the whole source's cursor for picks: %v", err)
+
+	// A pick gone at the source fails the listing, naming no key.
+	m.Delete(t, ids[2])
+	src.Items = []string{ids[0], ids[2]}
+	_, err = m.conn.List(ctx, src, "")
+	require.ErrorIs(t, err, connectors.ErrGone)
+	require.Equal(t, apiary.KindNotFound, apiary.KindOf(err))
+	require.NotContains(t, err.Error(), "p2")
+
+	// S3's answers to a HEAD carry no body: rate limits and credentials
+	// are still told apart.
+	src.Items = []string{ids[0]}
+	m.RateLimit(t, 7*time.Second)
+	_, err = m.conn.List(ctx, src, "")
+	require.Equal(t, apiary.KindRateLimited, apiary.KindOf(err), "%v", err)
+	d, _ := apiary.RetryDelay(err)
+	require.Equal(t, 7*time.Second, d)
+	m.ExpireCredential(t)
+	_, err = m.conn.List(ctx, src, "")
+	require.Equal(t, apiary.KindUnauthenticated, apiary.KindOf(err), "an expired credential: %v", err)
+}
+
+func TestPickedItemsRefused(t *testing.T) {
+	t.Parallel()
+	m := newServerHarness(t)
+	a := m.Put(t, "a.txt", []byte("a"))
+	tooMany := make([]string, connectors.DefaultMaxItems+1)
+	for i := range tooMany {
+		tooMany[i] = s3.ItemID(m.bucket, fmt.Sprintf("docs/%d", i))
+	}
+	for _, tt := range []struct {
+		name     string
+		items    []string
+		maxItems int
+	}{
+		{"another bucket", []string{s3.ItemID("apiary-other-bucket", "docs/a.txt")}, 0},
+		{"outside the prefix", []string{s3.ItemID(m.bucket, "other/a.txt")}, 0},
+		{"a bare key", []string{"docs/a.txt"}, 0},
+		{"a folder marker", []string{s3.ItemID(m.bucket, "docs/sub/")}, 0},
+		{"picked twice", []string{a, a}, 0},
+		{"over MaxItems", []string{a, s3.ItemID(m.bucket, "docs/b"), s3.ItemID(m.bucket, "docs/c")}, 2},
+		{"over the default cap", tooMany, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := connectors.Source{Location: m.bucket + "/docs/", MaxItems: tt.maxItems, Items: tt.items}
+			_, err := m.conn.List(context.Background(), src, "")
+			require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "%v", err)
+			require.NotContains(t, err.Error(), "a.txt", "the error names the pick's index, not its key")
+		})
+	}
+}

@@ -26,8 +26,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // site is a stateful fake web site: robots.txt, a sitemap index naming a
 // plain and a gzip sitemap (pages split between them), a home page linking
-// every page, pages with ETag and Last-Modified answering conditional GETs,
-// deleted pages (410), rate limits (429 with Retry-After) and a count of
+// every page, pages with ETag and Last-Modified answering conditional GETs
+// and HEAD (their headers and Content-Length, no body), deleted pages (410), rate limits (429 with Retry-After) and a count of
 // the bytes written per page.
 type site struct {
 	srv *httptest.Server
@@ -192,6 +192,11 @@ func (s *site) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", p.ctype)
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Length", strconv.Itoa(len(p.body)))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 	for b := p.body; len(b) > 0; {
 		n := min(len(b), 32<<10)

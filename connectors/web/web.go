@@ -28,6 +28,19 @@
 //     hash of each URL seen, so it stays small (about 11 bytes a page) and a
 //     resumed listing names no page twice. A sitemap is fetched again for
 //     each List page that reads from it.
+//   - Source.Items picks pages: absolute URLs of the source location's
+//     scheme and host (else the listing is invalid, naming the pick's
+//     index, as is a page picked twice, fragments aside, or more picks than
+//     Source.MaxItems). robots.txt is obeyed for picks too: a picked page it
+//     disallows fails the listing as forbidden (the caller asked for that
+//     page, so it is told rather than skipped), before any page is asked.
+//     The listing yields the picks normalized as a listing names pages, in
+//     the order picked, Config.PageSize a page, each described by a HEAD
+//     (ETag, Last-Modified, Content-Type, Content-Length; a GET closed
+//     unread when the site answers HEAD with 405 or 501), redirects
+//     followed through the SSRF guard; a 404 or 410 fails the listing with
+//     connectors.ErrGone, naming no URL. The cursor holds the next pick's
+//     index and a hash of the source and its picks.
 //   - Versions: a sitemap's <lastmod> as listed; a crawled page's or a
 //     fetched page's ETag, else its Last-Modified. Open with Item.Seen asks
 //     conditionally (If-None-Match or If-Modified-Since): 304 is
@@ -147,11 +160,16 @@ func (c *Connector) Classify(resp *http.Response, what string) error {
 // get fetches u, following up to MaxRedirects redirects, each through the
 // SSRF guard. It returns the final response (any status) and its URL.
 func (c *Connector) get(ctx context.Context, u string, header http.Header) (*http.Response, *url.URL, error) {
+	return c.request(ctx, http.MethodGet, u, header)
+}
+
+// request is get with another method (HEAD).
+func (c *Connector) request(ctx context.Context, method, u string, header http.Header) (*http.Response, *url.URL, error) {
 	for range MaxRedirects + 1 {
 		if err := safehttp.CheckURL(u, c.cfg.AllowPrivate); err != nil {
 			return nil, nil, err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		req, err := http.NewRequestWithContext(ctx, method, u, nil)
 		if err != nil {
 			return nil, nil, apiary.Wrap(err, apiary.KindInvalid, "web: the URL does not parse")
 		}
@@ -245,8 +263,12 @@ type state struct {
 	Seen     []uint64     `json:"-"`           // hashes of the URLs listed or queued
 	Packed   []byte       `json:"h,omitempty"` // Seen, 8 bytes each, in the cursor
 	Emitted  int          `json:"n,omitempty"` // items listed so far
+	Picks    uint64       `json:"k,omitempty"` // picked listing: hash of the source and its picks
+	Pick     int          `json:"p,omitempty"` // picked listing: the next pick's index
 	seen     map[uint64]bool
 }
+
+var errForeignCursor = apiary.E(apiary.KindInvalid, "web: the cursor is not one of ours")
 
 type sitemapRef struct {
 	URL   string `json:"u"`
@@ -269,7 +291,7 @@ func decodeCursor(c connectors.Cursor) (*state, error) {
 		err = json.Unmarshal(b, &s)
 	}
 	if err != nil || len(s.Packed)%8 != 0 {
-		return nil, apiary.E(apiary.KindInvalid, "web: the cursor is not one of ours")
+		return nil, errForeignCursor
 	}
 	for b := s.Packed; len(b) > 0; b = b[8:] {
 		s.Seen = append(s.Seen, binary.BigEndian.Uint64(b))
@@ -337,6 +359,9 @@ func (c *Connector) List(ctx context.Context, src connectors.Source, cursor conn
 		limit = DefaultMaxPages
 	}
 	limit = min(limit, HardMaxPages)
+	if len(src.Items) > 0 {
+		return c.listPicked(ctx, site, src, cursor, limit)
+	}
 
 	var st *state
 	if cursor == "" {
@@ -352,6 +377,9 @@ func (c *Connector) List(ctx context.Context, src connectors.Source, cursor conn
 		var err error
 		if st, err = decodeCursor(cursor); err != nil {
 			return connectors.Page{}, err
+		}
+		if st.Picks != 0 {
+			return connectors.Page{}, errForeignCursor
 		}
 	}
 	rules, err := c.robotsFor(ctx, site)
@@ -611,4 +639,98 @@ func (c *Connector) Open(ctx context.Context, item connectors.Item) (*connectors
 		content.Version = item.Version
 	}
 	return content, nil
+}
+
+// listPicked returns the page of src's picked pages that starts at cursor:
+// at most PageSize of them, in the order picked, each described by a HEAD
+// (a GET, closed unread, when the site refuses HEAD).
+func (c *Connector) listPicked(ctx context.Context, site *url.URL, src connectors.Source, cursor connectors.Cursor, limit int) (connectors.Page, error) {
+	urls, err := pickedURLs(site, src.Items, limit)
+	if err != nil {
+		return connectors.Page{}, err
+	}
+	h := fnv.New64a()
+	h.Write([]byte(src.Location))
+	for _, u := range urls {
+		h.Write([]byte{0})
+		h.Write([]byte(u))
+	}
+	picks, start := h.Sum64(), 0
+	if cursor != "" {
+		st, err := decodeCursor(cursor)
+		if err != nil || st.Picks != picks || st.Pick <= 0 || st.Pick >= len(urls) {
+			return connectors.Page{}, errForeignCursor
+		}
+		start = st.Pick
+	}
+	rules, err := c.robotsFor(ctx, site)
+	if err != nil {
+		return connectors.Page{}, err
+	}
+	for i, u := range urls {
+		if !rules.allowed(requestPath(u)) {
+			return connectors.Page{}, apiary.E(apiary.KindForbidden, "web: the site's robots.txt disallows the picked page at index %d", i)
+		}
+	}
+	end := min(start+c.cfg.PageSize, len(urls))
+	var page connectors.Page
+	for _, u := range urls[start:end] {
+		item, err := c.describe(ctx, u)
+		if err != nil {
+			return connectors.Page{}, err
+		}
+		page.Items = append(page.Items, item)
+	}
+	if end < len(urls) {
+		page.Next = (&state{Picks: picks, Pick: end}).encode()
+	}
+	return page, nil
+}
+
+// pickedURLs reads the picked URLs: each absolute, of the source's scheme
+// and host, picked once (fragments aside); at most limit of them. They are
+// returned normalized, as a listing names them. Errors name a pick by its
+// index, not by its URL (whose query may be private).
+func pickedURLs(site *url.URL, items []string, limit int) ([]string, error) {
+	if len(items) > limit {
+		return nil, apiary.E(apiary.KindInvalid, "web: %d pages are picked, more than the listing's cap of %d", len(items), limit)
+	}
+	urls := make([]string, len(items))
+	seen := make(map[string]bool, len(items))
+	for i, raw := range items {
+		p, err := url.Parse(strings.TrimSpace(raw))
+		u, ok := "", false
+		if err == nil && p.IsAbs() && p.Host != "" {
+			u, ok = normalize(site, raw)
+		}
+		switch {
+		case !ok:
+			return nil, apiary.E(apiary.KindInvalid, "web: the picked page at index %d is not an absolute URL of the source's scheme and host", i)
+		case seen[u]:
+			return nil, apiary.E(apiary.KindInvalid, "web: the picked page at index %d is picked twice", i)
+		}
+		seen[u] = true
+		urls[i] = u
+	}
+	return urls, nil
+}
+
+// describe returns the item of the page at u from a HEAD, or from a GET
+// closed unread when the site does not answer HEAD (405, 501).
+func (c *Connector) describe(ctx context.Context, u string) (connectors.Item, error) {
+	resp, _, err := c.request(ctx, http.MethodHead, u, nil)
+	if err == nil && (resp.StatusCode == http.StatusMethodNotAllowed || resp.StatusCode == http.StatusNotImplemented) {
+		drain(resp)
+		resp, _, err = c.get(ctx, u, nil)
+	}
+	if err != nil {
+		return connectors.Item{}, err
+	}
+	defer resp.Body.Close() // unread: a GET's rest is not wanted
+	if err := c.Classify(resp, "describe a picked page"); err != nil {
+		return connectors.Item{}, err
+	}
+	item := connectors.Item{ID: u, ContentType: resp.Header.Get("Content-Type"), Size: resp.ContentLength, Version: versionOf(resp.Header)}
+	item.Modified, _ = http.ParseTime(resp.Header.Get("Last-Modified"))
+	return item, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -231,4 +232,122 @@ func TestErrorsDoNotNameTheURL(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, apiary.IsPermanent(err), "an unreachable site is retried")
 	require.NotContains(t, err.Error(), "canary-secret")
+}
+
+func TestPickedPages(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newSite(t)
+	var urls []string
+	for i := range 5 {
+		urls = append(urls, s.put(fmt.Sprintf("/docs/%d", i), "text/html; charset=utf-8", bytes.Repeat([]byte("x"), i+1)))
+	}
+	src := connectors.Source{Location: s.url("/"), Items: []string{urls[4], urls[0] + "#part", urls[2], strings.ToUpper(s.srv.URL[:4]) + s.srv.URL[4:] + "/docs/3"}}
+	first, err := private().List(ctx, src, "")
+	require.NoError(t, err)
+	require.Len(t, first.Items, 3, "picks are paged by the page size")
+	require.NotEmpty(t, first.Next)
+	second, err := private().List(ctx, src, first.Next)
+	require.NoError(t, err)
+	require.Empty(t, second.Next)
+	got := append(first.Items, second.Items...)
+	want := []string{urls[4], urls[0], urls[2], urls[3]}
+	s.mu.Lock()
+	pages, served := maps.Clone(s.pages), maps.Clone(s.served)
+	s.mu.Unlock()
+	for i, it := range got {
+		require.Equal(t, want[i], it.ID, "in the order picked, normalized as a listing names pages")
+		path := strings.TrimPrefix(it.ID, s.srv.URL)
+		p := pages[path]
+		require.Equal(t, p.etag, it.Version)
+		require.EqualValues(t, len(p.body), it.Size)
+		require.Equal(t, "text/html; charset=utf-8", it.ContentType)
+		require.True(t, p.mod.Equal(it.Modified))
+		require.Zero(t, served[path], "described by HEAD: no body is read")
+	}
+
+	// A cursor resumes only its own listing.
+	other := src
+	other.Items = []string{urls[0], urls[1], urls[2], urls[3]}
+	_, err = private().List(ctx, other, first.Next)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "another pick list's cursor: %v", err)
+	_, err = private().List(ctx, connectors.Source{Location: s.url("/")}, first.Next)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "a picked listing's cursor for the whole site: %v", err)
+	whole, err := private().List(ctx, connectors.Source{Location: s.url("/")}, "")
+	require.NoError(t, err)
+	require.NotEmpty(t, whole.Next)
+	_, err = private().List(ctx, src, whole.Next)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "the whole site's cursor for picks: %v", err)
+
+	// A site that refuses HEAD is asked with a GET, closed unread.
+	s.handle("/docs/nohead", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("ETag", `"nohead-v1"`)
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "body")
+	})
+	page, err := private().List(ctx, connectors.Source{Location: s.url("/"), Items: []string{s.url("/docs/nohead")}}, "")
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1)
+	require.Equal(t, `"nohead-v1"`, page.Items[0].Version)
+	require.Equal(t, "text/plain", page.Items[0].ContentType)
+}
+
+func TestPickedPagesGoneAndRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newSite(t)
+	a := s.put("/docs/a", "text/html", []byte("<p>a</p>"))
+	list := func(c *web.Connector, maxItems int, items ...string) error {
+		_, err := c.List(ctx, connectors.Source{Location: s.url("/sitemap.xml"), MaxItems: maxItems, Items: items}, "")
+		return err
+	}
+
+	s.mu.Lock()
+	s.gone["/docs/deleted"] = http.StatusGone
+	s.mu.Unlock()
+	for _, path := range []string{"/docs/deleted", "/docs/never?token=canary-secret"} {
+		err := list(private(), 0, a, s.url(path))
+		require.ErrorIs(t, err, connectors.ErrGone, path)
+		require.Equal(t, apiary.KindNotFound, apiary.KindOf(err))
+		require.NotContains(t, err.Error(), "/docs/", "the error names no URL")
+	}
+
+	err := list(private(), 0, a, s.url("/private/b"))
+	require.Equal(t, apiary.KindForbidden, apiary.KindOf(err), "robots.txt disallows a pick: %v", err)
+
+	tooMany := make([]string, web.DefaultMaxPages+1)
+	for i := range tooMany {
+		tooMany[i] = s.url(fmt.Sprintf("/docs/%d", i))
+	}
+	for _, tt := range []struct {
+		name     string
+		items    []string
+		maxItems int
+	}{
+		{"another host", []string{"https://elsewhere.example/docs/a?token=canary-secret"}, 0},
+		{"another scheme", []string{strings.Replace(a, "http://", "https://", 1)}, 0},
+		{"a relative URL", []string{"/docs/a"}, 0},
+		{"not a URL", []string{"http://[::1"}, 0},
+		{"picked twice", []string{a, a + "#again"}, 0},
+		{"over MaxItems", []string{a, s.url("/docs/b"), s.url("/docs/c")}, 2},
+		{"over the default cap", tooMany, 0},
+	} {
+		err := list(private(), tt.maxItems, tt.items...)
+		require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "%s: %v", tt.name, err)
+		require.NotContains(t, err.Error(), "canary-secret", tt.name)
+	}
+
+	// The SSRF guard: a loopback site without --allow-private-sources, and
+	// a pick redirected to the metadata service.
+	err = list(web.New(web.Config{}), 0, a)
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "%v", err)
+	s.handle("/docs/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
+	})
+	err = list(private(), 0, s.url("/docs/redirect"))
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(err), "%v", err)
 }

@@ -34,3 +34,37 @@ type KeyProvider interface {
 	// error of kind Permanent or Forbidden, never with a wrong key.
 	Decrypt(ctx context.Context, account apiary.AccountID, wrapped []byte, encCtx Context) ([]byte, error)
 }
+
+// Eraser is a KeyProvider that can destroy an account's key, after which
+// nothing wrapped under it opens again (crypto-shredding). A local keyring
+// erases the key from its files; AWS KMS disables it and schedules its
+// deletion. Erasing a key that does not exist is not an error.
+type Eraser interface {
+	EraseAccountKey(ctx context.Context, account apiary.AccountID) error
+}
+
+// Rotator is a KeyProvider whose account keys have versions: rotating
+// moves the account to a new version, which wraps every data key from then
+// on; data keys wrapped under older versions keep opening until re-wrapped.
+//
+// A provider keeps every version until the account is deleted (a key file,
+// or a KMS key billed monthly), so it makes at most MaxKeyVersions of
+// them and refuses the rotation after that with TooManyVersions.
+type Rotator interface {
+	// RotateAccountKey makes a new version of account's key and returns it.
+	RotateAccountKey(ctx context.Context, account apiary.AccountID) (version int, err error)
+	// Rewrap opens a data key of account under encCtx, whatever version
+	// wraps it, and returns it wrapped under the newest version.
+	Rewrap(ctx context.Context, account apiary.AccountID, wrapped []byte, encCtx Context) ([]byte, error)
+}
+
+// MaxKeyVersions is the most versions of one account's key a Rotator
+// makes: weekly rotations for about two years. Old versions are kept (what
+// they wrap keeps opening), so without a bound an admin rotating in a loop
+// would pile up keys.
+const MaxKeyVersions = 100
+
+// TooManyVersions is the refusal of a rotation past MaxKeyVersions.
+func TooManyVersions(account apiary.AccountID) error {
+	return apiary.E(apiary.KindConflict, "account %s has %d key versions, the most an account may have: each version is kept until the account is deleted, so the key cannot be rotated again", account, MaxKeyVersions)
+}

@@ -56,6 +56,8 @@ func TestEnvelope(t *testing.T) {
 	wrapped := bytes.Clone(env)
 	wrapped[5] ^= 1
 	refused("wrapped key flipped", wrapped, acc, encCtx)
+	require.Less(t, env[1], byte(0x80), "a one-byte length")
+	refused("length in a longer varint", append([]byte{env[0], env[1] | 0x80, 0}, env[2:]...), acc, encCtx)
 }
 
 func FuzzOpenEnvelope(f *testing.F) {

@@ -140,14 +140,15 @@ func SealEnvelope(ctx context.Context, kp KeyProvider, account apiary.AccountID,
 // OpenEnvelope reverses SealEnvelope. The account and encCtx must be the ones
 // it was sealed with; otherwise, or when env is damaged, it fails with an
 // error of kind Permanent (or the key provider's kind, e.g. NotFound for an
-// account without a key).
+// account without a key). The length must be a varint in its shortest form
+// (last byte not 0), so that an envelope has one encoding.
 func OpenEnvelope(ctx context.Context, kp KeyProvider, account apiary.AccountID, encCtx Context, env []byte) ([]byte, error) {
 	encCtx = withAccount(encCtx, account)
 	if len(env) < 2 || env[0] != envelopeVersion {
 		return nil, errAuth()
 	}
 	n, w := binary.Uvarint(env[1:])
-	if w <= 0 || n == 0 || n > maxWrappedLen || uint64(len(env)-1-w) < n {
+	if w <= 0 || w > 1 && env[w] == 0 || n == 0 || n > maxWrappedLen || uint64(len(env)-1-w) < n {
 		return nil, errAuth()
 	}
 	wrapped := env[1+w : 1+w+int(n)]

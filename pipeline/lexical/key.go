@@ -44,6 +44,30 @@ func (k Key) Derive(purpose string) ([]byte, error) {
 	return hkdf.Key(sha256.New, k.secret, nil, "apiary "+purpose, encrypt.KeySize)
 }
 
+// Derived hands out each account's Derive(purpose) key: the key source of
+// a store that seals what it keeps under the account (records' sealed
+// fields). Its keys go with the account's key, like the lexical key.
+func (k *Keys) Derived(purpose string) DerivedKeys { return DerivedKeys{keys: k, purpose: purpose} }
+
+// DerivedKeys is Keys.Derived's key source.
+type DerivedKeys struct {
+	keys    *Keys
+	purpose string
+}
+
+// Key returns account's key for the purpose, making its lexical key on
+// first use.
+func (d DerivedKeys) Key(ctx context.Context, account apiary.AccountID) ([]byte, error) {
+	lk, err := d.keys.Key(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	return lk.Derive(d.purpose)
+}
+
+// Forget drops account's key for the purpose from memory (Keys.Forget).
+func (d DerivedKeys) Forget(account apiary.AccountID) { d.keys.Forget(account) }
+
 // hasher hashes terms with one key; it is not safe for concurrent use.
 type hasher struct{ mac hash.Hash }
 
@@ -226,6 +250,16 @@ func (k *Keys) create(ctx context.Context, account apiary.AccountID) (wrapped, m
 		return nil, nil, fmt.Errorf("read: %w", err)
 	}
 	return wrapped, nil, nil
+}
+
+// Forget drops account's key from the cache: a deletion of the account
+// calls it once the account's key is erased, so that nothing more is
+// sealed or hashed with a key of the account (the next use unwraps the key
+// again, which fails once it is erased).
+func (k *Keys) Forget(account apiary.AccountID) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.cache, account)
 }
 
 // evict drops the expired keys, and the one expiring first if none is.

@@ -205,6 +205,9 @@ func TestDerivedKeys(t *testing.T) {
 	require.Equal(t, acme, d, "and in another process")
 	require.NotEqual(t, acme, derive("globex", "local-vectors"), "another account")
 	require.NotEqual(t, acme, derive("acme", "other"), "another purpose")
+	byDerived, err := keys.Derived("local-vectors").Key(ctx, "acme")
+	require.NoError(t, err)
+	require.Equal(t, acme, byDerived, "Derived hands out the same keys")
 	_, err = lexical.Key{}.Derive("local-vectors")
 	require.ErrorIs(t, err, apiary.ErrInvalid)
 }

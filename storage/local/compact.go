@@ -127,6 +127,7 @@ func (s *Store) compact(key keyFunc) (err error) {
 		s.failed = err
 		return err
 	}
+	s.deleted = 0
 	s.drop(gone)
 	return nil
 }

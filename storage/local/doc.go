@@ -11,7 +11,10 @@
 //     silently losing data.
 //   - Compaction. When the log grows past CompactRatio times the size of the
 //     live records it is rewritten as a snapshot: a temporary file, fsync,
-//     atomic rename over the log, fsync of the directory.
+//     atomic rename over the log, fsync of the directory. Deletes compact
+//     too, so that a deleted record's sealed bytes leave the file: once
+//     CompactDeletedBytes (256 KiB) have been deleted, at Close and at Open
+//     after any delete, and at once after DeleteAccount.
 //   - No plaintext at rest. The store writes identifiers, versions, models,
 //     float32 vectors, keyed term hashes with their counts and the Sealed
 //     bytes it is given, verbatim; chunk text only ever reaches it sealed

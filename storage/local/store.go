@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -25,6 +26,12 @@ type Options struct {
 	// Default 4 MiB; 0 after setDefaults means the default, negative is
 	// invalid.
 	CompactMinBytes int64
+	// CompactDeletedBytes: the log is also compacted once deletes have
+	// removed this many bytes of records since the last compaction, and at
+	// Close after any delete, so that deleted records (their sealed text)
+	// leave the file soon, not only when the log has doubled. Default
+	// 256 KiB; negative is invalid.
+	CompactDeletedBytes int64
 	// Logger receives compaction failures (the write that triggered the
 	// compaction has already succeeded) and the accounts dropped because
 	// their key is gone. Default slog.Default().
@@ -52,6 +59,9 @@ func (o *Options) setDefaults() {
 	if o.CompactMinBytes == 0 {
 		o.CompactMinBytes = 4 << 20
 	}
+	if o.CompactDeletedBytes == 0 {
+		o.CompactDeletedBytes = 256 << 10
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -62,6 +72,9 @@ func (o Options) Validate() error {
 	var errs []error
 	if o.CompactRatio < 1.1 || math.IsNaN(o.CompactRatio) || math.IsInf(o.CompactRatio, 0) {
 		errs = append(errs, fmt.Errorf("local: CompactRatio must be at least 1.1, got %v", o.CompactRatio))
+	}
+	if o.CompactDeletedBytes < 0 {
+		errs = append(errs, fmt.Errorf("local: CompactDeletedBytes must not be negative, got %d", o.CompactDeletedBytes))
 	}
 	if o.CompactMinBytes < 0 {
 		errs = append(errs, fmt.Errorf("local: CompactMinBytes must not be negative, got %d", o.CompactMinBytes))
@@ -90,6 +103,9 @@ type Store struct {
 	failed  error // set when the log's state on disk is unknown; refuses writes
 	// nextCompact is the smallest log size at which compaction is tried.
 	nextCompact int64
+	// deleted is how many bytes of records deletes removed since the last
+	// compaction: what the log still holds but nobody can read.
+	deleted int64
 
 	// mu guards what searches read. Writers take it (holding the writer's place) only to
 	// apply a change that is already durable.
@@ -182,8 +198,10 @@ func (s *Store) load() error {
 	}
 	s.nextCompact = s.opts.CompactMinBytes
 	keys.warn(s.opts.Logger, s.dir)
-	if keys.rewrite() {
-		s.compactLogged(keys.key) // seals what is in the clear, forgets what is dropped
+	if keys.rewrite() || s.deleted > 0 {
+		// Seals what is in the clear, forgets what is dropped, and leaves out
+		// what deletes removed.
+		s.compactLogged(keys.key)
 	} else {
 		s.maybeCompact(keys.key)
 	}
@@ -307,6 +325,7 @@ func (sc scope) deleteDocument(doc apiary.DocumentID, keep uint64) int {
 	}
 	n, freed := sh.deleteDocument(doc, keep)
 	sc.s.live -= freed
+	sc.s.deleted += freed
 	if len(sh.ents) == 0 {
 		delete(sc.s.accounts, sc.account)
 	}
@@ -436,8 +455,55 @@ func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, do
 	s.mu.Lock()
 	sc.deleteDocument(doc, keep)
 	s.mu.Unlock()
-	s.maybeCompact(s.key)
+	s.compactAfterDeletes()
 	return nil
+}
+
+// DeleteAccount removes every record of account, durably, and compacts the
+// log at once so that their sealed bytes leave the file.
+func (s *Store) DeleteAccount(ctx context.Context, account apiary.AccountID) error {
+	sc, err := s.call(ctx, "delete account", account)
+	if err != nil {
+		return err
+	}
+	if f, ok := s.opts.Keys.(interface{ Forget(apiary.AccountID) }); ok {
+		f.Forget(account) // its key is erased: drop the copy the key source keeps
+	}
+	if err := s.lockWriter(ctx, account); err != nil {
+		return fmt.Errorf("local: delete account: %w", err)
+	}
+	defer s.unlockWriter(account)
+	if err := s.writable(); err != nil {
+		return err
+	}
+	sh := sc.shard()
+	if sh == nil {
+		return nil
+	}
+	docs := slices.Sorted(maps.Keys(sh.docs))
+	// One delete record per document: the log format (and its replay) is
+	// unchanged.
+	for _, doc := range docs {
+		if err := s.append(encodeDelete(account, doc, 0)); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		sc.deleteDocument(doc, 0)
+		s.mu.Unlock()
+	}
+	s.compactLogged(s.key)
+	return nil
+}
+
+// compactAfterDeletes compacts once deletes have removed
+// CompactDeletedBytes, or else when the log has grown enough. Caller holds
+// the writer's place.
+func (s *Store) compactAfterDeletes() {
+	if s.deleted >= s.opts.CompactDeletedBytes {
+		s.compactLogged(s.key)
+		return
+	}
+	s.maybeCompact(s.key)
 }
 
 // Search returns up to k records of account closest to vec by cosine
@@ -542,6 +608,9 @@ func (s *Store) Scan(ctx context.Context, account apiary.AccountID, after apiary
 func (s *Store) Close() error {
 	_ = s.lockWriter(context.Background(), "") // cannot fail without a deadline
 	defer s.unlockWriter("")
+	if !s.closed && s.deleted > 0 {
+		s.compactLogged(s.key) // what deletes removed leaves the file
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -489,3 +489,52 @@ func TestSurvivesKill9(t *testing.T) {
 		require.Equal(t, 3, n, "the last acknowledged doc is missing")
 	}
 }
+
+// A deleted document's sealed chunks leave the log at the next compaction,
+// which deletes bring about: once CompactDeletedBytes have been deleted,
+// and at Close; so do a deleted account's.
+func TestDeletesCompact(t *testing.T) {
+	t.Parallel()
+	sealed := func(recs []storage.VectorRecord, tag string) []storage.VectorRecord {
+		for i := range recs {
+			recs[i].Sealed = fmt.Appendf(nil, "SEALED-%s-%d", tag, i)
+		}
+		return recs
+	}
+	for _, tc := range []struct {
+		name    string
+		opts    local.Options
+		atClose bool
+	}{
+		{"AtClose", local.Options{}, true},
+		{"AfterDeletedBytes", local.Options{CompactDeletedBytes: 1}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			s, err := local.Open(dir, tc.opts)
+			require.NoError(t, err)
+			acc, other := apiary.NewAccountID(), apiary.NewAccountID()
+			require.NoError(t, s.Upsert(t.Context(), acc, sealed(records(acc, "gone", 1, 3), "gone")))
+			require.NoError(t, s.Upsert(t.Context(), acc, sealed(records(acc, "kept", 1, 3), "kept")))
+			require.NoError(t, s.Upsert(t.Context(), other, sealed(records(other, "theirs", 1, 3), "theirs")))
+			require.NoError(t, s.DeleteDocument(t.Context(), acc, "gone", 0))
+			require.NoError(t, s.DeleteAccount(t.Context(), other))
+			if tc.atClose {
+				require.NoError(t, s.Close())
+			}
+			raw, err := os.ReadFile(logPath(dir))
+			require.NoError(t, err)
+			require.Contains(t, string(raw), "SEALED-kept-0")
+			require.NotContains(t, string(raw), "SEALED-gone-")
+			require.NotContains(t, string(raw), "SEALED-theirs-")
+			require.NoError(t, s.Close())
+
+			s = open(t, dir, tc.opts)
+			n, err := s.Count(t.Context(), other, storage.VectorFilter{})
+			require.NoError(t, err)
+			require.Zero(t, n)
+			requireStored(t, s, acc, "kept", sealed(records(acc, "kept", 1, 3), "kept"))
+		})
+	}
+}

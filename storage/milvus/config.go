@@ -1,12 +1,19 @@
 package milvus
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
+	"slices"
 	"time"
 
+	"github.com/milvus-io/milvus-sdk-go/v2/client"
 	"github.com/milvus-io/milvus-sdk-go/v2/entity"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Consistency is the Milvus consistency level of reads (Search, Count).
@@ -74,6 +81,14 @@ type Config struct {
 	// printed by String.
 	Username string
 	Password string
+	// TLS turns on TLS to Milvus (an https:// Addr does too). CA is a PEM
+	// file of the certificates that sign the server's (empty: the system's
+	// roots); Cert and Key are a PEM client certificate and key for mutual
+	// TLS. Setting CA or Cert implies TLS.
+	TLS  bool
+	CA   string
+	Cert string
+	Key  string
 	// DBName selects a database; empty means "default".
 	DBName string
 	// Collection is the collection holding every account's chunks.
@@ -155,6 +170,9 @@ func (c Config) Validate() error {
 	if c.SearchEf < 1 || c.SearchEf > maxTopK {
 		errs = append(errs, fmt.Errorf("search ef %d must be in [1, %d]", c.SearchEf, maxTopK))
 	}
+	if (c.Cert == "") != (c.Key == "") {
+		errs = append(errs, errors.New("cert and key go together"))
+	}
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("timeout must not be negative"))
 	}
@@ -167,14 +185,43 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+func (c Config) usesTLS() bool { return c.TLS || c.CA != "" || c.Cert != "" }
+
+// dialOptions are the gRPC options of c: with TLS, its credentials (TLS 1.2
+// and up, the CA and client certificate of c) on top of the SDK's defaults.
+func (c Config) dialOptions() ([]grpc.DialOption, error) {
+	if !c.usesTLS() {
+		return nil, nil // the SDK's defaults (plain, or TLS for an https:// Addr)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CA != "" {
+		pem, err := os.ReadFile(c.CA)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CA)
+		}
+	}
+	if c.Cert != "" {
+		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return append(slices.Clone(client.DefaultGrpcOpts), grpc.WithTransportCredentials(credentials.NewTLS(tc))), nil
+}
+
 // String describes c without its password.
 func (c Config) String() string {
 	pw := ""
 	if c.Password != "" {
 		pw = "[redacted]"
 	}
-	return fmt.Sprintf("milvus.Config{Addr:%q Username:%q Password:%q DBName:%q Collection:%q Dim:%d Index:%q M:%d EfConstruction:%d SearchEf:%d Timeout:%s OpenTimeout:%s Consistency:%q}",
-		c.Addr, c.Username, pw, c.DBName, c.Collection, c.Dim, c.Index, c.M, c.EfConstruction, c.SearchEf, c.Timeout, c.OpenTimeout, c.Consistency)
+	return fmt.Sprintf("milvus.Config{Addr:%q Username:%q Password:%q TLS:%t CA:%q Cert:%q Key:%q DBName:%q Collection:%q Dim:%d Index:%q M:%d EfConstruction:%d SearchEf:%d Timeout:%s OpenTimeout:%s Consistency:%q}",
+		c.Addr, c.Username, pw, c.usesTLS(), c.CA, c.Cert, c.Key, c.DBName, c.Collection, c.Dim, c.Index, c.M, c.EfConstruction, c.SearchEf, c.Timeout, c.OpenTimeout, c.Consistency)
 }
 
 // GoString keeps %#v from printing the password too.

@@ -87,11 +87,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.OpenTimeout)
 	defer cancel()
 
+	dial, err := cfg.dialOptions()
+	if err != nil {
+		return nil, apiary.Wrap(err, apiary.KindInvalid, "milvus: config tls")
+	}
 	c, err := client.NewClient(ctx, client.Config{
-		Address:  cfg.Addr,
-		Username: cfg.Username,
-		Password: cfg.Password,
-		DBName:   cfg.DBName,
+		Address:     cfg.Addr,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		DBName:      cfg.DBName,
+		DialOptions: dial,
 	})
 	if err != nil {
 		return nil, classify(err, "connect", cfg.Addr)
@@ -470,6 +475,19 @@ func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, do
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	return classify(s.c.Delete(ctx, s.cfg.Collection, "", expr), "delete document", string(account))
+}
+
+// DeleteAccount implements storage.VectorStore: one delete by the
+// account's expression. Milvus drops the deleted rows from its segments at
+// its own compaction.
+func (s *Store) DeleteAccount(ctx context.Context, account apiary.AccountID) error {
+	expr, err := (scope{account: account}).filter()
+	if err != nil {
+		return fmt.Errorf("milvus: delete account: %w", err)
+	}
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	return classify(s.c.Delete(ctx, s.cfg.Collection, "", expr), "delete account", string(account))
 }
 
 // Search implements storage.VectorStore. Scores are cosine similarities in

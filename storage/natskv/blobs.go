@@ -15,8 +15,9 @@ const MaxBlobSize = 64 << 20
 
 // Blobs is a JetStream object store.
 type Blobs struct {
-	os   jetstream.ObjectStore
-	name string
+	os     jetstream.ObjectStore
+	stream jetstream.Stream // erases a deleted object's chunks
+	name   string
 }
 
 var _ storage.Blobs = (*Blobs)(nil)
@@ -40,7 +41,11 @@ func NewBlobs(ctx context.Context, js jetstream.JetStream, bucket string, cfg Co
 	if err != nil {
 		return nil, translate(err, "open object store", full)
 	}
-	return &Blobs{os: o, name: full}, nil
+	stream, err := js.Stream(ctx, "OBJ_"+full)
+	if err != nil {
+		return nil, translate(err, "open object store", full)
+	}
+	return &Blobs{os: o, stream: stream, name: full}, nil
 }
 
 func (b *Blobs) subject(key string) string { return b.name + "/" + key }
@@ -74,9 +79,25 @@ func (b *Blobs) Delete(ctx context.Context, key string) error {
 	if key == "" {
 		return apiary.E(apiary.KindInvalid, "natskv: delete blob: key is required")
 	}
-	err := b.os.Delete(ctx, key)
+	info, err := b.os.GetInfo(ctx, key)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil
+	}
+	if err != nil {
+		return translate(err, "delete blob", b.subject(key))
+	}
+	if err := b.eraseChunks(ctx, info.NUID); err != nil {
+		return translate(err, "erase blob", b.subject(key))
+	}
+	err = b.os.Delete(ctx, key)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil
 	}
 	return translate(err, "delete blob", b.subject(key))
+}
+
+// eraseChunks erases the chunks of the object nuid: the object store's own
+// delete only marks them deleted.
+func (b *Blobs) eraseChunks(ctx context.Context, nuid string) error {
+	return eraseSubject(ctx, b.stream, "$O."+b.name+".C."+nuid, 0)
 }

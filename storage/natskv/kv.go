@@ -2,6 +2,7 @@ package natskv
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -55,24 +56,89 @@ func (s *KVStore) bucket(ctx context.Context, name string) (*KV, error) {
 		return kv, nil
 	}
 	full := s.cfg.Prefix + name
-	b, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   full,
-		History:  1,
-		Replicas: s.cfg.Replicas,
-		Storage:  s.cfg.Storage,
-	})
+	erase := slices.Contains(s.cfg.EraseReplaced, name)
+	stream, err := s.openStream(ctx, full, erase)
+	if err != nil {
+		return nil, translate(err, "open bucket", full)
+	}
+	b, err := s.js.KeyValue(ctx, full)
 	if err != nil {
 		return nil, translate(err, "open bucket", full)
 	}
 	kv := &KV{kv: b, name: full}
+	if stream.CachedInfo().Config.DenyDelete {
+		s.cfg.Logger.Warn("natskv: bucket was made before secure erase: its deleted values stay in the server's files until the server compacts them; copy its keys to a new bucket to erase them",
+			"bucket", full)
+	} else {
+		kv.stream, kv.eraseReplaced = stream, erase
+	}
 	s.buckets[name] = kv
 	return kv, nil
+}
+
+// openStream returns the stream of bucket full, creating it as a key-value
+// bucket whose messages may be deleted (a bucket the client library makes
+// denies it, and a stream cannot stop denying) or updating its history. A
+// bucket made before (it denies deletes) keeps one revision per key.
+func (s *KVStore) openStream(ctx context.Context, full string, erase bool) (jetstream.Stream, error) {
+	want := kvStreamConfig(full, s.cfg, erase)
+	for {
+		stream, err := s.js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			stream, err = s.js.CreateStream(ctx, want)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				continue // another process made it first
+			}
+			return stream, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		cur := stream.CachedInfo().Config
+		if cur.DenyDelete {
+			want.MaxMsgsPerSubject = 1
+		}
+		if cur.MaxMsgsPerSubject == want.MaxMsgsPerSubject && cur.Replicas == want.Replicas {
+			return stream, nil
+		}
+		cur.MaxMsgsPerSubject, cur.Replicas = want.MaxMsgsPerSubject, want.Replicas
+		return s.js.UpdateStream(ctx, cur)
+	}
+}
+
+// kvStreamConfig is the stream of a key-value bucket as the client library
+// makes it, but for DenyDelete and DenyPurge; a bucket that erases replaced
+// values keeps two revisions per key.
+func kvStreamConfig(full string, cfg Config, erase bool) jetstream.StreamConfig {
+	history := int64(1)
+	if erase {
+		history = 2
+	}
+	return jetstream.StreamConfig{
+		Name:              "KV_" + full,
+		Subjects:          []string{"$KV." + full + ".>"},
+		MaxMsgsPerSubject: history,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           cfg.Storage,
+		Replicas:          cfg.Replicas,
+		AllowRollup:       true,
+		Duplicates:        2 * time.Minute,
+		AllowDirect:       true,
+		Discard:           jetstream.DiscardNew,
+	}
 }
 
 // KV is one JetStream key-value bucket.
 type KV struct {
 	kv   jetstream.KeyValue
 	name string
+	// stream, when the bucket allows it, erases values: nil for a bucket
+	// made before secure erase.
+	stream        jetstream.Stream
+	eraseReplaced bool // erase the value an update or put replaces
 }
 
 var _ storage.KV = (*KV)(nil)
@@ -108,7 +174,15 @@ func (b *KV) Update(ctx context.Context, key string, value []byte, rev uint64) (
 		return 0, invalidKey("update", key)
 	}
 	newRev, err := b.kv.Update(ctx, key, value, rev)
-	return newRev, translate(err, "update", b.subject(key))
+	if err != nil {
+		return 0, translate(err, "update", b.subject(key))
+	}
+	if b.eraseReplaced {
+		if err := b.erase(ctx, rev); err != nil {
+			return newRev, translate(err, "erase replaced", b.subject(key))
+		}
+	}
+	return newRev, nil
 }
 
 // Put stores value unconditionally.
@@ -117,15 +191,72 @@ func (b *KV) Put(ctx context.Context, key string, value []byte) (uint64, error) 
 		return 0, invalidKey("put", key)
 	}
 	rev, err := b.kv.Put(ctx, key, value)
-	return rev, translate(err, "put", b.subject(key))
+	if err != nil {
+		return 0, translate(err, "put", b.subject(key))
+	}
+	if b.eraseReplaced {
+		if err := b.eraseValues(ctx, key, rev); err != nil {
+			return rev, translate(err, "erase replaced", b.subject(key))
+		}
+	}
+	return rev, nil
 }
 
-// Delete removes key (it leaves a delete marker); a missing key is not an error.
+// Delete removes key; a missing key is not an error. Its values are
+// erased from the server's files (overwritten, not only marked deleted),
+// then a delete marker is left.
 func (b *KV) Delete(ctx context.Context, key string) error {
 	if !storage.ValidKey(key) {
 		return invalidKey("delete", key)
 	}
+	if b.stream != nil {
+		if err := b.eraseValues(ctx, key, 0); err != nil {
+			return translate(err, "erase", b.subject(key))
+		}
+	}
 	return translate(b.kv.Delete(ctx, key), "delete", b.subject(key))
+}
+
+// eraseValues erases every stored value of key but revision keep.
+func (b *KV) eraseValues(ctx context.Context, key string, keep uint64) error {
+	return eraseSubject(ctx, b.stream, "$KV."+b.name+"."+key, keep)
+}
+
+// erase erases the message at seq.
+func (b *KV) erase(ctx context.Context, seq uint64) error { return eraseMsg(ctx, b.stream, seq) }
+
+// eraseSubject overwrites, in the server's files, every message of stream
+// on subject that has data but the one at sequence keep.
+func eraseSubject(ctx context.Context, stream jetstream.Stream, subject string, keep uint64) error {
+	for seq := uint64(1); ; {
+		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if m.Sequence != keep && len(m.Data) > 0 {
+			if err := eraseMsg(ctx, stream, m.Sequence); err != nil {
+				return err
+			}
+		}
+		seq = m.Sequence + 1
+	}
+}
+
+// eraseMsg overwrites the message at seq in the server's files (a plain
+// delete only marks it deleted: its bytes stay until the server compacts
+// the block); a message already gone is not an error.
+func eraseMsg(ctx context.Context, stream jetstream.Stream, seq uint64) error {
+	err := stream.SecureDeleteMsg(ctx, seq)
+	if err == nil {
+		return nil
+	}
+	if _, gerr := stream.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return err
 }
 
 // listTimeout bounds a Keys call whose context has no deadline.

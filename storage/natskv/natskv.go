@@ -3,6 +3,7 @@ package natskv
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,6 +23,15 @@ type Config struct {
 	// Storage is where the server keeps the buckets. Default (the zero
 	// value) jetstream.FileStorage.
 	Storage jetstream.StorageType
+	// EraseReplaced names the buckets (without Prefix) whose replaced
+	// values are erased from the server's files when an update or put
+	// replaces them: the buckets that hold wrapped keys. Such a bucket keeps
+	// two revisions per key, so the replaced one is still there to erase
+	// once the new one is stored. Every bucket erases a deleted key's values.
+	EraseReplaced []string
+	// Logger receives the warning about a bucket that cannot erase; default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -30,6 +40,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 }
 

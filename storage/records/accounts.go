@@ -16,7 +16,9 @@ import (
 type AccountStore struct {
 	accounts, tokens storage.KV
 	admins           storage.KV // tokens.go
+	uses             storage.KV // tokens.go: each token's last use
 	lexKeys          storage.KV
+	fields           *fieldSealer
 }
 
 // CreateAccount stores a new account; Conflict if the id is taken.
@@ -24,13 +26,24 @@ func (s *AccountStore) CreateAccount(ctx context.Context, a apiary.Account) erro
 	if err := a.ID.Validate(); err != nil {
 		return err
 	}
+	if err := s.fields.sealAccount(ctx, &a); err != nil {
+		return err
+	}
 	return create(ctx, s.accounts, encodeID(string(a.ID)), "account", a)
 }
 
 // Account returns the account with id.
 func (s *AccountStore) Account(ctx context.Context, id apiary.AccountID) (apiary.Account, error) {
-	a, _, err := get[apiary.Account](ctx, s.accounts, encodeID(string(id)), "account")
-	return a, err
+	return s.getAccount(ctx, encodeID(string(id)))
+}
+
+// getAccount reads the account at key, its sealed fields open.
+func (s *AccountStore) getAccount(ctx context.Context, key string) (apiary.Account, error) {
+	a, _, err := get[apiary.Account](ctx, s.accounts, key, "account")
+	if err != nil {
+		return a, err
+	}
+	return a, s.fields.openAccount(ctx, &a)
 }
 
 // HasAccounts reports whether any account exists (bootstrap runs when none does).
@@ -73,12 +86,13 @@ func (s *AccountStore) CreateLexicalKey(ctx context.Context, account apiary.Acco
 // with a compare-and-swap, retrying on concurrent writes; fn returning
 // ErrNoChange stores nothing. NotFound when there is no such account.
 func (s *AccountStore) UpdateAccount(ctx context.Context, id apiary.AccountID, fn func(*apiary.Account) error) (apiary.Account, error) {
-	return update(ctx, s.accounts, encodeID(string(id)), "account", fn)
+	return updateSealed(ctx, s.accounts, encodeID(string(id)), "account", fn, s.fields.openAccount, s.fields.sealAccount)
 }
 
 // Accounts returns every account, ordered by id: a cross-account read, for
 // the checks the service makes when it starts (the embedding model of each
-// account's chunks).
+// account's chunks). Names are left out: opening them would need every
+// account's key at once.
 func (s *AccountStore) Accounts(ctx context.Context) ([]apiary.Account, error) {
 	keys, err := s.accounts.Keys(ctx, "")
 	if err != nil {
@@ -93,6 +107,7 @@ func (s *AccountStore) Accounts(ctx context.Context) ([]apiary.Account, error) {
 		if err != nil {
 			return nil, err
 		}
+		a.Name = ""
 		out = append(out, a)
 	}
 	slices.SortFunc(out, func(a, b apiary.Account) int { return strings.Compare(string(a.ID), string(b.ID)) })

@@ -44,6 +44,28 @@ type Connection struct {
 	CreatedAt     time.Time        `json:"created_at"`
 	UpdatedAt     time.Time        `json:"updated_at"`
 	LastRefreshed *time.Time       `json:"last_refreshed,omitempty"`
+	// SyncCursors are where each source's sync resumes its change feed,
+	// by source fingerprint, each sealed under the account's key.
+	SyncCursors map[string][]byte `json:"sync_cursors,omitempty"`
+	// Schedule is the connection's recurring sync, if it has one.
+	Schedule *ConnectionSchedule `json:"schedule,omitempty"`
+}
+
+// ConnectionSchedule is a connection's recurring sync: every Every, one
+// process claims the run (ClaimSchedule) and submits a sync of Source.
+type ConnectionSchedule struct {
+	Every time.Duration `json:"every"`
+	// Source is what each run syncs (the source's location, items, site,
+	// limits and webhook URL), sealed under the account's key: it names the
+	// customer's folders and files.
+	Source []byte `json:"source"`
+	// NextRun is when the next run is due.
+	NextRun time.Time `json:"next_run"`
+	// LastRun is when a run was last claimed; LastJob the last job a run
+	// submitted (a run skipped because that job was unfinished leaves it).
+	LastRun   time.Time    `json:"last_run,omitzero"`
+	LastJob   apiary.JobID `json:"last_job,omitempty"`
+	CreatedAt time.Time    `json:"created_at"`
 }
 
 // ConnectionFlow is a one-time authorization in progress. Only the hash of
@@ -129,4 +151,58 @@ func (s *ConnectionStore) DeleteConnection(ctx context.Context, account apiary.A
 		return fmt.Errorf("records: delete connection: %w", err)
 	}
 	return nil
+}
+
+// DueSchedules lists connections, across accounts, whose schedule is due
+// at now, up to limit. Listing is no claim: see ClaimSchedule.
+func (s *ConnectionStore) DueSchedules(ctx context.Context, now time.Time, limit int) ([]Connection, error) {
+	keys, err := s.connections.Keys(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("records: list connections: %w", err)
+	}
+	var out []Connection
+	for _, k := range keys {
+		if len(out) == limit {
+			break
+		}
+		c, _, err := get[Connection](ctx, s.connections, k, "connection")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if c.Schedule != nil && !c.Schedule.NextRun.After(now) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// ClaimSchedule claims the due run of account's connection id at now:
+// with a compare-and-swap on the record it moves the schedule's next run
+// one interval on (past now: missed runs are not made up) and returns the
+// connection as claimed, true. Of several processes claiming the same run
+// one gets true; the others, and any claim of a schedule not due (or gone),
+// get false.
+func (s *ConnectionStore) ClaimSchedule(ctx context.Context, account apiary.AccountID, id string, now time.Time) (Connection, bool, error) {
+	claimed := false
+	c, err := s.UpdateConnection(ctx, account, id, func(c *Connection) error {
+		claimed = false
+		sc := c.Schedule
+		if sc == nil || sc.NextRun.After(now) || sc.Every <= 0 {
+			return ErrNoChange
+		}
+		next := sc.NextRun.Add(sc.Every)
+		if !next.After(now) {
+			next = now.Add(sc.Every)
+		}
+		sc.NextRun, sc.LastRun = next, now
+		claimed = true
+		return nil
+	})
+	if err != nil {
+		return Connection{}, false, err
+	}
+	return c, claimed, nil
 }

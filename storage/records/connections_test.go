@@ -73,3 +73,65 @@ func testConnectionRecords(t *testing.T, s *records.Store) {
 	_, err = s.Connection(ctx, "acc_one", "con_a")
 	require.ErrorIs(t, err, apiary.ErrNotFound)
 }
+
+// TestClaimSchedule: of processes claiming the same due run, one wins; a
+// run not due, or a connection without a schedule, is claimed by none.
+func TestClaimSchedule(t *testing.T) {
+	t.Parallel()
+	for name, newKVS := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s, ctx := open(t, newKVS), context.Background()
+			now := time.Now().UTC()
+			require.NoError(t, s.CreateConnection(ctx, records.Connection{ID: "con_s", Account: "acc_one", Provider: "github",
+				Status: records.ConnectionActive, CreatedAt: now, UpdatedAt: now,
+				Schedule: &records.ConnectionSchedule{Every: time.Hour, NextRun: now.Add(-time.Minute), LastJob: "job_prev"}}))
+			require.NoError(t, s.CreateConnection(ctx, records.Connection{ID: "con_none", Account: "acc_one", Provider: "github",
+				Status: records.ConnectionActive, CreatedAt: now, UpdatedAt: now}))
+
+			due, err := s.DueSchedules(ctx, now, 10)
+			require.NoError(t, err)
+			require.Len(t, due, 1)
+			require.Equal(t, "con_s", due[0].ID)
+
+			var wins sync.Map
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Go(func() {
+					c, ok, err := s.ClaimSchedule(ctx, "acc_one", "con_s", now)
+					if err != nil {
+						t.Error(err)
+					}
+					if ok {
+						wins.Store(i, c)
+					}
+				})
+			}
+			wg.Wait()
+			n := 0
+			wins.Range(func(_, v any) bool {
+				n++
+				c := v.(records.Connection)
+				require.Equal(t, now.Add(59*time.Minute), c.Schedule.NextRun, "the next run is one interval after the one claimed")
+				require.Equal(t, apiary.JobID("job_prev"), c.Schedule.LastJob, "the claim keeps the previous job, for the skip check")
+				return true
+			})
+			require.Equal(t, 1, n, "exactly one claimer wins")
+
+			due, err = s.DueSchedules(ctx, now, 10)
+			require.NoError(t, err)
+			require.Empty(t, due)
+			_, ok, err := s.ClaimSchedule(ctx, "acc_one", "con_none", now)
+			require.NoError(t, err)
+			require.False(t, ok)
+			// Long missed runs are not made up: the next is one interval past now.
+			later := now.Add(5 * time.Hour)
+			c, ok, err := s.ClaimSchedule(ctx, "acc_one", "con_s", later)
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Equal(t, later.Add(time.Hour), c.Schedule.NextRun)
+			_, _, err = s.ClaimSchedule(ctx, "acc_two", "con_s", now.Add(9*time.Hour))
+			require.ErrorIs(t, err, apiary.ErrNotFound, "another account's connection is not found")
+		})
+	}
+}

@@ -4,7 +4,8 @@
 // outcomes, idempotency keys), DocumentStore (ingested documents),
 // WebhookStore (endpoints and default secrets), DeliveryStore (webhook
 // deliveries, with a due-time index for retries) and ConnectionStore (OAuth
-// connections, their tokens sealed). Open opens them all as
+// connections, their tokens sealed) and AuditStore (each account's audit
+// log). Open opens them all as
 // one Store; consumers declare the methods they use as interfaces of their
 // own.
 //
@@ -42,6 +43,7 @@ const (
 	bucketDocuments   = "documents"
 	bucketOutcomes    = "outcomes"
 	bucketAdminSets   = "admin_sets"
+	bucketTokenUses   = "token_uses"
 	bucketLexicalKeys = "lexical_keys"
 )
 
@@ -57,16 +59,26 @@ type Store struct {
 	*WebhookStore    // webhook endpoints and default secrets (webhooks.go)
 	*DeliveryStore   // webhook deliveries and their due index (webhooks.go)
 	*ConnectionStore // OAuth connections, their sealed tokens (connections.go)
+	*AuditStore      // each account's audit log (audit.go)
+	*KEKStore        // accounts' wrapped key-encryption keys (keks.go)
 }
+
+// SealedBuckets are the buckets whose values hold wrapped keys or sealed
+// data: a KV store that can erase what an update replaces should do so in
+// these (natskv.Config.EraseReplaced); the others (jobs above all) are
+// written often and hold nothing that opens a document.
+var SealedBuckets = []string{bucketDocuments, bucketConnections, bucketWebhooks, bucketWebhookSecrets, bucketLexicalKeys, bucketKEKs}
 
 // Open opens (creating on first use) the record buckets in kvs.
 func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 	s := &Store{AccountStore: &AccountStore{}, JobStore: &JobStore{}, DocumentStore: &DocumentStore{},
-		WebhookStore: &WebhookStore{}, DeliveryStore: &DeliveryStore{}, ConnectionStore: &ConnectionStore{}}
+		WebhookStore: &WebhookStore{}, DeliveryStore: &DeliveryStore{}, ConnectionStore: &ConnectionStore{},
+		AuditStore: &AuditStore{}, KEKStore: &KEKStore{}}
 	err := openBuckets(ctx, kvs, map[string]*storage.KV{
 		bucketAccounts:       &s.accounts,
 		bucketTokens:         &s.tokens,
 		bucketAdminSets:      &s.admins,
+		bucketTokenUses:      &s.uses,
 		bucketLexicalKeys:    &s.lexKeys,
 		bucketJobs:           &s.jobs,
 		bucketIdempotency:    &s.idem,
@@ -77,6 +89,8 @@ func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 		bucketDeliveries:     &s.deliveries,
 		bucketDue:            &s.due,
 		bucketConnections:    &s.connections,
+		bucketAudit:          &s.audit,
+		bucketKEKs:           &s.keks,
 	})
 	if err != nil {
 		return nil, err
@@ -148,17 +162,29 @@ func create(ctx context.Context, kv storage.KV, key, what string, v any) error {
 type JobStore struct {
 	jobs, idem storage.KV
 	outcomes   storage.KV // one per document of a job
+	fields     *fieldSealer
 }
 
 // CreateJob stores a new job; Conflict if the id is taken.
 func (s *JobStore) CreateJob(ctx context.Context, j apiary.Job) error {
+	if err := s.fields.sealJob(ctx, &j); err != nil {
+		return err
+	}
 	return create(ctx, s.jobs, scopedKey(j.Account, string(j.ID)), "job", j)
 }
 
 // Job returns account's job id; NotFound for another account's job.
 func (s *JobStore) Job(ctx context.Context, account apiary.AccountID, id apiary.JobID) (apiary.Job, error) {
-	j, _, err := get[apiary.Job](ctx, s.jobs, scopedKey(account, string(id)), "job")
-	return j, err
+	return s.getJob(ctx, scopedKey(account, string(id)))
+}
+
+// getJob reads the job at key, its sealed fields open.
+func (s *JobStore) getJob(ctx context.Context, key string) (apiary.Job, error) {
+	j, _, err := get[apiary.Job](ctx, s.jobs, key, "job")
+	if err != nil {
+		return j, err
+	}
+	return j, s.fields.openJob(ctx, &j)
 }
 
 // ErrNoChange, returned by an UpdateJob callback, ends the update without writing.
@@ -168,7 +194,7 @@ var ErrNoChange = errors.New("records: no change")
 // concurrent writes. If fn returns ErrNoChange nothing is written and the
 // current job is returned; any other error is returned as is.
 func (s *JobStore) UpdateJob(ctx context.Context, account apiary.AccountID, id apiary.JobID, fn func(*apiary.Job) error) (apiary.Job, error) {
-	return update(ctx, s.jobs, scopedKey(account, string(id)), "job", fn)
+	return updateSealed(ctx, s.jobs, scopedKey(account, string(id)), "job", fn, s.fields.openJob, s.fields.sealJob)
 }
 
 // update is the compare-and-swap loop of every Update* method: it applies
@@ -334,6 +360,12 @@ func (s *JobStore) Jobs(ctx context.Context, account apiary.AccountID, f JobFilt
 		if f.Status != "" && j.Status != f.Status {
 			continue
 		}
+		// Opened only once it is chosen: a deletion asked again after the
+		// account's key is erased lists its unfinished jobs (none) and
+		// opens none of the others.
+		if err := s.fields.openJob(ctx, &j); err != nil {
+			return nil, "", err
+		}
 		if len(out) == limit {
 			return out, encodeID(string(out[len(out)-1].ID)), nil
 		}
@@ -392,7 +424,7 @@ func (s *JobStore) UnqueuedJobs(ctx context.Context, olderThan time.Time, limit 
 		if len(out) == limit {
 			break
 		}
-		j, _, err := get[apiary.Job](ctx, s.jobs, k, "job")
+		j, err := s.getJob(ctx, k)
 		if errors.Is(err, apiary.ErrNotFound) {
 			continue
 		}
@@ -416,8 +448,12 @@ type idemRecord struct {
 // ClaimIdempotencyKey binds account's key to job for a request whose body
 // hashes to requestHash. It returns job when the claim is new, the earlier
 // job when the same key came with the same request, and a Conflict error
-// when the same key came with a different request.
+// when the same key came with a different request. Both the key and the
+// request hash are kept as keyed hashes (fields.go).
 func (s *JobStore) ClaimIdempotencyKey(ctx context.Context, account apiary.AccountID, key, requestHash string, job apiary.JobID) (apiary.JobID, error) {
+	if err := s.fields.hash(ctx, account, idemFields(&key, &requestHash)...); err != nil {
+		return "", err
+	}
 	k := scopedKey(account, key)
 	err := create(ctx, s.idem, k, "idempotency key", idemRecord{Job: job, RequestHash: requestHash})
 	if err == nil {
@@ -431,7 +467,7 @@ func (s *JobStore) ClaimIdempotencyKey(ctx context.Context, account apiary.Accou
 		return "", err
 	}
 	if prev.RequestHash != requestHash {
-		return "", apiary.E(apiary.KindConflict, "Idempotency-Key %q was already used with a different request body", key)
+		return "", apiary.E(apiary.KindConflict, "this Idempotency-Key was already used with a different request body; send a new key for a new request")
 	}
 	return prev.Job, nil
 }

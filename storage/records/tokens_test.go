@@ -71,3 +71,40 @@ func TestLastAdminTokenIsKept(t *testing.T) {
 	require.NoError(t, s.DeleteToken(ctx, "acme", a.ID), "not the last one any more")
 	require.Equal(t, apiary.KindNotFound, apiary.KindOf(s.DeleteToken(ctx, "globex", b.ID)))
 }
+
+// Two rotations of one token at once: one wins, the other's secret is
+// withdrawn, so the token has one current secret.
+func TestConcurrentRotationsLeaveOneSecret(t *testing.T) {
+	t.Parallel()
+	for name, newKVS := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s, ctx := open(t, newKVS), context.Background()
+			for i := range 20 {
+				tok := adminToken("acct", 100+i)
+				require.NoError(t, s.CreateToken(ctx, tok))
+				now := time.Now()
+				var (
+					wg   sync.WaitGroup
+					errs [2]error
+				)
+				for j := range errs {
+					next := tok
+					next.Hash = fmt.Sprintf("%064x", 1000*i+j+1)
+					wg.Go(func() { errs[j] = s.RotateToken(ctx, "acct", next, now, now.Add(time.Hour)) })
+				}
+				wg.Wait()
+				require.True(t, errs[0] == nil || errs[1] == nil, "one rotation succeeds: %v", errs)
+				toks, err := s.Tokens(ctx, "acct")
+				require.NoError(t, err)
+				current := 0
+				for _, x := range toks {
+					if x.ID == tok.ID && !x.Replaced {
+						current++
+					}
+				}
+				require.Equal(t, 1, current, "iteration %d: %v", i, errs)
+			}
+		})
+	}
+}

@@ -95,7 +95,7 @@ type Attempt struct {
 type Delivery struct {
 	ID      string           `json:"id"`
 	Account apiary.AccountID `json:"account_id"`
-	// Endpoint is the webhook id, or JobURLEndpoint(URL) for a job's own
+	// Endpoint is the webhook id, or JobURLEndpoint(job) for a job's own
 	// webhook_url.
 	Endpoint string `json:"endpoint"`
 	// URL is set for a job's webhook_url only; a webhook's URL is read
@@ -123,8 +123,10 @@ func DeliveryIDFor(endpoint, eventID string) string {
 	return "dlv_" + shortHash(endpoint, eventID)
 }
 
-// JobURLEndpoint is the endpoint key of deliveries to a job's webhook_url.
-func JobURLEndpoint(url string) string { return "url_" + shortHash(url) }
+// JobURLEndpoint is the endpoint key of deliveries to job's own
+// webhook_url. It derives from the job, not the URL: a hash of the URL,
+// stored in the clear, would let whoever guesses the URL confirm it.
+func JobURLEndpoint(job apiary.JobID) string { return "url_" + shortHash(string(job)) }
 
 func shortHash(parts ...string) string {
 	h := sha256.New()
@@ -141,12 +143,16 @@ func shortHash(parts ...string) string {
 // secrets.
 type WebhookStore struct {
 	webhooks, secrets storage.KV
+	fields            *fieldSealer
 }
 
 // CreateWebhook stores a new endpoint; Conflict if the id is taken.
 func (s *WebhookStore) CreateWebhook(ctx context.Context, w Webhook) error {
 	if w.Account == "" || w.ID == "" {
 		return apiary.E(apiary.KindInvalid, "webhook needs an account and an id")
+	}
+	if err := s.fields.sealWebhook(ctx, &w); err != nil {
+		return err
 	}
 	return create(ctx, s.webhooks, scopedKey(w.Account, w.ID), "webhook", w)
 }
@@ -156,8 +162,16 @@ func (s *WebhookStore) Webhook(ctx context.Context, account apiary.AccountID, id
 	if id == "" {
 		return Webhook{}, apiary.E(apiary.KindNotFound, "no such webhook")
 	}
-	w, _, err := get[Webhook](ctx, s.webhooks, scopedKey(account, id), "webhook")
-	return w, err
+	return s.getWebhook(ctx, scopedKey(account, id))
+}
+
+// getWebhook reads the endpoint at key, its sealed fields open.
+func (s *WebhookStore) getWebhook(ctx context.Context, key string) (Webhook, error) {
+	w, _, err := get[Webhook](ctx, s.webhooks, key, "webhook")
+	if err != nil {
+		return w, err
+	}
+	return w, s.fields.openWebhook(ctx, &w)
 }
 
 // Webhooks lists account's endpoints, oldest first.
@@ -168,7 +182,7 @@ func (s *WebhookStore) Webhooks(ctx context.Context, account apiary.AccountID) (
 	}
 	out := []Webhook{}
 	for _, id := range ids {
-		w, _, err := get[Webhook](ctx, s.webhooks, scopedKey(account, id), "webhook")
+		w, err := s.getWebhook(ctx, scopedKey(account, id))
 		if errors.Is(err, apiary.ErrNotFound) {
 			continue
 		}
@@ -186,7 +200,7 @@ func (s *WebhookStore) UpdateWebhook(ctx context.Context, account apiary.Account
 	if id == "" {
 		return Webhook{}, apiary.E(apiary.KindNotFound, "no such webhook")
 	}
-	return update(ctx, s.webhooks, scopedKey(account, id), "webhook", fn)
+	return updateSealed(ctx, s.webhooks, scopedKey(account, id), "webhook", fn, s.fields.openWebhook, s.fields.sealWebhook)
 }
 
 // DeleteWebhook removes account's endpoint id; NotFound if there is none.
@@ -237,6 +251,7 @@ func (s *WebhookStore) UpdateDefaultSecret(ctx context.Context, account apiary.A
 // one is due.
 type DeliveryStore struct {
 	deliveries, due storage.KV
+	fields          *fieldSealer
 }
 
 func deliveryPrefix(account apiary.AccountID, endpoint string) string {
@@ -290,6 +305,9 @@ func (s *DeliveryStore) CreateDelivery(ctx context.Context, d Delivery) error {
 	}
 	d.normalize()
 	key := deliveryKey(d.Account, d.Endpoint, d.ID)
+	if err := s.fields.sealDelivery(ctx, &d); err != nil {
+		return err
+	}
 	err := create(ctx, s.deliveries, key, "delivery", d)
 	if errors.Is(err, apiary.ErrConflict) {
 		prev, _, gerr := get[Delivery](ctx, s.deliveries, key, "delivery")
@@ -312,8 +330,16 @@ func (s *DeliveryStore) Delivery(ctx context.Context, account apiary.AccountID, 
 	if endpoint == "" || id == "" {
 		return Delivery{}, apiary.E(apiary.KindNotFound, "no such delivery")
 	}
-	d, _, err := get[Delivery](ctx, s.deliveries, deliveryKey(account, endpoint, id), "delivery")
-	return d, err
+	return s.getDelivery(ctx, deliveryKey(account, endpoint, id))
+}
+
+// getDelivery reads the delivery at key, its sealed fields open.
+func (s *DeliveryStore) getDelivery(ctx context.Context, key string) (Delivery, error) {
+	d, _, err := get[Delivery](ctx, s.deliveries, key, "delivery")
+	if err != nil {
+		return d, err
+	}
+	return d, s.fields.openDelivery(ctx, &d)
 }
 
 // UpdateDelivery applies fn to a delivery and stores it, retrying on
@@ -324,7 +350,7 @@ func (s *DeliveryStore) UpdateDelivery(ctx context.Context, account apiary.Accou
 		return Delivery{}, apiary.E(apiary.KindNotFound, "no such delivery")
 	}
 	var oldKey, newKey string
-	d, err := update(ctx, s.deliveries, deliveryKey(account, endpoint, id), "delivery", func(d *Delivery) error {
+	d, err := updateSealed(ctx, s.deliveries, deliveryKey(account, endpoint, id), "delivery", func(d *Delivery) error {
 		oldKey = dueKey(*d)
 		newKey = oldKey // unchanged unless fn changes it
 		if err := fn(d); err != nil {
@@ -336,7 +362,7 @@ func (s *DeliveryStore) UpdateDelivery(ctx context.Context, account apiary.Accou
 			return s.putDue(ctx, newKey)
 		}
 		return nil
-	})
+	}, s.fields.openDelivery, s.fields.sealDelivery)
 	if err != nil {
 		return d, err
 	}
@@ -372,7 +398,7 @@ func (s *DeliveryStore) Deliveries(ctx context.Context, account apiary.AccountID
 	}
 	all := make([]Delivery, 0, len(keys))
 	for _, k := range keys {
-		d, _, err := get[Delivery](ctx, s.deliveries, k, "delivery")
+		d, err := s.getDelivery(ctx, k)
 		if errors.Is(err, apiary.ErrNotFound) {
 			continue
 		}

@@ -79,6 +79,7 @@ func RunVectorStore(t *testing.T, newStore func(t *testing.T) storage.VectorStor
 		{"UpsertForeignAccountIsInvalid", testUpsertForeignAccount},
 		{"DeleteDocumentKeepsVersion", testDeleteDocumentKeep},
 		{"DeleteDocumentIsIdempotent", testDeleteDocumentIdempotent},
+		{"DeleteAccount", testDeleteAccount},
 		{"FilterByDocument", testFilterByDocument},
 		{"KLargerThanStore", testKLargerThanStore},
 		{"KNotPositiveIsInvalid", testKNotPositive},
@@ -284,6 +285,25 @@ func testDeleteDocumentIdempotent(t *testing.T, s storage.VectorStore) {
 		require.NoError(t, s.DeleteDocument(t.Context(), acc, "doc", 0))
 		require.Zero(t, count(t, s, acc, "doc"))
 	}
+}
+
+func testDeleteAccount(t *testing.T, s storage.VectorStore) {
+	acc, other := apiary.NewAccountID(), apiary.NewAccountID()
+	require.NoError(t, s.DeleteAccount(t.Context(), acc), "an account with no records")
+	gone := []storage.VectorRecord{NewRecord(acc, "a", 1, 0, VectorDim), NewRecord(acc, "a", 1, 1, VectorDim), NewRecord(acc, "b", 2, 0, VectorDim)}
+	upsert(t, s, acc, gone...)
+	kept := NewRecord(other, "a", 1, 0, VectorDim)
+	upsert(t, s, other, kept)
+	require.NoError(t, s.DeleteAccount(t.Context(), acc))
+	require.Zero(t, count(t, s, acc, ""))
+	require.Empty(t, search(t, s, acc, gone[0].Vector, 10, ""))
+	recs, err := s.Scan(t.Context(), acc, "", 10, storage.VectorFilter{})
+	require.NoError(t, err)
+	require.Empty(t, recs)
+	require.Equal(t, 1, count(t, s, other, ""), "another account keeps its records")
+	require.NoError(t, s.DeleteAccount(t.Context(), acc), "deleting twice")
+	upsert(t, s, acc, gone[0])
+	require.Equal(t, 1, count(t, s, acc, ""), "the account can store again")
 }
 
 func testFilterByDocument(t *testing.T, s storage.VectorStore) {

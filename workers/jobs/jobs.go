@@ -112,9 +112,11 @@ func New(cfg Config, recs Records, q Queue, bus Events, stage Stage) *Service {
 type Submission struct {
 	Account apiary.AccountID
 	// Kind is what the job does. Default apiary.JobKindIngest.
-	Kind      apiary.JobKind
-	Source    string // where the documents come from ("upload")
-	Documents []apiary.Document
+	Kind   apiary.JobKind
+	Source string // where the documents come from ("upload")
+	// Connection is the OAuth connection the job reads with, if any.
+	Connection string
+	Documents  []apiary.Document
 	// Unlisted says the documents are not known yet: a source job stages
 	// its source, and the total is set once the source is listed (Run.Expect).
 	Unlisted bool
@@ -152,6 +154,7 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (job apiary.Job, r
 		Errors:         []apiary.DocumentError{},
 		Version:        uint64(now.UnixNano()),
 		Source:         sub.Source,
+		Connection:     sub.Connection,
 		Holder:         sub.Holder,
 		IdempotencyKey: sub.IdempotencyKey,
 		RequestHash:    sub.RequestHash,
@@ -277,8 +280,9 @@ func (s *Service) Cancel(ctx context.Context, account apiary.AccountID, id apiar
 // come from a dependency), and announces it. The documents that finished
 // keep their outcomes and the counts say so. A job that is final is only
 // announced, if that never happened; one that another run holds is left to
-// that run.
-func (s *Service) GiveUp(ctx context.Context, account apiary.AccountID, id apiary.JobID, attempt int, cause error) {
+// that run, and the error returned (retry after that run's lease) tells the
+// pool to keep the delivery: it is the job's only message if that run dies.
+func (s *Service) GiveUp(ctx context.Context, account apiary.AccountID, id apiary.JobID, attempt int, cause error) error {
 	ctx, cancel := s.finalCtx(ctx)
 	defer cancel()
 	ref := apiary.Job{Account: account, ID: id}
@@ -287,9 +291,13 @@ func (s *Service) GiveUp(ctx context.Context, account apiary.AccountID, id apiar
 		s.warn(ctx, "could not count document outcomes", ref, terr)
 	}
 	var heldElsewhere bool
+	var heldUntil time.Time
 	job, _, err := s.update(ctx, ref, func(j *apiary.Job) bool {
 		now := time.Now().UTC()
-		if heldElsewhere = j.Leased(now); heldElsewhere || j.Status.Final() {
+		if heldElsewhere = j.Leased(now); heldElsewhere {
+			heldUntil = *j.LeaseUntil
+		}
+		if heldElsewhere || j.Status.Final() {
 			return false
 		}
 		if terr == nil {
@@ -302,12 +310,16 @@ func (s *Service) GiveUp(ctx context.Context, account apiary.AccountID, id apiar
 	case err != nil:
 		s.cfg.Logger.ErrorContext(ctx, "could not mark job failed", "account", account, "job_id", id, "err", err)
 	case heldElsewhere && !job.Status.Final():
+		// The job's message must outlive this delivery: if the run that
+		// holds the job dies, nothing else would ever run or fail it.
 		s.cfg.Logger.InfoContext(ctx, "a duplicate delivery gave up; the job runs elsewhere", "account", account, "job_id", id)
+		return apiary.RetryAfter(fmt.Errorf("jobs: job %s is running on another worker", id), time.Until(heldUntil)+time.Second)
 	default:
 		if err := s.conclude(ctx, job); err != nil {
 			s.cfg.Logger.ErrorContext(ctx, "could not finish failed job", "account", account, "job_id", id, "err", err)
 		}
 	}
+	return nil
 }
 
 // failureReason is what a failed job says about its cause: the classified

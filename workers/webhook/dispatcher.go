@@ -252,7 +252,7 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, ev apiary.Event) error {
 		case err != nil:
 			return err
 		case job.WebhookURL != "":
-			if err := webhooks.Enqueue(ctx, d.recs, ev, records.JobURLEndpoint(job.WebhookURL), job.WebhookURL); err != nil {
+			if err := webhooks.Enqueue(ctx, d.recs, ev, records.JobURLEndpoint(job.ID), job.WebhookURL); err != nil {
 				return err
 			}
 			queued = true

@@ -64,6 +64,9 @@ type Config struct {
 	Cache CacheConfig
 	// Retry bounds the retries of throttled KMS calls.
 	Retry RetryConfig
+	// DeletionDays is the pending window of a key EraseAccountKey
+	// schedules for deletion: 7 (KMS's shortest, the default) to 30.
+	DeletionDays int
 }
 
 // CacheConfig bounds the cache of unwrapped data keys.
@@ -106,6 +109,9 @@ func (c *Config) setDefaults() {
 	if c.Retry.MaxAttempts == 0 {
 		c.Retry.MaxAttempts = 4
 	}
+	if c.DeletionDays == 0 {
+		c.DeletionDays = orphanDeletionDays
+	}
 	if c.Retry.BaseDelay == 0 {
 		c.Retry.BaseDelay = 100 * time.Millisecond
 	}
@@ -125,6 +131,9 @@ func (c *Config) Validate() error {
 		len(c.AliasPrefix)+apiary.MaxAccountIDLen > 256 {
 		errs = append(errs, fmt.Errorf("awskms: AliasPrefix %q must look like \"alias/name/\" (not alias/aws/, at most %d characters)",
 			c.AliasPrefix, 256-apiary.MaxAccountIDLen))
+	}
+	if c.DeletionDays < 7 || c.DeletionDays > 30 {
+		errs = append(errs, fmt.Errorf("awskms: DeletionDays must be 7 to 30 (KMS's bounds), got %d", c.DeletionDays))
 	}
 	if c.Cache.MaxAge < 0 || c.Cache.MaxUses < 0 || c.Cache.MaxEntries < 0 {
 		errs = append(errs, errors.New("awskms: Cache bounds must not be negative"))
@@ -155,6 +164,7 @@ type Provider struct {
 	client   *kms.Client
 	cache    *keyCache
 	creating singleflight.Group
+	versions versionCache // rotate.go
 }
 
 var _ encrypt.KeyProvider = (*Provider)(nil)
@@ -165,7 +175,7 @@ func New(cfg Config) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, apiary.Wrap(err, apiary.KindInvalid, "awskms: config")
 	}
-	return &Provider{cfg: cfg, client: cfg.Client, cache: newKeyCache(cfg.Cache)}, nil
+	return &Provider{cfg: cfg, client: cfg.Client, cache: newKeyCache(cfg.Cache), versions: versionCache{m: map[apiary.AccountID]cachedVersion{}}}, nil
 }
 
 // Alias is the alias of account's key.
@@ -204,6 +214,20 @@ func (p *Provider) createAccountKey(ctx context.Context, account apiary.AccountI
 	if !isNotFound(err) {
 		return p.errorf(ctx, err, "awskms: create key for %s: describe", account)
 	}
+	exists, err := p.createKey(ctx, account, alias)
+	if err != nil {
+		return p.errorf(ctx, err, "awskms: create key for %s", account)
+	}
+	if !exists {
+		p.setVersion(account, 1) // a new account key has no later versions yet
+	}
+	return nil // made, or another creator's alias won
+}
+
+// createKey makes a KMS key for account and points alias at it. exists is
+// true when the alias was there already (another creator won): the new key
+// is then scheduled for deletion, never used.
+func (p *Provider) createKey(ctx context.Context, account apiary.AccountID, alias string) (exists bool, err error) {
 	created, err := retry(ctx, p, func(ctx context.Context) (*kms.CreateKeyOutput, error) {
 		return p.client.CreateKey(ctx, &kms.CreateKeyInput{
 			KeySpec:     types.KeySpecSymmetricDefault,
@@ -213,14 +237,14 @@ func (p *Provider) createAccountKey(ctx context.Context, account apiary.AccountI
 		})
 	})
 	if err != nil {
-		return p.errorf(ctx, err, "awskms: create key for %s", account)
+		return false, err
 	}
 	keyID := aws.ToString(created.KeyMetadata.KeyId)
 	if _, err := retry(ctx, p, func(ctx context.Context) (*kms.EnableKeyRotationOutput, error) {
 		return p.client.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: &keyID})
 	}); err != nil {
 		p.scheduleDeletion(ctx, keyID)
-		return p.errorf(ctx, err, "awskms: create key for %s: enable rotation", account)
+		return false, fmt.Errorf("enable rotation: %w", err)
 	}
 	_, err = retry(ctx, p, func(ctx context.Context) (*kms.CreateAliasOutput, error) {
 		return p.client.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: &alias, TargetKeyId: &keyID})
@@ -231,11 +255,11 @@ func (p *Provider) createAccountKey(ctx context.Context, account apiary.AccountI
 		p.scheduleDeletion(ctx, keyID)
 		var exists *types.AlreadyExistsException
 		if errors.As(err, &exists) {
-			return nil
+			return true, nil
 		}
-		return p.errorf(ctx, err, "awskms: create key for %s: alias", account)
+		return false, fmt.Errorf("alias: %w", err)
 	}
-	return nil
+	return false, nil
 }
 
 // scheduleDeletion retires a key that no alias points at, best effort.
@@ -246,7 +270,7 @@ func (p *Provider) scheduleDeletion(ctx context.Context, keyID string) {
 	})
 }
 
-// DisableAccountKey disables account's KMS key, so that no data key of the
+// DisableAccountKey disables every version of account's KMS key, so that no data key of the
 // account can be generated or unwrapped any more, and drops the account's
 // cached data keys in this Provider. Other processes stop unwrapping once
 // their cached copies age out (Cache.MaxAge). For operators and tests.
@@ -254,22 +278,120 @@ func (p *Provider) DisableAccountKey(ctx context.Context, account apiary.Account
 	if err := account.Validate(); err != nil {
 		return err
 	}
-	alias := p.Alias(account)
+	aliases, err := p.VersionAliases(ctx, account)
+	if err != nil {
+		return err
+	}
+	if len(aliases) == 0 {
+		aliases = []string{p.Alias(account)} // none: describe answers NotFound
+	}
+	for _, alias := range aliases {
+		if _, err := p.disable(ctx, account, alias); err != nil {
+			return p.errorf(ctx, err, "awskms: disable key of %s", account)
+		}
+	}
+	return nil
+}
+
+// disable describes one version of account's key by its alias and disables it unless it
+// is pending deletion already, dropping the account's cached data keys
+// before and after (a decrypt that raced the disable may have cached
+// one). It returns the key's metadata, or the KMS error unclassified.
+func (p *Provider) disable(ctx context.Context, account apiary.AccountID, alias string) (*types.KeyMetadata, error) {
 	p.cache.forget(account)
+	defer p.cache.forget(account)
 	desc, err := retry(ctx, p, func(ctx context.Context) (*kms.DescribeKeyOutput, error) {
 		return p.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &alias})
 	})
 	if err != nil {
-		return p.errorf(ctx, err, "awskms: disable key of %s: describe", account)
+		return nil, fmt.Errorf("describe: %w", err)
 	}
-	keyID := desc.KeyMetadata.KeyId
+	if desc.KeyMetadata.KeyState == types.KeyStatePendingDeletion {
+		return desc.KeyMetadata, nil
+	}
 	if _, err := retry(ctx, p, func(ctx context.Context) (*kms.DisableKeyOutput, error) {
-		return p.client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: keyID})
+		return p.client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: desc.KeyMetadata.KeyId})
 	}); err != nil {
-		return p.errorf(ctx, err, "awskms: disable key of %s", account)
+		return nil, err
 	}
-	p.cache.forget(account) // a decrypt that raced the disable may have cached a key
+	return desc.KeyMetadata, nil
+}
+
+var _ encrypt.Eraser = (*Provider)(nil)
+
+// EraseAccountKey crypto-shreds account: it disables every version of the
+// account's KMS key
+// (nothing wrapped under it opens from then on), schedules its deletion
+// after Config.DeletionDays, removes the alias and drops the account's
+// cached data keys in this Provider (other processes' copies age out
+// within Cache.MaxAge). An account without a key is not an error.
+func (p *Provider) EraseAccountKey(ctx context.Context, account apiary.AccountID) error {
+	if err := account.Validate(); err != nil {
+		return err
+	}
+	aliases, err := p.VersionAliases(ctx, account)
+	if err != nil {
+		return err
+	}
+	// Newest first: an erasure cut short leaves versions 1..n, which
+	// VersionAliases finds again.
+	for i := len(aliases) - 1; i >= 0; i-- {
+		if err := p.eraseVersion(ctx, account, aliases[i]); err != nil {
+			return err
+		}
+	}
+	// A rotation racing this erasure may have made a version (again) after
+	// the listing, at most one above it: look at each, then above while
+	// found (a rotation that makes one after this finds version 1 gone
+	// and erases its own).
+	found := false
+	for v := 2; v <= len(aliases)+1 || found; v++ {
+		alias := p.versionAlias(account, v)
+		if found, err = p.aliasExists(ctx, alias); err != nil {
+			return p.errorf(ctx, err, "awskms: erase key of %s", account)
+		}
+		if found {
+			if err := p.eraseVersion(ctx, account, alias); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// eraseVersion disables the key behind alias, schedules its deletion and
+// removes the alias.
+func (p *Provider) eraseVersion(ctx context.Context, account apiary.AccountID, alias string) error {
+	meta, err := p.disable(ctx, account, alias)
+	switch {
+	case isNotFound(err):
+		return nil
+	case err != nil && !p.pendingDeletion(ctx, alias):
+		return p.errorf(ctx, err, "awskms: erase key of %s", account)
+	}
+	if err == nil && meta.KeyState != types.KeyStatePendingDeletion {
+		if _, err := retry(ctx, p, func(ctx context.Context) (*kms.ScheduleKeyDeletionOutput, error) {
+			return p.client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{
+				KeyId: meta.KeyId, PendingWindowInDays: aws.Int32(int32(p.cfg.DeletionDays)),
+			})
+		}); err != nil && !p.pendingDeletion(ctx, alias) {
+			return p.errorf(ctx, err, "awskms: erase key of %s: schedule deletion", account)
+		}
+	}
+	if _, err := retry(ctx, p, func(ctx context.Context) (*kms.DeleteAliasOutput, error) {
+		return p.client.DeleteAlias(ctx, &kms.DeleteAliasInput{AliasName: &alias})
+	}); err != nil && !isNotFound(err) {
+		return p.errorf(ctx, err, "awskms: erase key of %s: delete alias", account)
+	}
+	return nil
+}
+
+// pendingDeletion reports whether the key behind alias is gone or pending
+// deletion: a concurrent erasure of the same version (a rotation erasing
+// the version it made for an account being erased) got there first.
+func (p *Provider) pendingDeletion(ctx context.Context, alias string) bool {
+	desc, err := p.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &alias})
+	return isNotFound(err) || err == nil && desc.KeyMetadata.KeyState == types.KeyStatePendingDeletion
 }
 
 // Purge drops and zeroes every cached data key.
@@ -281,7 +403,11 @@ func (p *Provider) GenerateDataKey(ctx context.Context, account apiary.AccountID
 	if err := account.Validate(); err != nil {
 		return encrypt.DataKey{}, err
 	}
-	alias := p.Alias(account)
+	version, err := p.currentVersion(ctx, account)
+	if err != nil {
+		return encrypt.DataKey{}, err
+	}
+	alias := p.versionAlias(account, version)
 	full := withAccount(encCtx, account)
 	out, err := retry(ctx, p, func(ctx context.Context) (*kms.GenerateDataKeyOutput, error) {
 		return p.client.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{
@@ -297,7 +423,7 @@ func (p *Provider) GenerateDataKey(ctx context.Context, account apiary.AccountID
 		encrypt.Wipe(out.Plaintext)
 		return encrypt.DataKey{}, apiary.E(apiary.KindUnavailable, "awskms: generate data key for %s: KMS returned a %d-byte key", account, len(out.Plaintext))
 	}
-	wrapped := seal(out.Plaintext, out.CiphertextBlob, encrypt.Context(full).Canonical())
+	wrapped := seal(version, out.Plaintext, out.CiphertextBlob, encrypt.Context(full).Canonical())
 	return encrypt.DataKey{Plaintext: out.Plaintext, Wrapped: wrapped}, nil
 }
 
@@ -317,11 +443,11 @@ func (p *Provider) Decrypt(ctx context.Context, account apiary.AccountID, wrappe
 	if key := p.cache.get(id); key != nil {
 		return key, nil
 	}
-	blob, sum, ok := split(wrapped)
+	version, blob, sum, ok := split(wrapped)
 	if !ok {
 		return nil, apiary.E(apiary.KindPermanent, "awskms: decrypt for %s: not a wrapped data key", account)
 	}
-	alias := p.Alias(account)
+	alias := p.versionAlias(account, version)
 	out, err := retry(ctx, p, func(ctx context.Context) (*kms.DecryptOutput, error) {
 		return p.client.Decrypt(ctx, &kms.DecryptInput{
 			KeyId:             &alias,
@@ -329,6 +455,13 @@ func (p *Provider) Decrypt(ctx context.Context, account apiary.AccountID, wrappe
 			EncryptionContext: full,
 		})
 	})
+	if err != nil && version >= 2 && isNotFound(err) {
+		// No alias for the version the wrapped key names: an altered
+		// version, unless the account has no key at all.
+		if ok, aerr := p.aliasExists(ctx, p.Alias(account)); aerr == nil && ok {
+			return nil, apiary.E(apiary.KindPermanent, "awskms: decrypt for %s: refused: no key version %d", account, version)
+		}
+	}
 	if err != nil {
 		return nil, p.errorf(ctx, err, "awskms: decrypt for %s", account)
 	}

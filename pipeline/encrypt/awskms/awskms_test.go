@@ -410,6 +410,8 @@ func TestConfigValidate(t *testing.T) {
 		"negative cache":       {Client: c, Cache: awskms.CacheConfig{MaxAge: -time.Second}},
 		"too many attempts":    {Client: c, Retry: awskms.RetryConfig{MaxAttempts: 100}},
 		"delays inverted":      {Client: c, Retry: awskms.RetryConfig{BaseDelay: time.Second, MaxDelay: time.Millisecond}},
+		"deletion too soon":    {Client: c, DeletionDays: 6},
+		"deletion too late":    {Client: c, DeletionDays: 31},
 	} {
 		_, err := awskms.New(cfg)
 		requireKind(t, apiary.KindInvalid, err, name)

@@ -178,6 +178,56 @@ func Run(t *testing.T, newProvider func(t *testing.T) encrypt.KeyProvider) {
 		_, err = encrypt.OpenEnvelope(ctx, kp, acc, encrypt.Context{"job": "job_2"}, env)
 		requireRefused(t, err, "envelope under another job")
 	})
+
+	t.Run("EraseAccountKey", func(t *testing.T) {
+		t.Parallel()
+		kp := newProvider(t)
+		eraser, ok := kp.(encrypt.Eraser)
+		if !ok {
+			t.Skip("the provider is not an encrypt.Eraser")
+		}
+		ctx := t.Context()
+		acc, other := newAccount(t, kp), newAccount(t, kp)
+		dk, err := kp.GenerateDataKey(ctx, acc, docCtx("d"))
+		require.NoError(t, err)
+		kept, err := kp.GenerateDataKey(ctx, other, docCtx("d"))
+		require.NoError(t, err)
+		require.NoError(t, eraser.EraseAccountKey(ctx, acc))
+		_, err = kp.Decrypt(ctx, acc, dk.Wrapped, docCtx("d"))
+		require.Error(t, err, "a data key wrapped under an erased key opened")
+		_, err = kp.GenerateDataKey(ctx, acc, docCtx("d2"))
+		require.Error(t, err, "a data key was made under an erased key")
+		got, err := kp.Decrypt(ctx, other, kept.Wrapped, docCtx("d"))
+		require.NoError(t, err, "another account's key stays")
+		require.Equal(t, kept.Plaintext, got)
+		require.NoError(t, eraser.EraseAccountKey(ctx, acc), "erasing twice")
+		require.NoError(t, eraser.EraseAccountKey(ctx, apiary.NewAccountID()), "erasing a key that never was")
+	})
+
+	t.Run("EraseRotatedAccountKey", func(t *testing.T) {
+		t.Parallel()
+		kp := newProvider(t)
+		eraser, ok := kp.(encrypt.Eraser)
+		rotator, rok := kp.(encrypt.Rotator)
+		if !ok || !rok {
+			t.Skip("the provider is not an encrypt.Eraser and an encrypt.Rotator")
+		}
+		ctx := t.Context()
+		acc := newAccount(t, kp)
+		old, err := kp.GenerateDataKey(ctx, acc, docCtx("d1"))
+		require.NoError(t, err)
+		_, err = rotator.RotateAccountKey(ctx, acc)
+		require.NoError(t, err)
+		cur, err := kp.GenerateDataKey(ctx, acc, docCtx("d2"))
+		require.NoError(t, err)
+		_, err = kp.Decrypt(ctx, acc, cur.Wrapped, docCtx("d2"))
+		require.NoError(t, err, "the new version opens before the erasure")
+		require.NoError(t, eraser.EraseAccountKey(ctx, acc))
+		_, err = kp.Decrypt(ctx, acc, old.Wrapped, docCtx("d1"))
+		require.Error(t, err, "a data key wrapped under the erased first version opened")
+		_, err = kp.Decrypt(ctx, acc, cur.Wrapped, docCtx("d2"))
+		require.Error(t, err, "a data key wrapped under the erased newest version opened")
+	})
 }
 
 // requireRefused checks that err is the refusal the port promises: kind

@@ -199,3 +199,76 @@ func TestParseRootKey(t *testing.T) {
 		}
 	}
 }
+
+// Rotation: a new version wraps new data keys, keys wrapped under the old
+// one keep opening until re-wrapped, and a reopened keyring (another
+// process) sees the new version.
+func TestRotateAccountKey(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir, root := t.TempDir(), rootKey(t)
+	kr, err := keyring.New(keyring.Config{Dir: dir, RootKey: root})
+	require.NoError(t, err)
+	acc := apiary.AccountID("acme")
+	encCtx := encrypt.Context{"document": "d"}
+
+	_, err = kr.RotateAccountKey(ctx, acc)
+	require.Equal(t, apiary.KindNotFound, apiary.KindOf(err), "no key to rotate yet")
+
+	require.NoError(t, kr.CreateAccountKey(ctx, acc))
+	old, err := kr.GenerateDataKey(ctx, acc, encCtx)
+	require.NoError(t, err)
+
+	v, err := kr.RotateAccountKey(ctx, acc)
+	require.NoError(t, err)
+	require.Equal(t, 2, v)
+	require.FileExists(t, filepath.Join(dir, "acme.v2.key"))
+
+	// Another process on the same dir generates under version 2 and opens both.
+	other, err := keyring.New(keyring.Config{Dir: dir, RootKey: root})
+	require.NoError(t, err)
+	fresh, err := other.GenerateDataKey(ctx, acc, encCtx)
+	require.NoError(t, err)
+	for _, kp := range []*keyring.Keyring{kr, other} {
+		for _, dk := range []encrypt.DataKey{old, fresh} {
+			got, err := kp.Decrypt(ctx, acc, dk.Wrapped, encCtx)
+			require.NoError(t, err)
+			require.Equal(t, dk.Plaintext, got)
+		}
+	}
+
+	// Rewrap moves the old key to version 2: without version 1's file it
+	// still opens, the old wrapping does not.
+	moved, err := kr.Rewrap(ctx, acc, old.Wrapped, encCtx)
+	require.NoError(t, err)
+	require.NotEqual(t, old.Wrapped, moved)
+	_, err = kr.Rewrap(ctx, acc, old.Wrapped, encrypt.Context{"document": "other"})
+	require.Error(t, err, "a rewrap checks the context like a decrypt")
+
+	vs, err := kr.Versions(acc)
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 2}, vs)
+
+	// Concurrent rotations each make a version of their own.
+	var wg sync.WaitGroup
+	got, errs := make([]int, 4), make([]error, 4)
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = kr.RotateAccountKey(ctx, acc) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.ElementsMatch(t, []int{3, 4, 5, 6}, got)
+
+	// Version 2 destroyed (its file gone, a fresh process): what it wraps
+	// no longer opens, what version 1 wraps still does.
+	require.NoError(t, os.Remove(filepath.Join(dir, "acme.v2.key")))
+	third, err := keyring.New(keyring.Config{Dir: dir, RootKey: root})
+	require.NoError(t, err)
+	_, err = third.Decrypt(ctx, acc, moved, encCtx)
+	require.Equal(t, apiary.KindPermanent, apiary.KindOf(err))
+	back, err := third.Decrypt(ctx, acc, old.Wrapped, encCtx)
+	require.NoError(t, err)
+	require.Equal(t, old.Plaintext, back)
+}

@@ -1,0 +1,72 @@
+package connections
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage/records"
+)
+
+// A connection begun and never completed stays pending: an admin (or a
+// script with an admin token) could begin connections without end, each a
+// record that every scheduler pass reads. Authorizations in progress are
+// bounded per account, and one whose flow expired, which can never
+// complete, is removed when another begins.
+func TestPendingConnectionsAreBounded(t *testing.T) {
+	t.Parallel()
+	w, ctx := newScheduleWorld(t), t.Context()
+	recs := w.recs
+	svc, err := New(Config{PublicURL: "https://apiary.example.com", Providers: []Provider{{
+		Name: "oidc", ClientID: "id", ClientSecret: "secret", Issuer: "https://idp.example.com",
+		AuthURL: "https://idp.example.com/auth", TokenURL: "https://idp.example.com/token",
+	}}}, recs, w.keys, nil)
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	require.NoError(t, recs.CreateConnection(ctx, records.Connection{ID: "con_live", Account: acc, Provider: "oidc",
+		Status: records.ConnectionActive, CreatedAt: now, UpdatedAt: now}))
+
+	var first, second records.Connection
+	for i := range MaxPendingConnections {
+		c, _, err := svc.Begin(ctx, acc, "oidc")
+		require.NoError(t, err, "connection %d", i)
+		switch i {
+		case 0:
+			first = c
+		case 1:
+			second = c
+		}
+	}
+	_, _, err = svc.Begin(ctx, acc, "oidc")
+	require.ErrorIs(t, err, apiary.ErrConflict)
+	require.ErrorContains(t, err, fmt.Sprintf("%d authorizations in progress", MaxPendingConnections))
+
+	// The first one's flow expires, the second's was spent (refused at
+	// the provider) longer than a flow lives: neither can complete, and
+	// they go when the next connection begins.
+	_, err = recs.UpdateConnection(ctx, acc, first.ID, func(c *records.Connection) error {
+		c.Flow.ExpiresAt = now.Add(-time.Minute)
+		return nil
+	})
+	require.NoError(t, err)
+	_, err = recs.UpdateConnection(ctx, acc, second.ID, func(c *records.Connection) error {
+		c.Flow, c.UpdatedAt = nil, now.Add(-time.Hour)
+		return nil
+	})
+	require.NoError(t, err)
+	_, _, err = svc.Begin(ctx, acc, "oidc")
+	require.NoError(t, err)
+	_, _, err = svc.Begin(ctx, acc, "oidc")
+	require.NoError(t, err)
+	_, _, err = svc.Begin(ctx, acc, "oidc")
+	require.ErrorIs(t, err, apiary.ErrConflict)
+	for _, id := range []string{first.ID, second.ID} {
+		_, err = recs.Connection(ctx, acc, id)
+		require.ErrorIs(t, err, apiary.ErrNotFound)
+	}
+	_, err = recs.Connection(ctx, acc, "con_live")
+	require.NoError(t, err, "an active connection is not touched")
+}
