@@ -90,6 +90,7 @@ var roles = map[string]role{
 	"connectors/rest":     roleInternal, // the REST connectors' shared client: bearer per request, caps, classification
 	"internal/eval":       roleInternal,
 	"internal/fairsem":    roleInternal,
+	"internal/flock":      roleInternal,
 	"internal/natserr":    roleInternal,
 	"internal/natsserver": roleInternal,
 	"internal/safehttp":   roleInternal,

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/internal/flock"
 )
 
 // File is one file taken out of an archive.
@@ -252,7 +253,7 @@ func (f Fetcher) lock(ctx context.Context, dir string) (func(), error) {
 	}
 	busy := f.lockBusy
 	for {
-		ok, err := tryLock(fh)
+		ok, err := flock.Try(fh)
 		if err != nil {
 			fh.Close()
 			return nil, fmt.Errorf("lock %s: %w", dir, err)
