@@ -271,9 +271,9 @@ func (q *Queue) publish(ctx context.Context, job apiary.JobID, data []byte) erro
 
 // Receive fetches up to max messages, waiting up to PollWait for the first.
 // A message whose body is not a JobMessage is terminated and skipped. If ctx
-// ends during the wait, the messages already fetched are handed back at once
-// (republished and acked, their attempt not counted: see handBack)
-// and ctx's error is returned.
+// ends during the wait, Receive returns when the pull ends (PollWait at most)
+// with ctx's error, and the messages it brought are handed back at once
+// (republished and acked, their attempt not counted: see handBack).
 func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("jetstream: receive: %w", err)
@@ -284,7 +284,13 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 	// Wait for the first message only, then take whatever else is ready:
 	// waiting for a full batch would hold a job back for PollWait whenever
 	// fewer than max are queued.
-	fctx, cancel := context.WithTimeout(ctx, q.cfg.PollWait)
+	//
+	// The pull is not cut short when ctx ends: the server would go on
+	// sending it messages until it expired, to a receiver no longer there,
+	// and each would stay leased until its lease ran out. Receive waits for
+	// the pull to end instead (PollWait at most) and hands back what it
+	// brought.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.PollWait)
 	defer cancel()
 	batch, err := q.cons.Fetch(1, jetstream.FetchContext(fctx))
 	if err != nil {

@@ -241,3 +241,53 @@ func TestNackWithoutDelaySurvivesARestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, ds, "one message per job")
 }
+
+// A Receive cancelled while its pull waits at the server must not lose what
+// the server sends that pull: a job enqueued (or handed back by a stopping
+// pool) as the Receive is cancelled stayed leased until its lease ran out.
+// TestRunContextEndIsHardStop (workers) failed this way.
+func TestCancelledReceiveLosesNoMessage(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	q, err := jetstream.New(t.Context(), jetstream.Config{Conn: nc, Lease: time.Minute, PollWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	cons, err := js.Consumer(t.Context(), "APIARY_JOBS", "apiary-workers")
+	require.NoError(t, err)
+
+	type result struct {
+		ds  []*queue.Delivery
+		err error
+	}
+	for range 100 {
+		ctx, cancel := context.WithCancel(t.Context())
+		received := make(chan result, 1)
+		go func() {
+			ds, err := q.Receive(ctx, 1)
+			received <- result{ds, err}
+		}()
+		require.Eventually(t, func() bool { // the pull waits at the server
+			info, err := cons.Info(t.Context())
+			return err == nil && info.NumWaiting > 0
+		}, 10*time.Second, time.Millisecond)
+		msg := apiary.JobMessage{Account: "acc_a", Job: apiary.NewJobID()}
+		enqueued := make(chan error, 1)
+		go func() { enqueued <- q.Enqueue(t.Context(), msg) }()
+		cancel()
+		require.NoError(t, <-enqueued)
+		got := <-received // the job, if it came before the cancel
+		if got.err != nil {
+			require.ErrorIs(t, got.err, context.Canceled)
+			require.Eventually(t, func() bool {
+				ds, err := q.Receive(t.Context(), 1)
+				got.ds = append(got.ds, ds...)
+				return err == nil && len(got.ds) == 1
+			}, 10*time.Second, time.Millisecond, "the job is delivered now, not after its one-minute lease")
+		}
+		require.Len(t, got.ds, 1)
+		require.Equal(t, msg, got.ds[0].Msg)
+		require.Equal(t, 1, got.ds[0].Attempt)
+		require.NoError(t, got.ds[0].Ack(t.Context()))
+	}
+}

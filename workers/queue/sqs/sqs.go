@@ -60,6 +60,9 @@ const (
 	maxBatch = 10
 	// maxWait is the longest long poll.
 	maxWait = 20 * time.Second
+	// pollGrace is the network's share of a long poll's deadline: a poll
+	// that has not answered WaitTime+pollGrace after it was sent is given up.
+	pollGrace = 5 * time.Second
 	// dlqRetention keeps dead letters as long as SQS allows (14 days).
 	dlqRetention = 14 * 24 * time.Hour
 	// maxAckBatchWindow bounds Config.AckBatchWindow: an ack held longer
@@ -307,24 +310,30 @@ type receipt struct {
 
 // Receive returns up to max deliveries: it long-polls up to WaitTime for
 // the first ones, then takes what is ready without waiting, 10 per call.
-// If ctx ends, the deliveries already received are handed back and ctx's
-// error is returned.
+// If ctx ends, Receive returns when the poll in flight ends (WaitTime at
+// most) with ctx's error, and hands back what it received.
 func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sqs: receive: %w", err)
 	}
 	var out []*queue.Delivery
 	wait := int32(q.cfg.WaitTime / time.Second)
-	for len(out) < max {
+	for len(out) < max && ctx.Err() == nil {
 		n := min(max-len(out), maxBatch)
 		start := time.Now()
-		res, err := q.client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
+		// The long poll is not cut short when ctx ends: SQS would still hand
+		// it messages, in flight and invisible to everyone until their lease
+		// ran out. Receive waits for the poll to end instead (WaitTime at
+		// most) and hands back what it brought.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(wait)*time.Second+pollGrace)
+		res, err := q.client.ReceiveMessage(pctx, &awssqs.ReceiveMessageInput{
 			QueueUrl:                    &q.url,
 			MaxNumberOfMessages:         int32(n),
 			WaitTimeSeconds:             wait,
 			VisibilityTimeout:           int32(q.cfg.Lease / time.Second),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 		})
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				break

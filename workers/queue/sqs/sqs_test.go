@@ -465,3 +465,39 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// A Receive cancelled during its long poll must not lose what SQS hands that
+// poll: a job sent as the Receive is cancelled stayed in flight, invisible,
+// until its lease ran out (the JetStream adapter lost jobs this way).
+func TestCancelledReceiveLosesNoMessage(t *testing.T) {
+	t.Parallel()
+	c, tr := client(t, 3)
+	q := newQueue(t, c, time.Minute)
+	type result struct {
+		ds  []*queue.Delivery
+		err error
+	}
+	for range 20 {
+		polls := tr.callsOf("ReceiveMessage")
+		ctx, cancel := context.WithCancel(t.Context())
+		received := make(chan result, 1)
+		go func() {
+			ds, err := q.Receive(ctx, 1)
+			received <- result{ds, err}
+		}()
+		require.Eventually(t, func() bool { return tr.callsOf("ReceiveMessage") > polls }, 10*time.Second, time.Millisecond)
+		msg := message()
+		enqueued := make(chan error, 1)
+		go func() { enqueued <- q.Enqueue(t.Context(), msg) }()
+		require.NoError(t, <-enqueued)
+		cancel()
+		got := <-received // the job, if it came before the cancel
+		if got.err != nil {
+			require.ErrorIs(t, got.err, context.Canceled)
+			got.ds = []*queue.Delivery{receiveOne(t, q)}
+		}
+		require.Len(t, got.ds, 1)
+		require.Equal(t, msg, got.ds[0].Msg)
+		require.NoError(t, got.ds[0].Ack(t.Context()))
+	}
+}
