@@ -320,10 +320,10 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 		n := min(max-len(out), maxBatch)
 		start := time.Now()
 		res, err := q.client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
-			QueueUrl:                    &q.url,
-			MaxNumberOfMessages:         int32(n),
-			WaitTimeSeconds:             wait,
-			VisibilityTimeout:           int32(q.cfg.Lease / time.Second),
+			QueueUrl:            &q.url,
+			MaxNumberOfMessages: int32(n),
+			WaitTimeSeconds:     wait,
+			VisibilityTimeout:   int32(q.cfg.Lease / time.Second),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 				types.MessageSystemAttributeNameApproximateReceiveCount,
 				types.MessageSystemAttributeNameSentTimestamp,
