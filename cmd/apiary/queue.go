@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/apiaryhq/apiary/workers"
 	"github.com/apiaryhq/apiary/workers/queue"
 	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
 	sqsqueue "github.com/apiaryhq/apiary/workers/queue/sqs"
@@ -36,9 +37,13 @@ var queues = table[queue.Queue]{
 			Client: sqsqueue.NewClient(aws, a.cfg.Queue.SQSEndpoint),
 			Queue:  a.cfg.Queue.SQSQueue,
 			Lease:  a.cfg.Workers.Lease,
-			// The redrive backstop stays beyond the workers' own limit, so a
-			// job is marked failed (with its reason) before SQS parks it.
-			MaxReceiveCount: max(10, a.cfg.Workers.MaxAttempts+2),
+			// The redrive backstop stays beyond the workers' own limit
+			// (outage retries included), so a job is marked failed (with
+			// its reason) before SQS parks it.
+			MaxReceiveCount: max(10, workers.PoolConfig{
+				MaxAttempts:  a.cfg.Workers.MaxAttempts,
+				OutageGiveUp: a.cfg.Workers.OutageGiveUp,
+			}.MaxDeliveries()+2),
 		})
 	}},
 }
