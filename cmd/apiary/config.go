@@ -85,7 +85,7 @@ func (c APIConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// maxOutageGiveUp bounds --outage-give-up: the deliveries it allows a job
+// maxOutageGiveUp bounds --outage-give-up (24h): the deliveries it allows a job
 // (workers.PoolConfig.MaxDeliveries, about 400 at 24h) stay within what an
 // SQS redrive policy can allow (1000).
 const maxOutageGiveUp = 24 * time.Hour
@@ -125,7 +125,7 @@ func (c WorkersConfig) validate() error {
 		errs = append(errs, errors.New("--max-attempts must be at least 1"))
 	}
 	if c.OutageGiveUp < time.Second || c.OutageGiveUp > maxOutageGiveUp {
-		errs = append(errs, fmt.Errorf("--outage-give-up must be from 1s to %s", maxOutageGiveUp))
+		errs = append(errs, errors.New("--outage-give-up must be from 1s to 24h"))
 	}
 	if c.Lease < 2*time.Second {
 		errs = append(errs, errors.New("--lease must be at least 2s"))
