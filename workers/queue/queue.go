@@ -55,8 +55,8 @@ type Settler interface {
 }
 
 // NewDelivery is msg, delivered for the attempt-th time, settled by s. Only
-// adapters call it (and wrappers of an adapter, which pass the Delivery
-// they wrap as s).
+// adapters call it, setting Enqueued after it (and wrappers of an adapter,
+// which pass the Delivery they wrap as s and copy its Enqueued).
 func NewDelivery(msg apiary.JobMessage, attempt int, s Settler) *Delivery {
 	return &Delivery{Msg: msg, Attempt: attempt, settler: s}
 }
