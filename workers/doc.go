@@ -19,6 +19,14 @@
 //	                                               or exponential backoff with jitter
 //	the pool was hard-stopped                    → Nack(0): handed back at once
 //
+// An outage (an error of kind apiary.KindUnavailable) does not spend the
+// job's attempts: past MaxAttempts it is retried with backoff until the
+// job's message has been on the queue for OutageGiveUp (queue.Delivery's
+// Enqueued, kept by the queue across redeliveries), and given up then. A
+// delivery past MaxAttempts that never failed in a handler (its worker
+// died) is run again within that window too, at most MaxDeliveries in all,
+// and given up without running outside it.
+//
 // Acks, nacks and OnGiveUp run under context.WithoutCancel with their own
 // short timeout, so a stopping pool still settles what it finished.
 //

@@ -314,6 +314,45 @@ func TestPoolRunsIngestJobs(t *testing.T) {
 	}
 }
 
+// down is an Ingester whose vector store is unavailable for its first
+// calls, then back.
+type down struct {
+	next    workers.Ingester
+	calls   atomic.Int64
+	failing int64 // calls that meet the outage
+}
+
+func (d *down) Ingest(ctx context.Context, job apiary.Job, doc apiary.Document) (apiary.DocumentRecord, error) {
+	if d.calls.Add(1) <= d.failing {
+		return apiary.DocumentRecord{}, apiary.E(apiary.KindUnavailable, "vectors: upsert: milvus unavailable")
+	}
+	return d.next.Ingest(ctx, job, doc)
+}
+
+// TestIngestJobOutlastsAnOutage: a job whose vector store is down for more
+// deliveries than MaxAttempts is retried through the outage and succeeds
+// once the store is back; no run counts as interrupted.
+func TestIngestJobOutlastsAnOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	ing := &down{next: e.pipe, failing: 4}
+	h := workers.NewIngestHandler(workers.IngestConfig{DocConcurrency: 1}, e.jobs, e.stager, ing)
+	pool, err := workers.NewPool(e.q, h, workers.PoolConfig{Concurrency: 1, MaxAttempts: 2, OnGiveUp: h.GiveUp,
+		BackoffBase: 10 * time.Millisecond, BackoffMax: 40 * time.Millisecond, Logger: quiet()})
+	require.NoError(t, err)
+	runPool(t, pool)
+
+	j := e.submit(t, doc("o", "through the outage"))
+	require.NoError(t, e.q.Enqueue(ctx, j.Message()))
+	require.Eventually(t, func() bool { return e.job(t, j.ID).Status.Final() }, waitFor, 20*time.Millisecond)
+	got := e.job(t, j.ID)
+	require.Equal(t, apiary.JobSucceeded, got.Status, "job error: %s", got.Error)
+	require.Equal(t, 5, got.Attempts)
+	require.Zero(t, got.Interrupted)
+	require.EqualValues(t, 5, ing.calls.Load())
+}
+
 // TestSweeperQueuesJobsThatMissedTheQueue models an API that stopped between
 // writing a job and queuing it: the sweeper queues it, once, and a worker
 // finishes it.

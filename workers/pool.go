@@ -17,8 +17,10 @@ import (
 
 // Handler runs one job delivery. Its error decides what becomes of the
 // delivery: nil acks it, an apiary.IsPermanent error gives up on it, any
-// other error retries it (after apiary.RetryDelay(err) when set). Handle must
-// return soon after ctx ends.
+// other error retries it (after apiary.RetryDelay(err) when set), up to
+// PoolConfig.MaxAttempts, and past them while an apiary.KindUnavailable one
+// (an outage) is within PoolConfig.OutageGiveUp. Handle must return soon
+// after ctx ends.
 type Handler interface {
 	Handle(ctx context.Context, d *queue.Delivery) error
 }
@@ -34,11 +36,25 @@ type PoolConfig struct {
 	// Concurrency is the most handlers running at once. Default 4.
 	Concurrency int
 	// MaxAttempts is how many deliveries of one job are tried before the
-	// pool gives up on it. Default 5.
+	// pool gives up on it; an outage does not spend them (OutageGiveUp).
+	// Default 5.
 	MaxAttempts int
+	// OutageGiveUp bounds how long a job is retried past MaxAttempts
+	// while it fails because a dependency is down (an error of kind
+	// apiary.KindUnavailable: Milvus, the embedder, the KMS unreachable or
+	// throttling). It is measured from when the job's message was first
+	// enqueued (queue.Delivery.Enqueued): the queue records that time and
+	// keeps it across redeliveries, in whatever process receives them, so
+	// the bound needs no state of the pool's. It is not the outage's own
+	// length: a job that waited in a backlog has less of it left, but never
+	// fewer than MaxAttempts attempts. A queue that does not say when a
+	// message was enqueued gets no outage allowance. Past MaxAttempts, an
+	// error of any other kind ends the job at once. Default 1 h.
+	OutageGiveUp time.Duration
 	// BackoffBase is the retry delay after the first failed attempt; it
 	// doubles with each attempt, up to BackoffMax, ±25% jitter. Defaults 1 s
-	// and 5 min.
+	// and 5 min. Past MaxAttempts an outage is retried after the longer of
+	// the backoff and the error's apiary.RetryDelay.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	// ExtendEvery is how often a running delivery's lease is renewed.
@@ -66,6 +82,9 @@ func (c *PoolConfig) setDefaults(lease time.Duration) {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 5
+	}
+	if c.OutageGiveUp == 0 {
+		c.OutageGiveUp = time.Hour
 	}
 	if c.BackoffBase == 0 {
 		c.BackoffBase = time.Second
@@ -95,6 +114,9 @@ func (c *PoolConfig) Validate(lease time.Duration) error {
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("workers: MaxAttempts %d is under 1", c.MaxAttempts))
 	}
+	if c.OutageGiveUp < 0 {
+		errs = append(errs, fmt.Errorf("workers: OutageGiveUp %s is negative", c.OutageGiveUp))
+	}
 	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase {
 		errs = append(errs, fmt.Errorf("workers: need 0 < BackoffBase (%s) <= BackoffMax (%s)", c.BackoffBase, c.BackoffMax))
 	}
@@ -108,6 +130,38 @@ func (c *PoolConfig) Validate(lease time.Duration) error {
 	return errors.Join(errs...)
 }
 
+// MaxDeliveries is the most deliveries the pool lets one job have (after
+// defaults): MaxAttempts, then as many outage retries as OutageGiveUp holds
+// at the shortest backoff, three quarters of BackoffBase·2^(n-1) (at most of
+// BackoffMax) after attempt n. A delivery past it is given up without
+// running, as one past MaxAttempts is once OutageGiveUp has passed. A queue
+// with its own cap on deliveries (SQS's redrive policy) must allow more.
+func (c PoolConfig) MaxDeliveries() int {
+	c.setDefaults(0)
+	n, waited := c.MaxAttempts, time.Duration(0)
+	for waited < c.OutageGiveUp {
+		b := c.backoffAt(n)
+		step := max(b-b/4, 1)
+		if b == c.BackoffMax {
+			// Every step from here on is the same: count them at once.
+			n += int((c.OutageGiveUp - waited + step - 1) / step)
+			break
+		}
+		waited += step
+		n++
+	}
+	return n
+}
+
+// backoffAt is BackoffBase·2^(attempt-1), at most BackoffMax, before jitter.
+func (c *PoolConfig) backoffAt(attempt int) time.Duration {
+	d := c.BackoffBase
+	for i := 1; i < attempt && d < c.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, c.BackoffMax)
+}
+
 // ErrHardStop is the cause of a handler's context when the pool is stopped
 // before the handler finished.
 var ErrHardStop = errors.New("workers: pool hard stop")
@@ -118,14 +172,16 @@ var errSoftStop = errors.New("workers: pool stopping")
 // Pool pulls deliveries from a queue and runs them through a Handler with
 // bounded concurrency. Run it once; Stop it from another goroutine.
 type Pool struct {
-	q    queue.Queue
-	h    Handler
-	cfg  PoolConfig
-	log  *slog.Logger
-	sem  chan struct{} // one token per running handler
-	fair *fairness
-	wg   sync.WaitGroup
-	done chan struct{} // closed when Run has returned
+	q   queue.Queue
+	h   Handler
+	cfg PoolConfig
+	log *slog.Logger
+	// maxDeliveries is cfg.MaxDeliveries().
+	maxDeliveries int
+	sem           chan struct{} // one token per running handler
+	fair          *fairness
+	wg            sync.WaitGroup
+	done          chan struct{} // closed when Run has returned
 
 	mu       sync.Mutex
 	state    int                     // idle, running or stopped
@@ -149,13 +205,15 @@ func NewPool(q queue.Queue, h Handler, cfg PoolConfig) (*Pool, error) {
 		return nil, apiary.Wrap(err, apiary.KindInvalid, "workers: pool config")
 	}
 	return &Pool{
-		q:    q,
-		h:    h,
-		cfg:  cfg,
-		log:  cfg.Logger,
-		sem:  make(chan struct{}, cfg.Concurrency),
-		fair: newFairness(q, cfg),
-		done: make(chan struct{}),
+		q:   q,
+		h:   h,
+		cfg: cfg,
+		log: cfg.Logger,
+
+		maxDeliveries: cfg.MaxDeliveries(),
+		sem:           make(chan struct{}, cfg.Concurrency),
+		fair:          newFairness(q, cfg),
+		done:          make(chan struct{}),
 	}, nil
 }
 
@@ -279,10 +337,12 @@ func (p *Pool) work(workCtx context.Context, d *queue.Delivery) {
 	defer p.release(1)
 	defer p.fair.done(d)
 
-	if d.Attempt > p.cfg.MaxAttempts {
+	if d.Attempt > p.deliveryLimit(d) {
 		// Delivered past the limit without ever failing in a handler: the
-		// earlier attempts died with their process. Give up without running
-		// it again, so a job that crashes its worker cannot do so forever.
+		// earlier attempts died with their process (or were retried on an
+		// outage for as long as OutageGiveUp allows). Give up without
+		// running it again, so a job that crashes its worker cannot do so
+		// forever.
 		p.settle(workCtx, d, p.decide(d, errTooManyDeliveries, false))
 		return
 	}
@@ -336,8 +396,29 @@ func (p *Pool) call(ctx context.Context, d *queue.Delivery) (err error) {
 }
 
 // errTooManyDeliveries is the reason of a job delivered more often than
-// MaxAttempts allows, its earlier attempts lost with their processes.
-var errTooManyDeliveries = apiary.Permanent(apiary.E(apiary.KindPermanent, "the job's earlier attempts ended with their worker; it was not started again"))
+// deliveryLimit allows, its earlier attempts lost with their processes or
+// retried on an outage until OutageGiveUp.
+var errTooManyDeliveries = apiary.Permanent(apiary.E(apiary.KindPermanent,
+	"the job's earlier attempts ended with their worker, or met an outage for as long as allowed; it was not started again"))
+
+// inOutageWindow reports whether d's message was enqueued no more than
+// OutageGiveUp ago, so that an outage does not spend its attempts. A
+// delivery whose queue does not say when it was enqueued is not.
+func (p *Pool) inOutageWindow(d *queue.Delivery) bool {
+	return !d.Enqueued.IsZero() && time.Since(d.Enqueued) <= p.cfg.OutageGiveUp
+}
+
+// deliveryLimit is the most deliveries of d's job the pool runs.
+// Redeliveries past MaxAttempts are run while the job is in its outage
+// window, because the pool cannot tell a delivery retried on an outage from
+// one whose worker died; those are bounded by MaxDeliveries and, for jobs
+// run through the job service, by apiary.MaxInterrupted.
+func (p *Pool) deliveryLimit(d *queue.Delivery) int {
+	if p.inOutageWindow(d) {
+		return p.maxDeliveries
+	}
+	return p.cfg.MaxAttempts
+}
 
 // action is what becomes of a delivery.
 type action int
@@ -358,7 +439,12 @@ type outcome struct {
 
 // decide maps a handler's result to what becomes of the delivery. It is the
 // only place where errors turn into acks, retries and give-ups.
+//
+// An outage (apiary.KindUnavailable) does not spend the job's attempts:
+// past MaxAttempts it is retried, with backoff, while the job is in its
+// outage window (see PoolConfig.OutageGiveUp), and given up after that.
 func (p *Pool) decide(d *queue.Delivery, err error, hardStopped bool) outcome {
+	outage := apiary.KindOf(err) == apiary.KindUnavailable
 	switch {
 	case err == nil:
 		return outcome{action: actAck}
@@ -367,14 +453,26 @@ func (p *Pool) decide(d *queue.Delivery, err error, hardStopped bool) outcome {
 		return outcome{action: actNack, err: err}
 	case apiary.IsPermanent(err):
 		return outcome{action: actGiveUp, err: err, reason: "permanent: " + err.Error()}
-	case d.Attempt >= p.cfg.MaxAttempts:
-		return outcome{action: actGiveUp, err: err,
-			reason: fmt.Sprintf("gave up after %d attempts: %s", d.Attempt, err.Error())}
-	}
-	if delay, ok := apiary.RetryDelay(err); ok {
+	case d.Attempt < p.cfg.MaxAttempts:
+		if delay, ok := apiary.RetryDelay(err); ok {
+			return outcome{action: actNack, delay: delay, err: err}
+		}
+		return outcome{action: actNack, delay: p.backoff(d.Attempt), err: err}
+	case outage && d.Attempt < p.deliveryLimit(d):
+		// Past MaxAttempts: the backoff, however short the error's hint,
+		// so that the retries MaxDeliveries counts span the window.
+		delay := p.backoff(d.Attempt)
+		if hint, ok := apiary.RetryDelay(err); ok {
+			delay = max(delay, hint)
+		}
 		return outcome{action: actNack, delay: delay, err: err}
+	case outage && !d.Enqueued.IsZero():
+		return outcome{action: actGiveUp, err: err,
+			reason: fmt.Sprintf("gave up after %d attempts: a dependency was still unavailable %s after the job was queued: %s",
+				d.Attempt, time.Since(d.Enqueued).Round(time.Second), err.Error())}
 	}
-	return outcome{action: actNack, delay: p.backoff(d.Attempt), err: err}
+	return outcome{action: actGiveUp, err: err,
+		reason: fmt.Sprintf("gave up after %d attempts: %s", d.Attempt, err.Error())}
 }
 
 // settle carries out o, under a context that outlives the pool's own.
@@ -422,11 +520,7 @@ func (a action) String() string {
 
 // backoff is BackoffBase·2^(attempt-1), at most BackoffMax, ±25%.
 func (p *Pool) backoff(attempt int) time.Duration {
-	d := p.cfg.BackoffBase
-	for i := 1; i < attempt && d < p.cfg.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, p.cfg.BackoffMax)
+	d := p.cfg.backoffAt(attempt)
 	jitter := time.Duration(rand.Int64N(int64(d)/2+1)) - d/4
 	return max(d+jitter, 0)
 }

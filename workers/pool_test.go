@@ -147,6 +147,7 @@ func TestNewPoolValidates(t *testing.T) {
 	}{
 		{"negative concurrency", workers.PoolConfig{Concurrency: -1}},
 		{"negative attempts", workers.PoolConfig{MaxAttempts: -1}},
+		{"negative outage window", workers.PoolConfig{OutageGiveUp: -time.Second}},
 		{"max under base", workers.PoolConfig{BackoffBase: time.Minute, BackoffMax: time.Second}},
 		{"extend not under lease", workers.PoolConfig{ExtendEvery: 2 * time.Second}},
 		{"per-account cap over concurrency", workers.PoolConfig{Concurrency: 2, Fair: workers.FairConfig{MaxPerAccount: 3}}},
@@ -262,6 +263,159 @@ func TestPoolOutcomes(t *testing.T) {
 	}
 }
 
+// agedQueue wraps a queue: its deliveries say their message was enqueued
+// at enqueued(the queue's time), and it records the reasons given to Term.
+type agedQueue struct {
+	queue.Queue
+	enqueued func(time.Time) time.Time
+	mu       sync.Mutex
+	reasons  []string
+}
+
+// olderBy makes every message look enqueued age earlier than it was.
+func olderBy(age time.Duration) func(time.Time) time.Time {
+	return func(t time.Time) time.Time { return t.Add(-age) }
+}
+
+func (q *agedQueue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error) {
+	ds, err := q.Queue.Receive(ctx, max)
+	for i, d := range ds {
+		ds[i] = queue.NewDelivery(d.Msg, d.Attempt, termRecorder{d, q})
+		ds[i].Enqueued = q.enqueued(d.Enqueued)
+	}
+	return ds, err
+}
+
+func (q *agedQueue) termReasons() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]string(nil), q.reasons...)
+}
+
+// termRecorder settles the delivery it wraps, recording a Term's reason.
+type termRecorder struct {
+	*queue.Delivery
+	q *agedQueue
+}
+
+func (d termRecorder) Term(ctx context.Context, reason string) error {
+	d.q.mu.Lock()
+	d.q.reasons = append(d.q.reasons, reason)
+	d.q.mu.Unlock()
+	return d.Delivery.Term(ctx, reason)
+}
+
+// TestOutageDoesNotSpendAttempts: a handler failing because a dependency
+// is down (apiary.KindUnavailable) is retried past MaxAttempts while its
+// message is younger than OutageGiveUp; after that, or when the queue does
+// not say when the message was enqueued, it is given up with its attempts,
+// the reason naming the outage. Any other error still ends the job at
+// MaxAttempts, also after outages took it past them.
+func TestOutageDoesNotSpendAttempts(t *testing.T) {
+	t.Parallel()
+	outage := apiary.E(apiary.KindUnavailable, "vectors: search: milvus unavailable")
+	boom := errors.New("boom")
+	tests := []struct {
+		name string
+		// enqueued rewrites when the queue says a message was enqueued.
+		enqueued func(time.Time) time.Time
+		// handle returns the result of the given attempt.
+		handle       func(attempt int) error
+		wantAttempts []int
+		wantReason   string // of the give-up; none when empty
+	}{
+		{
+			name: "an outage longer than the attempts is waited out",
+			handle: func(a int) error {
+				if a <= 4 {
+					return outage
+				}
+				return nil
+			},
+			wantAttempts: []int{1, 2, 3, 4, 5},
+		},
+		{
+			name: "an outage hint past the attempts is waited out too",
+			handle: func(a int) error {
+				if a <= 3 {
+					return apiary.RetryAfter(boom, 30*time.Millisecond)
+				}
+				return nil
+			},
+			wantAttempts: []int{1, 2, 3, 4},
+		},
+		{
+			name:         "an outage past OutageGiveUp ends the job",
+			enqueued:     olderBy(2 * time.Hour),
+			handle:       func(int) error { return outage },
+			wantAttempts: []int{1, 2},
+			wantReason:   "gave up after 2 attempts: a dependency was still unavailable 2h0m",
+		},
+		{
+			name:         "an outage with no enqueue time spends attempts",
+			enqueued:     func(time.Time) time.Time { return time.Time{} },
+			handle:       func(int) error { return outage },
+			wantAttempts: []int{1, 2},
+			wantReason:   "gave up after 2 attempts: vectors: search: milvus unavailable",
+		},
+		{
+			name:         "another error ends the job at MaxAttempts",
+			handle:       func(int) error { return boom },
+			wantAttempts: []int{1, 2},
+			wantReason:   "gave up after 2 attempts: boom",
+		},
+		{
+			name: "another error after outages ends the job at once",
+			handle: func(a int) error {
+				if a <= 3 {
+					return outage
+				}
+				return boom
+			},
+			wantAttempts: []int{1, 2, 3, 4},
+			wantReason:   "gave up after 4 attempts: boom",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newPoolEnv(t, time.Second)
+			aq := &agedQueue{Queue: e.q, enqueued: tt.enqueued}
+			if aq.enqueued == nil {
+				aq.enqueued = olderBy(0)
+			}
+			var seen attempts
+			var gu giveUps
+			p, err := workers.NewPool(aq, workers.HandlerFunc(func(_ context.Context, d *queue.Delivery) error {
+				seen.add(d.Attempt)
+				return tt.handle(d.Attempt)
+			}), workers.PoolConfig{
+				MaxAttempts:  2,
+				OutageGiveUp: time.Hour,
+				BackoffBase:  10 * time.Millisecond,
+				BackoffMax:   40 * time.Millisecond,
+				OnGiveUp:     gu.hook,
+				Logger:       quiet(),
+			})
+			require.NoError(t, err)
+			e.enqueue(t)
+			runPool(t, p)
+
+			e.requireDrained(t)
+			require.Equal(t, tt.wantAttempts, seen.list())
+			if tt.wantReason == "" {
+				require.Zero(t, gu.count(), "the job was not given up")
+				require.Empty(t, aq.termReasons())
+				return
+			}
+			require.Equal(t, 1, gu.count(), "OnGiveUp runs exactly once")
+			reasons := aq.termReasons()
+			require.Len(t, reasons, 1)
+			require.Contains(t, reasons[0], tt.wantReason)
+		})
+	}
+}
+
 func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	t.Parallel()
 	const secret = "document text that must never be logged"
@@ -310,6 +464,7 @@ func (q *heldQueue) Receive(ctx context.Context, max int) ([]*queue.Delivery, er
 	}
 	for i, d := range ds {
 		ds[i] = queue.NewDelivery(d.Msg, d.Attempt, heldDelivery{d, q})
+		ds[i].Enqueued = d.Enqueued
 	}
 	return ds, err
 }
@@ -545,39 +700,85 @@ func TestStopBeforeRun(t *testing.T) {
 
 // TestJobThatKillsItsWorkerIsGivenUp models a job whose earlier deliveries
 // died with their processes (received, never settled): once it is delivered
-// more often than MaxAttempts, the pool gives up without running it again.
+// more often than it may be, the pool gives up without running it again.
+// That is MaxAttempts once its message is older than OutageGiveUp; before,
+// the earlier deliveries may have been retried on an outage, and it is
+// MaxDeliveries.
 func TestJobThatKillsItsWorkerIsGivenUp(t *testing.T) {
 	t.Parallel()
-	e := newPoolEnv(t, time.Second)
-	msg := e.enqueue(t)
-	for want := 1; want <= 2; want++ { // two "crashed" deliveries
-		var ds []*queue.Delivery
-		require.Eventually(t, func() bool {
-			var err error
-			ds, err = e.q.Receive(t.Context(), 1)
-			return err == nil && len(ds) == 1
-		}, waitFor, 10*time.Millisecond)
-		require.Equal(t, want, ds[0].Attempt)
+	// Backoffs of an hour: a one-hour outage window holds two retries
+	// past MaxAttempts.
+	base := workers.PoolConfig{MaxAttempts: 2, OutageGiveUp: time.Hour, BackoffBase: time.Hour, BackoffMax: time.Hour}
+	require.Equal(t, 4, base.MaxDeliveries())
+	tests := []struct {
+		name    string
+		age     time.Duration
+		crashes int
+	}{
+		{"past the outage window, after MaxAttempts", 2 * time.Hour, 2},
+		{"within the outage window, after MaxDeliveries", 0, 4},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newPoolEnv(t, time.Second)
+			msg := e.enqueue(t)
+			for want := 1; want <= tt.crashes; want++ {
+				var ds []*queue.Delivery
+				require.Eventually(t, func() bool {
+					var err error
+					ds, err = e.q.Receive(t.Context(), 1)
+					return err == nil && len(ds) == 1
+				}, waitFor, 10*time.Millisecond)
+				require.Equal(t, want, ds[0].Attempt)
+			}
 
-	var ran atomic.Int32
-	gaveUp := make(chan error, 1)
-	p, err := workers.NewPool(e.q, workers.HandlerFunc(func(context.Context, *queue.Delivery) error {
-		ran.Add(1)
-		return nil
-	}), workers.PoolConfig{MaxAttempts: 2, OnGiveUp: func(_ context.Context, d *queue.Delivery, err error) error {
-		require.Equal(t, msg, d.Msg)
-		gaveUp <- err
-		return nil
-	}})
-	require.NoError(t, err)
-	runPool(t, p)
-	select {
-	case err := <-gaveUp:
-		require.True(t, apiary.IsPermanent(err))
-	case <-time.After(waitFor):
-		t.Fatal("the pool never gave up on the crash-looping job")
+			var ran atomic.Int32
+			gaveUp := make(chan error, 1)
+			cfg := base
+			cfg.Logger = quiet()
+			cfg.OnGiveUp = func(_ context.Context, d *queue.Delivery, err error) error {
+				require.Equal(t, msg, d.Msg)
+				gaveUp <- err
+				return nil
+			}
+			p, err := workers.NewPool(&agedQueue{Queue: e.q, enqueued: olderBy(tt.age)}, workers.HandlerFunc(func(context.Context, *queue.Delivery) error {
+				ran.Add(1)
+				return nil
+			}), cfg)
+			require.NoError(t, err)
+			runPool(t, p)
+			select {
+			case err := <-gaveUp:
+				require.True(t, apiary.IsPermanent(err))
+			case <-time.After(waitFor):
+				t.Fatal("the pool never gave up on the crash-looping job")
+			}
+			e.requireDrained(t)
+			require.Zero(t, ran.Load(), "the handler is not run again")
+		})
 	}
-	e.requireDrained(t)
-	require.Zero(t, ran.Load(), "the handler is not run a third time")
+}
+
+// TestMaxDeliveries: past MaxAttempts, outage retries add as many
+// deliveries as OutageGiveUp holds at the shortest jittered backoff (three
+// quarters of BackoffBase·2^(n-1), at most of BackoffMax).
+func TestMaxDeliveries(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  workers.PoolConfig
+		want int
+	}{
+		// 16 s, 32 s, 64 s, 128 s, 256 s (12 s … 192 s at their
+		// shortest: 372 s), then 225 s at a time: 3228 s more, 15 of them.
+		{"defaults", workers.PoolConfig{}, 5 + 5 + 15},
+		{"one backoff holds the window", workers.PoolConfig{MaxAttempts: 1, OutageGiveUp: time.Minute, BackoffBase: time.Hour, BackoffMax: time.Hour}, 2},
+		{"capped at once", workers.PoolConfig{MaxAttempts: 3, OutageGiveUp: time.Hour, BackoffBase: 4 * time.Minute, BackoffMax: 4 * time.Minute}, 3 + 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, tt.cfg.MaxDeliveries())
+		})
+	}
 }

@@ -48,18 +48,24 @@ func TestGivenUpDuplicateDoesNotStrandTheJob(t *testing.T) {
 	go func() { otherDone <- other.Handle(ctx, delivery(j, 1)) }()
 	<-h.inside
 
-	// The job's message reaches this worker at its last attempt.
-	gaveUp := make(chan struct{}, 8)
-	pool, err := workers.NewPool(e.q, e.handler, workers.PoolConfig{Concurrency: 1, MaxAttempts: 1, Logger: quiet(),
-		OnGiveUp: func(ctx context.Context, d *queue.Delivery, err error) error {
-			defer func() { gaveUp <- struct{}{} }()
-			return e.handler.GiveUp(ctx, d, err)
-		}})
+	// The job's message reaches this worker at its last attempt. The job
+	// running elsewhere is no reason to give up on it: the message is kept
+	// (retried like an outage, or kept by OnGiveUp).
+	handled := make(chan error, 1)
+	pool, err := workers.NewPool(e.q, workers.HandlerFunc(func(ctx context.Context, d *queue.Delivery) error {
+		err := e.handler.Handle(ctx, d)
+		select {
+		case handled <- err:
+		default:
+		}
+		return err
+	}), workers.PoolConfig{Concurrency: 1, MaxAttempts: 1, Logger: quiet(), OnGiveUp: e.handler.GiveUp})
 	require.NoError(t, err)
 	runPool(t, pool)
 	require.NoError(t, e.q.Enqueue(ctx, j.Message()))
 	select {
-	case <-gaveUp:
+	case err := <-handled:
+		require.Error(t, err, "the job runs on another worker")
 	case <-time.After(30 * time.Second):
 		require.FailNow(t, "the pool never reached its last attempt")
 	}

@@ -203,11 +203,12 @@ func (a *app) poolComponent() (component, error) {
 	}
 	mux.Register(apiary.JobKindSource, workers.NewSourceHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe, a.pipe, a.openSource, a.withdrawer()).WithCursors(conns))
 	pool, err := workers.NewPool(a.queue, mux, workers.PoolConfig{
-		Concurrency: a.cfg.Workers.Count,
-		Fair:        workers.FairConfig{MaxPerAccount: a.cfg.Workers.JobsPerAccount},
-		MaxAttempts: a.cfg.Workers.MaxAttempts,
-		OnGiveUp:    handler.GiveUp,
-		Logger:      log,
+		Concurrency:  a.cfg.Workers.Count,
+		Fair:         workers.FairConfig{MaxPerAccount: a.cfg.Workers.JobsPerAccount},
+		MaxAttempts:  a.cfg.Workers.MaxAttempts,
+		OutageGiveUp: a.cfg.Workers.OutageGiveUp,
+		OnGiveUp:     handler.GiveUp,
+		Logger:       log,
 	})
 	if err != nil {
 		return component{}, err

@@ -85,11 +85,17 @@ func (c APIConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// maxOutageGiveUp bounds --outage-give-up (24h): the deliveries it allows a job
+// (workers.PoolConfig.MaxDeliveries, about 400 at 24h) stay within what an
+// SQS redrive policy can allow (1000).
+const maxOutageGiveUp = 24 * time.Hour
+
 // WorkersConfig sizes the worker pool.
 type WorkersConfig struct {
 	Count           int           // --workers
 	JobsPerAccount  int           // 0: workers.FairConfig's default
 	MaxAttempts     int           // deliveries before a job is marked failed
+	OutageGiveUp    time.Duration // how long a job is retried past MaxAttempts on outages
 	Lease           time.Duration // queue ack wait and job record lease
 	ShutdownTimeout time.Duration // the workers' stop budget, after the HTTP server's
 	// ScheduleInterval is how often the scheduler looks for due
@@ -100,7 +106,8 @@ type WorkersConfig struct {
 func (c *WorkersConfig) register(f *flags) {
 	f.int(&c.Count, "workers", 4, "jobs processed at once by this process")
 	f.int(&c.JobsPerAccount, "jobs-per-account", 0, "most of one account's jobs processed at once (0: three quarters of --workers)")
-	f.int(&c.MaxAttempts, "max-attempts", 5, "deliveries of a job before it is marked failed")
+	f.int(&c.MaxAttempts, "max-attempts", 5, "deliveries of a job before it is marked failed; an outage of a dependency does not spend them")
+	f.dur(&c.OutageGiveUp, "outage-give-up", time.Hour, "how long after it was queued a job failing on an outage (Milvus, the embedder, KMS unavailable) is still retried past --max-attempts")
 	f.dur(&c.Lease, "lease", 60*time.Second, "job lease (queue ack wait); extended while a job runs")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight jobs may finish after SIGTERM before they are handed back")
 	f.dur(&c.ScheduleInterval, "schedule-interval", time.Minute, "how often the workers look for connection schedules due to run")
@@ -116,6 +123,9 @@ func (c WorkersConfig) validate() error {
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, errors.New("--max-attempts must be at least 1"))
+	}
+	if c.OutageGiveUp < time.Second || c.OutageGiveUp > maxOutageGiveUp {
+		errs = append(errs, errors.New("--outage-give-up must be from 1s to 24h"))
 	}
 	if c.Lease < 2*time.Second {
 		errs = append(errs, errors.New("--lease must be at least 2s"))

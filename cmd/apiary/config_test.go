@@ -102,6 +102,25 @@ func TestAdapterChoices(t *testing.T) {
 	}
 }
 
+// --outage-give-up is bounded so that the deliveries it allows a job stay
+// under what an SQS redrive policy can count (1000).
+func TestOutageGiveUpFitsTheRedrivePolicy(t *testing.T) {
+	for value, ok := range map[string]bool{"1h": true, "24h": true, "25h": false, "0s": false} {
+		t.Setenv("APIARY_OUTAGE_GIVE_UP", value)
+		var cfg Config
+		fs, envErr := flagSet("serve", &cfg)
+		require.NoError(t, envErr)
+		require.NoError(t, fs.Parse([]string{"--max-attempts", "20"}))
+		err := cfg.Validate("serve")
+		if !ok {
+			require.ErrorContains(t, err, "--outage-give-up must be from 1s to 24h", value)
+			continue
+		}
+		require.NoError(t, err, value)
+		require.LessOrEqual(t, cfg.Workers.maxReceiveCount(), 1000, value)
+	}
+}
+
 // The body limit stays under what the staging store holds, so that every
 // request the limit lets in can be staged.
 func TestBodyLimitFitsTheStagingStore(t *testing.T) {

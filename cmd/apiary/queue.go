@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/apiaryhq/apiary/workers"
 	"github.com/apiaryhq/apiary/workers/queue"
 	jsqueue "github.com/apiaryhq/apiary/workers/queue/jetstream"
 	sqsqueue "github.com/apiaryhq/apiary/workers/queue/sqs"
@@ -21,6 +22,13 @@ func (c *QueueConfig) register(f *flags) {
 	f.str(&c.SQSEndpoint, "sqs-endpoint", "", "SQS endpoint URL (empty: AWS's, from AWS_REGION)")
 }
 
+// maxReceiveCount is the SQS redrive backstop: beyond the workers' own
+// limit (outage retries included), so that a job is marked failed (with
+// its reason) before SQS parks it.
+func (c WorkersConfig) maxReceiveCount() int {
+	return max(10, workers.PoolConfig{MaxAttempts: c.MaxAttempts, OutageGiveUp: c.OutageGiveUp}.MaxDeliveries()+2)
+}
+
 // queues are the job queues --queue names. Their lease is --lease; a queue
 // with Close is closed after the workers stop, so pending acks go first.
 var queues = table[queue.Queue]{
@@ -33,12 +41,10 @@ var queues = table[queue.Queue]{
 			return nil, err
 		}
 		return sqsqueue.New(ctx, sqsqueue.Config{
-			Client: sqsqueue.NewClient(aws, a.cfg.Queue.SQSEndpoint),
-			Queue:  a.cfg.Queue.SQSQueue,
-			Lease:  a.cfg.Workers.Lease,
-			// The redrive backstop stays beyond the workers' own limit, so a
-			// job is marked failed (with its reason) before SQS parks it.
-			MaxReceiveCount: max(10, a.cfg.Workers.MaxAttempts+2),
+			Client:          sqsqueue.NewClient(aws, a.cfg.Queue.SQSEndpoint),
+			Queue:           a.cfg.Queue.SQSQueue,
+			Lease:           a.cfg.Workers.Lease,
+			MaxReceiveCount: a.cfg.Workers.maxReceiveCount(),
 		})
 	}},
 }

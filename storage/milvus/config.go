@@ -14,6 +14,7 @@ import (
 	"github.com/milvus-io/milvus-sdk-go/v2/entity"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Consistency is the Milvus consistency level of reads (Search, Count).
@@ -187,11 +188,32 @@ func (c Config) Validate() error {
 
 func (c Config) usesTLS() bool { return c.TLS || c.CA != "" || c.Cert != "" }
 
-// dialOptions are the gRPC options of c: with TLS, its credentials (TLS 1.2
-// and up, the CA and client certificate of c) on top of the SDK's defaults.
+// keepaliveParams replace the SDK's keepalive (a ping after 5 s, in effect
+// 10 s, without a read, also on an idle connection). A gRPC server's default
+// enforcement (grpc-go's, and gRPC C++'s in milvus-lite) allows a ping every
+// 5 min while it sends nothing, none at all while no call is open, and
+// answers a client that pings more often with GOAWAY too_many_pings, which
+// drops the connection and every call in flight on it: the SDK's defaults
+// get it after 40 s of idleness. With these an idle connection never pings,
+// and one with calls open pings only after 30 s with nothing read (3 × the
+// default Config.Timeout of one call), so only a server silent for 2 min
+// would hear enough pings to send GOAWAY; a connection that died unnoticed
+// is still found within 40 s.
+var keepaliveParams = keepalive.ClientParameters{
+	Time:                30 * time.Second,
+	Timeout:             10 * time.Second,
+	PermitWithoutStream: false,
+}
+
+// dialOptions are the gRPC options of c: the SDK's defaults with our
+// keepalive (keepaliveParams; a later option overrides an earlier one) and,
+// with TLS, its credentials (TLS 1.2 and up, the CA and client certificate
+// of c). Without TLS the SDK adds plain credentials, or TLS for an
+// https:// Addr.
 func (c Config) dialOptions() ([]grpc.DialOption, error) {
+	opts := append(slices.Clone(client.DefaultGrpcOpts), grpc.WithKeepaliveParams(keepaliveParams))
 	if !c.usesTLS() {
-		return nil, nil // the SDK's defaults (plain, or TLS for an https:// Addr)
+		return opts, nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.CA != "" {
@@ -211,7 +233,7 @@ func (c Config) dialOptions() ([]grpc.DialOption, error) {
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}
-	return append(slices.Clone(client.DefaultGrpcOpts), grpc.WithTransportCredentials(credentials.NewTLS(tc))), nil
+	return append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc))), nil
 }
 
 // String describes c without its password.

@@ -517,7 +517,13 @@ func (s *Store) Search(ctx context.Context, account apiary.AccountID, vec []floa
 	if err != nil {
 		return nil, classify(err, "search", string(account))
 	}
-	return s.hits(res, account, "search")
+	hits, err := s.hits(res, account, "search")
+	for i := range hits {
+		// Milvus computes cosine in float32: opposite vectors can come
+		// back a rounding error past -1 (-1.0000002).
+		hits[i].Score = min(max(hits[i].Score, -1), 1)
+	}
+	return hits, err
 }
 
 // hits decodes the one result set of a search.

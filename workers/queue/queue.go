@@ -12,6 +12,8 @@
 //   - A delivery whose lease runs out (a crashed worker) is delivered again,
 //     with Attempt increased.
 //   - Nack(delay) hands a delivery back to be delivered again after delay.
+//   - A delivery's Enqueued is when its message was first stored, the same
+//     on every redelivery (after a Nack or a lease that ran out).
 //   - Term removes a delivery for good (dead-letter where the engine has one).
 //   - All methods are safe for concurrent use.
 package queue
@@ -33,6 +35,11 @@ type Delivery struct {
 	Msg apiary.JobMessage
 	// Attempt counts deliveries of this message, starting at 1.
 	Attempt int
+	// Enqueued is when the message was first stored on the queue, as the
+	// engine recorded it: the same on every delivery of the message, in
+	// whatever process receives it. The adapter sets it after NewDelivery;
+	// zero when the engine does not say.
+	Enqueued time.Time
 
 	settler Settler
 }
@@ -48,8 +55,8 @@ type Settler interface {
 }
 
 // NewDelivery is msg, delivered for the attempt-th time, settled by s. Only
-// adapters call it (and wrappers of an adapter, which pass the Delivery
-// they wrap as s).
+// adapters call it, setting Enqueued after it (and wrappers of an adapter,
+// which pass the Delivery they wrap as s and copy its Enqueued).
 func NewDelivery(msg apiary.JobMessage, attempt int, s Settler) *Delivery {
 	return &Delivery{Msg: msg, Attempt: attempt, settler: s}
 }

@@ -7,7 +7,9 @@
 // sends +WPI (in progress), Nack with a delay sends -NAK, without one it
 // publishes the message again and acks it; Term sends +TERM with the reason. Ack, Nack
 // and Term return once the server has confirmed them. A message's Attempt
-// is JetStream's delivery count, plus the deliveries before a requeue.
+// is JetStream's delivery count, plus the deliveries before a requeue; its
+// Enqueued is the stream's timestamp of the message, or of the first one
+// when it was requeued.
 //
 // Enqueue sets Nats-Msg-Id to the job id, so that publishing the same job
 // twice within Config.DuplicateWindow stores it once. EnqueueBatch
@@ -315,6 +317,7 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 	ds := make([]*queue.Delivery, len(out))
 	for i, s := range out {
 		ds[i] = queue.NewDelivery(s.msg, s.attempt, s)
+		ds[i].Enqueued = s.enqueued
 	}
 	return ds, nil
 }
@@ -364,15 +367,20 @@ func (q *Queue) settler(m jetstream.Msg) (*settler, error) {
 	if before, err := strconv.Atoi(m.Headers().Get(attemptsHeader)); err == nil && before > 0 {
 		attempt += before // a requeued message
 	}
-	return &settler{q: q, m: m, msg: msg, attempt: attempt}, nil
+	enqueued := meta.Timestamp
+	if first, err := strconv.ParseInt(m.Headers().Get(enqueuedHeader), 10, 64); err == nil && first > 0 {
+		enqueued = time.Unix(0, first) // a requeued message
+	}
+	return &settler{q: q, m: m, msg: msg, attempt: attempt, enqueued: enqueued.UTC()}, nil
 }
 
 // settler settles one delivery: m is the JetStream message it came as.
 type settler struct {
-	q       *Queue
-	m       jetstream.Msg
-	msg     apiary.JobMessage
-	attempt int
+	q        *Queue
+	m        jetstream.Msg
+	msg      apiary.JobMessage
+	attempt  int
+	enqueued time.Time
 }
 
 // Ack removes the message from the stream and waits for the server to
@@ -399,12 +407,16 @@ func (s *settler) Nack(ctx context.Context, delay time.Duration) error {
 // that its Attempt goes on counting.
 const attemptsHeader = "Apiary-Attempts"
 
+// enqueuedHeader carries when the first message of a requeued one was
+// stored (Unix nanoseconds), so that its Enqueued stays the same.
+const enqueuedHeader = "Apiary-Enqueued"
+
 // requeue hands the message back at once: it publishes it again, carrying
-// attempts (the deliveries that count so far), then acks it. A -NAK does
-// the same while the server runs, but the server keeps a nak'd message's
-// redelivery in memory only: when the embedded server stops with the
-// worker that handed a job back on SIGTERM, the restarted one waits out
-// the whole lease first. If the ack fails after the publish, the job has
+// attempts (the deliveries that count so far) and its first Enqueued, then
+// acks it. A -NAK does the same while the server runs, but the server keeps
+// a nak'd message's redelivery in memory only: when the embedded server
+// stops with the worker that handed a job back on SIGTERM, the restarted
+// one waits out the whole lease first. If the ack fails after the publish, the job has
 // two messages, handled as any redelivery.
 func (s *settler) requeue(ctx context.Context, attempts int) error {
 	ctx, cancel := settleContext(ctx)
@@ -416,6 +428,7 @@ func (s *settler) requeue(ctx context.Context, attempts int) error {
 	again := nats.NewMsg(s.q.cfg.Subject)
 	again.Data = s.m.Data()
 	again.Header.Set(attemptsHeader, strconv.Itoa(attempts))
+	again.Header.Set(enqueuedHeader, strconv.FormatInt(s.enqueued.UnixNano(), 10))
 	// One id per requeued delivery: a retried requeue stores it once.
 	again.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s.requeue.%d", s.msg.Job, meta.Sequence.Stream))
 	if _, err := s.q.js.PublishMsg(ctx, again, jetstream.WithExpectStream(s.q.cfg.Stream)); err != nil {

@@ -51,6 +51,7 @@ func Run(t *testing.T, newQueue func(t *testing.T, lease time.Duration) queue.Qu
 		{"RedeliveredAfterLease", testRedeliveredAfterLease},
 		{"ExtendKeepsLease", testExtendKeepsLease},
 		{"NackDelays", testNackDelays},
+		{"EnqueuedSurvivesRedelivery", testEnqueuedSurvivesRedelivery},
 		{"TermRemoves", testTermRemoves},
 		{"ConcurrentReceiversExclusive", testConcurrentReceiversExclusive},
 		{"EnqueueBatch", testEnqueueBatch},
@@ -266,6 +267,37 @@ func testNackDelays(t *testing.T, newQueue func(*testing.T, time.Duration) queue
 	msg, d = enqueueReceive(t, q)
 	require.NoError(t, d.Nack(ctx, 0))
 	ackRedelivery(t, q, msg, 10*time.Second)
+}
+
+// testEnqueuedSurvivesRedelivery: a delivery says when its message was
+// stored, and every redelivery says the same, whether it was handed back
+// at once, after a delay, or when its lease ran out.
+func testEnqueuedSurvivesRedelivery(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {
+	// The engine's clock (or an emulator's, whole milliseconds) may be a
+	// little off this process's.
+	const skew = 2 * time.Second
+	q := newQueue(t, shortLease)
+	ctx := opContext(t)
+	before := time.Now()
+	msg, d := enqueueReceive(t, q)
+	enqueued := d.Enqueued
+	require.False(t, enqueued.IsZero(), "Enqueued is set")
+	require.WithinRange(t, enqueued, before.Add(-skew), time.Now().Add(skew))
+
+	require.NoError(t, d.Nack(ctx, 0))
+	d = receiveOne(t, q, 10*time.Second)
+	require.Equal(t, msg, d.Msg)
+	require.True(t, enqueued.Equal(d.Enqueued), "after Nack(0): %s, first %s", d.Enqueued, enqueued)
+
+	require.NoError(t, d.Nack(ctx, time.Second))
+	d = receiveOne(t, q, 10*time.Second)
+	require.True(t, enqueued.Equal(d.Enqueued), "after Nack(1s): %s, first %s", d.Enqueued, enqueued)
+
+	// Not settled: its lease runs out.
+	d = receiveOne(t, q, 10*shortLease)
+	require.True(t, enqueued.Equal(d.Enqueued), "after the lease ran out: %s, first %s", d.Enqueued, enqueued)
+	require.Equal(t, 4, d.Attempt)
+	require.NoError(t, d.Ack(ctx))
 }
 
 func testTermRemoves(t *testing.T, newQueue func(*testing.T, time.Duration) queue.Queue) {

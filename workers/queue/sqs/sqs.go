@@ -5,7 +5,8 @@
 // a delivery is its visibility timeout (Config.Lease, passed on every
 // ReceiveMessage); Extend resets it with ChangeMessageVisibility, Nack sets it
 // to the retry delay, Ack deletes the message. A delivery's Attempt is SQS's
-// ApproximateReceiveCount.
+// ApproximateReceiveCount, its Enqueued the message's SentTimestamp (a
+// Nack changes the visibility of the same message, so both go on).
 //
 // Batches: EnqueueBatch (queue.BatchEnqueuer) sends 10 messages per
 // SendMessageBatch call. Acks that arrive within Config.AckBatchWindow of
@@ -327,11 +328,14 @@ func (q *Queue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error)
 		// most) and hands back what it brought.
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(wait)*time.Second+pollGrace)
 		res, err := q.client.ReceiveMessage(pctx, &awssqs.ReceiveMessageInput{
-			QueueUrl:                    &q.url,
-			MaxNumberOfMessages:         int32(n),
-			WaitTimeSeconds:             wait,
-			VisibilityTimeout:           int32(q.cfg.Lease / time.Second),
-			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+			QueueUrl:            &q.url,
+			MaxNumberOfMessages: int32(n),
+			WaitTimeSeconds:     wait,
+			VisibilityTimeout:   int32(q.cfg.Lease / time.Second),
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+				types.MessageSystemAttributeNameApproximateReceiveCount,
+				types.MessageSystemAttributeNameSentTimestamp,
+			},
 		})
 		cancel()
 		if err != nil {
@@ -379,7 +383,7 @@ func (q *Queue) handBack(ds []*queue.Delivery) {
 	}
 }
 
-// delivery reads r's job message and attempt.
+// delivery reads r's job message, attempt and enqueue time.
 func (r *receipt) delivery(attrs map[string]string) (*queue.Delivery, error) {
 	var msg apiary.JobMessage
 	if err := json.Unmarshal([]byte(r.body), &msg); err != nil {
@@ -393,7 +397,11 @@ func (r *receipt) delivery(attrs map[string]string) (*queue.Delivery, error) {
 		attempt = 1
 	}
 	r.job, r.attempt = msg.Job, attempt
-	return queue.NewDelivery(msg, attempt, r), nil
+	d := queue.NewDelivery(msg, attempt, r)
+	if ms, err := strconv.ParseInt(attrs[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil && ms > 0 {
+		d.Enqueued = time.UnixMilli(ms).UTC()
+	}
+	return d, nil
 }
 
 // Ack deletes the message from the queue. Concurrent Acks share
