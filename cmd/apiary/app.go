@@ -67,6 +67,9 @@ type app struct {
 	custody *custody.Custody
 	// keyCalls counts the calls to the --keys provider (keys.go).
 	keyCalls *kek.Counter
+	// forgets is every cache of account keys in this process, dropped for
+	// an account announced deleted (forget.go).
+	forgets forgets
 
 	connsOnce sync.Once
 	conns     *connections.Service
@@ -126,8 +129,12 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if err != nil {
 		return nil, err
 	}
+	a.forgets.add(a.pipe)
 	a.stager = upload.NewStager(a.blobs, a.keys)
 	if err := a.openCustody(); err != nil {
+		return nil, err
+	}
+	if err := a.listenForDeletions(); err != nil {
 		return nil, err
 	}
 	return a, nil

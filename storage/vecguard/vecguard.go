@@ -205,13 +205,20 @@ func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, do
 // DeleteAccount deletes account's vectors in the inner store and drops its
 // rotation from memory (wiped with the account's key: account deletion).
 func (s *Store) DeleteAccount(ctx context.Context, account apiary.AccountID) error {
+	s.Forget(account)
+	return s.inner.DeleteAccount(ctx, account)
+}
+
+// Forget drops account's rotation from memory, and its secret from the
+// secrets' (when they keep one): the next use derives them again from the
+// account's key, which fails once the account is deleted.
+func (s *Store) Forget(account apiary.AccountID) {
 	s.mu.Lock()
 	delete(s.cache, account)
 	s.mu.Unlock()
 	if f, ok := s.secrets.(interface{ Forget(apiary.AccountID) }); ok {
 		f.Forget(account) // else the rotation is derived again from a cached secret
 	}
-	return s.inner.DeleteAccount(ctx, account)
 }
 
 // Search rotates the query as the account's vectors are, so scores and
