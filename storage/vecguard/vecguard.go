@@ -62,6 +62,9 @@ type Store struct {
 
 	mu    sync.Mutex
 	cache map[apiary.AccountID]cached
+	// forgets counts Forget calls: a rotation made while one ran is used
+	// but not cached (see lexical.Keys).
+	forgets uint64
 }
 
 // cached is an account's decision and, when protected, its rotation.
@@ -93,6 +96,7 @@ func (s *Store) rotationFor(ctx context.Context, account apiary.AccountID, decid
 	now := s.now()
 	s.mu.Lock()
 	c, ok := s.cache[account]
+	forgets := s.forgets
 	s.mu.Unlock()
 	if ok && now.Before(c.expires) {
 		return c.rot, nil
@@ -122,6 +126,9 @@ func (s *Store) rotationFor(ctx context.Context, account apiary.AccountID, decid
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.forgets != forgets {
+		return rot, nil // a Forget ran meanwhile: not cached
+	}
 	if len(s.cache) >= s.opts.CacheSize {
 		s.evict(now)
 	}
@@ -215,6 +222,7 @@ func (s *Store) DeleteAccount(ctx context.Context, account apiary.AccountID) err
 func (s *Store) Forget(account apiary.AccountID) {
 	s.mu.Lock()
 	delete(s.cache, account)
+	s.forgets++
 	s.mu.Unlock()
 	if f, ok := s.secrets.(interface{ Forget(apiary.AccountID) }); ok {
 		f.Forget(account) // else the rotation is derived again from a cached secret
