@@ -202,6 +202,9 @@ func (a *app) poolComponent() (component, error) {
 	log := a.log
 	handler := workers.NewIngestHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe)
 	mux := workers.NewMux()
+	deleted := workers.NewDeletedAccounts(0) // a deleted account's jobs stop, here too
+	a.forgets.add(deleted)
+	mux.Use(deleted.Middleware)
 	mux.Register(apiary.JobKindIngest, handler)
 	mux.Register(apiary.JobKindReembed, a.reembedHandler())
 	conns, err := a.connections()

@@ -11,16 +11,19 @@ import (
 // that deletes it (DELETE /v1/accounts/{id} or /v1/account, in the API)
 // erases its key and then announces its id on the bus
 // (events.Deletions); every process, whatever its role, listens from its
-// start and, told, drops every key of the account it keeps in memory:
-// the caches gathered in forgets. A process that misses the signal
+// start and, told, drops every key of the account it keeps in memory (the
+// caches gathered in forgets) and stops the account's jobs running in its
+// pool (workers.DeletedAccounts, also in forgets). A process that misses the signal
 // (stopped, or cut off from NATS at that moment) drops them when they
 // expire, as before: within --kek-max-age (10 min), the lexical keys'
 // cache lifetime (10 min) and KMS data keys' (5 min).
 
-// forgetter is a cache of accounts' keys that can drop one account's.
+// forgetter is a cache of accounts' keys that can drop one account's, or
+// anything else that must let go of a deleted account.
 type forgetter interface{ Forget(apiary.AccountID) }
 
-// forgets is every cache of account keys a process holds.
+// forgets is every forgetter of a process: each cache of account keys it
+// holds, and its workers' DeletedAccounts.
 type forgets struct {
 	mu  sync.Mutex
 	all []forgetter
