@@ -67,8 +67,9 @@ type app struct {
 	custody *custody.Custody
 	// keyCalls counts the calls to the --keys provider (keys.go).
 	keyCalls *kek.Counter
-	// forgets is every cache of account keys in this process, dropped for
-	// an account announced deleted (forget.go).
+	// forgets is what lets go of an account announced deleted: every cache
+	// of account keys in this process, and the pool's DeletedAccounts
+	// (forget.go).
 	forgets forgets
 
 	connsOnce sync.Once
