@@ -15,7 +15,8 @@ import (
 
 // Deleting an account is crypto-shredding: its key is erased, so that any
 // of its ciphertext that survives (a backup taken before, a block a store
-// has not compacted yet) no longer opens; then its vectors and records are
+// has not compacted yet) no longer opens, and every process is told to
+// drop the account's keys from memory; then its vectors and records are
 // deleted (and erased where the stores can).
 
 // deleteAccountByID is DELETE /v1/accounts/{id}: an operator deletes any
@@ -57,8 +58,9 @@ func (s *Server) deleteOwnAccount(c echo.Context) error {
 }
 
 // shredAccount deletes account's tokens, cancels its unfinished jobs, disconnects its
-// connections (revoking their tokens at the provider), erases its key, and
-// deletes its vectors and records. Each step is idempotent: a deletion a
+// connections (revoking their tokens at the provider), erases its key,
+// tells every process to forget it (Deps.Deletions), and deletes its
+// vectors and records. Each step is idempotent: a deletion a
 // failure cut short is finished by asking again.
 func (s *Server) shredAccount(ctx context.Context, account apiary.AccountID) error {
 	eraser, ok := s.deps.Keys.(encrypt.Eraser)
@@ -93,6 +95,11 @@ func (s *Server) shredAccount(ctx context.Context, account apiary.AccountID) err
 	}
 	if err := eraser.EraseAccountKey(ctx, account); err != nil {
 		return fmt.Errorf("api: delete account %s: erase key: %w", account, err)
+	}
+	// Every process, this one too, drops the account's keys it keeps in
+	// memory: nothing more is sealed under them, nor opened with them.
+	if err := s.deps.Deletions.AnnounceDeleted(ctx, account); err != nil {
+		return fmt.Errorf("api: delete account %s: announce: %w", account, err)
 	}
 	if err := s.deps.Search.DeleteAccount(ctx, account); err != nil {
 		return fmt.Errorf("api: delete account %s: vectors: %w", account, err)

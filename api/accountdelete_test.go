@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/apiaryhq/apiary/pipeline/lexical"
 	"github.com/apiaryhq/apiary/storage"
 	"github.com/apiaryhq/apiary/storage/records"
+	"github.com/apiaryhq/apiary/workers/events"
 )
 
 func TestDeleteAccount(t *testing.T) {
@@ -168,4 +171,62 @@ func TestDeleteAccountStopsItsTokensFirst(t *testing.T) {
 	rec = e.do(http.MethodDelete, "/v1/accounts/"+string(b), e.operator)
 	require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
 	requireProblem(t, e.do(http.MethodDelete, "/v1/accounts/"+string(b), e.operator), http.StatusNotFound, "no such account")
+}
+
+// deletionsSpy records the accounts announced deleted, and whether each
+// one's key was already erased then; its first announcement fails when
+// failFirst is set (NATS unreachable).
+type deletionsSpy struct {
+	keys      encrypt.KeyProvider
+	failFirst bool
+	calls     int
+	erased    map[apiary.AccountID]bool
+}
+
+func (d *deletionsSpy) AnnounceDeleted(ctx context.Context, account apiary.AccountID) error {
+	d.calls++
+	if d.failFirst && d.calls == 1 {
+		return apiary.E(apiary.KindUnavailable, "test: the bus is down")
+	}
+	_, err := d.keys.GenerateDataKey(ctx, account, encrypt.Context{"document": "x"})
+	d.erased[account] = errors.Is(err, apiary.ErrNotFound)
+	return nil
+}
+
+func (d *deletionsSpy) OnDeleted(func(apiary.AccountID)) (func() error, error) {
+	return func() error { return nil }, nil
+}
+
+// Deleting an account tells every process to forget it (Deps.Deletions),
+// once its key is erased; a deletion whose announcement fails is not done,
+// and asking again finishes it and announces it.
+func TestDeleteAccountIsAnnounced(t *testing.T) {
+	t.Parallel()
+	spy := &deletionsSpy{failFirst: true, erased: map[apiary.AccountID]bool{}}
+	e := newEnv(t, func(_ *Config, d *Deps) { spy.keys = d.Keys; d.Deletions = spy })
+	b, _ := e.otherAccount("Beta")
+	requireProblem(t, e.do(http.MethodDelete, "/v1/accounts/"+string(b), e.operator), 503, "")
+	require.Empty(t, spy.erased)
+	rec := e.do(http.MethodDelete, "/v1/accounts/"+string(b), e.operator)
+	require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+	require.Equal(t, map[apiary.AccountID]bool{b: true}, spy.erased, "announced once its key is erased")
+}
+
+// The bus carries the announcement to the processes listening.
+func TestDeleteAccountReachesListeners(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	told := make(chan apiary.AccountID, 1)
+	stop, err := e.bus.(events.Deletions).OnDeleted(func(acc apiary.AccountID) { told <- acc })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = stop() })
+	b, _ := e.otherAccount("Beta")
+	rec := e.do(http.MethodDelete, "/v1/accounts/"+string(b), e.operator)
+	require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+	select {
+	case acc := <-told:
+		require.Equal(t, b, acc)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the deletion was not announced on the bus")
+	}
 }

@@ -251,6 +251,9 @@ type Deps struct {
 	// Custody holds ephemeral tokens sent with ingest requests, in memory
 	// (connectors/custody.Custody); nil refuses them.
 	Custody Custody
+	// Deletions tells every process that an account is deleted, once its
+	// key is erased, so that each drops the account's keys from memory.
+	Deletions events.Deletions
 }
 
 func (d Deps) validate() error {
@@ -265,6 +268,7 @@ func (d Deps) validate() error {
 		{"Stager", d.Stager != nil},
 		{"Search", d.Search != nil},
 		{"Keys", d.Keys != nil},
+		{"Deletions", d.Deletions != nil},
 	} {
 		if !m.ok {
 			errs = append(errs, fmt.Errorf("api: Deps.%s is required", m.name))

@@ -117,7 +117,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 
 	logs := &testutil.Buffer{}
 	cfg := Config{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Model: pipe.Model()}
-	deps := Deps{Records: st.recs, Queue: q, Events: bus, Stager: stager, Search: pipe, Keys: st.keys}
+	deps := Deps{Records: st.recs, Queue: q, Events: bus, Deletions: bus, Stager: stager, Search: pipe, Keys: st.keys}
 	for _, o := range opts {
 		o(&cfg, &deps)
 	}

@@ -846,12 +846,16 @@ func (p *Pipeline) DeleteAccount(ctx context.Context, account apiary.AccountID) 
 	if err := account.Validate(); err != nil {
 		return err
 	}
-	p.lex.Forget(account) // its key is erased: no term is hashed with a cached copy
+	p.Forget(account) // its key is erased: no term is hashed with a cached copy
 	if err := p.vecs.DeleteAccount(ctx, account); err != nil {
 		return fmt.Errorf("pipeline: delete account chunks: %w", err)
 	}
 	return nil
 }
+
+// Forget drops account's lexical key from memory: the next use unwraps
+// it again, which fails once the account's key is erased.
+func (p *Pipeline) Forget(account apiary.AccountID) { p.lex.Forget(account) }
 
 // Describe opens rec's sealed title and metadata.
 func (p *Pipeline) Describe(ctx context.Context, rec apiary.DocumentRecord) (DocumentInfo, error) {

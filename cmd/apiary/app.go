@@ -67,6 +67,10 @@ type app struct {
 	custody *custody.Custody
 	// keyCalls counts the calls to the --keys provider (keys.go).
 	keyCalls *kek.Counter
+	// forgets is what lets go of an account announced deleted: every cache
+	// of account keys in this process, and the pool's DeletedAccounts
+	// (forget.go).
+	forgets forgets
 
 	connsOnce sync.Once
 	conns     *connections.Service
@@ -126,8 +130,12 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if err != nil {
 		return nil, err
 	}
+	a.forgets.add(a.pipe)
 	a.stager = upload.NewStager(a.blobs, a.keys)
 	if err := a.openCustody(); err != nil {
+		return nil, err
+	}
+	if err := a.listenForDeletions(); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -195,6 +203,9 @@ func (a *app) poolComponent() (component, error) {
 	log := a.log
 	handler := workers.NewIngestHandler(workers.IngestConfig{}, a.jobService(), a.stager, a.pipe)
 	mux := workers.NewMux()
+	deleted := workers.NewDeletedAccounts(0) // a deleted account's jobs stop, here too
+	a.forgets.add(deleted)
+	mux.Use(deleted.Middleware)
 	mux.Register(apiary.JobKindIngest, handler)
 	mux.Register(apiary.JobKindReembed, a.reembedHandler())
 	conns, err := a.connections()

@@ -82,7 +82,7 @@ func runFairBench(ctx context.Context, cfg Config, envErr error, stdout, stderr 
 		return err
 	}
 	srv, err := api.New(api.Config{Logger: log, AllowPrivateWebhooks: true}, api.Deps{
-		Records: a.recs, Queue: a.queue, Events: a.bus, Stager: a.stager, Search: a.pipe, Keys: a.keys, Ready: a.ready,
+		Records: a.recs, Queue: a.queue, Events: a.bus, Deletions: a.bus, Stager: a.stager, Search: a.pipe, Keys: a.keys, Ready: a.ready,
 	})
 	if err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	"github.com/apiaryhq/apiary/pipeline/encrypt/awskms"
 	"github.com/apiaryhq/apiary/pipeline/encrypt/kek"
 	"github.com/apiaryhq/apiary/pipeline/encrypt/keyring"
-	"github.com/apiaryhq/apiary/pipeline/lexical"
 )
 
 // KeysConfig chooses where account keys live (--keys, an entry of
@@ -69,14 +68,20 @@ func (a *app) openKeys(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if f, ok := base.(forgetter); ok { // the keyring's key files, KMS data keys
+		a.forgets.add(f)
+	}
 	a.keyCalls = kek.Count(base)
 	a.keys = a.keyCalls
 	if !a.cfg.Keys.Direct {
-		if a.keys, err = kek.New(a.keyCalls, a.recs, kek.Config{MaxAge: a.cfg.Keys.KEKMaxAge, MaxUses: a.cfg.Keys.KEKMaxUses, Lifetime: a.cfg.Keys.KEKLifetime}); err != nil {
+		p, err := kek.New(a.keyCalls, a.recs, kek.Config{MaxAge: a.cfg.Keys.KEKMaxAge, MaxUses: a.cfg.Keys.KEKMaxUses, Lifetime: a.cfg.Keys.KEKLifetime})
+		if err != nil {
 			return err
 		}
+		a.keys = p
+		a.forgets.add(p)
 	}
-	a.recs.SealFields(lexical.NewKeys(a.keys, a.recs, lexical.KeysConfig{}).Derived("record fields"))
+	a.recs.SealFields(a.lexicalKeys().Derived("record fields"))
 	return nil
 }
 

@@ -137,6 +137,7 @@ func (a *app) newAPI() (*api.Server, error) {
 		Ready:       a.ready,
 		Custody:     a.custody,
 		Connections: conns,
+		Deletions:   a.bus,
 	})
 }
 

@@ -121,6 +121,7 @@ func protectVectors(a *app, s storage.VectorStore) (storage.VectorStore, error) 
 		s.Close()
 		return nil, err
 	}
+	a.forgets.add(g) // its rotations, made from the account's key
 	return g, nil
 }
 
@@ -135,7 +136,10 @@ func openLocalVectors(a *app, dim int) (*localvec.Store, error) {
 	})
 }
 
-// lexicalKeys are the lexical keys over the app's key provider and records.
+// lexicalKeys are new lexical keys over the app's key provider and
+// records, whose cache an account's deletion empties (forget.go).
 func (a *app) lexicalKeys() *lexical.Keys {
-	return lexical.NewKeys(a.keys, a.recs, lexical.KeysConfig{})
+	k := lexical.NewKeys(a.keys, a.recs, lexical.KeysConfig{})
+	a.forgets.add(k)
+	return k
 }

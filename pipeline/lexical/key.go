@@ -160,6 +160,10 @@ type Keys struct {
 
 	mu    sync.Mutex
 	cache map[apiary.AccountID]cachedKey
+	// forgets counts Forget calls: a key loaded while one ran is used but
+	// not cached, so that a key unwrapped just before its account's
+	// deletion does not outlive the Forget that followed it.
+	forgets uint64
 }
 
 type cachedKey struct {
@@ -190,6 +194,7 @@ func (k *Keys) Key(ctx context.Context, account apiary.AccountID) (Key, error) {
 	now := k.now()
 	k.mu.Lock()
 	c, ok := k.cache[account]
+	forgets := k.forgets
 	k.mu.Unlock()
 	if ok && now.Before(c.expires) {
 		return c.key, nil
@@ -204,6 +209,9 @@ func (k *Keys) Key(ctx context.Context, account apiary.AccountID) (Key, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.forgets != forgets {
+		return key, nil // a Forget ran meanwhile: not cached
+	}
 	if len(k.cache) >= k.cfg.CacheSize {
 		k.evict(now)
 	}
@@ -253,13 +261,15 @@ func (k *Keys) create(ctx context.Context, account apiary.AccountID) (wrapped, m
 }
 
 // Forget drops account's key from the cache: a deletion of the account
-// calls it once the account's key is erased, so that nothing more is
-// sealed or hashed with a key of the account (the next use unwraps the key
-// again, which fails once it is erased).
+// calls it once the account's key is erased (in every process: cmd/apiary
+// listens for deletions), so that nothing more is sealed or hashed with a
+// key of the account (the next use unwraps the key again, which fails once
+// it is erased). A key being loaded while Forget runs is not cached.
 func (k *Keys) Forget(account apiary.AccountID) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	delete(k.cache, account)
+	k.forgets++
 }
 
 // evict drops the expired keys, and the one expiring first if none is.

@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/pipeline/encrypt"
 	"github.com/apiaryhq/apiary/pipeline/encrypt/keyring"
 	"github.com/apiaryhq/apiary/pipeline/lexical"
 	"github.com/apiaryhq/apiary/storage"
@@ -210,4 +212,58 @@ func TestDerivedKeys(t *testing.T) {
 	require.Equal(t, acme, byDerived, "Derived hands out the same keys")
 	_, err = lexical.Key{}.Derive("local-vectors")
 	require.ErrorIs(t, err, apiary.ErrInvalid)
+}
+
+// gatedKeys counts Decrypt calls and, while entered is set, says when one
+// has begun and waits to be let go.
+type gatedKeys struct {
+	*keyring.Keyring
+	decrypts         atomic.Int32
+	entered, release chan struct{}
+}
+
+func (g *gatedKeys) Decrypt(ctx context.Context, account apiary.AccountID, wrapped []byte, encCtx encrypt.Context) ([]byte, error) {
+	g.decrypts.Add(1)
+	if g.entered != nil {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+	return g.Keyring.Decrypt(ctx, account, wrapped, encCtx)
+}
+
+// Forget drops an account's key from the cache, also when the key was
+// being loaded as Forget ran (an account deleted by another process while
+// this one unwrapped its key): that key is used once, not cached.
+func TestForgetDropsTheKeyEvenMidLoad(t *testing.T) {
+	t.Parallel()
+	e := newKeysEnv(t)
+	ctx := t.Context()
+	g := &gatedKeys{Keyring: e.kr}
+	keys := lexical.NewKeys(g, e.recs, lexical.KeysConfig{})
+	key := func() {
+		t.Helper()
+		_, err := keys.Key(ctx, "acme")
+		require.NoError(t, err)
+	}
+	key() // made, not unwrapped
+	keys.Forget("acme")
+	key()
+	require.Equal(t, int32(1), g.decrypts.Load(), "unwrapped again after Forget")
+	key()
+	require.Equal(t, int32(1), g.decrypts.Load(), "then cached")
+
+	keys.Forget("acme")
+	g.entered, g.release = make(chan struct{}), make(chan struct{})
+	loaded := make(chan error)
+	go func() {
+		_, err := keys.Key(ctx, "acme")
+		loaded <- err
+	}()
+	<-g.entered
+	keys.Forget("acme") // while the key is being unwrapped
+	close(g.release)
+	require.NoError(t, <-loaded)
+	g.entered = nil
+	key()
+	require.Equal(t, int32(3), g.decrypts.Load(), "the key loaded during Forget was not cached")
 }

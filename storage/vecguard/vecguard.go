@@ -62,6 +62,9 @@ type Store struct {
 
 	mu    sync.Mutex
 	cache map[apiary.AccountID]cached
+	// forgets counts Forget calls: a rotation made while one ran is used
+	// but not cached (see lexical.Keys).
+	forgets uint64
 }
 
 // cached is an account's decision and, when protected, its rotation.
@@ -93,6 +96,7 @@ func (s *Store) rotationFor(ctx context.Context, account apiary.AccountID, decid
 	now := s.now()
 	s.mu.Lock()
 	c, ok := s.cache[account]
+	forgets := s.forgets
 	s.mu.Unlock()
 	if ok && now.Before(c.expires) {
 		return c.rot, nil
@@ -122,6 +126,9 @@ func (s *Store) rotationFor(ctx context.Context, account apiary.AccountID, decid
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.forgets != forgets {
+		return rot, nil // a Forget ran meanwhile: not cached
+	}
 	if len(s.cache) >= s.opts.CacheSize {
 		s.evict(now)
 	}
@@ -205,13 +212,21 @@ func (s *Store) DeleteDocument(ctx context.Context, account apiary.AccountID, do
 // DeleteAccount deletes account's vectors in the inner store and drops its
 // rotation from memory (wiped with the account's key: account deletion).
 func (s *Store) DeleteAccount(ctx context.Context, account apiary.AccountID) error {
+	s.Forget(account)
+	return s.inner.DeleteAccount(ctx, account)
+}
+
+// Forget drops account's rotation from memory, and its secret from the
+// secrets' (when they keep one): the next use derives them again from the
+// account's key, which fails once the account is deleted.
+func (s *Store) Forget(account apiary.AccountID) {
 	s.mu.Lock()
 	delete(s.cache, account)
+	s.forgets++
 	s.mu.Unlock()
 	if f, ok := s.secrets.(interface{ Forget(apiary.AccountID) }); ok {
 		f.Forget(account) // else the rotation is derived again from a cached secret
 	}
-	return s.inner.DeleteAccount(ctx, account)
 }
 
 // Search rotates the query as the account's vectors are, so scores and

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -220,4 +221,70 @@ func TestSmallCache(t *testing.T) {
 			require.InDeltaSlice(t, r.Vector, hits[0].Vector, 1e-5)
 		}
 	}
+}
+
+// switchSecrets hands out one secret per account until the account is
+// erased; while entered is set, each Key says it has begun and waits to be
+// let go.
+type switchSecrets struct {
+	vecguardtest.Secrets
+	mu               sync.Mutex
+	erased           map[apiary.AccountID]bool
+	entered, release chan struct{}
+}
+
+func (s *switchSecrets) Key(ctx context.Context, account apiary.AccountID) ([]byte, error) {
+	if s.entered != nil {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	s.mu.Lock()
+	erased := s.erased[account]
+	s.mu.Unlock()
+	if erased {
+		return nil, apiary.E(apiary.KindNotFound, "test: the account's key is erased")
+	}
+	return s.Secrets.Key(ctx, account)
+}
+
+func (s *switchSecrets) erase(account apiary.AccountID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.erased == nil {
+		s.erased = map[apiary.AccountID]bool{}
+	}
+	s.erased[account] = true
+}
+
+// Forget drops an account's rotation (another process deleted the
+// account): its writes fail from then on instead of going on under the
+// cached rotation, also when the rotation was being made as Forget ran.
+func TestForgetDropsTheRotation(t *testing.T) {
+	ctx := t.Context()
+	secrets := &switchSecrets{}
+	s := newStore(t, openLocal(t), secrets, openRecords(t), true)
+	acc := apiary.NewAccountID()
+	upsert := func(i int) error {
+		return s.Upsert(ctx, acc, []storage.VectorRecord{storagetest.NewRecord(acc, "doc", 1, i, storagetest.VectorDim)})
+	}
+	require.NoError(t, upsert(0))
+	secrets.erase(acc)
+	require.NoError(t, upsert(1), "the rotation is cached")
+	s.Forget(acc)
+	require.ErrorIs(t, upsert(2), apiary.ErrNotFound, "the rotation outlived Forget")
+
+	other := apiary.NewAccountID()
+	secrets.entered, secrets.release = make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- s.Upsert(ctx, other, []storage.VectorRecord{storagetest.NewRecord(other, "doc", 1, 0, storagetest.VectorDim)})
+	}()
+	<-secrets.entered
+	s.Forget(other) // while its rotation is being made
+	close(secrets.release)
+	require.NoError(t, <-done)
+	secrets.entered = nil
+	secrets.erase(other)
+	_, err := s.Search(ctx, other, storagetest.Vector("q", storagetest.VectorDim), 1, storage.VectorFilter{})
+	require.ErrorIs(t, err, apiary.ErrNotFound, "the rotation made during Forget was cached")
 }

@@ -51,6 +51,29 @@ type Consumer interface {
 	Consume(ctx context.Context, durable string, fn func(context.Context, apiary.Event) error) error
 }
 
+// Deletions tells every process that an account is deleted, so that each
+// drops what it keeps of the account in memory: its cached keys (the
+// key-encryption keys, the lexical key and what is derived from it, KMS
+// data keys). The deleting process announces it once the account's key is
+// erased; every process listens from its start.
+//
+// Promises (natsbus keeps them):
+//   - The signal carries the account's id and nothing else: never a key.
+//   - Every process listening when AnnounceDeleted returns is handed the
+//     id, at most once; OnDeleted returns once it listens.
+//   - A process not listening then (stopped, or cut off from the bus) never
+//     gets it: its caches drop the account's keys when they expire (minutes;
+//     see kek.Config.MaxAge, lexical.KeysConfig.CacheTTL and awskms'
+//     CacheConfig.MaxAge), and a key once expired no longer opens.
+type Deletions interface {
+	// AnnounceDeleted tells every listening process that account is
+	// deleted. It returns once the bus holds the signal.
+	AnnounceDeleted(ctx context.Context, account apiary.AccountID) error
+	// OnDeleted calls fn with each account announced deleted from now on,
+	// one at a time, until stop. fn must not block for long.
+	OnDeleted(fn func(apiary.AccountID)) (stop func() error, err error)
+}
+
 // DurableBus is a Bus whose events can also be consumed durably.
 type DurableBus interface {
 	Bus

@@ -323,8 +323,8 @@ var _ encrypt.Eraser = (*Provider)(nil)
 // account's KMS key
 // (nothing wrapped under it opens from then on), schedules its deletion
 // after Config.DeletionDays, removes the alias and drops the account's
-// cached data keys in this Provider (other processes' copies age out
-// within Cache.MaxAge). An account without a key is not an error.
+// cached data keys in this Provider (other processes drop theirs when told,
+// by Forget, or else age them out within Cache.MaxAge). An account without a key is not an error.
 func (p *Provider) EraseAccountKey(ctx context.Context, account apiary.AccountID) error {
 	if err := account.Validate(); err != nil {
 		return err
@@ -357,6 +357,16 @@ func (p *Provider) EraseAccountKey(ctx context.Context, account apiary.AccountID
 		}
 	}
 	return nil
+}
+
+// Forget drops account's cached data keys (wiped) and its known key
+// version: an account another process deleted is forgotten here at once,
+// rather than when its keys age out of the cache (Cache.MaxAge).
+func (p *Provider) Forget(account apiary.AccountID) {
+	p.cache.forget(account)
+	p.versions.mu.Lock()
+	delete(p.versions.m, account)
+	p.versions.mu.Unlock()
 }
 
 // eraseVersion disables the key behind alias, schedules its deletion and

@@ -443,3 +443,35 @@ func (c countingClient) Do(*http.Request) (*http.Response, error) {
 	c.n.Add(1)
 	return nil, io.ErrUnexpectedEOF
 }
+
+// Forget drops an account's cached data keys at once (another process
+// deleted the account): the next Decrypt asks KMS, which refuses a
+// disabled key, instead of serving the cached copy until MaxAge.
+func TestForgetDropsCachedDataKeys(t *testing.T) {
+	t.Parallel()
+	c, tr := client(t)
+	reader := newProvider(t, c, awskms.Config{Cache: awskms.CacheConfig{MaxAge: time.Hour}})
+	operator := newProvider(t, c, awskms.Config{})
+	ctx := t.Context()
+	acc, other := newAccount(t, operator), newAccount(t, operator)
+	encCtx := encrypt.Context{"document": "d"}
+	wrapped := map[apiary.AccountID][]byte{}
+	for _, a := range []apiary.AccountID{acc, other} {
+		dk, err := reader.GenerateDataKey(ctx, a, encCtx)
+		require.NoError(t, err)
+		_, err = reader.Decrypt(ctx, a, dk.Wrapped, encCtx)
+		require.NoError(t, err)
+		wrapped[a] = dk.Wrapped
+	}
+	require.NoError(t, operator.DisableAccountKey(ctx, acc))
+	_, err := reader.Decrypt(ctx, acc, wrapped[acc], encCtx)
+	require.NoError(t, err, "cached within MaxAge")
+
+	reader.Forget(acc)
+	_, err = reader.Decrypt(ctx, acc, wrapped[acc], encCtx)
+	requireKind(t, apiary.KindForbidden, err, "decrypt after Forget")
+	calls := tr.count("Decrypt")
+	_, err = reader.Decrypt(ctx, other, wrapped[other], encCtx)
+	require.NoError(t, err)
+	require.Equal(t, calls, tr.count("Decrypt"), "another account's keys stay cached")
+}

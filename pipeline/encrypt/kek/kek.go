@@ -320,21 +320,7 @@ func (p *Provider) openedKEK(ctx context.Context, acc apiary.AccountID, id strin
 // erases the account key in the base provider, which must be an
 // encrypt.Eraser.
 func (p *Provider) EraseAccountKey(ctx context.Context, acc apiary.AccountID) error {
-	p.mu.Lock()
-	a := p.accounts[acc]
-	delete(p.accounts, acc)
-	p.mu.Unlock()
-	if a != nil {
-		a.mu.Lock()
-		if a.current != nil {
-			encrypt.Wipe(a.current.key)
-		}
-		for _, e := range a.opened {
-			encrypt.Wipe(e.key)
-		}
-		a.current, a.opened = nil, map[string]*entry{}
-		a.mu.Unlock()
-	}
+	p.Forget(acc)
 	if err := p.store.DeleteKEKs(ctx, acc); err != nil {
 		return fmt.Errorf("kek: erase key-encryption keys of %s: %w", acc, err)
 	}
@@ -343,6 +329,29 @@ func (p *Provider) EraseAccountKey(ctx context.Context, acc apiary.AccountID) er
 		return err
 	}
 	return er.EraseAccountKey(ctx, acc)
+}
+
+// Forget drops acc's KEKs from memory, wiped: the next use opens them
+// again from their records (or makes a new one), through the base
+// provider. An account deleted by another process is forgotten here so
+// that nothing more is sealed or opened with a KEK whose record is gone.
+func (p *Provider) Forget(acc apiary.AccountID) {
+	p.mu.Lock()
+	a := p.accounts[acc]
+	delete(p.accounts, acc)
+	p.mu.Unlock()
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.current != nil {
+		encrypt.Wipe(a.current.key)
+	}
+	for _, e := range a.opened {
+		encrypt.Wipe(e.key)
+	}
+	a.current, a.opened = nil, map[string]*entry{}
 }
 
 // asEraser is base as an encrypt.Eraser, or the error saying it is not one.

@@ -314,3 +314,30 @@ func requireOpens(t *testing.T, kp encrypt.KeyProvider, acc apiary.AccountID, dk
 	require.NoError(t, err)
 	require.Equal(t, dk.Plaintext, got)
 }
+
+// Forget drops an account's KEKs from memory and nothing else: the next
+// use opens them again through the base provider (one call), and they
+// still open; the other accounts' stay in memory.
+func TestForget(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	base := kek.Count(newKeyring(t))
+	p := decorate(t, base, newRecords(t), kek.Config{})
+	acme, globex := apiary.AccountID("acme"), apiary.AccountID("globex")
+	keys := map[apiary.AccountID]encrypt.DataKey{}
+	for _, acc := range []apiary.AccountID{acme, globex} {
+		require.NoError(t, p.CreateAccountKey(ctx, acc))
+		dk, err := p.GenerateDataKey(ctx, acc, docCtx("d"))
+		require.NoError(t, err)
+		keys[acc] = dk
+	}
+	calls := base.Calls()
+	p.Forget(acme)
+	p.Forget("nobody")
+	requireOpens(t, p, globex, keys[globex], "d")
+	require.Equal(t, calls, base.Calls(), "another account's KEK stays in memory")
+	requireOpens(t, p, acme, keys[acme], "d")
+	require.Equal(t, calls+1, base.Calls(), "the forgotten KEK is opened again")
+	requireOpens(t, p, acme, keys[acme], "d")
+	require.Equal(t, calls+1, base.Calls(), "and kept again")
+}

@@ -254,14 +254,34 @@ func (k *Keyring) Versions(account apiary.AccountID) ([]int, error) {
 
 var _ encrypt.Eraser = (*Keyring)(nil)
 
+// Forget drops account's cached key versions from memory, wiped; the next
+// use reads them again from their files (and fails once they are erased).
+func (k *Keyring) Forget(account apiary.AccountID) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.forget(account)
+}
+
+// forget is Forget with k.mu held.
+func (k *Keyring) forget(account apiary.AccountID) {
+	for id, key := range k.cache {
+		if id.account == account {
+			encrypt.Wipe(key)
+			delete(k.cache, id)
+		}
+	}
+	delete(k.current, account)
+}
+
 // EraseAccountKey removes the files of every version of account's key and
 // their cached copies (wiped):
 // nothing wrapped under it opens again, in this process or from a later
 // copy of the directory. A copy taken before still holds the sealed key
 // file, which opens with the root key: keep backups of the keyring apart
 // from those of the data, or the root key apart from both. Other
-// processes on the same directory keep their cached copy until they
-// restart. Erasing a key that does not exist is not an error.
+// processes on the same directory keep their cached copy until told to
+// Forget it (or until they restart). Erasing a key that does not exist is
+// not an error.
 func (k *Keyring) EraseAccountKey(ctx context.Context, account apiary.AccountID) error {
 	if err := account.Validate(); err != nil {
 		return err
@@ -272,13 +292,7 @@ func (k *Keyring) EraseAccountKey(ctx context.Context, account apiary.AccountID)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for id, key := range k.cache {
-		if id.account == account {
-			encrypt.Wipe(key)
-			delete(k.cache, id)
-		}
-	}
-	delete(k.current, account)
+	k.forget(account)
 	// Newest first: a crash midway leaves version 1, and erasing again
 	// finds the versions above it that remain.
 	for n := v; n >= 1; n-- {

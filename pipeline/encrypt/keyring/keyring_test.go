@@ -272,3 +272,34 @@ func TestRotateAccountKey(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, old.Plaintext, back)
 }
+
+// Another process on the same directory erased an account's key: a
+// keyring that has it cached serves it until told to Forget it, then no
+// more. Other accounts stay cached.
+func TestForget(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+	root := rootKey(t)
+	kr, err := keyring.New(keyring.Config{Dir: dir, RootKey: root})
+	require.NoError(t, err)
+	other, err := keyring.New(keyring.Config{Dir: dir, RootKey: root})
+	require.NoError(t, err)
+	wrapped := map[apiary.AccountID][]byte{}
+	for _, acc := range []apiary.AccountID{"acme", "globex"} {
+		require.NoError(t, kr.CreateAccountKey(ctx, acc))
+		dk, err := kr.GenerateDataKey(ctx, acc, encrypt.Context{"document": "d"})
+		require.NoError(t, err)
+		wrapped[acc] = dk.Wrapped
+	}
+	require.NoError(t, other.EraseAccountKey(ctx, "acme"))
+	_, err = kr.Decrypt(ctx, "acme", wrapped["acme"], encrypt.Context{"document": "d"})
+	require.NoError(t, err, "the erased key is cached")
+
+	kr.Forget("acme")
+	_, err = kr.Decrypt(ctx, "acme", wrapped["acme"], encrypt.Context{"document": "d"})
+	require.ErrorIs(t, err, apiary.ErrNotFound)
+	require.NoError(t, os.Remove(filepath.Join(dir, "globex.key")))
+	_, err = kr.Decrypt(ctx, "globex", wrapped["globex"], encrypt.Context{"document": "d"})
+	require.NoError(t, err, "another account stays cached")
+}

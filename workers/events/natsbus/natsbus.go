@@ -25,6 +25,11 @@
 // Consume (events.Consumer) reads every account's events through a durable
 // pull consumer with explicit acks, so a consumer that restarts resumes
 // where it stopped and an event whose handler failed comes again.
+//
+// AnnounceDeleted and OnDeleted (events.Deletions) carry a deleted
+// account's id on the core NATS subject apiary.accounts.deleted, outside
+// the stream: nothing is stored, every connection subscribed gets it, and
+// one not connected then never does.
 package natsbus
 
 import (

@@ -192,3 +192,66 @@ func TestEventsFromBeforePerAccountSeq(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, got[1:], after, "an old cursor resumes")
 }
+
+// A deleted account's id reaches every process listening on the bus (two
+// connections here), and nothing but the id is on the wire.
+func TestDeletionsReachEveryListener(t *testing.T) {
+	t.Parallel()
+	url := natstest.Start(t)
+	open := func() (*natsbus.Bus, *nats.Conn) {
+		nc, err := nats.Connect(url)
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		b, err := natsbus.New(t.Context(), natsbus.Config{Conn: nc})
+		require.NoError(t, err)
+		return b, nc
+	}
+	a, _ := open()
+	b, _ := open()
+	_, spy := open()
+	wire := make(chan []byte, 4)
+	sub, err := spy.Subscribe(natsbus.DeletedSubject, func(m *nats.Msg) { wire <- m.Data })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, spy.Flush())
+
+	listen := func(bus *natsbus.Bus) (<-chan apiary.AccountID, func() error) {
+		got := make(chan apiary.AccountID, 4)
+		stop, err := bus.OnDeleted(func(acc apiary.AccountID) { got <- acc })
+		require.NoError(t, err)
+		return got, stop
+	}
+	gotA, stopA := listen(a)
+	gotB, stopB := listen(b)
+	defer func() { require.NoError(t, stopA()) }()
+
+	require.NoError(t, a.AnnounceDeleted(t.Context(), "acc_gone"))
+	for _, got := range []<-chan apiary.AccountID{gotA, gotB} {
+		select {
+		case acc := <-got:
+			require.Equal(t, apiary.AccountID("acc_gone"), acc)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a listener was not told of the deletion")
+		}
+	}
+	select {
+	case data := <-wire:
+		require.Equal(t, "acc_gone", string(data), "the signal is the account id only")
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing on the wire")
+	}
+
+	require.Equal(t, apiary.KindInvalid, apiary.KindOf(a.AnnounceDeleted(t.Context(), "acc.>")))
+	// What is not an account id is dropped; a stopped listener hears nothing.
+	require.NoError(t, spy.Publish(natsbus.DeletedSubject, []byte("not an id!")))
+	require.NoError(t, stopB())
+	require.NoError(t, stopB(), "stopping twice")
+	require.NoError(t, a.AnnounceDeleted(t.Context(), "acc_next"))
+	select {
+	case acc := <-gotA:
+		require.Equal(t, apiary.AccountID("acc_next"), acc)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a listener was not told of the second deletion")
+	}
+	require.Empty(t, gotB)
+}

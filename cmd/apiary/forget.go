@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"sync"
+
+	"github.com/apiaryhq/apiary"
+)
+
+// A deleted account is forgotten by every process at once. The process
+// that deletes it (DELETE /v1/accounts/{id} or /v1/account, in the API)
+// erases its key and then announces its id on the bus
+// (events.Deletions); every process, whatever its role, listens from its
+// start and, told, drops every key of the account it keeps in memory (the
+// caches gathered in forgets) and stops the account's jobs running in its
+// pool (workers.DeletedAccounts, also in forgets). A process that misses the signal
+// (stopped, or cut off from NATS at that moment) drops them when they
+// expire, as before: within --kek-max-age (10 min), the lexical keys'
+// cache lifetime (10 min) and KMS data keys' (5 min).
+
+// forgetter is a cache of accounts' keys that can drop one account's, or
+// anything else that must let go of a deleted account.
+type forgetter interface{ Forget(apiary.AccountID) }
+
+// forgets is every forgetter of a process: each cache of account keys it
+// holds, and its workers' DeletedAccounts.
+type forgets struct {
+	mu  sync.Mutex
+	all []forgetter
+}
+
+// add makes f one of the caches forget drops.
+func (fs *forgets) add(f forgetter) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.all = append(fs.all, f)
+}
+
+// forget drops account's keys from every cache.
+func (fs *forgets) forget(account apiary.AccountID) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, f := range fs.all {
+		f.Forget(account)
+	}
+}
+
+// listenForDeletions has this process forget each account another (or
+// this) process announces deleted, from now until the app closes.
+func (a *app) listenForDeletions() error {
+	stop, err := a.bus.OnDeleted(func(account apiary.AccountID) {
+		a.forgets.forget(account)
+		a.log.Info("deleted account's keys dropped from memory", "account", account)
+	})
+	if err != nil {
+		return err
+	}
+	a.lc.start(context.Background(), closer("deletion listener", stop))
+	return nil
+}
