@@ -58,6 +58,23 @@ type Rotator interface {
 	Rewrap(ctx context.Context, account apiary.AccountID, wrapped []byte, encCtx Context) ([]byte, error)
 }
 
+// Versioned is a Rotator that tells an account's newest key version and
+// the version a wrapped key names. The key-encryption-key layer
+// (pipeline/encrypt/kek) needs it to make new KEKs under the newest
+// version only and to tell a finished rotation from one cut short.
+type Versioned interface {
+	Rotator
+	// CurrentVersion is account's newest key version (1 before any
+	// rotation), looked up now, not from a cache: a rotation anywhere that
+	// returned before the call is seen. GenerateDataKey and Rewrap calls
+	// that start after it returns use this version or a newer one.
+	CurrentVersion(ctx context.Context, account apiary.AccountID) (int, error)
+	// WrappedVersion is the version of the account key a wrapped key of
+	// this provider names; ok is false when wrapped is in none of its
+	// formats. It opens nothing.
+	WrappedVersion(wrapped []byte) (version int, ok bool)
+}
+
 // MaxKeyVersions is the most versions of one account's key a Rotator
 // makes: weekly rotations for about two years. Old versions are kept (what
 // they wrap keeps opening), so without a bound an admin rotating in a loop

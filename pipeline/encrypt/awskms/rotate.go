@@ -21,7 +21,7 @@ import (
 // opening until re-wrapped (Rewrap). KMS's own yearly rotation of each key
 // stays on beside this.
 
-var _ encrypt.Rotator = (*Provider)(nil)
+var _ encrypt.Versioned = (*Provider)(nil)
 
 // versionTTL is how long a process trusts its knowledge of an account's
 // newest version before looking for a newer one (made by another process).
@@ -59,12 +59,30 @@ func (p *Provider) aliasExists(ctx context.Context, alias string) (bool, error) 
 }
 
 // currentVersion is account's newest key version: the cached one when
-// fresh, else found by looking for the aliases after it.
+// younger than versionTTL, else found by looking for the aliases after it.
 func (p *Provider) currentVersion(ctx context.Context, account apiary.AccountID) (int, error) {
+	return p.lookUpVersion(ctx, account, versionTTL)
+}
+
+// CurrentVersion is account's newest key version, looked up in KMS now:
+// the version this process knew, then the aliases after it (one
+// DescribeKey when there is none). GenerateDataKey and Rewrap use it (or
+// a newer one) from then on.
+func (p *Provider) CurrentVersion(ctx context.Context, account apiary.AccountID) (int, error) {
+	if err := account.Validate(); err != nil {
+		return 0, err
+	}
+	return p.lookUpVersion(ctx, account, 0)
+}
+
+// lookUpVersion is account's newest key version: the cached one when
+// younger than maxAge, else found by looking for the aliases after it.
+// Versions are only ever added, so the cached one is where the look starts.
+func (p *Provider) lookUpVersion(ctx context.Context, account apiary.AccountID, maxAge time.Duration) (int, error) {
 	p.versions.mu.Lock()
 	c, ok := p.versions.m[account]
 	p.versions.mu.Unlock()
-	if ok && time.Since(c.at) < versionTTL {
+	if ok && time.Since(c.at) < maxAge {
 		return c.version, nil
 	}
 	v := max(c.version, 1)
@@ -80,6 +98,13 @@ func (p *Provider) currentVersion(ctx context.Context, account apiary.AccountID)
 	}
 	p.setVersion(account, v)
 	return v, nil
+}
+
+// WrappedVersion is the version of the account key a data key wrapped by
+// this provider names.
+func (p *Provider) WrappedVersion(wrapped []byte) (int, bool) {
+	v, _, _, ok := split(wrapped)
+	return v, ok
 }
 
 func (p *Provider) setVersion(account apiary.AccountID, v int) {

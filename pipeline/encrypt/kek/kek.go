@@ -184,16 +184,11 @@ func (p *Provider) currentKEK(ctx context.Context, acc apiary.AccountID) (string
 				encrypt.Wipe(e.key)
 			}
 		}
-		id := apiary.RandomID("kek_")
-		dk, err := p.base.GenerateDataKey(ctx, acc, kekContext(id))
+		id, key, err := p.newKEK(ctx, acc)
 		if err != nil {
-			return "", nil, fmt.Errorf("kek: new key-encryption key for %s: %w", acc, err)
+			return "", nil, err
 		}
-		if err := p.store.CreateKEK(ctx, acc, id, dk.Wrapped); err != nil {
-			encrypt.Wipe(dk.Plaintext)
-			return "", nil, fmt.Errorf("kek: store key-encryption key for %s: %w", acc, err)
-		}
-		a.current = &entry{id: id, key: dk.Plaintext, made: now, born: now}
+		a.current = &entry{id: id, key: key, made: now, born: now}
 	case e.expired(now, p.cfg.MaxAge):
 		key, err := p.unwrap(ctx, acc, e.id)
 		if err != nil {
@@ -207,6 +202,48 @@ func (p *Provider) currentKEK(ctx context.Context, acc apiary.AccountID) (string
 	e = a.current
 	e.uses++
 	return e.id, append([]byte(nil), e.key...), nil
+}
+
+// newKEK makes a KEK for acc under the newest version of its account key,
+// stores it wrapped and returns its id and plaintext (the caller's to
+// wipe). The newest version is looked up first, not taken from a cache
+// that a rotation in another process may have outdated; and again once
+// the KEK is stored: a rotation that made a newer version meanwhile may
+// have listed acc's KEKs before this one was stored, so this one is
+// re-wrapped here. (A rotation makes its version before it lists the KEKs
+// to re-wrap, so a KEK stored before that version existed is on its list.)
+func (p *Provider) newKEK(ctx context.Context, acc apiary.AccountID) (string, []byte, error) {
+	r, vs := rotator(p.base)
+	if vs != nil {
+		if _, err := vs.CurrentVersion(ctx, acc); err != nil {
+			return "", nil, fmt.Errorf("kek: new key-encryption key for %s: %w", acc, err)
+		}
+	}
+	id := apiary.RandomID("kek_")
+	dk, err := p.base.GenerateDataKey(ctx, acc, kekContext(id))
+	if err != nil {
+		return "", nil, fmt.Errorf("kek: new key-encryption key for %s: %w", acc, err)
+	}
+	if err := p.store.CreateKEK(ctx, acc, id, dk.Wrapped); err != nil {
+		encrypt.Wipe(dk.Plaintext)
+		return "", nil, fmt.Errorf("kek: store key-encryption key for %s: %w", acc, err)
+	}
+	if vs == nil {
+		return id, dk.Plaintext, nil
+	}
+	cur, err := vs.CurrentVersion(ctx, acc)
+	if err == nil {
+		if v, ok := vs.WrappedVersion(dk.Wrapped); !ok || v < cur {
+			err = p.rewrapKEK(ctx, acc, r, vs, id, cur)
+		}
+	}
+	if err != nil {
+		// The KEK stays stored under the older version, unused: the
+		// account's next rotation re-wraps it (see RotateAccountKey).
+		encrypt.Wipe(dk.Plaintext)
+		return "", nil, fmt.Errorf("kek: new key-encryption key for %s: %w", acc, err)
+	}
+	return id, dk.Plaintext, nil
 }
 
 // unwrap reads acc's KEK id from its record and opens it through the base
@@ -367,38 +404,113 @@ func asEraser(base encrypt.KeyProvider, acc apiary.AccountID) (encrypt.Eraser, e
 func asRotator(base encrypt.KeyProvider, acc apiary.AccountID) (encrypt.Rotator, error) {
 	r, ok := base.(encrypt.Rotator)
 	if !ok {
-		return nil, apiary.E(apiary.KindInvalid, "kek: rotate account key %s: the account key provider has no key versions", acc)
+		return nil, noVersions(acc)
 	}
 	return r, nil
 }
 
-// RotateAccountKey moves acc to a new version of its account key in the
-// base provider, which must be an encrypt.Rotator, and re-wraps every KEK
-// of acc under it. Data keys are not touched: those under a KEK follow it;
-// those wrapped directly keep opening under their old version (Rewrap
-// moves one). Re-run after a failure: a re-wrap is idempotent.
-func (p *Provider) RotateAccountKey(ctx context.Context, acc apiary.AccountID) (int, error) {
-	r, err := asRotator(p.base, acc)
-	if err != nil {
-		return 0, err
+func noVersions(acc apiary.AccountID) error {
+	return apiary.E(apiary.KindInvalid, "kek: rotate account key %s: the account key provider has no key versions", acc)
+}
+
+// rotator is base's rotation, and its key versions as seen through any
+// Counter around it; both nil when it has no versions.
+func rotator(base encrypt.KeyProvider) (encrypt.Rotator, encrypt.Versioned) {
+	inner := base
+	for {
+		c, ok := inner.(*Counter)
+		if !ok {
+			break
+		}
+		inner = c.base
 	}
-	v, err := r.RotateAccountKey(ctx, acc)
+	vs, ok := inner.(encrypt.Versioned)
+	if !ok {
+		return nil, nil
+	}
+	if r, ok := base.(encrypt.Rotator); ok {
+		return r, vs // through the Counter, which counts its re-wraps
+	}
+	return vs, vs
+}
+
+// RotateAccountKey moves acc to a new version of its account key in the
+// base provider, which must be an encrypt.Versioned, and re-wraps every
+// KEK of acc under it; it returns the version. Data keys are not touched:
+// those under a KEK follow it; those wrapped directly keep opening under
+// their old version (Rewrap moves one).
+//
+// A rotation has finished when every KEK of acc is wrapped by the newest
+// version, and only then does the next call make a new version. A call
+// that finds KEKs under an older version (a rotation cut short by an
+// outage or a crash, or a KEK made while another process rotated)
+// re-wraps them under the newest version and returns it, making none: so
+// retrying a failed rotation until it succeeds makes one version, not one
+// per try. Re-wrapping is idempotent; concurrent calls each make a
+// version only when each finds the last rotation finished.
+func (p *Provider) RotateAccountKey(ctx context.Context, acc apiary.AccountID) (int, error) {
+	r, vs := rotator(p.base)
+	if vs == nil {
+		return 0, noVersions(acc)
+	}
+	v, err := vs.CurrentVersion(ctx, acc)
 	if err != nil {
 		return 0, fmt.Errorf("kek: rotate account key %s: %w", acc, err)
 	}
-	ids, err := p.store.KEKIDs(ctx, acc)
+	ids, err := p.keksBelow(ctx, acc, vs, v)
 	if err != nil {
-		return v, fmt.Errorf("kek: rotate account key %s: %w", acc, err)
+		return 0, fmt.Errorf("kek: rotate account key %s: %w", acc, err)
+	}
+	if len(ids) == 0 {
+		if v, err = r.RotateAccountKey(ctx, acc); err != nil {
+			return 0, fmt.Errorf("kek: rotate account key %s: %w", acc, err)
+		}
+		// Listed after the version exists: see newKEK.
+		if ids, err = p.store.KEKIDs(ctx, acc); err != nil {
+			return v, fmt.Errorf("kek: rotate account key %s: %w", acc, err)
+		}
 	}
 	for _, id := range ids {
-		err := p.store.UpdateKEK(ctx, acc, id, func(w []byte) ([]byte, error) {
-			return r.Rewrap(ctx, acc, w, kekContext(id))
-		})
+		err := p.rewrapKEK(ctx, acc, r, vs, id, v)
 		if err != nil && apiary.KindOf(err) != apiary.KindNotFound { // NotFound: erased meanwhile
 			return v, fmt.Errorf("kek: rotate account key %s: re-wrap key-encryption key: %w", acc, err)
 		}
 	}
 	return v, nil
+}
+
+// keksBelow lists the KEKs of acc wrapped by a version older than version
+// (or in no format vs knows, which a re-wrap then refuses).
+func (p *Provider) keksBelow(ctx context.Context, acc apiary.AccountID, vs encrypt.Versioned, version int) ([]string, error) {
+	ids, err := p.store.KEKIDs(ctx, acc)
+	if err != nil {
+		return nil, err
+	}
+	var below []string
+	for _, id := range ids {
+		w, err := p.store.KEK(ctx, acc, id)
+		if apiary.KindOf(err) == apiary.KindNotFound {
+			continue // erased meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		if v, ok := vs.WrappedVersion(w); !ok || v < version {
+			below = append(below, id)
+		}
+	}
+	return below, nil
+}
+
+// rewrapKEK re-wraps acc's KEK id under the newest version of the account
+// key, unless it is wrapped by version or a newer one already.
+func (p *Provider) rewrapKEK(ctx context.Context, acc apiary.AccountID, r encrypt.Rotator, vs encrypt.Versioned, id string, version int) error {
+	return p.store.UpdateKEK(ctx, acc, id, func(w []byte) ([]byte, error) {
+		if v, ok := vs.WrappedVersion(w); ok && v >= version {
+			return w, nil
+		}
+		return r.Rewrap(ctx, acc, w, kekContext(id))
+	})
 }
 
 // Rewrap returns a data key wrapped under acc's newest account key

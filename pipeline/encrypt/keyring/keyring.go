@@ -38,7 +38,7 @@ import (
 
 var (
 	_ encrypt.KeyProvider = (*Keyring)(nil)
-	_ encrypt.Rotator     = (*Keyring)(nil)
+	_ encrypt.Versioned   = (*Keyring)(nil)
 )
 
 // Config configures a Keyring.
@@ -174,6 +174,25 @@ func (k *Keyring) currentVersion(account apiary.AccountID) (int, error) {
 	k.current[account] = max(k.current[account], v)
 	k.mu.Unlock()
 	return v, nil
+}
+
+// CurrentVersion is account's newest key version, looked up in the
+// directory now (1 before any rotation).
+func (k *Keyring) CurrentVersion(ctx context.Context, account apiary.AccountID) (int, error) {
+	if err := account.Validate(); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return k.currentVersion(account)
+}
+
+// WrappedVersion is the version of the account key a data key wrapped by
+// this keyring names.
+func (k *Keyring) WrappedVersion(wrapped []byte) (int, bool) {
+	v, _, ok := unwrapVersion(wrapped)
+	return v, ok
 }
 
 // RotateAccountKey makes a new version of account's key, which wraps every
