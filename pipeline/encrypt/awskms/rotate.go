@@ -23,8 +23,12 @@ import (
 
 var _ encrypt.Versioned = (*Provider)(nil)
 
-// versionTTL is how long a process trusts its knowledge of an account's
-// newest version before looking for a newer one (made by another process).
+// versionTTL is how long GenerateDataKey and Rewrap trust this process's
+// knowledge of an account's newest version before looking for a newer one
+// (made by another process): a data key wrapped directly (no KEKs) may be
+// wrapped by the previous version for up to this long after a rotation
+// elsewhere. CurrentVersion never trusts it; the KEK layer asks it before
+// making a KEK, so no KEK is made under an outdated version.
 const versionTTL = time.Minute
 
 type cachedVersion struct {

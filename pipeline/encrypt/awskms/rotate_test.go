@@ -1,6 +1,7 @@
 package awskms_test
 
 import (
+	"context"
 	"encoding/binary"
 	"strconv"
 	"sync"
@@ -155,4 +156,38 @@ func TestEraseRacingRotation(t *testing.T) {
 			require.Error(t, err, "version %d of %s left after the account's erasure", v, acc)
 		}
 	}
+}
+
+// A process trusts the newest version it knows for a minute when it wraps
+// a data key directly, but CurrentVersion looks in KMS every time: it sees
+// a rotation made by another process at once, and data keys made after it
+// use the new version (what the KEK layer relies on to make no KEK under
+// an outdated version).
+func TestCurrentVersionSeesRotationElsewhere(t *testing.T) {
+	t.Parallel()
+	c, _ := client(t)
+	ctx := t.Context()
+	p, other := newProvider(t, c, awskms.Config{}), newProvider(t, c, awskms.Config{})
+	acc := newAccount(t, p)
+	t.Cleanup(func() { _ = p.EraseAccountKey(context.Background(), acc) })
+	dk, err := p.GenerateDataKey(ctx, acc, encrypt.Context{"document": "d"}) // p knows version 1
+	require.NoError(t, err)
+	v, ok := p.WrappedVersion(dk.Wrapped)
+	require.True(t, ok)
+	require.Equal(t, 1, v)
+
+	_, err = other.RotateAccountKey(ctx, acc)
+	require.NoError(t, err)
+	stale, err := p.GenerateDataKey(ctx, acc, encrypt.Context{"document": "d"})
+	require.NoError(t, err)
+	v, _ = p.WrappedVersion(stale.Wrapped)
+	require.Equal(t, 1, v, "a data key wrapped directly trusts the known version for a while")
+
+	cur, err := p.CurrentVersion(ctx, acc)
+	require.NoError(t, err)
+	require.Equal(t, 2, cur)
+	fresh, err := p.GenerateDataKey(ctx, acc, encrypt.Context{"document": "d"})
+	require.NoError(t, err)
+	v, _ = p.WrappedVersion(fresh.Wrapped)
+	require.Equal(t, 2, v, "after CurrentVersion, the version it found")
 }

@@ -4,6 +4,7 @@ package encrypttest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -202,6 +203,48 @@ func Run(t *testing.T, newProvider func(t *testing.T) encrypt.KeyProvider) {
 		require.Equal(t, kept.Plaintext, got)
 		require.NoError(t, eraser.EraseAccountKey(ctx, acc), "erasing twice")
 		require.NoError(t, eraser.EraseAccountKey(ctx, apiary.NewAccountID()), "erasing a key that never was")
+	})
+
+	t.Run("Versions", func(t *testing.T) {
+		t.Parallel()
+		kp := newProvider(t)
+		vs, ok := kp.(encrypt.Versioned)
+		if !ok {
+			t.Skip("the provider is not an encrypt.Versioned")
+		}
+		ctx := t.Context()
+		acc := newAccount(t, kp)
+		if er, ok := kp.(encrypt.Eraser); ok {
+			t.Cleanup(func() { _ = er.EraseAccountKey(context.Background(), acc) })
+		}
+		cur, err := vs.CurrentVersion(ctx, acc)
+		require.NoError(t, err)
+		require.Equal(t, 1, cur, "before any rotation")
+		old, err := kp.GenerateDataKey(ctx, acc, docCtx("d1"))
+		require.NoError(t, err)
+		v, err := vs.RotateAccountKey(ctx, acc)
+		require.NoError(t, err)
+		require.Equal(t, 2, v)
+		cur, err = vs.CurrentVersion(ctx, acc)
+		require.NoError(t, err)
+		require.Equal(t, 2, cur, "after a rotation")
+		fresh, err := kp.GenerateDataKey(ctx, acc, docCtx("d2"))
+		require.NoError(t, err)
+		moved, err := vs.Rewrap(ctx, acc, old.Wrapped, docCtx("d1"))
+		require.NoError(t, err)
+		for _, c := range []struct {
+			what    string
+			wrapped []byte
+			want    int
+		}{{"wrapped before the rotation", old.Wrapped, 1}, {"wrapped after it", fresh.Wrapped, 2}, {"re-wrapped", moved, 2}} {
+			got, ok := vs.WrappedVersion(c.wrapped)
+			require.True(t, ok, c.what)
+			require.Equal(t, c.want, got, c.what)
+		}
+		for _, bad := range [][]byte{nil, {}, {0x7f, 1, 2, 3}} {
+			_, ok := vs.WrappedVersion(bad)
+			require.False(t, ok, "%x is in no format of the provider's", bad)
+		}
 	})
 
 	t.Run("EraseRotatedAccountKey", func(t *testing.T) {

@@ -10,7 +10,8 @@ import (
 
 // Counter is a KeyProvider that counts the calls made to the provider it
 // wraps: what `apiary bench` reports as KMS calls per document. It forwards
-// erasure.
+// erasure and rotation; a Provider sees through it to the key versions of
+// the provider it wraps (encrypt.Versioned).
 type Counter struct {
 	base  encrypt.KeyProvider
 	calls atomic.Int64

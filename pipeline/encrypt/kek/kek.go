@@ -22,6 +22,15 @@
 // Provider is itself an encrypt.KeyProvider (it passes encrypttest) and an
 // encrypt.Eraser: erasing an account drops its cached KEKs, deletes its KEK
 // records and erases the account key below.
+//
+// Over a base with key versions (encrypt.Versioned: the keyring, awskms)
+// it is an encrypt.Rotator. A new KEK is made under the account key's
+// newest version, looked up when the KEK is made (never a cached answer
+// that a rotation in another process outdated) and again once it is
+// stored, when it is re-wrapped if a rotation made a newer version
+// meanwhile. RotateAccountKey makes a version and re-wraps every KEK
+// under it; a rotation cut short (some KEKs still under an older version)
+// is finished by the next call, which makes no version.
 package kek
 
 import (

@@ -189,10 +189,13 @@ func (k *Keyring) CurrentVersion(ctx context.Context, account apiary.AccountID) 
 }
 
 // WrappedVersion is the version of the account key a data key wrapped by
-// this keyring names.
+// this keyring names; ok is false unless Seal's output follows it.
 func (k *Keyring) WrappedVersion(wrapped []byte) (int, bool) {
-	v, _, ok := unwrapVersion(wrapped)
-	return v, ok
+	v, sealed, ok := unwrapVersion(wrapped)
+	if !ok || len(sealed) < encrypt.Overhead || sealed[0] != 1 { // Seal's version byte
+		return 0, false
+	}
+	return v, true
 }
 
 // RotateAccountKey makes a new version of account's key, which wraps every
