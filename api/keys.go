@@ -18,7 +18,9 @@ type rotatedKey struct {
 
 // rotateAccountKey moves the caller's account to a new version of its
 // account key and re-wraps its key-encryption keys under it; nothing is
-// re-embedded, and what older versions wrap keeps opening.
+// re-embedded, and what older versions wrap keeps opening. After a
+// rotation that failed part-way, the next request finishes it under the
+// version it made (kek.Provider.RotateAccountKey) and answers that one.
 func (s *Server) rotateAccountKey(c echo.Context) error {
 	r, ok := s.deps.Keys.(encrypt.Rotator)
 	if !ok {
