@@ -92,7 +92,8 @@ func TestNewKEKAfterRotationElsewhere(t *testing.T) {
 	})
 }
 
-// hooked runs after before a GenerateDataKey of its provider returns.
+// hooked is a keyring that runs after each time its GenerateDataKey has
+// made a key, before the key is returned.
 type hooked struct {
 	*keyring.Keyring
 	after func()
