@@ -38,17 +38,25 @@ type transport struct {
 	calls  map[string]int
 	faults []string // error codes to answer, one per request, in order
 	always string   // error code to answer every request with, when set
+	// before runs once, before the next request of its operation is sent:
+	// what another process does just then.
+	before map[string]func()
 }
 
 func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	op := strings.TrimPrefix(req.Header.Get("X-Amz-Target"), "TrentService.")
 	tr.mu.Lock()
 	tr.calls[op]++
+	hook := tr.before[op]
+	delete(tr.before, op)
 	code := tr.always
 	if code == "" && len(tr.faults) > 0 {
 		code, tr.faults = tr.faults[0], tr.faults[1:]
 	}
 	tr.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	if code == "" {
 		return tr.next.RoundTrip(req)
 	}
@@ -72,6 +80,16 @@ func (tr *transport) count(op string) int {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	return tr.calls[op]
+}
+
+// beforeNext runs f once, just before the next request of op is sent.
+func (tr *transport) beforeNext(op string, f func()) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.before == nil {
+		tr.before = map[string]func(){}
+	}
+	tr.before[op] = f
 }
 
 func (tr *transport) inject(always string, faults ...string) {
