@@ -70,8 +70,8 @@ func (g *DeletedAccounts) Middleware(next Handler) Handler {
 		if !g.start(account, &cancel) {
 			return accountDeleted(account)
 		}
+		defer g.end(account, &cancel) // also when the handler panics
 		err := next.Handle(jobCtx, d)
-		g.end(account, &cancel)
 		if err != nil && ctx.Err() == nil && jobCtx.Err() != nil {
 			return context.Cause(jobCtx) // stopped by Forget
 		}

@@ -54,7 +54,8 @@ type PoolConfig struct {
 	// BackoffBase is the retry delay after the first failed attempt; it
 	// doubles with each attempt, up to BackoffMax, ±25% jitter. Defaults 1 s
 	// and 5 min. Past MaxAttempts an outage is retried after the longer of
-	// the backoff and the error's apiary.RetryDelay.
+	// the backoff and the error's apiary.RetryDelay, but by the end of its
+	// OutageGiveUp window.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	// ExtendEvery is how often a running delivery's lease is renewed.
@@ -460,11 +461,14 @@ func (p *Pool) decide(d *queue.Delivery, err error, hardStopped bool) outcome {
 		return outcome{action: actNack, delay: p.backoff(d.Attempt), err: err}
 	case outage && d.Attempt < p.deliveryLimit(d):
 		// Past MaxAttempts: the backoff, however short the error's hint,
-		// so that the retries MaxDeliveries counts span the window.
+		// so that the retries MaxDeliveries counts span the window; and
+		// by the window's end, however long the hint (a Retry-After of a
+		// day), so that the job is not held past its outage budget.
 		delay := p.backoff(d.Attempt)
 		if hint, ok := apiary.RetryDelay(err); ok {
 			delay = max(delay, hint)
 		}
+		delay = min(delay, max(p.cfg.OutageGiveUp-time.Since(d.Enqueued), 0))
 		return outcome{action: actNack, delay: delay, err: err}
 	case outage && !d.Enqueued.IsZero():
 		return outcome{action: actGiveUp, err: err,

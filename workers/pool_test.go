@@ -782,3 +782,61 @@ func TestMaxDeliveries(t *testing.T) {
 		})
 	}
 }
+
+// nackQueue wraps a queue: the delays its deliveries are handed back with
+// are sent on nacks.
+type nackQueue struct {
+	queue.Queue
+	nacks chan time.Duration
+}
+
+func (q *nackQueue) Receive(ctx context.Context, max int) ([]*queue.Delivery, error) {
+	ds, err := q.Queue.Receive(ctx, max)
+	for i, d := range ds {
+		ds[i] = queue.NewDelivery(d.Msg, d.Attempt, nackRecorder{d, q.nacks})
+		ds[i].Enqueued = d.Enqueued
+	}
+	return ds, err
+}
+
+type nackRecorder struct {
+	*queue.Delivery
+	nacks chan time.Duration
+}
+
+func (d nackRecorder) Nack(ctx context.Context, delay time.Duration) error {
+	select {
+	case d.nacks <- delay:
+	default: // only the first ones are looked at
+	}
+	return d.Delivery.Nack(ctx, delay)
+}
+
+// TestOutageRetryStaysInItsWindow: past MaxAttempts, an outage whose hint
+// reaches past OutageGiveUp (a Retry-After of a day from the embedder) is
+// retried by the end of the job's outage window, not after the hint: the
+// job is not held queued beyond its outage budget.
+func TestOutageRetryStaysInItsWindow(t *testing.T) {
+	t.Parallel()
+	e := newPoolEnv(t, time.Second)
+	q := &nackQueue{Queue: e.q, nacks: make(chan time.Duration, 8)}
+	throttled := apiary.RetryAfter(apiary.E(apiary.KindUnavailable, "embed: throttled"), 24*time.Hour)
+	p, err := workers.NewPool(q, workers.HandlerFunc(func(context.Context, *queue.Delivery) error {
+		return throttled
+	}), workers.PoolConfig{
+		MaxAttempts:  1,
+		OutageGiveUp: time.Minute,
+		BackoffBase:  10 * time.Millisecond,
+		BackoffMax:   40 * time.Millisecond,
+		Logger:       quiet(),
+	})
+	require.NoError(t, err)
+	e.enqueue(t)
+	runPool(t, p)
+	select {
+	case delay := <-q.nacks:
+		require.LessOrEqual(t, delay, time.Minute, "retried after the outage window closed")
+	case <-time.After(waitFor):
+		require.FailNow(t, "the job was not handed back")
+	}
+}

@@ -453,6 +453,7 @@ func (p *Provider) Decrypt(ctx context.Context, account apiary.AccountID, wrappe
 	if key := p.cache.get(id); key != nil {
 		return key, nil
 	}
+	gen := p.cache.generation() // a Forget from here on: the key is not cached
 	version, blob, sum, ok := split(wrapped)
 	if !ok {
 		return nil, apiary.E(apiary.KindPermanent, "awskms: decrypt for %s: not a wrapped data key", account)
@@ -479,7 +480,7 @@ func (p *Provider) Decrypt(ctx context.Context, account apiary.AccountID, wrappe
 		encrypt.Wipe(out.Plaintext)
 		return nil, apiary.E(apiary.KindPermanent, "awskms: decrypt for %s: refused: wrapped key altered", account)
 	}
-	p.cache.put(id, account, out.Plaintext)
+	p.cache.putSince(gen, id, account, out.Plaintext)
 	return out.Plaintext, nil
 }
 

@@ -41,6 +41,10 @@ type transport struct {
 	// before runs once, before the next request of its operation is sent:
 	// what another process does just then.
 	before map[string]func()
+	// held, when set, gets each answer of operation holdOp from local-kms
+	// before it is returned, which waits for release.
+	holdOp        string
+	held, release chan struct{}
 }
 
 func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -53,9 +57,19 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if code == "" && len(tr.faults) > 0 {
 		code, tr.faults = tr.faults[0], tr.faults[1:]
 	}
+	held, release := tr.held, tr.release
+	if op != tr.holdOp {
+		held = nil
+	}
 	tr.mu.Unlock()
 	if hook != nil {
 		hook()
+	}
+	if code == "" && held != nil {
+		res, err := tr.next.RoundTrip(req)
+		held <- struct{}{}
+		<-release
+		return res, err
 	}
 	if code == "" {
 		return tr.next.RoundTrip(req)
@@ -492,4 +506,40 @@ func TestForgetDropsCachedDataKeys(t *testing.T) {
 	_, err = reader.Decrypt(ctx, other, wrapped[other], encCtx)
 	require.NoError(t, err)
 	require.Equal(t, calls, tr.count("Decrypt"), "another account's keys stay cached")
+}
+
+// A data key KMS unwrapped while Forget ran (the account deleted by
+// another process as the call was in flight) is returned to its caller
+// but not cached: it would serve the deleted account's key until MaxAge.
+func TestForgetDuringDecryptIsNotCached(t *testing.T) {
+	t.Parallel()
+	c, tr := client(t)
+	reader := newProvider(t, c, awskms.Config{Cache: awskms.CacheConfig{MaxAge: time.Hour}})
+	operator := newProvider(t, c, awskms.Config{})
+	ctx := t.Context()
+	acc := newAccount(t, operator)
+	encCtx := encrypt.Context{"document": "d"}
+	dk, err := reader.GenerateDataKey(ctx, acc, encCtx)
+	require.NoError(t, err)
+
+	held, release := make(chan struct{}), make(chan struct{})
+	tr.mu.Lock()
+	tr.holdOp, tr.held, tr.release = "Decrypt", held, release
+	tr.mu.Unlock()
+	done := make(chan error)
+	go func() {
+		_, err := reader.Decrypt(ctx, acc, dk.Wrapped, encCtx)
+		done <- err
+	}()
+	<-held // KMS has answered; the key is not cached yet
+	tr.mu.Lock()
+	tr.held = nil
+	tr.mu.Unlock()
+	require.NoError(t, operator.DisableAccountKey(ctx, acc))
+	reader.Forget(acc)
+	close(release)
+	require.NoError(t, <-done, "the call in flight gets its key")
+
+	_, err = reader.Decrypt(ctx, acc, dk.Wrapped, encCtx)
+	requireKind(t, apiary.KindForbidden, err, "decrypt after Forget")
 }

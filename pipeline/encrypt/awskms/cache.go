@@ -45,6 +45,9 @@ type keyCache struct {
 	mu      sync.Mutex
 	entries map[cacheID]*list.Element
 	order   *list.List // of *cacheEntry, oldest first
+	// forgets counts forget and purge calls: a key fetched while one ran
+	// is not cached (putSince), so that it does not outlive them.
+	forgets uint64
 }
 
 func newKeyCache(c CacheConfig) *keyCache {
@@ -76,10 +79,22 @@ func (c *keyCache) get(id cacheID) []byte {
 	return bytes.Clone(e.key)
 }
 
-// put caches a copy of key under id; the copy counts as used once.
-func (c *keyCache) put(id cacheID, account apiary.AccountID, key []byte) {
+// generation is what putSince is given for a key about to be fetched.
+func (c *keyCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.forgets
+}
+
+// putSince caches a copy of key under id, the copy counting as used once,
+// unless forget or purge ran since generation returned gen (the key was
+// fetched as its account was being forgotten).
+func (c *keyCache) putSince(gen uint64, id cacheID, account apiary.AccountID, key []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.forgets != gen {
+		return
+	}
 	if _, ok := c.entries[id]; ok {
 		return
 	}
@@ -98,6 +113,7 @@ func (c *keyCache) put(id cacheID, account apiary.AccountID, key []byte) {
 func (c *keyCache) forget(account apiary.AccountID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.forgets++
 	for el := c.order.Front(); el != nil; {
 		next := el.Next()
 		if el.Value.(*cacheEntry).account == account {
@@ -111,6 +127,7 @@ func (c *keyCache) forget(account apiary.AccountID) {
 func (c *keyCache) purge() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.forgets++
 	for el := c.order.Front(); el != nil; el = c.order.Front() {
 		c.remove(el)
 	}

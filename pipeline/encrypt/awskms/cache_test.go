@@ -45,7 +45,7 @@ func TestCacheReturnsCopies(t *testing.T) {
 	c, _ := newTestCache(CacheConfig{MaxAge: time.Minute, MaxUses: 10, MaxEntries: 10})
 	id := newCacheID([]byte("w"), nil)
 	k := key(7)
-	c.put(id, "acc", k)
+	c.putSince(c.generation(), id, "acc", k)
 	clear(k) // the caller wipes its key: the cache keeps its own copy
 	got := c.get(id)
 	require.Equal(t, key(7), got)
@@ -57,7 +57,7 @@ func TestCacheEvictsByAge(t *testing.T) {
 	t.Parallel()
 	c, clock := newTestCache(CacheConfig{MaxAge: time.Minute, MaxUses: 100, MaxEntries: 10})
 	id := newCacheID([]byte("w"), nil)
-	c.put(id, "acc", key(1))
+	c.putSince(c.generation(), id, "acc", key(1))
 	inside := stored(c, id)
 	clock.advance(59 * time.Second)
 	require.NotNil(t, c.get(id))
@@ -71,7 +71,7 @@ func TestCacheEvictsByUses(t *testing.T) {
 	t.Parallel()
 	c, _ := newTestCache(CacheConfig{MaxAge: time.Hour, MaxUses: 3, MaxEntries: 10})
 	id := newCacheID([]byte("w"), nil)
-	c.put(id, "acc", key(1)) // use 1: the decrypt that filled it
+	c.putSince(c.generation(), id, "acc", key(1)) // use 1: the decrypt that filled it
 	inside := stored(c, id)
 	require.NotNil(t, c.get(id)) // use 2
 	require.NotNil(t, c.get(id)) // use 3
@@ -83,12 +83,12 @@ func TestCacheEvictsOldestWhenFull(t *testing.T) {
 	t.Parallel()
 	c, clock := newTestCache(CacheConfig{MaxAge: time.Hour, MaxUses: 100, MaxEntries: 2})
 	a, b, d := newCacheID([]byte("a"), nil), newCacheID([]byte("b"), nil), newCacheID([]byte("d"), nil)
-	c.put(a, "acc", key(1))
+	c.putSince(c.generation(), a, "acc", key(1))
 	inA := stored(c, a)
 	clock.advance(time.Second)
-	c.put(b, "acc", key(2))
+	c.putSince(c.generation(), b, "acc", key(2))
 	clock.advance(time.Second)
-	c.put(d, "acc", key(3))
+	c.putSince(c.generation(), d, "acc", key(3))
 	require.Equal(t, 2, c.len())
 	require.Nil(t, c.get(a), "the oldest entry makes room")
 	require.Equal(t, make([]byte, 32), inA)
@@ -100,10 +100,10 @@ func TestCachePutDropsExpired(t *testing.T) {
 	t.Parallel()
 	c, clock := newTestCache(CacheConfig{MaxAge: time.Minute, MaxUses: 100, MaxEntries: 10})
 	for i := range 5 {
-		c.put(newCacheID([]byte{byte(i)}, nil), "acc", key(byte(i)))
+		c.putSince(c.generation(), newCacheID([]byte{byte(i)}, nil), "acc", key(byte(i)))
 	}
 	clock.advance(2 * time.Minute)
-	c.put(newCacheID([]byte("new"), nil), "acc", key(9))
+	c.putSince(c.generation(), newCacheID([]byte("new"), nil), "acc", key(9))
 	require.Equal(t, 1, c.len(), "expired entries do not linger until read")
 }
 
@@ -112,7 +112,7 @@ func TestCacheForgetAndPurge(t *testing.T) {
 	c, _ := newTestCache(CacheConfig{MaxAge: time.Hour, MaxUses: 100, MaxEntries: 10})
 	ids := map[apiary.AccountID]cacheID{"a": newCacheID([]byte("a"), nil), "b": newCacheID([]byte("b"), nil)}
 	for acc, id := range ids {
-		c.put(id, acc, key(1))
+		c.putSince(c.generation(), id, acc, key(1))
 	}
 	inA := stored(c, ids["a"])
 	c.forget("a")

@@ -14,7 +14,10 @@ import (
 
 // DeletedSubject is the core NATS subject (outside the event stream: it is
 // not stored) on which a deleted account's id is announced to every
-// process. Its payload is the account id, nothing else.
+// process. Its payload is the account id, nothing else. It is not signed:
+// whoever can publish with the service's NATS credentials can announce any
+// account deleted, as they could delete its records; those credentials are
+// the boundary.
 const DeletedSubject = "apiary.accounts.deleted"
 
 // flushTimeout bounds AnnounceDeleted's wait for the server when ctx has no

@@ -363,13 +363,17 @@ func (q *Queue) settler(m jetstream.Msg) (*settler, error) {
 	if msg.Job == "" || msg.Account.Validate() != nil {
 		return nil, errors.New("jetstream: job message without ids")
 	}
+	// The headers are whatever was published (by a requeue, or by anyone
+	// who can publish on the subject): bounded, so that they can shorten a
+	// job's outage window and attempts but never stretch them.
 	attempt := int(meta.NumDelivered)
 	if before, err := strconv.Atoi(m.Headers().Get(attemptsHeader)); err == nil && before > 0 {
-		attempt += before // a requeued message
+		attempt += min(before, maxRequeuedAttempts) // a requeued message
 	}
 	enqueued := meta.Timestamp
 	if first, err := strconv.ParseInt(m.Headers().Get(enqueuedHeader), 10, 64); err == nil && first > 0 {
-		enqueued = time.Unix(0, first) // a requeued message
+		// A requeued message: its first was stored before it.
+		enqueued = time.Unix(0, min(first, meta.Timestamp.UnixNano()))
 	}
 	return &settler{q: q, m: m, msg: msg, attempt: attempt, enqueued: enqueued.UTC()}, nil
 }
@@ -406,6 +410,11 @@ func (s *settler) Nack(ctx context.Context, delay time.Duration) error {
 // attemptsHeader carries the deliveries a requeued message had before, so
 // that its Attempt goes on counting.
 const attemptsHeader = "Apiary-Attempts"
+
+// maxRequeuedAttempts bounds the attempts an attemptsHeader can claim, far
+// above any pool's limit, so that adding the server's count cannot
+// overflow.
+const maxRequeuedAttempts = 1 << 20
 
 // enqueuedHeader carries when the first message of a requeued one was
 // stored (Unix nanoseconds), so that its Enqueued stays the same.

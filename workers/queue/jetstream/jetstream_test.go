@@ -3,6 +3,8 @@ package jetstream_test
 import (
 	"context"
 	"encoding/json"
+	"math"
+	"strconv"
 	"testing"
 	"time"
 
@@ -290,4 +292,39 @@ func TestCancelledReceiveLosesNoMessage(t *testing.T) {
 		require.Equal(t, 1, got.ds[0].Attempt)
 		require.NoError(t, got.ds[0].Ack(t.Context()))
 	}
+}
+
+// The requeue headers are read from whatever is on the stream, so they are
+// bounded: a message claiming to have been first enqueued after it was
+// stored (a clock ahead, or a message published with the header by anyone
+// on the bus) does not get an outage window that never closes, and an
+// attempt count that would overflow does not turn negative (a job that is
+// never given up).
+func TestRequeueHeadersAreBounded(t *testing.T) {
+	t.Parallel()
+	nc := connect(t)
+	q := newQueue(t, nc, time.Second)
+	ctx := t.Context()
+	data, err := json.Marshal(apiary.JobMessage{Account: "acc_a", Job: apiary.NewJobID()})
+	require.NoError(t, err)
+	m := nats.NewMsg("apiary.jobs")
+	m.Data = data
+	m.Header.Set("Apiary-Enqueued", strconv.FormatInt(time.Now().Add(365*24*time.Hour).UnixNano(), 10))
+	m.Header.Set("Apiary-Attempts", strconv.FormatInt(math.MaxInt64, 10))
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	_, err = js.PublishMsg(ctx, m)
+	require.NoError(t, err)
+	stored := time.Now()
+
+	var got []*queue.Delivery
+	require.Eventually(t, func() bool {
+		ds, err := q.Receive(ctx, 1)
+		got = append(got, ds...)
+		return err == nil && len(got) == 1
+	}, 10*time.Second, time.Millisecond)
+	d := got[0]
+	require.False(t, d.Enqueued.After(stored), "Enqueued %s is after the message was stored (%s)", d.Enqueued, stored)
+	require.Positive(t, d.Attempt)
+	require.NoError(t, d.Ack(ctx))
 }

@@ -17,7 +17,7 @@
 // New creates the queue and its dead-letter queue "<Queue>-dlq" when they
 // are missing, with a redrive policy that parks a message after
 // Config.MaxReceiveCount receives, so that a job whose worker keeps crashing
-// is not redelivered forever. Term sends the message to the dead-letter
+// is not redelivered forever (an existing queue's lower count is raised). Term sends the message to the dead-letter
 // queue itself, with the reason in the message attribute "apiary-reason",
 // and then deletes it. A message body that is not a JobMessage is
 // dead-lettered the same way by Receive and never handed to a worker.
@@ -95,8 +95,9 @@ type Config struct {
 	// missing. Default Queue + "-dlq".
 	DeadLetterQueue string
 	// MaxReceiveCount is how many receives SQS allows a message before its
-	// redrive policy moves it to the dead-letter queue. It is set only when
-	// New creates the queue. Default 10.
+	// redrive policy moves it to the dead-letter queue. New sets it on the
+	// queue it creates, and raises an existing queue's to it (never lowers
+	// it). Default 10.
 	MaxReceiveCount int
 	// Lease is the visibility timeout of every delivery: whole seconds,
 	// 1 s to 12 h. Default 60 s.
@@ -189,7 +190,8 @@ var (
 
 // New finds the queue and its dead-letter queue, creating whichever is
 // missing, and returns a Queue on them. An existing queue is used with the
-// attributes it has; its deliveries still get Config.Lease.
+// attributes it has (its deliveries still get Config.Lease), but for a
+// redrive backstop below Config.MaxReceiveCount, which is raised.
 func New(ctx context.Context, cfg Config) (*Queue, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -229,10 +231,53 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := q.raiseRedrive(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.AckBatchWindow > 0 {
 		q.acks = &ackBatcher{q: q, window: cfg.AckBatchWindow}
 	}
 	return q, nil
+}
+
+// raiseRedrive raises the job queue's redrive backstop to
+// Config.MaxReceiveCount when it is lower (a queue made earlier, for fewer
+// deliveries than the workers now allow a job on an outage): SQS would
+// otherwise park a job in the dead-letter queue before the workers give up
+// on it and mark it failed. A higher backstop, or none, is left as it is.
+// Raising it needs sqs:SetQueueAttributes; without it New fails, saying so.
+func (q *Queue) raiseRedrive(ctx context.Context) error {
+	name := types.QueueAttributeNameRedrivePolicy
+	out, err := q.client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
+		QueueUrl: &q.url, AttributeNames: []types.QueueAttributeName{name},
+	})
+	if err != nil {
+		return classify(ctx, err, "sqs: get attributes of %s", q.cfg.Queue)
+	}
+	raw := out.Attributes[string(name)]
+	if raw == "" {
+		return nil
+	}
+	var policy map[string]any
+	if err := json.Unmarshal([]byte(raw), &policy); err != nil {
+		return fmt.Errorf("sqs: redrive policy of %s: %w", q.cfg.Queue, err)
+	}
+	// A number, or a string holding one.
+	n, err := strconv.Atoi(fmt.Sprint(policy["maxReceiveCount"]))
+	if err != nil || n >= q.cfg.MaxReceiveCount {
+		return nil
+	}
+	policy["maxReceiveCount"] = q.cfg.MaxReceiveCount
+	raised, err := json.Marshal(policy)
+	if err != nil {
+		return fmt.Errorf("sqs: redrive policy of %s: %w", q.cfg.Queue, err)
+	}
+	if _, err := q.client.SetQueueAttributes(ctx, &awssqs.SetQueueAttributesInput{
+		QueueUrl: &q.url, Attributes: map[string]string{string(name): string(raised)},
+	}); err != nil {
+		return classify(ctx, err, "sqs: queue %s moves a message to its dead-letter queue after %d receives, fewer than the %d the workers may need; raise its maxReceiveCount", q.cfg.Queue, n, q.cfg.MaxReceiveCount)
+	}
+	return nil
 }
 
 // ensureQueue returns the URL of queue name, creating it with attrs when it

@@ -501,3 +501,38 @@ func TestCancelledReceiveLosesNoMessage(t *testing.T) {
 		require.NoError(t, got.ds[0].Ack(t.Context()))
 	}
 }
+
+// An existing queue whose redrive backstop is below Config.MaxReceiveCount
+// (made by an earlier version, for fewer deliveries than the workers now
+// allow on an outage) has it raised: SQS would otherwise park a job in the
+// dead-letter queue before the workers give up on it and mark it failed.
+// A higher one is kept.
+func TestNewRaisesAnExistingQueuesRedrive(t *testing.T) {
+	t.Parallel()
+	c, _ := client(t, 3)
+	q := newQueueWith(t, apsqs.Config{Client: c, MaxReceiveCount: 10})
+	name := q.URL()[strings.LastIndex(q.URL(), "/")+1:]
+	maxReceives := func() string {
+		t.Helper()
+		out, err := c.GetQueueAttributes(t.Context(), &awssqs.GetQueueAttributesInput{
+			QueueUrl: aws.String(q.URL()), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameRedrivePolicy},
+		})
+		require.NoError(t, err)
+		var redrive struct {
+			DeadLetterTargetArn string `json:"deadLetterTargetArn"`
+			MaxReceiveCount     any    `json:"maxReceiveCount"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out.Attributes["RedrivePolicy"]), &redrive))
+		require.True(t, strings.HasSuffix(redrive.DeadLetterTargetArn, name+"-dlq"), redrive.DeadLetterTargetArn)
+		return fmt.Sprint(redrive.MaxReceiveCount)
+	}
+	require.Equal(t, "10", maxReceives())
+
+	_, err := apsqs.New(t.Context(), apsqs.Config{Client: c, Queue: name, MaxReceiveCount: 27, WaitTime: time.Second})
+	require.NoError(t, err)
+	require.Equal(t, "27", maxReceives(), "raised to what the workers need")
+
+	_, err = apsqs.New(t.Context(), apsqs.Config{Client: c, Queue: name, MaxReceiveCount: 12, WaitTime: time.Second})
+	require.NoError(t, err)
+	require.Equal(t, "27", maxReceives(), "never lowered")
+}
