@@ -34,7 +34,7 @@ func (s *Store) DeleteAccountTokens(ctx context.Context, account apiary.AccountI
 // DeleteAccountRecords deletes every record of account, in every bucket,
 // the account's own record last: its tokens first (it stops
 // authenticating), then its admin set, token uses, webhooks, default webhook secret,
-// deliveries and their due entries, connections, documents, jobs with
+// deliveries and their due entries, connections and their gate, documents, jobs with
 // their outcomes and Idempotency-Keys, its lexical key and its key-encryption keys. Deletes go
 // through the KV store, which erases the values where it can (natskv).
 // The audit log stays until --audit-retention prunes it, so the deletion
@@ -71,6 +71,7 @@ func (s *Store) deleteAccountRecords(ctx context.Context, account apiary.Account
 		{"webhooks", s.webhooks},
 		{"deliveries", s.deliveries},
 		{"connections", s.connections},
+		{"pending connections gate", s.gates},
 		{"documents", s.docs},
 		{"outcomes", s.outcomes},
 		{"idempotency keys", s.idem},
