@@ -219,6 +219,35 @@ func (s *ConnectionStore) DueSchedules(ctx context.Context, now time.Time, limit
 	return out, nil
 }
 
+// PruneRevokedConnections deletes, across accounts, the connections
+// revoked (disconnected) before before, and returns how many it deleted.
+// A revoked connection holds no token: what is left is its id, provider
+// and dates.
+func (s *ConnectionStore) PruneRevokedConnections(ctx context.Context, before time.Time) (int, error) {
+	keys, err := s.connections.Keys(ctx, "")
+	if err != nil {
+		return 0, fmt.Errorf("records: list connections: %w", err)
+	}
+	n := 0
+	for _, k := range keys {
+		c, _, err := get[Connection](ctx, s.connections, k, "connection")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if c.Status != ConnectionRevoked || !c.UpdatedAt.Before(before) {
+			continue
+		}
+		if err := s.connections.Delete(ctx, k); err != nil {
+			return n, fmt.Errorf("records: delete revoked connection: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // ClaimSchedule claims the due run of account's connection id at now:
 // with a compare-and-swap on the record it moves the schedule's next run
 // one interval on (past now: missed runs are not made up) and returns the
