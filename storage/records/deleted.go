@@ -24,7 +24,8 @@ import (
 // while the mark was being set (it checks again after writing). The mark
 // is set in memory by the deletion (DeleteAccountRecords) and, in every
 // process, by the deletion's announcement (Store.Forget); it is kept
-// durably as a tombstone, which Open loads (a restart still refuses) and
+// durably as a tombstone (keyed by the time of the deletion, then the
+// account; tombstones are kept), which Open loads (a restart still refuses) and
 // SweepDeletedAccounts reads (a process that missed the announcement
 // learns it, and whatever it wrote meanwhile is deleted).
 
@@ -158,8 +159,12 @@ func decodedAccount(tok string) apiary.AccountID {
 // announced (a forgetter of cmd/apiary).
 func (s *Store) Forget(account apiary.AccountID) { s.gone.add(account) }
 
-// AccountDeleted reports whether account is marked deleted in memory.
-func (s *Store) AccountDeleted(account apiary.AccountID) bool { return s.gone.has(account) }
+// tombstoneKey is the key of account's tombstone: the time of its
+// deletion first, so that the tombstones list in the order of deletion
+// without a read of each.
+func tombstoneKey(account apiary.AccountID, at time.Time) string {
+	return fmt.Sprintf("%015d.%s", at.UnixMilli(), encodeID(string(account)))
+}
 
 // markDeleted marks account deleted, in memory and durably.
 func (s *Store) markDeleted(ctx context.Context, account apiary.AccountID, now time.Time) error {
@@ -168,44 +173,34 @@ func (s *Store) markDeleted(ctx context.Context, account apiary.AccountID, now t
 	if err != nil {
 		return fmt.Errorf("records: encode tombstone: %w", err)
 	}
-	if _, err := s.tombstones.Put(ctx, encodeID(string(account)), b); err != nil {
+	if _, err := s.tombstones.Put(ctx, tombstoneKey(account, now), b); err != nil {
 		return fmt.Errorf("records: mark account %s deleted: %w", account, err)
 	}
 	return nil
 }
 
 // loadDeleted marks deleted in memory the accounts whose tombstones are
-// stored, the most recently deleted last (and kept, when there are more
-// than the bound).
+// stored (the most recently deleted, when there are more than the bound)
+// and returns those deleted since since.
 func (s *Store) loadDeleted(ctx context.Context, since time.Time) ([]apiary.AccountID, error) {
-	keys, err := s.tombstones.Keys(ctx, "")
+	keys, err := s.tombstones.Keys(ctx, "") // oldest first
 	if err != nil {
 		return nil, fmt.Errorf("records: list deleted accounts: %w", err)
 	}
-	type dead struct {
-		account apiary.AccountID
-		at      time.Time
+	if len(keys) > s.gone.max {
+		keys = keys[len(keys)-s.gone.max:]
 	}
-	all := make([]dead, 0, len(keys))
+	after := fmt.Sprintf("%015d.", since.UnixMilli())
+	var recent []apiary.AccountID
 	for _, k := range keys {
-		ts, _, err := get[tombstone](ctx, s.tombstones, k, "tombstone")
-		if errors.Is(err, apiary.ErrNotFound) {
+		_, tok, ok := strings.Cut(k, ".")
+		a := decodedAccount(tok)
+		if !ok || a == "" {
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
-		if a := decodedAccount(k); a != "" {
-			all = append(all, dead{a, ts.DeletedAt})
-		}
-	}
-	// Oldest first, so that the bound keeps the most recent.
-	slices.SortFunc(all, func(a, b dead) int { return a.at.Compare(b.at) })
-	var recent []apiary.AccountID
-	for _, d := range all {
-		s.gone.add(d.account)
-		if !d.at.Before(since) {
-			recent = append(recent, d.account)
+		s.gone.add(a)
+		if k >= after && !slices.Contains(recent, a) {
+			recent = append(recent, a)
 		}
 	}
 	return recent, nil
