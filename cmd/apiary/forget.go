@@ -70,10 +70,11 @@ func (a *app) listenForDeletions() error {
 // deletionSweepEvery is how often every process reads the tombstones of
 // deleted accounts; deletionSweepWindow is how long after its deletion an
 // account's records are deleted again at each sweep, for what a process
-// not yet told wrote meanwhile.
+// wrote before it was told (a process that missed the announcement sweeps
+// the account when it reads its tombstone, however old).
 const (
 	deletionSweepEvery  = time.Minute
-	deletionSweepWindow = time.Hour
+	deletionSweepWindow = 10 * time.Minute
 )
 
 // deletedSweeperComponent sweeps after account deletions (see above).

@@ -200,12 +200,20 @@ func TestSweepDeletedAccounts(t *testing.T) {
 
 			straggler := job(gone)
 			require.NoError(t, unaware.CreateJob(ctx, straggler), "not told yet")
-			n, err := unaware.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
+			later := time.Now().Add(time.Hour) // the window is past: only what is news is swept
+			n, err := unaware.SweepDeletedAccounts(ctx, later)
 			require.NoError(t, err)
-			require.Equal(t, 1, n)
+			require.Equal(t, 1, n, "a deletion it had not heard of")
 			_, err = deleter.Job(ctx, gone, straggler.ID)
 			require.ErrorIs(t, err, apiary.ErrNotFound, "the straggler is swept")
 			require.ErrorIs(t, unaware.CreateJob(ctx, job(gone)), apiary.ErrNotFound, "and the sweeper knows now")
+
+			n, err = unaware.SweepDeletedAccounts(ctx, later)
+			require.NoError(t, err)
+			require.Zero(t, n, "known, and deleted before the window")
+			n, err = unaware.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
+			require.NoError(t, err)
+			require.Equal(t, 1, n, "deleted within the window: swept again")
 		})
 	}
 }

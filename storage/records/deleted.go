@@ -52,11 +52,12 @@ func newDeletedSet(max int) *deletedSet {
 	return &deletedSet{max: max, deleted: map[apiary.AccountID]bool{}}
 }
 
-func (d *deletedSet) add(account apiary.AccountID) {
+// add marks account deleted; false when it was already.
+func (d *deletedSet) add(account apiary.AccountID) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.deleted[account] {
-		return
+		return false
 	}
 	d.deleted[account] = true
 	d.order = append(d.order, account)
@@ -64,6 +65,7 @@ func (d *deletedSet) add(account apiary.AccountID) {
 		delete(d.deleted, d.order[0])
 		d.order = d.order[1:]
 	}
+	return true
 }
 
 func (d *deletedSet) has(account apiary.AccountID) bool {
@@ -181,7 +183,7 @@ func (s *Store) markDeleted(ctx context.Context, account apiary.AccountID, now t
 
 // loadDeleted marks deleted in memory the accounts whose tombstones are
 // stored (the most recently deleted, when there are more than the bound)
-// and returns those deleted since since.
+// and returns those it had not heard of and those deleted since since.
 func (s *Store) loadDeleted(ctx context.Context, since time.Time) ([]apiary.AccountID, error) {
 	keys, err := s.tombstones.Keys(ctx, "") // oldest first
 	if err != nil {
@@ -191,25 +193,26 @@ func (s *Store) loadDeleted(ctx context.Context, since time.Time) ([]apiary.Acco
 		keys = keys[len(keys)-s.gone.max:]
 	}
 	after := fmt.Sprintf("%015d.", since.UnixMilli())
-	var recent []apiary.AccountID
+	var sweep []apiary.AccountID
 	for _, k := range keys {
 		_, tok, ok := strings.Cut(k, ".")
 		a := decodedAccount(tok)
 		if !ok || a == "" {
 			continue
 		}
-		s.gone.add(a)
-		if k >= after && !slices.Contains(recent, a) {
-			recent = append(recent, a)
+		if s.gone.add(a) || k >= after && !slices.Contains(sweep, a) {
+			sweep = append(sweep, a)
 		}
 	}
-	return recent, nil
+	return sweep, nil
 }
 
 // SweepDeletedAccounts learns the accounts deleted by any process (their
 // writes are refused here from now on) and deletes again the records of
-// those deleted since since: what a process that had not yet heard of a
-// deletion wrote after it. It returns how many accounts it swept.
+// those it had not heard of (it missed the announcement) and of those
+// deleted since since: what a process wrote for an account between the
+// deletion's pass over its records and its hearing of it. It returns how
+// many accounts it swept.
 func (s *Store) SweepDeletedAccounts(ctx context.Context, since time.Time) (int, error) {
 	recent, err := s.loadDeleted(ctx, since)
 	if err != nil {
