@@ -81,9 +81,12 @@ func (s *Server) shredAccount(ctx context.Context, account apiary.AccountID) err
 		return apiary.E(apiary.KindConflict, "account %s holds an operator token; revoke it first (an operator token is needed to create and delete accounts)", account)
 	}
 	// Its tokens first: nothing authenticates as the account while the
-	// rest goes (a request already past authentication may still write;
-	// what it leaves is sealed under a key about to be erased). A deletion
-	// cut short from here on is finished by an operator asking again.
+	// rest goes. A request already past authentication may still write
+	// until the account is marked deleted in the record store (by the
+	// announcement below, in every process, and by DeleteAccountRecords,
+	// durably): from then on its writes are refused with NotFound, and one
+	// that raced the mark is taken back. A deletion cut short from here on
+	// is finished by an operator asking again.
 	if err := s.deps.Records.DeleteAccountTokens(ctx, account); err != nil {
 		return fmt.Errorf("api: delete account %s: tokens: %w", account, err)
 	}

@@ -252,3 +252,53 @@ func TestOAuthBrowserRoutesAreBudgeted(t *testing.T) {
 	requireProblem(t, rec, http.StatusTooManyRequests, "too many authorization requests from this address")
 	require.NotEmpty(t, rec.Header().Get("Retry-After"))
 }
+
+// TestPendingConnectionsBoundUnderConcurrency: 50 authorizations begun at
+// once make at most connections.MaxPendingConnections pending; the others
+// are refused with a problem (409, or 429 from the rate limit).
+func TestPendingConnectionsBoundUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(cfg *Config, deps *Deps) {
+		notion := connections.Templates["notion"]
+		notion.ClientID, notion.ClientSecret = "notion-client", "notion-secret"
+		svc, err := connections.New(connections.Config{
+			Providers: []connections.Provider{notion}, PublicURL: "https://apiary.example", Logger: cfg.Logger,
+		}, deps.Records, deps.Keys, deps.Events)
+		require.NoError(t, err)
+		deps.Connections = svc
+	})
+	const starts = 50
+	recs := make([]*httptest.ResponseRecorder, starts)
+	var wg sync.WaitGroup
+	for i := range recs {
+		wg.Go(func() {
+			recs[i] = e.do(http.MethodPost, "/v1/connections", e.admin, jsonBody(map[string]string{"provider": "notion"}))
+		})
+	}
+	wg.Wait()
+	created := 0
+	for _, rec := range recs {
+		if rec.Code == http.StatusCreated {
+			created++
+			continue
+		}
+		require.Contains(t, []int{http.StatusConflict, http.StatusTooManyRequests}, rec.Code, rec.Body.String())
+		require.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+	}
+	require.Positive(t, created)
+	require.LessOrEqual(t, created, connections.MaxPendingConnections)
+	rec := e.do(http.MethodGet, "/v1/connections?limit=100", e.admin)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	list := decode[struct {
+		Connections []struct {
+			Status string `json:"status"`
+		} `json:"connections"`
+	}](t, rec)
+	pending := 0
+	for _, c := range list.Connections {
+		if c.Status == "pending" {
+			pending++
+		}
+	}
+	require.Equal(t, created, pending)
+}

@@ -69,6 +69,8 @@ type Records interface {
 	UpdateConnection(ctx context.Context, account apiary.AccountID, id string, fn func(*records.Connection) error) (records.Connection, error)
 	Connections(ctx context.Context, account apiary.AccountID, limit int, cursor string) ([]records.Connection, string, error)
 	DeleteConnection(ctx context.Context, account apiary.AccountID, id string) error
+	PendingGate(ctx context.Context, account apiary.AccountID) (uint64, error)
+	PassPendingGate(ctx context.Context, account apiary.AccountID, rev uint64) error
 }
 
 // Publisher publishes connection events (the events port's Publish).
@@ -144,8 +146,9 @@ type Service struct {
 	keys   encrypt.KeyProvider
 	events Publisher
 
-	mu       sync.Mutex
-	resolved map[string]resolved // providers with their endpoints discovered
+	mu        sync.Mutex
+	resolved  map[string]resolved             // providers with their endpoints discovered
+	beginning map[apiary.AccountID]*beginLock // Begin, one at a time per account in this process
 }
 
 type resolved struct {
@@ -160,7 +163,7 @@ func New(cfg Config, recs Records, keys encrypt.KeyProvider, events Publisher) (
 		return nil, apiary.Wrap(err, apiary.KindInvalid, "connections: config")
 	}
 	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
-	return &Service{cfg: cfg, recs: recs, keys: keys, events: events, resolved: map[string]resolved{}}, nil
+	return &Service{cfg: cfg, recs: recs, keys: keys, events: events, resolved: map[string]resolved{}, beginning: map[apiary.AccountID]*beginLock{}}, nil
 }
 
 // Secure reports whether the start URL is https (the cookie is then Secure).

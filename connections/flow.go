@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -20,28 +21,87 @@ import (
 )
 
 // Begin records a pending connection of account to provider and returns it
-// with the URL the user's browser opens to authorize it.
+// with the URL the user's browser opens to authorize it. At most
+// MaxPendingConnections are pending at once, however many Begin at the
+// same time: in this process they take turns, and between processes the
+// account's gate (records.PendingGate) makes the one that counted before
+// another's connection was made count again.
 func (s *Service) Begin(ctx context.Context, account apiary.AccountID, provider string) (records.Connection, string, error) {
 	if _, err := s.provider(ctx, provider); err != nil {
 		return records.Connection{}, "", err
 	}
-	now := time.Now().UTC()
-	if err := s.boundPending(ctx, account, now); err != nil {
-		return records.Connection{}, "", err
+	defer s.lockBegin(account)()
+	for attempt := 1; ; attempt++ {
+		gate, err := s.recs.PendingGate(ctx, account)
+		if err != nil {
+			return records.Connection{}, "", err
+		}
+		now := time.Now().UTC()
+		if err := s.boundPending(ctx, account, now); err != nil {
+			return records.Connection{}, "", err
+		}
+		c := records.Connection{
+			ID: apiary.RandomID("con_"), Account: account, Provider: provider,
+			Status: records.ConnectionPending, CreatedAt: now, UpdatedAt: now,
+		}
+		flow, state, err := s.newFlow(ctx, c, now)
+		if err != nil {
+			return records.Connection{}, "", err
+		}
+		c.Flow = flow
+		if err := s.recs.CreateConnection(ctx, c); err != nil {
+			return records.Connection{}, "", err
+		}
+		err = s.recs.PassPendingGate(ctx, account, gate)
+		if err == nil {
+			return c, s.cfg.PublicURL + StartPath + "?state=" + url.QueryEscape(state), nil
+		}
+		// Another process began one since this one counted: withdraw it
+		// and count again.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		derr := s.recs.DeleteConnection(dctx, account, c.ID)
+		cancel()
+		if derr != nil && !errors.Is(derr, apiary.ErrNotFound) {
+			return records.Connection{}, "", fmt.Errorf("connections: withdraw pending connection %s: %w", c.ID, errors.Join(err, derr))
+		}
+		if !errors.Is(err, apiary.ErrConflict) {
+			return records.Connection{}, "", err
+		}
+		if attempt == maxBeginAttempts {
+			return records.Connection{}, "", apiary.E(apiary.KindConflict, "too many authorizations of this account began at the same time; begin again")
+		}
 	}
-	c := records.Connection{
-		ID: apiary.RandomID("con_"), Account: account, Provider: provider,
-		Status: records.ConnectionPending, CreatedAt: now, UpdatedAt: now,
+}
+
+// maxBeginAttempts bounds how often Begin counts again when other
+// processes begin connections of the account at the same time.
+const maxBeginAttempts = 5
+
+// beginLock is one account's turn at Begin in this process.
+type beginLock struct {
+	mu      sync.Mutex
+	waiting int // Begins holding or waiting for mu
+}
+
+// lockBegin waits for account's turn at Begin and returns its release.
+func (s *Service) lockBegin(account apiary.AccountID) (unlock func()) {
+	s.mu.Lock()
+	l := s.beginning[account]
+	if l == nil {
+		l = &beginLock{}
+		s.beginning[account] = l
 	}
-	flow, state, err := s.newFlow(ctx, c, now)
-	if err != nil {
-		return records.Connection{}, "", err
+	l.waiting++
+	s.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if l.waiting--; l.waiting == 0 {
+			delete(s.beginning, account)
+		}
 	}
-	c.Flow = flow
-	if err := s.recs.CreateConnection(ctx, c); err != nil {
-		return records.Connection{}, "", err
-	}
-	return c, s.cfg.PublicURL + StartPath + "?state=" + url.QueryEscape(state), nil
 }
 
 // MaxPendingConnections bounds an account's authorizations in progress

@@ -2,6 +2,7 @@ package connections
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,4 +70,52 @@ func TestPendingConnectionsAreBounded(t *testing.T) {
 	}
 	_, err = recs.Connection(ctx, acc, "con_live")
 	require.NoError(t, err, "an active connection is not touched")
+}
+
+// The bound is hard: authorizations begun at once, in one process and in
+// two, never make more than MaxPendingConnections pending; the others are
+// refused with a Conflict.
+func TestPendingBoundHoldsUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	w, ctx := newScheduleWorld(t), t.Context()
+	cfg := Config{PublicURL: "https://apiary.example.com", Providers: []Provider{{
+		Name: "oidc", ClientID: "id", ClientSecret: "secret", Issuer: "https://idp.example.com",
+		AuthURL: "https://idp.example.com/auth", TokenURL: "https://idp.example.com/token",
+	}}}
+	var procs [2]*Service // two processes over one record store
+	for i := range procs {
+		var err error
+		procs[i], err = New(cfg, w.recs, w.keys, nil)
+		require.NoError(t, err)
+	}
+	const starts = 50
+	errs := make(chan error, starts)
+	var wg sync.WaitGroup
+	for i := range starts {
+		wg.Go(func() {
+			_, _, err := procs[i%len(procs)].Begin(ctx, acc, "oidc")
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	began := 0
+	for err := range errs {
+		if err == nil {
+			began++
+			continue
+		}
+		require.ErrorIs(t, err, apiary.ErrConflict)
+	}
+	conns, _, err := w.recs.Connections(ctx, acc, 500, "")
+	require.NoError(t, err)
+	pending := 0
+	for _, c := range conns {
+		if c.Status == records.ConnectionPending {
+			pending++
+		}
+	}
+	require.LessOrEqual(t, pending, MaxPendingConnections)
+	require.Equal(t, began, pending, "every Begin that answered is pending, no other")
+	require.Positive(t, began)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/apiaryhq/apiary"
@@ -135,6 +136,7 @@ type ScheduleRecords interface {
 	ClaimSchedule(ctx context.Context, account apiary.AccountID, id string, now time.Time) (records.Connection, bool, error)
 	UpdateConnection(ctx context.Context, account apiary.AccountID, id string, fn func(*records.Connection) error) (records.Connection, error)
 	Job(ctx context.Context, account apiary.AccountID, id apiary.JobID) (apiary.Job, error)
+	PruneRevokedConnections(ctx context.Context, before time.Time) (int, error)
 }
 
 // Submitter submits jobs, and cancels one whose connection went while it
@@ -151,6 +153,13 @@ type SchedulerConfig struct {
 	Interval time.Duration
 	// Batch bounds the schedules one pass claims. Default 100.
 	Batch int
+	// RevokedRetention is how long a revoked (disconnected) connection is
+	// kept, answering with its status, before it is deleted. Default
+	// DefaultRevokedRetention.
+	RevokedRetention time.Duration
+	// PruneEvery is how often a pass also deletes the revoked connections
+	// past RevokedRetention. Default 1 hour.
+	PruneEvery time.Duration
 	// Logger gets each run submitted or skipped and what failed. Default:
 	// silent.
 	Logger *slog.Logger
@@ -163,6 +172,12 @@ func (c *SchedulerConfig) setDefaults() {
 	if c.Batch <= 0 {
 		c.Batch = 100
 	}
+	if c.RevokedRetention <= 0 {
+		c.RevokedRetention = DefaultRevokedRetention
+	}
+	if c.PruneEvery <= 0 {
+		c.PruneEvery = time.Hour
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -173,12 +188,22 @@ func (c *SchedulerConfig) setDefaults() {
 // connection record (records.ClaimSchedule), so one of them submits it. A
 // run whose previous job has not ended is skipped, and so is one of a
 // connection that is not active.
+//
+// Every PruneEvery a pass also deletes the connections revoked more than
+// RevokedRetention ago (every process may: a deletion is idempotent).
 type Scheduler struct {
 	cfg  SchedulerConfig
 	svc  *Service
 	recs ScheduleRecords
 	sub  Submitter
+
+	mu     sync.Mutex
+	pruned time.Time // when revoked connections were last pruned
 }
+
+// DefaultRevokedRetention is how long a revoked connection is kept by
+// default.
+const DefaultRevokedRetention = 30 * 24 * time.Hour
 
 // Scheduler returns a scheduler of s's connections that submits through sub.
 func (s *Service) Scheduler(cfg SchedulerConfig, recs ScheduleRecords, sub Submitter) *Scheduler {
@@ -206,6 +231,7 @@ func (sc *Scheduler) Run(ctx context.Context) {
 // the jobs it submitted. A schedule that fails is logged and the others go
 // on; the error is the listing's.
 func (sc *Scheduler) Tick(ctx context.Context, now time.Time) ([]apiary.Job, error) {
+	sc.prune(ctx, now)
 	due, err := sc.recs.DueSchedules(ctx, now, sc.cfg.Batch)
 	if err != nil {
 		return nil, fmt.Errorf("connections: list due schedules: %w", err)
@@ -223,6 +249,31 @@ func (sc *Scheduler) Tick(ctx context.Context, now time.Time) ([]apiary.Job, err
 		}
 	}
 	return out, nil
+}
+
+// prune deletes the connections revoked RevokedRetention before now, once
+// every PruneEvery; a failure is logged and tried again at the next pass.
+func (sc *Scheduler) prune(ctx context.Context, now time.Time) {
+	sc.mu.Lock()
+	due := sc.pruned.IsZero() || now.Sub(sc.pruned) >= sc.cfg.PruneEvery
+	sc.mu.Unlock()
+	if !due {
+		return
+	}
+	n, err := sc.recs.PruneRevokedConnections(ctx, now.Add(-sc.cfg.RevokedRetention))
+	if err != nil {
+		if ctx.Err() == nil {
+			sc.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "revoked connections not pruned", slog.Any("err", err))
+		}
+		return
+	}
+	sc.mu.Lock()
+	sc.pruned = now
+	sc.mu.Unlock()
+	if n > 0 {
+		sc.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "revoked connections pruned", slog.Int("connections", n),
+			slog.Duration("retention", sc.cfg.RevokedRetention))
+	}
 }
 
 // run claims the due run of account's connection id and submits it; a

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apiaryhq/apiary/connections"
 	"github.com/apiaryhq/apiary/storage/natskv"
 )
 
@@ -101,6 +102,9 @@ type WorkersConfig struct {
 	// ScheduleInterval is how often the scheduler looks for due
 	// connection schedules.
 	ScheduleInterval time.Duration
+	// RevokedConnectionRetention is how long a revoked connection is kept
+	// before the scheduler deletes it.
+	RevokedConnectionRetention time.Duration
 }
 
 func (c *WorkersConfig) register(f *flags) {
@@ -111,6 +115,7 @@ func (c *WorkersConfig) register(f *flags) {
 	f.dur(&c.Lease, "lease", 60*time.Second, "job lease (queue ack wait); extended while a job runs")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight jobs may finish after SIGTERM before they are handed back")
 	f.dur(&c.ScheduleInterval, "schedule-interval", time.Minute, "how often the workers look for connection schedules due to run")
+	f.dur(&c.RevokedConnectionRetention, "revoked-connection-retention", connections.DefaultRevokedRetention, "how long a disconnected (revoked) connection is kept, showing its status, before it is deleted (pruned hourly)")
 }
 
 func (c WorkersConfig) validate() error {
@@ -132,6 +137,9 @@ func (c WorkersConfig) validate() error {
 	}
 	if c.ScheduleInterval < time.Second {
 		errs = append(errs, errors.New("--schedule-interval must be at least 1s"))
+	}
+	if c.RevokedConnectionRetention < time.Hour {
+		errs = append(errs, errors.New("--revoked-connection-retention must be at least 1h (e.g. 720h for 30 days)"))
 	}
 	return errors.Join(errs...)
 }

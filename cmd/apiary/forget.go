@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/apiaryhq/apiary"
 )
@@ -17,6 +18,13 @@ import (
 // (stopped, or cut off from NATS at that moment) drops them when they
 // expire, as before: within --kek-max-age (10 min), the lexical keys'
 // cache lifetime (10 min) and KMS data keys' (5 min).
+//
+// The record store is one of the forgetters: told, it refuses every
+// further write of the account (storage/records, deleted.go). The
+// deletion also leaves a durable tombstone, which every process reads
+// when it opens the store and every deletionSweepEvery
+// (deletedSweeperComponent): a process that missed the signal refuses the
+// account's writes from then on, and what it wrote in between is deleted.
 
 // forgetter is a cache of accounts' keys that can drop one account's, or
 // anything else that must let go of a deleted account.
@@ -57,4 +65,32 @@ func (a *app) listenForDeletions() error {
 	}
 	a.lc.start(context.Background(), closer("deletion listener", stop))
 	return nil
+}
+
+// deletionSweepEvery is how often every process reads the tombstones of
+// deleted accounts; deletionSweepWindow is how long after its deletion an
+// account's records are deleted again at each sweep, for what a process
+// wrote before it was told (a process that missed the announcement sweeps
+// the account when it reads its tombstone, however old).
+const (
+	deletionSweepEvery  = time.Minute
+	deletionSweepWindow = 10 * time.Minute
+)
+
+// deletedSweeperComponent sweeps after account deletions (see above).
+func (a *app) deletedSweeperComponent() component {
+	return component{name: "deleted account sweeper", run: func(ctx context.Context) error {
+		t := time.NewTicker(deletionSweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			if _, err := a.recs.SweepDeletedAccounts(ctx, time.Now().Add(-deletionSweepWindow)); err != nil && ctx.Err() == nil {
+				a.log.Warn("sweeping after account deletions failed; retrying at the next interval", "err", err)
+			}
+		}
+	}}
 }

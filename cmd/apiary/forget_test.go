@@ -131,6 +131,12 @@ func TestForgetDropsEveryCachedKey(t *testing.T) {
 
 	p.a.forgets.forget(acc)
 	require.Empty(t, u.working(t.Context(), false), "the account's keys are still in memory")
+	// The record store is told too: a request or job of the account still
+	// under way writes nothing more.
+	now := time.Now().UTC()
+	err := p.a.recs.CreateJob(t.Context(), apiary.Job{ID: apiary.NewJobID(), Account: acc, Status: apiary.JobQueued, CreatedAt: now, UpdatedAt: now})
+	require.ErrorIs(t, err, apiary.ErrNotFound)
+	require.ErrorContains(t, err, "is deleted")
 }
 
 // TestDeletionReachesEveryProcess: two processes share NATS and KMS, as

@@ -69,7 +69,11 @@ func (a *app) openRecords(ctx context.Context) (err error) {
 		return err
 	}
 	a.recs, err = records.Open(ctx, natskv.NewKVStore(a.js, a.kvConfig()))
-	return err
+	if err != nil {
+		return err
+	}
+	a.forgets.add(a.recs) // a deleted account's writes are refused, here too
+	return nil
 }
 
 func (a *app) kvConfig() natskv.Config {

@@ -32,6 +32,7 @@ func runRole(ctx context.Context, role string, cfg Config, stderr io.Writer) err
 	}
 	defer a.Close()
 
+	a.lc.start(ctx, a.deletedSweeperComponent())
 	// Receivers start before senders, so they stop after them.
 	if role != roleAPI {
 		parts := []func() (component, error){

@@ -87,6 +87,46 @@ type ConnectionLease struct {
 // ConnectionStore keeps accounts' OAuth connections.
 type ConnectionStore struct {
 	connections storage.KV
+	gates       storage.KV // each account's gate of pending connections
+}
+
+const bucketConnectionGates = "connection_gates"
+
+// pendingGateKey is the key of account's one gate record.
+func pendingGateKey(account apiary.AccountID) string { return scopedKey(account, "pending") }
+
+// PendingGate returns the revision of account's gate of pending
+// connections (0: never passed). A process beginning a connection reads
+// it before counting the account's pending connections, and passes it
+// (PassPendingGate) after creating its own: of two beginning at once, one
+// passes and the other learns that it counted too early.
+func (s *ConnectionStore) PendingGate(ctx context.Context, account apiary.AccountID) (uint64, error) {
+	e, err := s.gates.Get(ctx, pendingGateKey(account))
+	switch {
+	case errors.Is(err, apiary.ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("records: get pending connections gate: %w", err)
+	}
+	return e.Revision, nil
+}
+
+// PassPendingGate advances account's gate from rev (PendingGate);
+// Conflict when another process passed it since.
+func (s *ConnectionStore) PassPendingGate(ctx context.Context, account apiary.AccountID, rev uint64) error {
+	var err error
+	if rev == 0 {
+		_, err = s.gates.Create(ctx, pendingGateKey(account), []byte("{}"))
+	} else {
+		_, err = s.gates.Update(ctx, pendingGateKey(account), []byte("{}"), rev)
+	}
+	switch {
+	case errors.Is(err, apiary.ErrConflict):
+		return apiary.Wrap(err, apiary.KindConflict, "another authorization began at the same time")
+	case err != nil:
+		return fmt.Errorf("records: pass pending connections gate: %w", err)
+	}
+	return nil
 }
 
 // CreateConnection stores a new connection; Conflict if the id is taken.
@@ -177,6 +217,35 @@ func (s *ConnectionStore) DueSchedules(ctx context.Context, now time.Time, limit
 		}
 	}
 	return out, nil
+}
+
+// PruneRevokedConnections deletes, across accounts, the connections
+// revoked (disconnected) before before, and returns how many it deleted.
+// A revoked connection holds no token: what is left is its id, provider
+// and dates.
+func (s *ConnectionStore) PruneRevokedConnections(ctx context.Context, before time.Time) (int, error) {
+	keys, err := s.connections.Keys(ctx, "")
+	if err != nil {
+		return 0, fmt.Errorf("records: list connections: %w", err)
+	}
+	n := 0
+	for _, k := range keys {
+		c, _, err := get[Connection](ctx, s.connections, k, "connection")
+		if errors.Is(err, apiary.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if c.Status != ConnectionRevoked || !c.UpdatedAt.Before(before) {
+			continue
+		}
+		if err := s.connections.Delete(ctx, k); err != nil {
+			return n, fmt.Errorf("records: delete revoked connection: %w", err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // ClaimSchedule claims the due run of account's connection id at now:

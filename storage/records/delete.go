@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/storage"
@@ -33,18 +34,27 @@ func (s *Store) DeleteAccountTokens(ctx context.Context, account apiary.AccountI
 // DeleteAccountRecords deletes every record of account, in every bucket,
 // the account's own record last: its tokens first (it stops
 // authenticating), then its admin set, token uses, webhooks, default webhook secret,
-// deliveries and their due entries, connections, documents, jobs with
+// deliveries and their due entries, connections and their gate, documents, jobs with
 // their outcomes and Idempotency-Keys, its lexical key and its key-encryption keys. Deletes go
 // through the KV store, which erases the values where it can (natskv).
 // The audit log stays until --audit-retention prunes it, so the deletion
 // itself remains on record; it holds ids and outcomes, never a secret. A
 // missing account is not an error; calling it again finishes a deletion a
 // crash cut short. It opens no sealed field: the account's key is erased
-// before it runs.
+// before it runs. It first marks the account deleted (deleted.go), in
+// memory and durably, so that no write of the account lands after it.
 func (s *Store) DeleteAccountRecords(ctx context.Context, account apiary.AccountID) error {
 	if err := account.Validate(); err != nil {
 		return err
 	}
+	if err := s.markDeleted(ctx, account, time.Now()); err != nil {
+		return err
+	}
+	return s.deleteAccountRecords(ctx, account)
+}
+
+// deleteAccountRecords deletes every record of account (DeleteAccountRecords).
+func (s *Store) deleteAccountRecords(ctx context.Context, account apiary.AccountID) error {
 	// The account's key is erased: a write racing the deletion must not
 	// seal with a copy of its field key still in memory.
 	s.AccountStore.fields.forget(account)
@@ -61,6 +71,7 @@ func (s *Store) DeleteAccountRecords(ctx context.Context, account apiary.Account
 		{"webhooks", s.webhooks},
 		{"deliveries", s.deliveries},
 		{"connections", s.connections},
+		{"pending connections gate", s.gates},
 		{"documents", s.docs},
 		{"outcomes", s.outcomes},
 		{"idempotency keys", s.idem},

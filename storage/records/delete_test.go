@@ -1,12 +1,15 @@
 package records_test
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage"
 	"github.com/apiaryhq/apiary/storage/records"
 )
 
@@ -85,11 +88,132 @@ func TestDeleteAccountRecords(t *testing.T) {
 				require.Equal(t, acc.present, len(outcomes) == 1, "outcomes")
 			}
 			require.Equal(t, []string{keptDelivery.ID}, dueIDs(t, s, time.Now()), "the deleted account's due deliveries go")
-			// The Idempotency-Key is free again (a new account of the same id starts clean).
-			fresh := apiary.NewJobID()
-			again, err := s.ClaimIdempotencyKey(ctx, gone, "idem", "other-hash", fresh)
+		})
+	}
+}
+
+// pausingKVS holds the next Create in bucket until release is closed,
+// after telling entered: a write already under way when a deletion runs.
+type pausingKVS struct {
+	storage.KVStore
+	bucket  string
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+type pausingKV struct {
+	storage.KV
+	p *pausingKVS
+}
+
+func (p *pausingKVS) Bucket(ctx context.Context, name string) (storage.KV, error) {
+	kv, err := p.KVStore.Bucket(ctx, name)
+	if err != nil || name != p.bucket {
+		return kv, err
+	}
+	return pausingKV{kv, p}, nil
+}
+
+func (k pausingKV) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	if k.p.armed.CompareAndSwap(true, false) {
+		close(k.p.entered)
+		<-k.p.release
+	}
+	return k.KV.Create(ctx, key, value)
+}
+
+// A write racing an account's deletion leaves nothing behind, and every
+// write of the account after its deletion is refused, by this store and by
+// one opened later (a restart), with NotFound.
+func TestDeletedAccountTakesNoWrites(t *testing.T) {
+	t.Parallel()
+	for name, newKVS := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			kvs := &pausingKVS{KVStore: newKVS(t), bucket: "jobs", entered: make(chan struct{}), release: make(chan struct{})}
+			s, err := records.Open(ctx, kvs)
 			require.NoError(t, err)
-			require.Equal(t, fresh, again)
+			gone, kept := apiary.NewAccountID(), apiary.NewAccountID()
+			fill(t, s, gone)
+			fill(t, s, kept)
+
+			kvs.armed.Store(true)
+			late := make(chan error, 1)
+			go func() { late <- s.CreateJob(ctx, job(gone)) }()
+			<-kvs.entered // the write is under way
+			require.NoError(t, s.DeleteAccountRecords(ctx, gone))
+			close(kvs.release)
+			require.ErrorIs(t, <-late, apiary.ErrNotFound, "the racing write is refused")
+			jobs, _, err := s.Jobs(ctx, gone, records.JobFilter{})
+			require.NoError(t, err)
+			require.Empty(t, jobs, "the racing write left no job")
+
+			reopened, err := records.Open(ctx, kvs)
+			require.NoError(t, err)
+			for store, s := range map[string]*records.Store{"same store": s, "reopened store": reopened} {
+				now := time.Now().UTC()
+				j := job(gone)
+				for what, err := range map[string]error{
+					"job":        s.CreateJob(ctx, j),
+					"document":   s.PutDocument(ctx, apiary.DocumentRecord{ID: "doc2", Account: gone, Version: 1}),
+					"webhook":    s.CreateWebhook(ctx, records.Webhook{ID: "wh_2", Account: gone, URL: "https://example.com/h", CreatedAt: now}),
+					"delivery":   s.CreateDelivery(ctx, delivery(gone, "wh_1", "evt_late", now)),
+					"connection": s.CreateConnection(ctx, records.Connection{ID: "conn_2", Account: gone, Provider: "github"}),
+					"token":      s.CreateToken(ctx, adminToken(gone, 2)),
+					"account":    s.CreateAccount(ctx, apiary.Account{ID: gone, CreatedAt: now}),
+				} {
+					require.ErrorIs(t, err, apiary.ErrNotFound, "%s: %s of the deleted account", store, what)
+					require.ErrorContains(t, err, "is deleted", "%s: %s", store, what)
+				}
+				_, err := s.RecordOutcome(ctx, gone, j.ID, apiary.DocumentOutcome{Document: "doc"})
+				require.ErrorIs(t, err, apiary.ErrNotFound, "%s: outcome", store)
+				_, err = s.ClaimIdempotencyKey(ctx, gone, "idem2", "hash", j.ID)
+				require.ErrorIs(t, err, apiary.ErrNotFound, "%s: idempotency key", store)
+				require.NoError(t, s.CreateJob(ctx, job(kept)), "%s: the other account still writes", store)
+			}
+			left, _, err := s.AccountLeft(ctx, gone)
+			require.NoError(t, err)
+			require.False(t, left)
+		})
+	}
+}
+
+// A process that had not heard of a deletion and wrote for the account
+// after it: its next sweep learns the deletion and deletes what it wrote.
+func TestSweepDeletedAccounts(t *testing.T) {
+	t.Parallel()
+	for name, newKVS := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			kvs := newKVS(t)
+			deleter, err := records.Open(ctx, kvs)
+			require.NoError(t, err)
+			unaware, err := records.Open(ctx, kvs) // another process, opened before the deletion
+			require.NoError(t, err)
+			gone := apiary.NewAccountID()
+			fill(t, deleter, gone)
+			start := time.Now()
+			require.NoError(t, deleter.DeleteAccountRecords(ctx, gone))
+
+			straggler := job(gone)
+			require.NoError(t, unaware.CreateJob(ctx, straggler), "not told yet")
+			later := time.Now().Add(time.Hour) // the window is past: only what is news is swept
+			n, err := unaware.SweepDeletedAccounts(ctx, later)
+			require.NoError(t, err)
+			require.Equal(t, 1, n, "a deletion it had not heard of")
+			_, err = deleter.Job(ctx, gone, straggler.ID)
+			require.ErrorIs(t, err, apiary.ErrNotFound, "the straggler is swept")
+			require.ErrorIs(t, unaware.CreateJob(ctx, job(gone)), apiary.ErrNotFound, "and the sweeper knows now")
+
+			n, err = unaware.SweepDeletedAccounts(ctx, later)
+			require.NoError(t, err)
+			require.Zero(t, n, "known, and deleted before the window")
+			n, err = unaware.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
+			require.NoError(t, err)
+			require.Equal(t, 1, n, "deleted within the window: swept again")
 		})
 	}
 }

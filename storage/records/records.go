@@ -61,6 +61,9 @@ type Store struct {
 	*ConnectionStore // OAuth connections, their sealed tokens (connections.go)
 	*AuditStore      // each account's audit log (audit.go)
 	*KEKStore        // accounts' wrapped key-encryption keys (keks.go)
+
+	gone       *deletedSet // accounts whose writes are refused (deleted.go)
+	tombstones storage.KV  // their durable marks
 }
 
 // SealedBuckets are the buckets whose values hold wrapped keys or sealed
@@ -75,24 +78,46 @@ func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 		WebhookStore: &WebhookStore{}, DeliveryStore: &DeliveryStore{}, ConnectionStore: &ConnectionStore{},
 		AuditStore: &AuditStore{}, KEKStore: &KEKStore{}}
 	err := openBuckets(ctx, kvs, map[string]*storage.KV{
-		bucketAccounts:       &s.accounts,
-		bucketTokens:         &s.tokens,
-		bucketAdminSets:      &s.admins,
-		bucketTokenUses:      &s.uses,
-		bucketLexicalKeys:    &s.lexKeys,
-		bucketJobs:           &s.jobs,
-		bucketIdempotency:    &s.idem,
-		bucketOutcomes:       &s.outcomes,
-		bucketDocuments:      &s.docs,
-		bucketWebhooks:       &s.webhooks,
-		bucketWebhookSecrets: &s.secrets,
-		bucketDeliveries:     &s.deliveries,
-		bucketDue:            &s.due,
-		bucketConnections:    &s.connections,
-		bucketAudit:          &s.audit,
-		bucketKEKs:           &s.keks,
+		bucketAccounts:        &s.accounts,
+		bucketTokens:          &s.tokens,
+		bucketAdminSets:       &s.admins,
+		bucketTokenUses:       &s.uses,
+		bucketLexicalKeys:     &s.lexKeys,
+		bucketJobs:            &s.jobs,
+		bucketIdempotency:     &s.idem,
+		bucketOutcomes:        &s.outcomes,
+		bucketDocuments:       &s.docs,
+		bucketWebhooks:        &s.webhooks,
+		bucketWebhookSecrets:  &s.secrets,
+		bucketDeliveries:      &s.deliveries,
+		bucketDue:             &s.due,
+		bucketConnections:     &s.connections,
+		bucketConnectionGates: &s.gates,
+		bucketAudit:           &s.audit,
+		bucketKEKs:            &s.keks,
+		bucketDeleted:         &s.tombstones,
 	})
 	if err != nil {
+		return nil, err
+	}
+	// Every bucket of account data but the audit log refuses the writes of
+	// a deleted account (deleted.go).
+	s.gone = newDeletedSet(DefaultDeletedAccounts)
+	for _, g := range []struct {
+		owner func(key string, value []byte) apiary.AccountID
+		kvs   []*storage.KV
+	}{
+		{scopedOwner, []*storage.KV{&s.admins, &s.uses, &s.lexKeys, &s.jobs, &s.idem, &s.outcomes, &s.docs,
+			&s.webhooks, &s.deliveries, &s.connections, &s.gates, &s.keks}},
+		{accountKeyOwner, []*storage.KV{&s.accounts, &s.secrets}},
+		{dueOwner, []*storage.KV{&s.due}},
+		{tokenOwner, []*storage.KV{&s.tokens}},
+	} {
+		for _, kv := range g.kvs {
+			*kv = guardedKV{KV: *kv, owner: g.owner, gone: s.gone}
+		}
+	}
+	if _, err := s.loadDeleted(ctx, time.Now()); err != nil {
 		return nil, err
 	}
 	return s, nil
