@@ -4,12 +4,13 @@
 //
 // What it promises, beyond the storage ports:
 //
-//   - Buckets are named Config.Prefix + name and keep one revision per key
-//     (History 1; two in the buckets of Config.EraseReplaced); Bucket creates
-//     a bucket or updates its configuration.
+//   - Buckets are named Config.Prefix + name and keep two revisions per key
+//     (History 2: a deleted value stays behind its delete marker until it is
+//     erased); Bucket creates a bucket or updates its configuration.
 //   - Deleting erases: a deleted key's values and a deleted blob's chunks
 //     are overwritten in the server's files (JetStream's secure delete), not
-//     only marked deleted; in the buckets of Config.EraseReplaced (those
+//     only marked deleted (the marker is stored first, so that a key never
+//     has no message at all: a listing running then missed other keys); in the buckets of Config.EraseReplaced (those
 //     holding wrapped keys) so is the value an update or put replaces. The
 //     client library makes key-value streams that deny deletes, so Bucket
 //     makes the stream itself; a bucket made before cannot erase (a warning

@@ -57,7 +57,7 @@ func (s *KVStore) bucket(ctx context.Context, name string) (*KV, error) {
 	}
 	full := s.cfg.Prefix + name
 	erase := slices.Contains(s.cfg.EraseReplaced, name)
-	stream, err := s.openStream(ctx, full, erase)
+	stream, err := s.openStream(ctx, full)
 	if err != nil {
 		return nil, translate(err, "open bucket", full)
 	}
@@ -80,8 +80,8 @@ func (s *KVStore) bucket(ctx context.Context, name string) (*KV, error) {
 // bucket whose messages may be deleted (a bucket the client library makes
 // denies it, and a stream cannot stop denying) or updating its history. A
 // bucket made before (it denies deletes) keeps one revision per key.
-func (s *KVStore) openStream(ctx context.Context, full string, erase bool) (jetstream.Stream, error) {
-	want := kvStreamConfig(full, s.cfg, erase)
+func (s *KVStore) openStream(ctx context.Context, full string) (jetstream.Stream, error) {
+	want := kvStreamConfig(full, s.cfg)
 	for {
 		stream, err := s.js.Stream(ctx, want.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -107,13 +107,11 @@ func (s *KVStore) openStream(ctx context.Context, full string, erase bool) (jets
 }
 
 // kvStreamConfig is the stream of a key-value bucket as the client library
-// makes it, but for DenyDelete and DenyPurge; a bucket that erases replaced
-// values keeps two revisions per key.
-func kvStreamConfig(full string, cfg Config, erase bool) jetstream.StreamConfig {
-	history := int64(1)
-	if erase {
-		history = 2
-	}
+// makes it, but for DenyDelete and DenyPurge, and with two revisions per
+// key: a deleted key's value is still there, behind its delete marker, to be
+// erased (and, in a bucket that erases replaced values, a replaced one).
+func kvStreamConfig(full string, cfg Config) jetstream.StreamConfig {
+	const history = 2
 	return jetstream.StreamConfig{
 		Name:              "KV_" + full,
 		Subjects:          []string{"$KV." + full + ".>"},
@@ -209,12 +207,18 @@ func (b *KV) Delete(ctx context.Context, key string) error {
 	if !storage.ValidKey(key) {
 		return invalidKey("delete", key)
 	}
+	// The marker first, then the erase: a key whose last value is erased
+	// before its marker is stored has, for a moment, no message at all, and
+	// a listing running then (a JetStream watcher) missed other keys.
+	if err := b.kv.Delete(ctx, key); err != nil {
+		return translate(err, "delete", b.subject(key))
+	}
 	if b.stream != nil {
 		if err := b.eraseValues(ctx, key, 0); err != nil {
 			return translate(err, "erase", b.subject(key))
 		}
 	}
-	return translate(b.kv.Delete(ctx, key), "delete", b.subject(key))
+	return nil
 }
 
 // eraseValues erases every stored value of key but revision keep.

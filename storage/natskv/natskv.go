@@ -25,9 +25,9 @@ type Config struct {
 	Storage jetstream.StorageType
 	// EraseReplaced names the buckets (without Prefix) whose replaced
 	// values are erased from the server's files when an update or put
-	// replaces them: the buckets that hold wrapped keys. Such a bucket keeps
+	// replaces them: the buckets that hold wrapped keys (every bucket keeps
 	// two revisions per key, so the replaced one is still there to erase
-	// once the new one is stored. Every bucket erases a deleted key's values.
+	// once the new one is stored). Every bucket erases a deleted key's values.
 	EraseReplaced []string
 	// Logger receives the warning about a bucket that cannot erase; default
 	// slog.Default().

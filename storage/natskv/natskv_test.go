@@ -3,11 +3,13 @@ package natskv_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -51,7 +53,7 @@ func TestBlobsConformance(t *testing.T) {
 	})
 }
 
-func TestBucketIsPrefixedWithOneRevision(t *testing.T) {
+func TestBucketIsPrefixedWithTwoRevisions(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
 	store := natskv.NewKVStore(js, natskv.Config{Prefix: "test_"})
@@ -65,7 +67,7 @@ func TestBucketIsPrefixedWithOneRevision(t *testing.T) {
 	require.NoError(t, err)
 	status, err := raw.Status(t.Context())
 	require.NoError(t, err)
-	require.Equal(t, int64(1), status.History())
+	require.Equal(t, int64(2), status.History(), "a deleted value stays behind its marker until it is erased")
 
 	// A second store (another process) shares the bucket.
 	other, err := natskv.NewKVStore(js, natskv.Config{Prefix: "test_"}).Bucket(t.Context(), "jobs")
@@ -155,4 +157,38 @@ func TestKeysWithCanceledContextFails(t *testing.T) {
 	keys, err := kv.Keys(ctx, "job.")
 	require.ErrorIs(t, err, context.Canceled)
 	require.Nil(t, keys, "a partial listing was returned")
+}
+
+// A listing while other keys are deleted (their messages erased) still names
+// every key that stays (api TestMutualAdminDeletionLeavesOne saw a token
+// missing from a listing as another token was deleted).
+func TestKeysDuringDeletesMissNothing(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	kv, err := natskv.NewKVStore(js, natskv.Config{}).Bucket(t.Context(), "tokens")
+	require.NoError(t, err)
+	ctx := t.Context()
+	for i := range 100 {
+		var stay []string
+		for j := range 5 { // gone and staying keys interleaved in the stream
+			_, err := kv.Put(ctx, fmt.Sprintf("gone.%d.%d", i, j), []byte("v"))
+			require.NoError(t, err)
+			k := fmt.Sprintf("stay.%d", j)
+			_, err = kv.Put(ctx, k, []byte("v"))
+			require.NoError(t, err)
+			stay = append(stay, k)
+		}
+		var deleter sync.WaitGroup
+		deleter.Go(func() {
+			for j := range 5 {
+				assert.NoError(t, kv.Delete(ctx, fmt.Sprintf("gone.%d.%d", i, j)))
+			}
+		})
+		keys, err := kv.Keys(ctx, "")
+		deleter.Wait()
+		require.NoError(t, err)
+		for _, k := range stay {
+			require.Contains(t, keys, k, "iteration %d", i)
+		}
+	}
 }
