@@ -2,6 +2,7 @@ package records_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/apiaryhq/apiary"
 	"github.com/apiaryhq/apiary/storage"
+	"github.com/apiaryhq/apiary/storage/memkv"
 	"github.com/apiaryhq/apiary/storage/records"
 )
 
@@ -216,4 +218,70 @@ func TestSweepDeletedAccounts(t *testing.T) {
 			require.Equal(t, 1, n, "deleted within the window: swept again")
 		})
 	}
+}
+
+// countingKVS counts the reads (Get) and listings (Keys) of every bucket.
+type countingKVS struct {
+	storage.KVStore
+	gets, lists sync.Map // bucket name → *atomic.Int64
+}
+
+type countingKV struct {
+	storage.KV
+	gets, lists *atomic.Int64
+}
+
+func (c *countingKVS) counter(m *sync.Map, name string) *atomic.Int64 {
+	n, _ := m.LoadOrStore(name, new(atomic.Int64))
+	return n.(*atomic.Int64)
+}
+
+func (c *countingKVS) Bucket(ctx context.Context, name string) (storage.KV, error) {
+	kv, err := c.KVStore.Bucket(ctx, name)
+	if err != nil {
+		return kv, err
+	}
+	return countingKV{kv, c.counter(&c.gets, name), c.counter(&c.lists, name)}, nil
+}
+
+func (k countingKV) Get(ctx context.Context, key string) (storage.Entry, error) {
+	k.gets.Add(1)
+	return k.KV.Get(ctx, key)
+}
+
+func (k countingKV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	k.lists.Add(1)
+	return k.KV.Keys(ctx, prefix)
+}
+
+// A sweep after many deletions costs one pass over the buckets not keyed
+// by account (tokens, keyed by hash; due deliveries, keyed by time), not
+// one per deleted account: every process sweeps every minute, for ten
+// minutes after each deletion, so a pass per account read every token of
+// every account (and listed every due delivery) once per deleted account.
+func TestSweepReadsEachTokenOnce(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	kvs := &countingKVS{KVStore: memkv.NewKVStore()}
+	s, err := records.Open(ctx, kvs)
+	require.NoError(t, err)
+	const deleted, live = 5, 10
+	for range live {
+		fill(t, s, apiary.NewAccountID())
+	}
+	start := time.Now()
+	for range deleted {
+		a := apiary.NewAccountID()
+		fill(t, s, a)
+		require.NoError(t, s.DeleteAccountRecords(ctx, a))
+	}
+
+	gets, lists := kvs.counter(&kvs.gets, "tokens"), kvs.counter(&kvs.lists, "due")
+	gets.Store(0)
+	lists.Store(0)
+	n, err := s.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, deleted, n)
+	require.LessOrEqual(t, gets.Load(), int64(live), "each token read once, not once per deleted account")
+	require.LessOrEqual(t, lists.Load(), int64(1), "the due deliveries listed once")
 }
