@@ -19,13 +19,23 @@ func (s *Store) DeleteAccountTokens(ctx context.Context, account apiary.AccountI
 	if err := account.Validate(); err != nil {
 		return err
 	}
-	toks, err := s.sealedTokens(ctx, account) // the account's key may be erased already
-	if err != nil {
+	if err := s.deleteTokens(ctx, []apiary.AccountID{account}); err != nil {
 		return fmt.Errorf("records: delete account %s tokens: %w", account, err)
+	}
+	return nil
+}
+
+// deleteTokens deletes every token of accounts in one pass over the
+// tokens (keyed by hash, they list all together), without opening a
+// sealed name.
+func (s *Store) deleteTokens(ctx context.Context, accounts []apiary.AccountID) error {
+	toks, err := s.sealedTokensOf(ctx, accounts) // the accounts' keys may be erased already
+	if err != nil {
+		return err
 	}
 	for _, t := range toks {
 		if err := s.tokens.Delete(ctx, t.Hash); err != nil && !errors.Is(err, apiary.ErrNotFound) {
-			return fmt.Errorf("records: delete account %s tokens: %w", account, err)
+			return err
 		}
 	}
 	return nil
@@ -53,52 +63,66 @@ func (s *Store) DeleteAccountRecords(ctx context.Context, account apiary.Account
 	return s.deleteAccountRecords(ctx, account)
 }
 
-// deleteAccountRecords deletes every record of account (DeleteAccountRecords).
-func (s *Store) deleteAccountRecords(ctx context.Context, account apiary.AccountID) error {
-	// The account's key is erased: a write racing the deletion must not
-	// seal with a copy of its field key still in memory.
-	s.AccountStore.fields.forget(account)
-	if err := s.DeleteAccountTokens(ctx, account); err != nil {
-		return err
+// deleteAccountRecords deletes every record of accounts
+// (DeleteAccountRecords), with one pass over the buckets that are not
+// keyed by account (tokens, due deliveries) for them all.
+func (s *Store) deleteAccountRecords(ctx context.Context, accounts ...apiary.AccountID) error {
+	if len(accounts) == 0 {
+		return nil
 	}
-	prefix := scopePrefix(account)
-	for _, b := range []struct {
-		what string
-		kv   storage.KV
-	}{
-		{"admin set", s.admins},
-		{"token uses", s.uses},
-		{"webhooks", s.webhooks},
-		{"deliveries", s.deliveries},
-		{"connections", s.connections},
-		{"pending connections gate", s.gates},
-		{"documents", s.docs},
-		{"outcomes", s.outcomes},
-		{"idempotency keys", s.idem},
-		{"jobs", s.jobs},
-		{"lexical key", s.lexKeys},
-		{"key-encryption keys", s.keks},
-	} {
-		if err := deletePrefix(ctx, b.kv, prefix, nil); err != nil {
-			return fmt.Errorf("records: delete account %s: %s: %w", account, b.what, err)
+	// The accounts' keys are erased: a write racing the deletion must not
+	// seal with a copy of its field key still in memory.
+	for _, account := range accounts {
+		s.AccountStore.fields.forget(account)
+	}
+	if err := s.deleteTokens(ctx, accounts); err != nil {
+		return fmt.Errorf("records: delete accounts' tokens: %w", err)
+	}
+	prefixes := make(map[string]bool, len(accounts))
+	for _, account := range accounts {
+		prefix := scopePrefix(account)
+		prefixes[prefix] = true
+		for _, b := range []struct {
+			what string
+			kv   storage.KV
+		}{
+			{"admin set", s.admins},
+			{"token uses", s.uses},
+			{"webhooks", s.webhooks},
+			{"deliveries", s.deliveries},
+			{"connections", s.connections},
+			{"pending connections gate", s.gates},
+			{"documents", s.docs},
+			{"outcomes", s.outcomes},
+			{"idempotency keys", s.idem},
+			{"jobs", s.jobs},
+			{"lexical key", s.lexKeys},
+			{"key-encryption keys", s.keks},
+		} {
+			if err := deletePrefix(ctx, b.kv, prefix, nil); err != nil {
+				return fmt.Errorf("records: delete account %s: %s: %w", account, b.what, err)
+			}
 		}
 	}
 	// Due entries are keyed by time first: the account is their second part.
 	if err := deletePrefix(ctx, s.due, "", func(key string) bool {
 		_, rest, _ := strings.Cut(key, ".")
-		return strings.HasPrefix(rest, prefix)
+		account, _, _ := strings.Cut(rest, ".")
+		return prefixes[account+"."]
 	}); err != nil {
-		return fmt.Errorf("records: delete account %s: due deliveries: %w", account, err)
+		return fmt.Errorf("records: delete accounts' due deliveries: %w", err)
 	}
-	for _, one := range []struct {
-		what string
-		kv   storage.KV
-	}{
-		{"default webhook secret", s.secrets},
-		{"account", s.accounts},
-	} {
-		if err := one.kv.Delete(ctx, encodeID(string(account))); err != nil {
-			return fmt.Errorf("records: delete account %s: %s: %w", account, one.what, err)
+	for _, account := range accounts {
+		for _, one := range []struct {
+			what string
+			kv   storage.KV
+		}{
+			{"default webhook secret", s.secrets},
+			{"account", s.accounts},
+		} {
+			if err := one.kv.Delete(ctx, encodeID(string(account))); err != nil {
+				return fmt.Errorf("records: delete account %s: %s: %w", account, one.what, err)
+			}
 		}
 	}
 	return nil

@@ -116,9 +116,19 @@ func (s *AccountStore) Tokens(ctx context.Context, account apiary.AccountID) ([]
 // sealedTokens is Tokens with the names left sealed: it needs no key of the
 // account, so it answers after the account's key is erased.
 func (s *AccountStore) sealedTokens(ctx context.Context, account apiary.AccountID) ([]apiary.Token, error) {
+	return s.sealedTokensOf(ctx, []apiary.AccountID{account})
+}
+
+// sealedTokensOf lists the token records of accounts, sealed, in one pass
+// over the tokens.
+func (s *AccountStore) sealedTokensOf(ctx context.Context, accounts []apiary.AccountID) ([]apiary.Token, error) {
 	keys, err := s.tokens.Keys(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("records: list tokens: %w", err)
+	}
+	of := make(map[apiary.AccountID]bool, len(accounts))
+	for _, a := range accounts {
+		of[a] = true
 	}
 	var out []apiary.Token
 	for _, k := range keys {
@@ -129,7 +139,7 @@ func (s *AccountStore) sealedTokens(ctx context.Context, account apiary.AccountI
 		if err != nil {
 			return nil, err
 		}
-		if t.Account != account {
+		if !of[t.Account] {
 			continue
 		}
 		t.Hash = k
