@@ -285,3 +285,32 @@ func TestSweepReadsEachTokenOnce(t *testing.T) {
 	require.LessOrEqual(t, gets.Load(), int64(live), "each token read once, not once per deleted account")
 	require.LessOrEqual(t, lists.Load(), int64(1), "the due deliveries listed once")
 }
+
+// More deletions within the sweep's window than a store remembers (a bulk
+// deletion): the sweep still deletes again what a process wrote for each
+// of them before it heard, the first deleted included.
+func TestSweepPastTheBound(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	kvs := memkv.NewKVStore()
+	deleter, err := records.Open(ctx, kvs)
+	require.NoError(t, err)
+	unaware, err := records.Open(ctx, kvs)
+	require.NoError(t, err)
+	const bound = 3
+	records.SetDeletedBound(deleter, bound)
+	records.SetDeletedBound(unaware, bound)
+	start := time.Now()
+	first := apiary.NewAccountID()
+	require.NoError(t, deleter.DeleteAccountRecords(ctx, first))
+	straggler := job(first)
+	require.NoError(t, unaware.CreateJob(ctx, straggler), "not told yet")
+	for range bound + 2 {
+		require.NoError(t, deleter.DeleteAccountRecords(ctx, apiary.NewAccountID()))
+	}
+
+	_, err = unaware.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
+	require.NoError(t, err)
+	_, err = deleter.Job(ctx, first, straggler.ID)
+	require.ErrorIs(t, err, apiary.ErrNotFound, "the straggler of the first deletion is swept")
+}
