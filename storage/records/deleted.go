@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +65,12 @@ func (d *deletedSet) add(account apiary.AccountID) bool {
 		d.order = d.order[1:]
 	}
 	return true
+}
+
+func (d *deletedSet) bound() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.max
 }
 
 func (d *deletedSet) has(account apiary.AccountID) bool {
@@ -183,24 +188,27 @@ func (s *Store) markDeleted(ctx context.Context, account apiary.AccountID, now t
 
 // loadDeleted marks deleted in memory the accounts whose tombstones are
 // stored (the most recently deleted, when there are more than the bound)
-// and returns those it had not heard of and those deleted since since.
+// and returns those it had not heard of and those deleted since since
+// (all of them, however many: a bulk deletion may delete more accounts
+// within the window than the bound).
 func (s *Store) loadDeleted(ctx context.Context, since time.Time) ([]apiary.AccountID, error) {
 	keys, err := s.tombstones.Keys(ctx, "") // oldest first
 	if err != nil {
 		return nil, fmt.Errorf("records: list deleted accounts: %w", err)
 	}
-	if len(keys) > s.gone.max {
-		keys = keys[len(keys)-s.gone.max:]
-	}
+	remembered := max(len(keys)-s.gone.bound(), 0) // the first key kept in memory
 	after := fmt.Sprintf("%015d.", since.UnixMilli())
 	var sweep []apiary.AccountID
-	for _, k := range keys {
+	swept := map[apiary.AccountID]bool{}
+	for i, k := range keys {
 		_, tok, ok := strings.Cut(k, ".")
 		a := decodedAccount(tok)
 		if !ok || a == "" {
 			continue
 		}
-		if s.gone.add(a) || k >= after && !slices.Contains(sweep, a) {
+		news := i >= remembered && s.gone.add(a)
+		if (news || k >= after) && !swept[a] {
+			swept[a] = true
 			sweep = append(sweep, a)
 		}
 	}
