@@ -2,6 +2,8 @@ package records_test
 
 import (
 	"context"
+	"encoding/base64"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -313,4 +315,41 @@ func TestSweepPastTheBound(t *testing.T) {
 	require.NoError(t, err)
 	_, err = deleter.Job(ctx, first, straggler.ID)
 	require.ErrorIs(t, err, apiary.ErrNotFound, "the straggler of the first deletion is swept")
+}
+
+// The tombstones no store reads (older than the sweep's window, and
+// beyond the most recent a store remembers) are pruned by the sweep:
+// every process lists the tombstones every minute, and at its start.
+func TestSweepPrunesUnreadTombstones(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	kvs := memkv.NewKVStore()
+	s, err := records.Open(ctx, kvs)
+	require.NoError(t, err)
+	const bound = 3
+	records.SetDeletedBound(s, bound)
+	var deleted []apiary.AccountID
+	for range bound + 5 {
+		a := apiary.NewAccountID()
+		require.NoError(t, s.DeleteAccountRecords(ctx, a))
+		deleted = append(deleted, a)
+	}
+	_, err = s.SweepDeletedAccounts(ctx, time.Now().Add(time.Hour)) // every deletion before the window
+	require.NoError(t, err)
+
+	tombstones, err := kvs.Bucket(ctx, "deleted_accounts")
+	require.NoError(t, err)
+	keys, err := tombstones.Keys(ctx, "")
+	require.NoError(t, err)
+	require.Len(t, keys, bound, "the tombstones a store reads are left, the others pruned")
+	reopened, err := records.Open(ctx, kvs)
+	require.NoError(t, err)
+	records.SetDeletedBound(reopened, bound)
+	for _, k := range keys {
+		_, tok, _ := strings.Cut(k, ".")
+		a, err := base64.RawURLEncoding.DecodeString(tok)
+		require.NoError(t, err)
+		require.Contains(t, deleted, apiary.AccountID(a))
+		require.ErrorIs(t, reopened.CreateJob(ctx, job(apiary.AccountID(a))), apiary.ErrNotFound, "the most recent deletions are still refused")
+	}
 }
