@@ -190,20 +190,25 @@ func (s *Store) markDeleted(ctx context.Context, account apiary.AccountID, now t
 // stored (the most recently deleted, when there are more than the bound)
 // and returns those it had not heard of and those deleted since since
 // (all of them, however many: a bulk deletion may delete more accounts
-// within the window than the bound).
-func (s *Store) loadDeleted(ctx context.Context, since time.Time) ([]apiary.AccountID, error) {
+// within the window than the bound), and the keys of the tombstones it
+// read for neither: older than since and than the bound's most recent,
+// no store reads them again.
+func (s *Store) loadDeleted(ctx context.Context, since time.Time) (sweep []apiary.AccountID, unread []string, err error) {
 	keys, err := s.tombstones.Keys(ctx, "") // oldest first
 	if err != nil {
-		return nil, fmt.Errorf("records: list deleted accounts: %w", err)
+		return nil, nil, fmt.Errorf("records: list deleted accounts: %w", err)
 	}
 	remembered := max(len(keys)-s.gone.bound(), 0) // the first key kept in memory
 	after := fmt.Sprintf("%015d.", since.UnixMilli())
-	var sweep []apiary.AccountID
 	swept := map[apiary.AccountID]bool{}
 	for i, k := range keys {
 		_, tok, ok := strings.Cut(k, ".")
 		a := decodedAccount(tok)
 		if !ok || a == "" {
+			continue
+		}
+		if i < remembered && k < after {
+			unread = append(unread, k)
 			continue
 		}
 		news := i >= remembered && s.gone.add(a)
@@ -212,7 +217,7 @@ func (s *Store) loadDeleted(ctx context.Context, since time.Time) ([]apiary.Acco
 			sweep = append(sweep, a)
 		}
 	}
-	return sweep, nil
+	return sweep, unread, nil
 }
 
 // SweepDeletedAccounts learns the accounts deleted by any process (their
@@ -222,7 +227,7 @@ func (s *Store) loadDeleted(ctx context.Context, since time.Time) ([]apiary.Acco
 // deletion's pass over its records and its hearing of it. It returns how
 // many accounts it swept.
 func (s *Store) SweepDeletedAccounts(ctx context.Context, since time.Time) (int, error) {
-	recent, err := s.loadDeleted(ctx, since)
+	recent, unread, err := s.loadDeleted(ctx, since)
 	if err != nil {
 		return 0, err
 	}
@@ -230,6 +235,13 @@ func (s *Store) SweepDeletedAccounts(ctx context.Context, since time.Time) (int,
 	// whole, whatever the account.
 	if err := s.deleteAccountRecords(ctx, recent...); err != nil {
 		return 0, err
+	}
+	// The tombstones no store reads again go, so that the listing above
+	// (every minute, in every process) stays as long as the bound.
+	for _, k := range unread {
+		if err := s.tombstones.Delete(ctx, k); err != nil && !errors.Is(err, apiary.ErrNotFound) {
+			return len(recent), fmt.Errorf("records: prune tombstones: %w", err)
+		}
 	}
 	return len(recent), nil
 }
