@@ -24,9 +24,13 @@ import (
 // is set in memory by the deletion (DeleteAccountRecords) and, in every
 // process, by the deletion's announcement (Store.Forget); it is kept
 // durably as a tombstone (keyed by the time of the deletion, then the
-// account; tombstones are kept), which Open loads (a restart still refuses) and
+// account), which Open loads (a restart still refuses) and
 // SweepDeletedAccounts reads (a process that missed the announcement
-// learns it, and whatever it wrote meanwhile is deleted).
+// learns it, and whatever it wrote meanwhile is deleted). Only the newest
+// DefaultDeletedAccounts are remembered: an account deleted before them
+// takes writes again (nothing is left to write with: its tokens, key and
+// jobs are gone), and the sweep prunes its tombstone once it is past the
+// sweep's window.
 
 const bucketDeleted = "deleted_accounts"
 
