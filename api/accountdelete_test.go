@@ -103,6 +103,32 @@ func TestDeleteAccountCutShortAfterErase(t *testing.T) {
 	requireProblem(t, e.do(http.MethodDelete, "/v1/accounts/"+string(b), e.operator), 404, "no such account")
 }
 
+// A deletion cut short after its announcement (its vectors or records
+// not deleted: Milvus down) while a job of the account was queued after
+// the first try canceled the others (a request already past
+// authentication): asking again finishes it, although every write of the
+// account is refused from the announcement on.
+func TestDeleteAccountCutShortAfterAnnounce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	b, bToken := e.otherAccount("Beta")
+	rec := e.do(http.MethodPost, "/v1/ingest", bToken, jsonBody(map[string]any{
+		"documents": []map[string]any{{"id": "late", "text": "Queued after the first try canceled the jobs."}}}))
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	// The first try: tokens, jobs (not the one above, queued since),
+	// connections, key erased, then the announcement, and no further.
+	require.NoError(t, e.recs.DeleteAccountTokens(ctx, b))
+	require.NoError(t, e.keys.EraseAccountKey(ctx, b))
+	e.recs.Forget(b)
+
+	rec = e.do(http.MethodDelete, "/v1/accounts/"+string(b), e.operator)
+	require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+	left, _, err := e.recs.AccountLeft(ctx, b)
+	require.NoError(t, err)
+	require.False(t, left, "the account's records are deleted")
+}
+
 // An admin deleting their own account leaves the deletion on record where
 // someone can still read it: the operator's audit log, naming the account.
 // (The account's own log has no reader left.)
