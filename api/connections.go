@@ -255,6 +255,7 @@ func (s *Server) cancelConnectionJobs(ctx context.Context, account apiary.Accoun
 		case err == nil:
 			n++
 		case errors.Is(err, apiary.ErrConflict): // it ended meanwhile
+		case errors.Is(err, apiary.ErrNotFound): // deleted meanwhile, or its account is (records refuse its writes)
 		default:
 			return err
 		}
