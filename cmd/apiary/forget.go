@@ -88,9 +88,15 @@ func (a *app) deletedSweeperComponent() component {
 				return nil
 			case <-t.C:
 			}
-			if _, err := a.recs.SweepDeletedAccounts(ctx, time.Now().Add(-deletionSweepWindow)); err != nil && ctx.Err() == nil {
+			if err := a.sweepDeletedAccounts(ctx); err != nil && ctx.Err() == nil {
 				a.log.Warn("sweeping after account deletions failed; retrying at the next interval", "err", err)
 			}
 		}
 	}}
+}
+
+// sweepDeletedAccounts runs one sweep after account deletions.
+func (a *app) sweepDeletedAccounts(ctx context.Context) error {
+	_, err := a.recs.SweepDeletedAccounts(ctx, time.Now().Add(-deletionSweepWindow))
+	return err
 }

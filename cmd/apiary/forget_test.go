@@ -16,6 +16,7 @@ import (
 	"github.com/apiaryhq/apiary/internal/natsserver/natstest"
 	"github.com/apiaryhq/apiary/pipeline"
 	"github.com/apiaryhq/apiary/storage"
+	"github.com/apiaryhq/apiary/storage/natskv"
 	"github.com/apiaryhq/apiary/storage/records"
 )
 
@@ -163,4 +164,27 @@ func TestDeletionReachesEveryProcess(t *testing.T) {
 	u := warm(t, b, acc)
 	require.Equal(t, http.StatusNoContent, a.call(http.MethodDelete, "/v1/account", map[string]any{"confirm": acc}, nil))
 	u.requireForgotten(t, "another process deleted the account")
+}
+
+// TestSweepForgetsWhatItLearns: a process that missed a deletion's
+// announcement (cut off from NATS then) and learns it from the
+// tombstones, at its next sweep, forgets the account everywhere, as the
+// announcement would have: its caches of the account's keys too, not
+// only its record store.
+func TestSweepForgetsWhatItLearns(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	p := startKeysApp(t, serveConfig(t, dataDir))
+	acc := p.newAccount()
+	u := warm(t, p.a, acc)
+
+	// Another process deletes the account; this one is not told.
+	other, err := records.Open(t.Context(), natskv.NewKVStore(p.a.js, p.a.kvConfig()))
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(filepath.Join(dataDir, "keys", string(acc)+".key")))
+	require.NoError(t, other.DeleteAccountRecords(t.Context(), acc))
+	require.Empty(t, u.working(t.Context(), true), "the caches hold the account's keys")
+
+	require.NoError(t, p.a.sweepDeletedAccounts(t.Context()))
+	require.Empty(t, u.working(t.Context(), false), "the account's keys are still in memory")
 }
