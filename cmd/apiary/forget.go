@@ -15,9 +15,10 @@ import (
 // start and, told, drops every key of the account it keeps in memory (the
 // caches gathered in forgets) and stops the account's jobs running in its
 // pool (workers.DeletedAccounts, also in forgets). A process that misses the signal
-// (stopped, or cut off from NATS at that moment) drops them when they
-// expire, as before: within --kek-max-age (10 min), the lexical keys'
-// cache lifetime (10 min) and KMS data keys' (5 min).
+// (stopped, or cut off from NATS at that moment) learns the deletion from
+// its tombstone at its next sweep (below) and forgets the account then;
+// failing that, its keys expire as before: within --kek-max-age (10 min),
+// the lexical keys' cache lifetime (10 min) and KMS data keys' (5 min).
 //
 // The record store is one of the forgetters: told, it refuses every
 // further write of the account (storage/records, deleted.go). The
@@ -95,8 +96,14 @@ func (a *app) deletedSweeperComponent() component {
 	}}
 }
 
-// sweepDeletedAccounts runs one sweep after account deletions.
+// sweepDeletedAccounts runs one sweep after account deletions, and
+// forgets everywhere the deletions it learns of (this process missed
+// their announcement), as the announcement would have.
 func (a *app) sweepDeletedAccounts(ctx context.Context) error {
-	_, err := a.recs.SweepDeletedAccounts(ctx, time.Now().Add(-deletionSweepWindow))
+	_, learned, err := a.recs.SweepDeletedAccounts(ctx, time.Now().Add(-deletionSweepWindow))
+	for _, account := range learned {
+		a.forgets.forget(account)
+		a.log.Info("deleted account's keys dropped from memory, its deletion learned from its tombstone", "account", account)
+	}
 	return err
 }

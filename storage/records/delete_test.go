@@ -205,19 +205,22 @@ func TestSweepDeletedAccounts(t *testing.T) {
 			straggler := job(gone)
 			require.NoError(t, unaware.CreateJob(ctx, straggler), "not told yet")
 			later := time.Now().Add(time.Hour) // the window is past: only what is news is swept
-			n, err := unaware.SweepDeletedAccounts(ctx, later)
+			n, learned, err := unaware.SweepDeletedAccounts(ctx, later)
 			require.NoError(t, err)
 			require.Equal(t, 1, n, "a deletion it had not heard of")
+			require.Equal(t, []apiary.AccountID{gone}, learned, "and it says so")
 			_, err = deleter.Job(ctx, gone, straggler.ID)
 			require.ErrorIs(t, err, apiary.ErrNotFound, "the straggler is swept")
 			require.ErrorIs(t, unaware.CreateJob(ctx, job(gone)), apiary.ErrNotFound, "and the sweeper knows now")
 
-			n, err = unaware.SweepDeletedAccounts(ctx, later)
+			n, learned, err = unaware.SweepDeletedAccounts(ctx, later)
 			require.NoError(t, err)
 			require.Zero(t, n, "known, and deleted before the window")
-			n, err = unaware.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
+			require.Empty(t, learned)
+			n, learned, err = unaware.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
 			require.NoError(t, err)
 			require.Equal(t, 1, n, "deleted within the window: swept again")
+			require.Empty(t, learned, "known already")
 		})
 	}
 }
@@ -281,7 +284,7 @@ func TestSweepReadsEachTokenOnce(t *testing.T) {
 	gets, lists := kvs.counter(&kvs.gets, "tokens"), kvs.counter(&kvs.lists, "due")
 	gets.Store(0)
 	lists.Store(0)
-	n, err := s.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
+	n, _, err := s.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
 	require.NoError(t, err)
 	require.Equal(t, deleted, n)
 	require.LessOrEqual(t, gets.Load(), int64(live), "each token read once, not once per deleted account")
@@ -311,7 +314,7 @@ func TestSweepPastTheBound(t *testing.T) {
 		require.NoError(t, deleter.DeleteAccountRecords(ctx, apiary.NewAccountID()))
 	}
 
-	_, err = unaware.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
+	_, _, err = unaware.SweepDeletedAccounts(ctx, start.Add(-time.Minute))
 	require.NoError(t, err)
 	_, err = deleter.Job(ctx, first, straggler.ID)
 	require.ErrorIs(t, err, apiary.ErrNotFound, "the straggler of the first deletion is swept")
@@ -334,7 +337,7 @@ func TestSweepPrunesUnreadTombstones(t *testing.T) {
 		require.NoError(t, s.DeleteAccountRecords(ctx, a))
 		deleted = append(deleted, a)
 	}
-	_, err = s.SweepDeletedAccounts(ctx, time.Now().Add(time.Hour)) // every deletion before the window
+	_, _, err = s.SweepDeletedAccounts(ctx, time.Now().Add(time.Hour)) // every deletion before the window
 	require.NoError(t, err)
 
 	tombstones, err := kvs.Bucket(ctx, "deleted_accounts")

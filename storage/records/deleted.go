@@ -192,15 +192,15 @@ func (s *Store) markDeleted(ctx context.Context, account apiary.AccountID, now t
 
 // loadDeleted marks deleted in memory the accounts whose tombstones are
 // stored (the most recently deleted, when there are more than the bound)
-// and returns those it had not heard of and those deleted since since
-// (all of them, however many: a bulk deletion may delete more accounts
-// within the window than the bound), and the keys of the tombstones it
-// read for neither: older than since and than the bound's most recent,
-// no store reads them again.
-func (s *Store) loadDeleted(ctx context.Context, since time.Time) (sweep []apiary.AccountID, unread []string, err error) {
+// and returns those it had not heard of (learned) and, with them, those
+// deleted since since (sweep: all of them, however many, as a bulk
+// deletion may delete more accounts within the window than the bound),
+// and the keys of the tombstones it read for neither: older than since
+// and than the bound's most recent, no store reads them again.
+func (s *Store) loadDeleted(ctx context.Context, since time.Time) (sweep, learned []apiary.AccountID, unread []string, err error) {
 	keys, err := s.tombstones.Keys(ctx, "") // oldest first
 	if err != nil {
-		return nil, nil, fmt.Errorf("records: list deleted accounts: %w", err)
+		return nil, nil, nil, fmt.Errorf("records: list deleted accounts: %w", err)
 	}
 	remembered := max(len(keys)-s.gone.bound(), 0) // the first key kept in memory
 	after := fmt.Sprintf("%015d.", since.UnixMilli())
@@ -216,12 +216,15 @@ func (s *Store) loadDeleted(ctx context.Context, since time.Time) (sweep []apiar
 			continue
 		}
 		news := i >= remembered && s.gone.add(a)
+		if news {
+			learned = append(learned, a)
+		}
 		if (news || k >= after) && !swept[a] {
 			swept[a] = true
 			sweep = append(sweep, a)
 		}
 	}
-	return sweep, unread, nil
+	return sweep, learned, unread, nil
 }
 
 // SweepDeletedAccounts learns the accounts deleted by any process (their
@@ -229,23 +232,24 @@ func (s *Store) loadDeleted(ctx context.Context, since time.Time) (sweep []apiar
 // those it had not heard of (it missed the announcement) and of those
 // deleted since since: what a process wrote for an account between the
 // deletion's pass over its records and its hearing of it. It returns how
-// many accounts it swept.
-func (s *Store) SweepDeletedAccounts(ctx context.Context, since time.Time) (int, error) {
-	recent, unread, err := s.loadDeleted(ctx, since)
+// many accounts it swept, and those it learned of: the caller forgets
+// them everywhere else, as the announcement it missed would have had it.
+func (s *Store) SweepDeletedAccounts(ctx context.Context, since time.Time) (swept int, learned []apiary.AccountID, err error) {
+	recent, learned, unread, err := s.loadDeleted(ctx, since)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	// One pass for them all: the tokens and the due deliveries are listed
 	// whole, whatever the account.
 	if err := s.deleteAccountRecords(ctx, recent...); err != nil {
-		return 0, err
+		return 0, learned, err
 	}
 	// The tombstones no store reads again go, so that the listing above
 	// (every minute, in every process) stays as long as the bound.
 	for _, k := range unread {
 		if err := s.tombstones.Delete(ctx, k); err != nil && !errors.Is(err, apiary.ErrNotFound) {
-			return len(recent), fmt.Errorf("records: prune tombstones: %w", err)
+			return len(recent), learned, fmt.Errorf("records: prune tombstones: %w", err)
 		}
 	}
-	return len(recent), nil
+	return len(recent), learned, nil
 }

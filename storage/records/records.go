@@ -117,7 +117,7 @@ func Open(ctx context.Context, kvs storage.KVStore) (*Store, error) {
 			*kv = guardedKV{KV: *kv, owner: g.owner, gone: s.gone}
 		}
 	}
-	if _, _, err := s.loadDeleted(ctx, time.Now()); err != nil {
+	if _, _, _, err := s.loadDeleted(ctx, time.Now()); err != nil {
 		return nil, err
 	}
 	return s, nil
