@@ -28,9 +28,9 @@ import (
 // SweepDeletedAccounts reads (a process that missed the announcement
 // learns it, and whatever it wrote meanwhile is deleted). Only the newest
 // DefaultDeletedAccounts are remembered: an account deleted before them
-// takes writes again (nothing is left to write with: its tokens, key and
-// jobs are gone), and the sweep prunes its tombstone once it is past the
-// sweep's window.
+// takes writes again (from a request or job of it that many deletions
+// late; its tokens, key and jobs are gone), and the sweep prunes its
+// tombstone once it is past the sweep's window.
 
 const bucketDeleted = "deleted_accounts"
 
