@@ -13,8 +13,9 @@ import (
 // erasure and rotation; a Provider sees through it to the key versions of
 // the provider it wraps (encrypt.Versioned).
 type Counter struct {
-	base  encrypt.KeyProvider
-	calls atomic.Int64
+	base    encrypt.KeyProvider
+	calls   atomic.Int64
+	lookups atomic.Int64
 }
 
 var (
@@ -29,6 +30,12 @@ func Count(base encrypt.KeyProvider) *Counter { return &Counter{base: base} }
 // Calls is how many GenerateDataKey and Decrypt calls reached the wrapped
 // provider.
 func (c *Counter) Calls() int64 { return c.calls.Load() }
+
+// Lookups is how many key-version lookups (encrypt.Versioned's
+// CurrentVersion: one DescribeKey or more with awskms) reached the
+// wrapped provider: a Provider makes two for each KEK it makes, and one
+// per rotation.
+func (c *Counter) Lookups() int64 { return c.lookups.Load() }
 
 // CreateAccountKey forwards (not counted: once per account).
 func (c *Counter) CreateAccountKey(ctx context.Context, acc apiary.AccountID) error {

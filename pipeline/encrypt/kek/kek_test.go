@@ -341,3 +341,21 @@ func TestForget(t *testing.T) {
 	requireOpens(t, p, acme, keys[acme], "d")
 	require.Equal(t, calls+1, base.Calls(), "and kept again")
 }
+
+// The newest key version is looked up twice per KEK made (before, and once
+// it is stored), never per data key; a Counter counts those lookups, which
+// reach KMS (DescribeKey) like the calls it counts.
+func TestVersionLookupsAreCounted(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	base := kek.Count(newKeyring(t))
+	p := decorate(t, base, newRecords(t), kek.Config{})
+	acc := apiary.AccountID("acme")
+	require.NoError(t, p.CreateAccountKey(ctx, acc))
+	for range 10 {
+		_, err := p.GenerateDataKey(ctx, acc, docCtx("d"))
+		require.NoError(t, err)
+	}
+	require.Equal(t, int64(1), base.Calls(), "one KEK")
+	require.Equal(t, int64(2), base.Lookups(), "its version looked up before it is made and once it is stored")
+}
