@@ -83,3 +83,15 @@ func (c *Counter) Rewrap(ctx context.Context, acc apiary.AccountID, wrapped []by
 	c.calls.Add(1)
 	return r.Rewrap(ctx, acc, wrapped, encCtx)
 }
+
+// countedVersions is the key versions of the provider a Counter wraps,
+// the lookups counted (WrappedVersion opens nothing and calls no one).
+type countedVersions struct {
+	encrypt.Versioned
+	c *Counter
+}
+
+func (v countedVersions) CurrentVersion(ctx context.Context, acc apiary.AccountID) (int, error) {
+	v.c.lookups.Add(1)
+	return v.Versioned.CurrentVersion(ctx, acc)
+}

@@ -423,7 +423,8 @@ func noVersions(acc apiary.AccountID) error {
 }
 
 // rotator is base's rotation, and its key versions as seen through any
-// Counter around it; both nil when it has no versions.
+// Counter around it (the outermost counting the lookups); both nil when
+// it has no versions.
 func rotator(base encrypt.KeyProvider) (encrypt.Rotator, encrypt.Versioned) {
 	inner := base
 	for {
@@ -437,8 +438,8 @@ func rotator(base encrypt.KeyProvider) (encrypt.Rotator, encrypt.Versioned) {
 	if !ok {
 		return nil, nil
 	}
-	if r, ok := base.(encrypt.Rotator); ok {
-		return r, vs // through the Counter, which counts its re-wraps
+	if c, ok := base.(*Counter); ok {
+		return c, countedVersions{Versioned: vs, c: c} // the Counter counts re-wraps and lookups
 	}
 	return vs, vs
 }
