@@ -262,10 +262,12 @@ func (sc *Scheduler) prune(ctx context.Context, now time.Time) {
 	}
 	n, err := sc.recs.PruneRevokedConnections(ctx, now.Add(-sc.cfg.RevokedRetention))
 	if err != nil {
-		if ctx.Err() == nil {
-			sc.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "revoked connections not pruned", slog.Any("err", err))
+		if ctx.Err() != nil {
+			return
 		}
-		return
+		// Tried again at the next PruneEvery: what could not be read now
+		// is unlikely to be readable a minute later.
+		sc.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "revoked connections not all pruned", slog.Int("connections", n), slog.Any("err", err))
 	}
 	sc.mu.Lock()
 	sc.pruned = now

@@ -229,13 +229,18 @@ func (s *ConnectionStore) PruneRevokedConnections(ctx context.Context, before ti
 		return 0, fmt.Errorf("records: list connections: %w", err)
 	}
 	n := 0
+	var unread []error // one record that cannot be read must not hold up the rest
 	for _, k := range keys {
 		c, _, err := get[Connection](ctx, s.connections, k, "connection")
 		if errors.Is(err, apiary.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return n, err
+			if ctx.Err() != nil {
+				return n, err
+			}
+			unread = append(unread, err)
+			continue
 		}
 		if c.Status != ConnectionRevoked || !c.UpdatedAt.Before(before) {
 			continue
@@ -244,6 +249,9 @@ func (s *ConnectionStore) PruneRevokedConnections(ctx context.Context, before ti
 			return n, fmt.Errorf("records: delete revoked connection: %w", err)
 		}
 		n++
+	}
+	if len(unread) > 0 {
+		return n, fmt.Errorf("records: %d connection records could not be read (the others were pruned): %w", len(unread), errors.Join(unread...))
 	}
 	return n, nil
 }

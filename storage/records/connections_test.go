@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/apiaryhq/apiary"
+	"github.com/apiaryhq/apiary/storage/memkv"
 	"github.com/apiaryhq/apiary/storage/records"
 )
 
@@ -134,4 +135,27 @@ func TestClaimSchedule(t *testing.T) {
 			require.ErrorIs(t, err, apiary.ErrNotFound, "another account's connection is not found")
 		})
 	}
+}
+
+// One record that cannot be read does not stop the pruning of the others:
+// it is skipped and reported, and the revoked connections after it go.
+func TestPruneRevokedConnectionsSkipsAnUnreadableRecord(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	kvs := memkv.NewKVStore()
+	s, err := records.Open(ctx, kvs)
+	require.NoError(t, err)
+	bucket, err := kvs.Bucket(ctx, "connections")
+	require.NoError(t, err)
+	_, err = bucket.Put(ctx, "0.unreadable", []byte("not a record"))
+	require.NoError(t, err)
+	old := time.Now().UTC().Add(-40 * 24 * time.Hour)
+	require.NoError(t, s.CreateConnection(ctx, records.Connection{ID: "con_old", Account: "acc_prune", Provider: "github",
+		Status: records.ConnectionRevoked, CreatedAt: old, UpdatedAt: old}))
+
+	n, err := s.PruneRevokedConnections(ctx, time.Now().Add(-30*24*time.Hour))
+	require.Error(t, err, "the unreadable record is reported")
+	require.Equal(t, 1, n, "the revoked connection after it is pruned all the same")
+	_, err = s.Connection(ctx, "acc_prune", "con_old")
+	require.ErrorIs(t, err, apiary.ErrNotFound)
 }
