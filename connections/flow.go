@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -30,7 +29,11 @@ func (s *Service) Begin(ctx context.Context, account apiary.AccountID, provider 
 	if _, err := s.provider(ctx, provider); err != nil {
 		return records.Connection{}, "", err
 	}
-	defer s.lockBegin(account)()
+	unlock, err := s.lockBegin(ctx, account)
+	if err != nil {
+		return records.Connection{}, "", err
+	}
+	defer unlock()
 	for attempt := 1; ; attempt++ {
 		gate, err := s.recs.PendingGate(ctx, account)
 		if err != nil {
@@ -79,29 +82,38 @@ const maxBeginAttempts = 5
 
 // beginLock is one account's turn at Begin in this process.
 type beginLock struct {
-	mu      sync.Mutex
-	waiting int // Begins holding or waiting for mu
+	turn    chan struct{} // holds one token while a Begin has the turn
+	waiting int           // Begins holding or waiting for the turn
 }
 
-// lockBegin waits for account's turn at Begin and returns its release.
-func (s *Service) lockBegin(account apiary.AccountID) (unlock func()) {
+// lockBegin waits for account's turn at Begin, while ctx lasts (a request
+// given up stops waiting), and returns its release.
+func (s *Service) lockBegin(ctx context.Context, account apiary.AccountID) (unlock func(), err error) {
 	s.mu.Lock()
 	l := s.beginning[account]
 	if l == nil {
-		l = &beginLock{}
+		l = &beginLock{turn: make(chan struct{}, 1)}
 		s.beginning[account] = l
 	}
 	l.waiting++
 	s.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
+	leave := func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if l.waiting--; l.waiting == 0 {
 			delete(s.beginning, account)
 		}
 	}
+	select {
+	case l.turn <- struct{}{}:
+	case <-ctx.Done():
+		leave()
+		return nil, fmt.Errorf("connections: begin: waiting for the account's other authorizations: %w", context.Cause(ctx))
+	}
+	return func() {
+		<-l.turn
+		leave()
+	}, nil
 }
 
 // MaxPendingConnections bounds an account's authorizations in progress

@@ -1,6 +1,7 @@
 package connections
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -118,4 +119,34 @@ func TestPendingBoundHoldsUnderConcurrency(t *testing.T) {
 	require.LessOrEqual(t, pending, MaxPendingConnections)
 	require.Equal(t, began, pending, "every Begin that answered is pending, no other")
 	require.Positive(t, began)
+}
+
+// A Begin waiting for its account's turn stops waiting when its request is
+// given up, and leaves the turn as it found it.
+func TestBeginStopsWaitingForItsTurnWithItsRequest(t *testing.T) {
+	t.Parallel()
+	w, ctx := newScheduleWorld(t), t.Context()
+	svc, err := New(Config{PublicURL: "https://apiary.example.com", Providers: []Provider{{
+		Name: "oidc", ClientID: "id", ClientSecret: "secret", Issuer: "https://idp.example.com",
+		AuthURL: "https://idp.example.com/auth", TokenURL: "https://idp.example.com/token",
+	}}}, w.recs, w.keys, nil)
+	require.NoError(t, err)
+	unlock, err := svc.lockBegin(ctx, acc) // another Begin has the turn
+	require.NoError(t, err)
+
+	gone, cancel := context.WithCancel(ctx)
+	waited := make(chan error, 1)
+	go func() {
+		_, _, err := svc.Begin(gone, acc, "oidc")
+		waited <- err
+	}()
+	cancel()
+	require.ErrorIs(t, <-waited, context.Canceled)
+
+	unlock()
+	_, _, err = svc.Begin(ctx, acc, "oidc")
+	require.NoError(t, err, "the turn is free again")
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	require.Empty(t, svc.beginning, "no turn is left behind")
 }
