@@ -35,7 +35,12 @@ const (
 )
 
 // opTimeout bounds every single queue call of the suite.
-const opTimeout = 30 * time.Second
+const opTimeout = 60 * time.Second
+
+// deliverWithin bounds the wait for a delivery that is due now: generous,
+// as a loaded machine running the race detector may be several times
+// slower than a developer's; a passing run does not wait for it.
+const deliverWithin = 30 * time.Second
 
 // Run runs the conformance suite against fresh queues from newQueue.
 func Run(t *testing.T, newQueue func(t *testing.T, lease time.Duration) queue.Queue) {
@@ -98,7 +103,7 @@ func enqueueReceive(t *testing.T, q queue.Queue) (apiary.JobMessage, *queue.Deli
 	t.Helper()
 	msg := message()
 	require.NoError(t, q.Enqueue(opContext(t), msg))
-	d := receiveOne(t, q, 10*time.Second)
+	d := receiveOne(t, q, deliverWithin)
 	require.Equal(t, msg, d.Msg, "message body must round-trip")
 	require.Equal(t, 1, d.Attempt, "first delivery is attempt 1")
 	return msg, d
@@ -147,7 +152,7 @@ func testReceiveAtMostMax(t *testing.T, newQueue func(*testing.T, time.Duration)
 		require.NoError(t, q.Enqueue(ctx, m))
 	}
 	got := map[apiary.JobID]bool{}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(deliverWithin)
 	for len(got) < total && time.Now().Before(deadline) {
 		ds, err := q.Receive(ctx, max)
 		require.NoError(t, err)
@@ -194,7 +199,7 @@ func testReceiveHonoursCancel(t *testing.T, newQueue func(*testing.T, time.Durat
 		require.Empty(t, ds)
 		require.ErrorIs(t, err, context.Canceled)
 
-		d := receiveOne(t, q, 10*time.Second)
+		d := receiveOne(t, q, deliverWithin)
 		require.Equal(t, msg, d.Msg)
 		require.Equal(t, 1, d.Attempt, "a canceled Receive must not consume the message")
 		require.NoError(t, d.Ack(opContext(t)))
@@ -266,7 +271,7 @@ func testNackDelays(t *testing.T, newQueue func(*testing.T, time.Duration) queue
 	// Nack without delay hands it back at once.
 	msg, d = enqueueReceive(t, q)
 	require.NoError(t, d.Nack(ctx, 0))
-	ackRedelivery(t, q, msg, 10*time.Second)
+	ackRedelivery(t, q, msg, deliverWithin)
 }
 
 // testEnqueuedSurvivesRedelivery: a delivery says when its message was
@@ -285,12 +290,12 @@ func testEnqueuedSurvivesRedelivery(t *testing.T, newQueue func(*testing.T, time
 	require.WithinRange(t, enqueued, before.Add(-skew), time.Now().Add(skew))
 
 	require.NoError(t, d.Nack(ctx, 0))
-	d = receiveOne(t, q, 10*time.Second)
+	d = receiveOne(t, q, deliverWithin)
 	require.Equal(t, msg, d.Msg)
 	require.True(t, enqueued.Equal(d.Enqueued), "after Nack(0): %s, first %s", d.Enqueued, enqueued)
 
 	require.NoError(t, d.Nack(ctx, time.Second))
-	d = receiveOne(t, q, 10*time.Second)
+	d = receiveOne(t, q, deliverWithin)
 	require.True(t, enqueued.Equal(d.Enqueued), "after Nack(1s): %s, first %s", d.Enqueued, enqueued)
 
 	// Not settled: its lease runs out.
@@ -386,7 +391,7 @@ func testEnqueueBatch(t *testing.T, newQueue func(*testing.T, time.Duration) que
 	require.NoError(t, b.EnqueueBatch(ctx, msgs))
 
 	got := map[apiary.JobID]bool{}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(deliverWithin)
 	for len(got) < total && time.Now().Before(deadline) {
 		ds, err := q.Receive(ctx, 10)
 		require.NoError(t, err)
