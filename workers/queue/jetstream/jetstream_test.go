@@ -75,7 +75,7 @@ func TestNewIsIdempotent(t *testing.T) {
 		ds, err := q2.Receive(ctx, 1)
 		got = append(got, ds...)
 		return err == nil && len(got) == 1
-	}, 10*time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	require.Equal(t, msg, got[0].Msg)
 	require.NoError(t, got[0].Ack(ctx))
 }
@@ -132,7 +132,7 @@ func TestMalformedMessageIsTerminated(t *testing.T) {
 		ds, err := q.Receive(ctx, 2)
 		got = append(got, ds...)
 		return err == nil && len(got) >= 1
-	}, 10*time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	require.Len(t, got, 1)
 	require.Equal(t, good, got[0].Msg)
 	require.NoError(t, got[0].Ack(ctx))
@@ -142,7 +142,7 @@ func TestMalformedMessageIsTerminated(t *testing.T) {
 	require.Eventually(t, func() bool {
 		info, err := s.Info(ctx)
 		return err == nil && info.State.Msgs == 0
-	}, 10*time.Second, 10*time.Millisecond, "the malformed message is removed, not redelivered")
+	}, 30*time.Second, 10*time.Millisecond, "the malformed message is removed, not redelivered")
 }
 
 func TestClosedConnectionIsUnavailable(t *testing.T) {
@@ -234,7 +234,7 @@ func TestNackWithoutDelaySurvivesARestart(t *testing.T) {
 	require.Eventually(t, func() bool {
 		again, err = q.Receive(ctx, 2)
 		return err == nil && len(again) > 0
-	}, 10*time.Second, 10*time.Millisecond, "handed back at once, not after the lease")
+	}, 30*time.Second, 10*time.Millisecond, "handed back at once, not after the lease")
 	require.Len(t, again, 1)
 	require.Equal(t, msg, again[0].Msg)
 	require.Equal(t, 2, again[0].Attempt)
@@ -272,7 +272,7 @@ func TestCancelledReceiveLosesNoMessage(t *testing.T) {
 		require.Eventually(t, func() bool { // the pull waits at the server
 			info, err := cons.Info(t.Context())
 			return err == nil && info.NumWaiting > 0
-		}, 10*time.Second, time.Millisecond)
+		}, 30*time.Second, time.Millisecond)
 		msg := apiary.JobMessage{Account: "acc_a", Job: apiary.NewJobID()}
 		enqueued := make(chan error, 1)
 		go func() { enqueued <- q.Enqueue(t.Context(), msg) }()
@@ -285,7 +285,7 @@ func TestCancelledReceiveLosesNoMessage(t *testing.T) {
 				ds, err := q.Receive(t.Context(), 1)
 				got.ds = append(got.ds, ds...)
 				return err == nil && len(got.ds) == 1
-			}, 10*time.Second, time.Millisecond, "the job is delivered now, not after its one-minute lease")
+			}, 30*time.Second, time.Millisecond, "the job is delivered now, not after its one-minute lease")
 		}
 		require.Len(t, got.ds, 1)
 		require.Equal(t, msg, got.ds[0].Msg)
@@ -322,7 +322,7 @@ func TestRequeueHeadersAreBounded(t *testing.T) {
 		ds, err := q.Receive(ctx, 1)
 		got = append(got, ds...)
 		return err == nil && len(got) == 1
-	}, 10*time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	d := got[0]
 	require.False(t, d.Enqueued.After(stored), "Enqueued %s is after the message was stored (%s)", d.Enqueued, stored)
 	require.Positive(t, d.Attempt)
