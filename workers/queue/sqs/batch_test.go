@@ -22,7 +22,7 @@ import (
 func receiveN(t *testing.T, q *apsqs.Queue, n int) []*queue.Delivery {
 	t.Helper()
 	var out []*queue.Delivery
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for len(out) < n && time.Now().Before(deadline) {
 		ds, err := q.Receive(t.Context(), n-len(out))
 		require.NoError(t, err)
@@ -164,7 +164,7 @@ func TestAckBatchFailsOnlyTheRefusedEntry(t *testing.T) {
 		results[i] = make(chan error, 1)
 		go func() { results[i] <- d.Ack(t.Context()) }()
 	}
-	require.Eventually(t, func() bool { return apsqs.PendingAcks(q) == len(ds) }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return apsqs.PendingAcks(q) == len(ds) }, 30*time.Second, time.Millisecond)
 
 	// Close sends the open batch at once and returns once it is done: the
 	// three received messages are deleted by then, the fourth still queued.
@@ -201,7 +201,7 @@ func TestAckCanceledWhileWaiting(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- d.Ack(ctx) }()
-	require.Eventually(t, func() bool { return apsqs.PendingAcks(q) == 1 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return apsqs.PendingAcks(q) == 1 }, 30*time.Second, time.Millisecond)
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 

@@ -233,7 +233,7 @@ func message() apiary.JobMessage {
 // receiveOne polls q until a delivery arrives.
 func receiveOne(t *testing.T, q *apsqs.Queue) *queue.Delivery {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		ds, err := q.Receive(t.Context(), 1)
 		require.NoError(t, err)
@@ -248,7 +248,7 @@ func receiveOne(t *testing.T, q *apsqs.Queue) *queue.Delivery {
 // receiveRaw polls an SQS queue directly until a message arrives.
 func receiveRaw(t *testing.T, c *awssqs.Client, url string) types.Message {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		out, err := c.ReceiveMessage(t.Context(), &awssqs.ReceiveMessageInput{
 			QueueUrl:              aws.String(url),
@@ -335,7 +335,7 @@ func TestMalformedMessageIsDeadLettered(t *testing.T) {
 	require.NoError(t, q.Enqueue(t.Context(), good))
 
 	var got []*queue.Delivery
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && len(got) == 0 {
 		ds, err := q.Receive(t.Context(), 10)
 		require.NoError(t, err)
@@ -485,7 +485,7 @@ func TestCancelledReceiveLosesNoMessage(t *testing.T) {
 			ds, err := q.Receive(ctx, 1)
 			received <- result{ds, err}
 		}()
-		require.Eventually(t, func() bool { return tr.callsOf("ReceiveMessage") > polls }, 10*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return tr.callsOf("ReceiveMessage") > polls }, 30*time.Second, time.Millisecond)
 		msg := message()
 		enqueued := make(chan error, 1)
 		go func() { enqueued <- q.Enqueue(t.Context(), msg) }()
