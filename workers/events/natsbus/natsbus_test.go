@@ -230,14 +230,14 @@ func TestDeletionsReachEveryListener(t *testing.T) {
 		select {
 		case acc := <-got:
 			require.Equal(t, apiary.AccountID("acc_gone"), acc)
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("a listener was not told of the deletion")
 		}
 	}
 	select {
 	case data := <-wire:
 		require.Equal(t, "acc_gone", string(data), "the signal is the account id only")
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("nothing on the wire")
 	}
 
@@ -250,7 +250,7 @@ func TestDeletionsReachEveryListener(t *testing.T) {
 	select {
 	case acc := <-gotA:
 		require.Equal(t, apiary.AccountID("acc_next"), acc)
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("a listener was not told of the second deletion")
 	}
 	require.Empty(t, gotB)
