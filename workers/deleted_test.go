@@ -40,7 +40,7 @@ func TestDeletedAccountsStopTheirJobs(t *testing.T) {
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the deleted account's job is still running")
 	}
 	require.True(t, apiary.IsPermanent(err), "given up, not retried: %v", err)

@@ -484,7 +484,7 @@ func (e *env) crashOn(t *testing.T, j apiary.Job, attempt int, at apiary.Documen
 	require.Error(t, h.Handle(ctx, delivery(j, attempt)))
 	held := e.job(t, j.ID)
 	require.NotEmpty(t, held.Owner, "the dead run never let go of the job")
-	require.Eventually(t, func() bool { return time.Now().After(*e.job(t, j.ID).LeaseUntil) }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return time.Now().After(*e.job(t, j.ID).LeaseUntil) }, 30*time.Second, 20*time.Millisecond)
 }
 
 // TestJobThatStopsItsWorkerTwiceIsGivenUp: a job whose runs ended with their
