@@ -252,7 +252,7 @@ func TestDeleteAccountReachesListeners(t *testing.T) {
 	select {
 	case acc := <-told:
 		require.Equal(t, b, acc)
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the deletion was not announced on the bus")
 	}
 }

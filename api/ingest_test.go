@@ -337,7 +337,7 @@ func TestIngestEnqueueFailure(t *testing.T) {
 	require.Eventually(t, func() bool {
 		evs, err := e.bus.Replay(ctx, events.Filter{Account: apiary.DefaultAccount, Job: jobs[0].ID}, 10)
 		return err == nil && len(evs) == 1 && evs[0].Type == apiary.EventJobFailed
-	}, 10*time.Second, 20*time.Millisecond)
+	}, 30*time.Second, 20*time.Millisecond)
 }
 
 // TestIngestEnqueueFailureReleasesIdempotencyKey: the client is told to
