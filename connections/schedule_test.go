@@ -225,5 +225,5 @@ func TestSchedulerRun(t *testing.T) {
 	require.Eventually(t, func() bool {
 		c, err := w.recs.Connection(ctx, acc, "con_s")
 		return err == nil && c.Schedule.LastJob != ""
-	}, 10*time.Second, 10*time.Millisecond)
+	}, 30*time.Second, 10*time.Millisecond)
 }
