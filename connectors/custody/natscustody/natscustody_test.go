@@ -292,7 +292,7 @@ func TestEndOnTheWorkerWipesOnTheHolder(t *testing.T) {
 	run := s.start(t, job)
 	require.Equal(t, 1, s.api.Held())
 	require.NoError(t, run.Finish(t.Context()))
-	require.Eventually(t, func() bool { return s.api.Held() == 0 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return s.api.Held() == 0 }, 30*time.Second, 10*time.Millisecond)
 	require.Equal(t, make([]byte, len(canary)), b)
 }
 
@@ -329,7 +329,7 @@ func TestCanaryLeaksNowhere(t *testing.T) {
 	s.logger.Debug("withdrew", "creds", got, "token", got.Token, "job", run.Job())
 	got.Wipe()
 	require.NoError(t, run.Finish(t.Context()))
-	require.Eventually(t, func() bool { return s.api.Held() == 0 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return s.api.Held() == 0 }, 30*time.Second, 10*time.Millisecond)
 	// And a refused and a failed withdrawal log what they log.
 	_, err = s.worker.Withdraw(t.Context(), run.Job())
 	require.Error(t, err)
