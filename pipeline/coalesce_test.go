@@ -207,7 +207,7 @@ func TestBatcherServesAccountsInTurn(t *testing.T) {
 
 func waitPending(t *testing.T, b *batcher, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b.mu.Lock()
 		p := b.pending
