@@ -340,7 +340,7 @@ func TestDisabledKeyStopsDecrypt(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, err := reader.Decrypt(ctx, acc, dk.Wrapped, encrypt.Context{"document": "d"})
 		return apiary.KindOf(err) == apiary.KindForbidden
-	}, maxAge+10*time.Second, 100*time.Millisecond)
+	}, maxAge+30*time.Second, 100*time.Millisecond)
 }
 
 func TestThrottlingRetriedThenUnavailable(t *testing.T) {
