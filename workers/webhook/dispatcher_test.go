@@ -31,7 +31,7 @@ import (
 	"github.com/apiaryhq/apiary/workers/webhook"
 )
 
-const waitFor = 20 * time.Second
+const waitFor = 30 * time.Second
 
 // rig is a real NATS server with the event bus, the records and a keyring:
 // what a dispatcher runs over, and what survives its restart.
