@@ -313,7 +313,9 @@ func TestOtherAccountsKeyRefused(t *testing.T) {
 func TestDisabledKeyStopsDecrypt(t *testing.T) {
 	t.Parallel()
 	c, _ := client(t)
-	const maxAge = 5 * time.Second
+	// Long enough for the KMS calls between caching and the cached read
+	// below on a loaded machine; the last wait lasts about this long.
+	const maxAge = 10 * time.Second
 	reader := newProvider(t, c, awskms.Config{Cache: awskms.CacheConfig{MaxAge: maxAge}})
 	operator := newProvider(t, c, awskms.Config{})
 	ctx := t.Context()
