@@ -135,20 +135,25 @@ func TestBatches(t *testing.T) {
 func TestRetries(t *testing.T) {
 	t.Parallel()
 	unavailable := fault{status: http.StatusServiceUnavailable, body: `{"error":{"message":"overloaded","type":"server_error"}}`}
-	date := time.Now().Add(10 * time.Second).UTC().Format(http.TimeFormat)
 	tests := []struct {
 		name       string
 		maxRetries int // default 3
 		faults     []fault
-		wantErr    bool
-		attempts   int
-		check      func(t *testing.T, ws []time.Duration, err error)
+		// faultsNow, when set, gives the faults when the subtest runs: a
+		// parallel subtest may start seconds after the table is built.
+		faultsNow func() []fault
+		wantErr   bool
+		attempts  int
+		check     func(t *testing.T, ws []time.Duration, err error)
 	}{
 		{name: "Retry-After seconds", faults: []fault{rateLimited("3")}, attempts: 2,
 			check: func(t *testing.T, ws []time.Duration, _ error) {
 				require.Equal(t, []time.Duration{3 * time.Second}, ws)
 			}},
-		{name: "Retry-After date", faults: []fault{rateLimited(date)}, attempts: 2,
+		{name: "Retry-After date", attempts: 2,
+			faultsNow: func() []fault {
+				return []fault{rateLimited(time.Now().Add(10 * time.Second).UTC().Format(http.TimeFormat))}
+			},
 			check: func(t *testing.T, ws []time.Duration, _ error) {
 				require.Len(t, ws, 1)
 				require.True(t, ws[0] > 8*time.Second && ws[0] <= 10*time.Second, "waited %v", ws[0])
@@ -191,7 +196,11 @@ func TestRetries(t *testing.T) {
 			f := newFake(t)
 			retries := cmp.Or(tt.maxRetries, 3)
 			e, w := open(t, f, openai.Config{Model: "text-embedding-3-small", MaxRetries: retries, MaxRetryWait: 15 * time.Second})
-			f.queue(tt.faults...)
+			faults := tt.faults
+			if tt.faultsNow != nil {
+				faults = tt.faultsNow()
+			}
+			f.queue(faults...)
 			vs, err := e.Embed(t.Context(), []string{"a text"})
 			if tt.wantErr {
 				require.Error(t, err)
