@@ -211,7 +211,7 @@ func TestCapturedReplyCannotBeOpenedByAnotherKey(t *testing.T) {
 			}
 		}
 		return false
-	}, 10*time.Second, 10*time.Millisecond, "the reply was captured")
+	}, 30*time.Second, 10*time.Millisecond, "the reply was captured")
 	require.NotContains(t, string(sealed), canary)
 
 	other, err := hpke.MLKEM768X25519().GenerateKey()
