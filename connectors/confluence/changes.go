@@ -34,7 +34,7 @@ type feedState struct {
 
 func (c *Connector) decodeFeed(src connectors.Source, tok connectors.Cursor) (feedState, error) {
 	var st feedState
-	if !decode(tok, &st) || st.Source != sourceHash(src) || st.Since <= 0 || (st.Space != "" && !pageID.MatchString(st.Space)) {
+	if !connectors.DecodeCursor(tok, &st) || st.Source != src.Hash() || st.Since <= 0 || (st.Space != "" && !pageID.MatchString(st.Space)) {
 		return feedState{}, apiary.E(apiary.KindInvalid, "confluence: the change token is not one of this source's")
 	}
 	return st, nil
@@ -50,7 +50,7 @@ func (c *Connector) StartToken(ctx context.Context, src connectors.Source) (conn
 	if err != nil {
 		return "", err
 	}
-	st := feedState{Source: sourceHash(src)}
+	st := feedState{Source: src.Hash()}
 	path, err := c.pagesPath(ctx, s, &st.Space)
 	if err != nil {
 		return "", err
@@ -69,7 +69,7 @@ func (c *Connector) StartToken(ctx context.Context, src connectors.Source) (conn
 		return "", apiary.E(apiary.KindUnavailable, "confluence: read the time: Confluence answered no time")
 	}
 	st.Since = now.UnixMilli()
-	return encode(st), nil
+	return connectors.EncodeCursor(st), nil
 }
 
 func serverTime(h http.Header) time.Time {
@@ -203,7 +203,7 @@ func (c *Connector) Changes(ctx context.Context, src connectors.Source, token co
 	} else {
 		st.Removals, st.Next = true, ""
 	}
-	out.Next = encode(st)
+	out.Next = connectors.EncodeCursor(st)
 	return out, nil
 }
 
@@ -238,13 +238,13 @@ func (c *Connector) removals(ctx context.Context, s source, st feedState, keep f
 	}
 	if next != "" {
 		st.Next = next
-		out.Next = encode(st)
+		out.Next = connectors.EncodeCursor(st)
 		return out, nil
 	}
 	tok := feedState{Source: st.Source, Since: st.Since, Space: st.Space}
 	if st.Run > 0 {
 		tok.Since = st.Run
 	}
-	out.Token = encode(tok)
+	out.Token = connectors.EncodeCursor(tok)
 	return out, nil
 }

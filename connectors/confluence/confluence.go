@@ -60,10 +60,8 @@ package confluence
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
@@ -185,28 +183,7 @@ func parseSource(loc string) (source, error) {
 	return source{}, apiary.E(apiary.KindInvalid, `confluence: source %q is not "all" nor "space:KEY"`, loc)
 }
 
-func sourceHash(src connectors.Source) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(src.Location))
-	for _, id := range src.Items {
-		h.Write([]byte{0})
-		h.Write([]byte(id))
-	}
-	return h.Sum64()
-}
-
 var pageID = regexp.MustCompile(`^[0-9]{1,20}$`)
-
-// encode and decode write a cursor as base64 of its JSON.
-func encode(v any) connectors.Cursor {
-	b, _ := json.Marshal(v)
-	return connectors.Cursor(base64.RawURLEncoding.EncodeToString(b))
-}
-
-func decode(c connectors.Cursor, v any) bool {
-	b, err := base64.RawURLEncoding.DecodeString(string(c))
-	return err == nil && json.Unmarshal(b, v) == nil
-}
 
 // listCursor is a listing's state between List calls.
 type listCursor struct {
@@ -265,8 +242,8 @@ func (c *Connector) List(ctx context.Context, src connectors.Source, cur connect
 	if err != nil {
 		return connectors.Page{}, err
 	}
-	st := listCursor{Source: sourceHash(src)}
-	if cur != "" && (!decode(cur, &st) || st.Source != sourceHash(src) || st.Listed < 0) {
+	st := listCursor{Source: src.Hash()}
+	if cur != "" && (!connectors.DecodeCursor(cur, &st) || st.Source != src.Hash() || st.Listed < 0) {
 		return connectors.Page{}, apiary.E(apiary.KindInvalid, "confluence: the cursor is not one of this source's")
 	}
 	if len(src.Items) > 0 {
@@ -303,7 +280,7 @@ func (c *Connector) List(ctx context.Context, src connectors.Source, cur connect
 	}
 	if next != "" && st.Listed < limit {
 		st.Next = next
-		page.Next = encode(st)
+		page.Next = connectors.EncodeCursor(st)
 	}
 	return page, nil
 }
@@ -373,7 +350,7 @@ func (c *Connector) listPicked(ctx context.Context, ids []string, st listCursor)
 	}
 	st.Listed += len(chunk)
 	if st.Listed < len(ids) {
-		page.Next = encode(st)
+		page.Next = connectors.EncodeCursor(st)
 	}
 	return page, nil
 }

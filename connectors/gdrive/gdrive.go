@@ -81,10 +81,7 @@ package gdrive
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"hash/fnv"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -288,28 +285,12 @@ type cursor struct {
 	Listed int      `json:"n,omitempty"` // items yielded so far
 }
 
-func sourceHash(src connectors.Source) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(strings.TrimSpace(src.Location)))
-	for _, id := range src.Items {
-		h.Write([]byte{0})
-		h.Write([]byte(id))
-	}
-	return h.Sum64()
-}
-
-func (c cursor) encode() connectors.Cursor {
-	b, _ := json.Marshal(c)
-	return connectors.Cursor(base64.RawURLEncoding.EncodeToString(b))
-}
+func (c cursor) encode() connectors.Cursor { return connectors.EncodeCursor(c) }
 
 func decodeCursor(cur connectors.Cursor, src connectors.Source, feed bool) (cursor, error) {
 	var st cursor
-	b, err := base64.RawURLEncoding.DecodeString(string(cur))
-	if err == nil {
-		err = json.Unmarshal(b, &st)
-	}
-	ok := err == nil && st.Source == sourceHash(src) && st.Feed == feed && st.Listed >= 0 &&
+	decoded := connectors.DecodeCursor(cur, &st)
+	ok := decoded && st.Source == src.Hash() && st.Feed == feed && st.Listed >= 0 &&
 		st.Index >= 0 && st.Index <= len(src.Items) && len(st.Queue) <= MaxPendingFolders &&
 		(st.Folder == "" || fileID.MatchString(st.Folder))
 	for _, id := range st.Queue {
@@ -380,7 +361,7 @@ func (c *Connector) List(ctx context.Context, src connectors.Source, cur connect
 	if err != nil {
 		return connectors.Page{}, err
 	}
-	st := cursor{Source: sourceHash(src)}
+	st := cursor{Source: src.Hash()}
 	if s.kind == "folder" {
 		st.Folder = s.id
 	}
@@ -598,7 +579,7 @@ func (c *Connector) StartToken(ctx context.Context, src connectors.Source) (conn
 	if out.StartPageToken == "" {
 		return "", apiary.E(apiary.KindUnavailable, "gdrive: get the start page token: Drive answered none")
 	}
-	return cursor{Source: sourceHash(src), Feed: true, Token: out.StartPageToken}.encode(), nil
+	return cursor{Source: src.Hash(), Feed: true, Token: out.StartPageToken}.encode(), nil
 }
 
 // changeList is changes.list's answer.

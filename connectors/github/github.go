@@ -74,7 +74,6 @@ package github
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"hash/fnv"
@@ -397,18 +396,6 @@ func sourceHash(s string) uint64 {
 	return h.Sum64()
 }
 
-// encode is a cursor or token holding v.
-func encode(v any) connectors.Cursor {
-	b, _ := json.Marshal(v)
-	return connectors.Cursor(base64.RawURLEncoding.EncodeToString(b))
-}
-
-// decode reads a cursor or token into v.
-func decode(c connectors.Cursor, v any) bool {
-	b, err := base64.RawURLEncoding.DecodeString(string(c))
-	return err == nil && json.Unmarshal(b, v) == nil
-}
-
 // validWalk reports whether every sha of a walk's stack is a sha (a cursor
 // is not trusted to name request paths).
 func validWalk(stack []frame) bool {
@@ -637,7 +624,7 @@ func (c *Connector) decodeList(src connectors.Source, cur connectors.Cursor) (li
 	}
 	want := st.Src
 	st = listState{}
-	if !decode(cur, &st) || st.Src != want || st.Listed < 0 || st.Skip < 0 || st.Picked < 0 || st.ReposNext < 0 ||
+	if !connectors.DecodeCursor(cur, &st) || st.Src != want || st.Listed < 0 || st.Skip < 0 || st.Picked < 0 || st.ReposNext < 0 ||
 		(st.Repo != "" && (!repoName.MatchString(st.Repo) || !shaForm.MatchString(st.Commit))) || !validWalk(st.Walk) ||
 		(st.ReposPage != "" && !strings.HasPrefix(st.ReposPage, c.cfg.BaseURL+"/")) {
 		return listState{}, apiary.E(apiary.KindInvalid, "github: the cursor is not one of this source's")
@@ -688,7 +675,7 @@ func (c *Connector) List(ctx context.Context, src connectors.Source, cur connect
 		}
 	}
 	if !st.Done && st.Listed < limit {
-		page.Next = encode(st)
+		page.Next = connectors.EncodeCursor(st)
 	}
 	return page, nil
 }
@@ -913,7 +900,7 @@ func (c *Connector) listPicked(ctx context.Context, src connectors.Source, st li
 		st.Listed++
 	}
 	if st.Picked < len(src.Items) && st.Listed < limit {
-		page.Next = encode(st)
+		page.Next = connectors.EncodeCursor(st)
 	}
 	return page, nil
 }
@@ -995,7 +982,7 @@ func (c *Connector) StartToken(ctx context.Context, src connectors.Source) (conn
 	tok := feedToken{Src: sourceHash(sourceKey(src)), Ref: loc.Ref}
 	if !repo {
 		tok.Full = true
-		return encode(tok), nil
+		return connectors.EncodeCursor(tok), nil
 	}
 	if tok.Ref == "" {
 		if tok.Ref, err = c.defaultBranch(ctx, loc.Repo); err != nil {
@@ -1004,7 +991,7 @@ func (c *Connector) StartToken(ctx context.Context, src connectors.Source) (conn
 	}
 	tok.Commit, tok.ETag, _, err = c.commit(ctx, loc.Repo, tok.Ref, "")
 	if isEmptyRepo(err) {
-		return encode(tok), nil // empty: everything is new from here
+		return connectors.EncodeCursor(tok), nil // empty: everything is new from here
 	}
 	if err != nil {
 		return "", err
@@ -1012,7 +999,7 @@ func (c *Connector) StartToken(ctx context.Context, src connectors.Source) (conn
 	if tok.Tree, err = c.commitTree(ctx, loc.Repo, tok.Commit); err != nil {
 		return "", err
 	}
-	return encode(tok), nil
+	return connectors.EncodeCursor(tok), nil
 }
 
 // Changes returns a page of what changed in src's tree since token: files
@@ -1023,7 +1010,7 @@ func (c *Connector) Changes(ctx context.Context, src connectors.Source, token co
 		return connectors.Changes{}, err
 	}
 	var tok feedToken
-	ours := decode(token, &tok) && tok.Src == sourceHash(sourceKey(src))
+	ours := connectors.DecodeCursor(token, &tok) && tok.Src == sourceHash(sourceKey(src))
 	switch {
 	case ours && (tok.Full || !repo):
 		return connectors.Changes{}, apiary.E(apiary.KindInvalid, "github: the change feed diffs one repository's tree (\"owner/repo[@ref][:path]\"): list this source in full")
@@ -1044,7 +1031,7 @@ func (c *Connector) Changes(ctx context.Context, src connectors.Source, token co
 		}
 		if unchanged || sha == tok.Commit {
 			tok.ETag = etag
-			return connectors.Changes{Token: encode(tok)}, nil
+			return connectors.Changes{Token: connectors.EncodeCursor(tok)}, nil
 		}
 		tok.NewCommit, tok.NewETag = sha, etag
 		if sha != "" {
@@ -1076,13 +1063,13 @@ func (c *Connector) Changes(ctx context.Context, src connectors.Source, token co
 	}
 	tok.Walk = w.stack
 	if len(tok.Walk) > 0 {
-		ch.Next = encode(tok)
+		ch.Next = connectors.EncodeCursor(tok)
 		return ch, nil
 	}
 	next := feedToken{Src: tok.Src, Ref: tok.Ref, Commit: tok.NewCommit, Tree: tok.NewTree, ETag: tok.NewETag}
 	if next.Commit == "-" {
 		next.Commit = ""
 	}
-	ch.Token = encode(next)
+	ch.Token = connectors.EncodeCursor(next)
 	return ch, nil
 }

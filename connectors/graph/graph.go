@@ -62,9 +62,6 @@ package graph
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"hash/fnv"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -273,31 +270,14 @@ type cursor struct {
 	Listed int    `json:"n,omitempty"` // documents yielded so far; picks: ids done
 }
 
-// sourceHash identifies src in its cursors: its location and its picks.
-func sourceHash(src connectors.Source) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(src.Location))
-	for _, id := range src.Items {
-		h.Write([]byte{0})
-		h.Write([]byte(id))
-	}
-	return h.Sum64()
-}
-
-func (c cursor) encode() connectors.Cursor {
-	b, _ := json.Marshal(c)
-	return connectors.Cursor(base64.RawURLEncoding.EncodeToString(b))
-}
+func (c cursor) encode() connectors.Cursor { return connectors.EncodeCursor(c) }
 
 // decodeCursor reads cur of src; a link must be Graph's own (the origin and
 // base path of the API), since it is followed with the token.
 func (c *Connector) decodeCursor(cur connectors.Cursor, src connectors.Source, needLink bool) (cursor, error) {
 	var st cursor
-	b, err := base64.RawURLEncoding.DecodeString(string(cur))
-	if err == nil {
-		err = json.Unmarshal(b, &st)
-	}
-	ok := err == nil && st.Source == sourceHash(src) && st.Skip >= 0 && st.Listed >= 0 &&
+	decoded := connectors.DecodeCursor(cur, &st)
+	ok := decoded && st.Source == src.Hash() && st.Skip >= 0 && st.Listed >= 0 &&
 		(st.Drive == "" || graphID.MatchString(st.Drive)) && (!needLink || c.ownLink(st.Link))
 	if !ok {
 		return cursor{}, apiary.E(apiary.KindInvalid, "graph: the cursor is not one of this source's")
@@ -410,12 +390,12 @@ func (c *Connector) start(ctx context.Context, src connectors.Source, s source, 
 	for k, v := range query {
 		q[k] = v
 	}
-	return cursor{Source: sourceHash(src), Drive: drive, Link: c.client.URL("/drives/"+drive+"/root/delta", q)}, nil
+	return cursor{Source: src.Hash(), Drive: drive, Link: c.client.URL("/drives/"+drive+"/root/delta", q)}, nil
 }
 
 // listPicked lists src.Items from the index the cursor holds.
 func (c *Connector) listPicked(ctx context.Context, src connectors.Source, s source, cur connectors.Cursor) (connectors.Page, error) {
-	st := cursor{Source: sourceHash(src)}
+	st := cursor{Source: src.Hash()}
 	if cur != "" {
 		var err error
 		if st, err = c.decodeCursor(cur, src, false); err != nil {

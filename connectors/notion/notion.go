@@ -80,10 +80,7 @@ package notion
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
@@ -430,32 +427,16 @@ type cursor struct {
 	Done    bool     `json:"d,omitempty"`
 }
 
-func sourceHash(src connectors.Source) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(src.Location))
-	for _, id := range src.Items {
-		h.Write([]byte{0})
-		h.Write([]byte(id))
-	}
-	return h.Sum64()
-}
-
-func (c cursor) encode() connectors.Cursor {
-	b, _ := json.Marshal(c)
-	return connectors.Cursor(base64.RawURLEncoding.EncodeToString(b))
-}
+func (c cursor) encode() connectors.Cursor { return connectors.EncodeCursor(c) }
 
 func decodeCursor(cur connectors.Cursor, src connectors.Source) (cursor, error) {
-	st := cursor{Source: sourceHash(src)}
+	st := cursor{Source: src.Hash()}
 	if cur == "" {
 		return st, nil
 	}
 	var got cursor
-	b, err := base64.RawURLEncoding.DecodeString(string(cur))
-	if err == nil {
-		err = json.Unmarshal(b, &got)
-	}
-	if err != nil || got.Source != st.Source || got.Listed < 0 {
+	decoded := connectors.DecodeCursor(cur, &got)
+	if !decoded || got.Source != st.Source || got.Listed < 0 {
 		return cursor{}, apiary.E(apiary.KindInvalid, "notion: the cursor is not one of this source's")
 	}
 	return got, nil

@@ -49,11 +49,9 @@ package s3
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -261,34 +259,16 @@ type cursor struct {
 	Pick   int    `json:"p,omitempty"` // picked listing: the next pick's index
 }
 
-// sourceHash identifies a listing: the location, and the picked ids when
-// there are some, so that a cursor of another pick list is invalid.
-func sourceHash(src connectors.Source) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(src.Location))
-	for _, id := range src.Items {
-		h.Write([]byte{0})
-		h.Write([]byte(id))
-	}
-	return h.Sum64()
-}
-
-func (c cursor) encode() connectors.Cursor {
-	b, _ := json.Marshal(c)
-	return connectors.Cursor(base64.RawURLEncoding.EncodeToString(b))
-}
+func (c cursor) encode() connectors.Cursor { return connectors.EncodeCursor(c) }
 
 func decodeCursor(c connectors.Cursor, src connectors.Source) (cursor, error) {
 	var st cursor
-	b, err := base64.RawURLEncoding.DecodeString(string(c))
-	if err == nil {
-		err = json.Unmarshal(b, &st)
-	}
+	decoded := connectors.DecodeCursor(c, &st)
 	valid := st.Token != "" && st.Listed >= 0 && st.Pick == 0 // a bucket listing
 	if len(src.Items) > 0 {
 		valid = st.Token == "" && st.Pick > 0 && st.Pick < len(src.Items) // a picked listing
 	}
-	if err != nil || !valid || st.Source != sourceHash(src) {
+	if !decoded || !valid || st.Source != src.Hash() {
 		return cursor{}, apiary.E(apiary.KindInvalid, "s3: the cursor is not one of this source's")
 	}
 	return st, nil
@@ -305,7 +285,7 @@ func (c *Connector) List(ctx context.Context, src connectors.Source, cur connect
 		limit = connectors.DefaultMaxItems
 	}
 	limit = min(limit, connectors.HardMaxItems)
-	st := cursor{Source: sourceHash(src)}
+	st := cursor{Source: src.Hash()}
 	if cur != "" {
 		if st, err = decodeCursor(cur, src); err != nil {
 			return connectors.Page{}, err

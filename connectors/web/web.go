@@ -51,9 +51,7 @@ package web
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"hash/fnv"
 	"io"
@@ -280,17 +278,12 @@ func (s *state) encode() connectors.Cursor {
 	for _, h := range s.Seen {
 		s.Packed = binary.BigEndian.AppendUint64(s.Packed, h)
 	}
-	b, _ := json.Marshal(s)
-	return connectors.Cursor(base64.RawURLEncoding.EncodeToString(b))
+	return connectors.EncodeCursor(s)
 }
 
 func decodeCursor(c connectors.Cursor) (*state, error) {
-	b, err := base64.RawURLEncoding.DecodeString(string(c))
 	var s state
-	if err == nil {
-		err = json.Unmarshal(b, &s)
-	}
-	if err != nil || len(s.Packed)%8 != 0 {
+	if !connectors.DecodeCursor(c, &s) || len(s.Packed)%8 != 0 {
 		return nil, errForeignCursor
 	}
 	for b := s.Packed; len(b) > 0; b = b[8:] {
